@@ -1,0 +1,194 @@
+//! The command line: `serve`, `demo`, `audit export`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::{shutdown_signal, App};
+use crate::config::Config;
+use crate::domain::{AuditEntry, GrantDuration, Timestamp};
+use crate::engine::clock::SystemClock;
+use crate::engine::ports::Store;
+use crate::store::SqliteStore;
+
+/// Temporary admin rights on JumpCloud-managed computers, approved in Slack.
+///
+/// A person types `/tempadmin 20m install printer driver`, an approver clicks
+/// Approve, tempadmin elevates the person on their own computer through the
+/// JumpCloud API and restores the previous rights on time.
+#[derive(Debug, Parser)]
+#[command(name = "tempadmin", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the bot: the HTTP endpoints for Slack and the scheduler.
+    ///
+    /// Secrets come from the environment: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN,
+    /// JUMPCLOUD_API_KEY and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
+    /// DATABASE_URL, SLACK_API_URL and JUMPCLOUD_API_URL override the file.
+    Serve {
+        /// The TOML config file (see docker/config.example.toml).
+        #[arg(long, env = "TEMPADMIN_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Play a whole request, approval, elevation, countdown and revocation
+    /// against built-in simulated Slack and JumpCloud servers on loopback.
+    /// Needs no account; takes about a minute; exits 0 when the story ends
+    /// with the previous rights restored.
+    Demo,
+    /// The audit trail.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `tempadmin audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the audit trail, oldest first.
+    Export {
+        /// The database to read.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tempadmin.db")]
+        database_url: String,
+        /// Only entries at or after this time: RFC 3339 (2026-11-25T09:00:00Z)
+        /// or a duration ago (24h, 90m).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<Timestamp>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+}
+
+/// Audit export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    GrantDuration::parse(text)
+        .map(|ago| Utc::now() - ago.as_chrono())
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like 24h"))
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        CliCommand::Serve { config } => {
+            let config = Config::load(&config, |name| std::env::var(name).ok())?;
+            let app = App::build(&config, Arc::new(SystemClock)).await?;
+            tracing::info!(listen = %config.listen, port = app.port(), database = %redact_url(&config.database_url), "tempadmin is listening");
+            app.run(shutdown_signal()).await
+        }
+        CliCommand::Demo => crate::demo::run().await,
+        CliCommand::Audit {
+            command:
+                AuditCommand::Export {
+                    database_url,
+                    since,
+                    format,
+                },
+        } => {
+            let store = SqliteStore::open(&database_url).await?;
+            let entries = store.audit_since(since).await?;
+            let stdout = std::io::stdout();
+            write_audit(&entries, format, stdout.lock())?;
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// Writes audit entries in the chosen format.
+pub fn write_audit(
+    entries: &[AuditEntry],
+    format: Format,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Jsonl => {
+            for e in entries {
+                serde_json::to_writer(&mut out, e)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "at",
+                "actor",
+                "action",
+                "request_id",
+                "before",
+                "after",
+                "detail",
+            ])?;
+            for e in entries {
+                w.write_record([
+                    e.at.to_rfc3339(),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.request_id.to_string(),
+                    e.before.map(|s| s.as_str()).unwrap_or_default().to_string(),
+                    e.after.map(|s| s.as_str()).unwrap_or_default().to_string(),
+                    e.detail.to_string(),
+                ])?;
+            }
+            w.flush().context("cannot write the export")?;
+        }
+    }
+    Ok(())
+}
+
+/// A database URL without any password in it, for logs.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_time_or_a_duration_ago() {
+        let t = parse_since("2026-11-25T09:00:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-25T09:00:00+00:00");
+        let ago = parse_since("24h").unwrap();
+        assert!((Utc::now() - ago).num_hours() == 24 || (Utc::now() - ago).num_minutes() >= 1439);
+        assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db/t"),
+            "postgres://u:redacted@db/t"
+        );
+        assert_eq!(redact_url("sqlite://tempadmin.db"), "sqlite://tempadmin.db");
+    }
+}

@@ -1,0 +1,298 @@
+//! Configuration: the TOML file of DESIGN.md, overridden by environment
+//! variables, with secrets from the environment only. Everything is checked
+//! here, at start-up, so a bad setting stops the bot with a clear message
+//! instead of failing at the first request.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::domain::{GrantDuration, Policy};
+use crate::jumpcloud::JumpCloudSettings;
+use crate::slack::client::SlackSettings;
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// `sqlite://…`.
+    pub database_url: String,
+    /// Slack.
+    pub slack: SlackConfig,
+    /// JumpCloud.
+    pub jumpcloud: JumpCloudSettings,
+    /// Request policy.
+    pub policy: Policy,
+}
+
+/// Slack settings plus the inbound signing secret.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// Outbound Web API settings.
+    pub api: SlackSettings,
+    /// `SLACK_SIGNING_SECRET`.
+    pub signing_secret: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    slack: Option<FileSlack>,
+    #[serde(default)]
+    jumpcloud: FileJumpCloud,
+    teams: Option<toml::Value>,
+    #[serde(default)]
+    policy: FilePolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSlack {
+    api_url: Option<String>,
+    approvals_channel: Option<String>,
+    #[serde(default)]
+    approvers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJumpCloud {
+    api_url: Option<String>,
+    grant_mode: Option<String>,
+    timeout: Option<GrantDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    default_duration: Option<GrantDuration>,
+    min_duration: Option<GrantDuration>,
+    max_duration: Option<GrantDuration>,
+    require_reason: Option<bool>,
+    approval_timeout: Option<GrantDuration>,
+    reminders: Option<Vec<GrantDuration>>,
+}
+
+/// Default Slack Web API base.
+pub const SLACK_API_URL: &str = "https://slack.com/api";
+/// Default JumpCloud API base.
+pub const JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
+
+impl Config {
+    /// Reads `path` and the environment (through `env`, so tests can pass
+    /// their own).
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Self::parse(&text, env).with_context(|| format!("in the config file {}", path.display()))
+    }
+
+    /// Parses the TOML text and the environment.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let file: FileConfig = toml::from_str(text).context("the config file is not valid")?;
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let secret = |name: &str| -> anyhow::Result<SecretString> {
+            env(name)
+                .map(SecretString::from)
+                .with_context(|| format!("the environment variable {name} is not set"))
+        };
+        if file.teams.is_some() {
+            bail!("[teams] is not supported by this version yet; remove the section");
+        }
+        let Some(slack) = file.slack else {
+            bail!("a [slack] section is required (approvals_channel and approvers)");
+        };
+        let approvals_channel = slack
+            .approvals_channel
+            .filter(|c| !c.trim().is_empty())
+            .context(
+                "slack.approvals_channel is required: the channel id where approval requests go",
+            )?;
+        if slack.approvers.is_empty() {
+            bail!("slack.approvers is empty: nobody could approve a request");
+        }
+        if let Some(bad) = slack
+            .approvers
+            .iter()
+            .find(|a| !a.starts_with(['U', 'W', 'S']) || a.len() < 3)
+        {
+            bail!("slack.approvers entry `{bad}` is not a Slack user id (U…/W…) or user-group id (S…)");
+        }
+        let grant_mode = file
+            .jumpcloud
+            .grant_mode
+            .as_deref()
+            .unwrap_or("association");
+        match grant_mode {
+            "association" => {}
+            "access_request" => bail!(
+                "jumpcloud.grant_mode = \"access_request\" is not supported by this version yet; use \"association\""
+            ),
+            other => bail!("jumpcloud.grant_mode `{other}` is unknown; use \"association\""),
+        }
+        let policy = policy(file.policy)?;
+        let timeout = file
+            .jumpcloud
+            .timeout
+            .map(GrantDuration::as_std)
+            .unwrap_or(Duration::from_secs(15));
+        Ok(Self {
+            listen: env("TEMPADMIN_LISTEN")
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:3000".into()),
+            database_url: env("DATABASE_URL")
+                .or(file.database_url)
+                .unwrap_or_else(|| "sqlite://tempadmin.db".into()),
+            slack: SlackConfig {
+                api: SlackSettings {
+                    api_url: env("SLACK_API_URL")
+                        .or(slack.api_url)
+                        .unwrap_or_else(|| SLACK_API_URL.into()),
+                    bot_token: secret("SLACK_BOT_TOKEN")?,
+                    approvals_channel,
+                    approvers: slack.approvers,
+                },
+                signing_secret: secret("SLACK_SIGNING_SECRET")?,
+            },
+            jumpcloud: JumpCloudSettings {
+                api_url: env("JUMPCLOUD_API_URL")
+                    .or(file.jumpcloud.api_url)
+                    .unwrap_or_else(|| JUMPCLOUD_API_URL.into()),
+                api_key: secret("JUMPCLOUD_API_KEY")?,
+                org_id: env("JUMPCLOUD_ORG_ID"),
+                timeout,
+            },
+            policy,
+        })
+    }
+}
+
+fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
+    let defaults = Policy::default();
+    let policy = Policy {
+        default_duration: p.default_duration.unwrap_or(defaults.default_duration),
+        min_duration: p.min_duration.unwrap_or(defaults.min_duration),
+        max_duration: p.max_duration.unwrap_or(defaults.max_duration),
+        require_reason: p.require_reason.unwrap_or(defaults.require_reason),
+        approval_timeout: p.approval_timeout.unwrap_or(defaults.approval_timeout),
+        reminders: p.reminders.unwrap_or(defaults.reminders),
+    };
+    if policy.min_duration > policy.max_duration {
+        bail!(
+            "policy.min_duration ({}) is longer than policy.max_duration ({})",
+            policy.min_duration,
+            policy.max_duration
+        );
+    }
+    if policy.min_duration.as_secs() < 10 {
+        bail!("policy.min_duration must be at least 10s");
+    }
+    if !(policy.min_duration..=policy.max_duration).contains(&policy.default_duration) {
+        bail!(
+            "policy.default_duration ({}) must lie between min_duration ({}) and max_duration ({})",
+            policy.default_duration,
+            policy.min_duration,
+            policy.max_duration
+        );
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [slack]
+        approvals_channel = "C0123456789"
+        approvers = ["U0123ABCD", "S0456EFGH"]
+    "#;
+
+    fn env_with_secrets(name: &str) -> Option<String> {
+        match name {
+            "SLACK_SIGNING_SECRET" => Some("s3cr3t".into()),
+            "SLACK_BOT_TOKEN" => Some("xoxb-1".into()),
+            "JUMPCLOUD_API_KEY" => Some("jc-key".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3000");
+        assert_eq!(c.database_url, "sqlite://tempadmin.db");
+        assert_eq!(c.slack.api.api_url, SLACK_API_URL);
+        assert_eq!(c.jumpcloud.api_url, JUMPCLOUD_API_URL);
+        assert_eq!(c.jumpcloud.org_id, None);
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let env = |name: &str| match name {
+            "TEMPADMIN_LISTEN" => Some("0.0.0.0:8080".into()),
+            "DATABASE_URL" => Some("sqlite:///var/lib/t.db".into()),
+            "SLACK_API_URL" => Some("http://127.0.0.1:9/api".into()),
+            "JUMPCLOUD_API_URL" => Some("https://console.eu.jumpcloud.com".into()),
+            "JUMPCLOUD_ORG_ID" => Some("org1".into()),
+            other => env_with_secrets(other),
+        };
+        let c = Config::parse(MINIMAL, env).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert_eq!(c.database_url, "sqlite:///var/lib/t.db");
+        assert_eq!(c.slack.api.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(c.jumpcloud.api_url, "https://console.eu.jumpcloud.com");
+        assert_eq!(c.jumpcloud.org_id.as_deref(), Some("org1"));
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_and_its_value_never_printed() {
+        let env = |name: &str| match name {
+            "JUMPCLOUD_API_KEY" => None,
+            other => env_with_secrets(other),
+        };
+        let err = format!("{:#}", Config::parse(MINIMAL, env).unwrap_err());
+        assert!(err.contains("JUMPCLOUD_API_KEY"), "{err}");
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("xoxb-1") && !debug.contains("jc-key")
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_key_named() {
+        let cases = [
+            ("[slack]\napprovers = [\"U1234\"]", "approvals_channel"),
+            ("[slack]\napprovals_channel = \"C1\"", "approvers"),
+            (
+                "[slack]\napprovals_channel = \"C1\"\napprovers = [\"bob\"]",
+                "bob",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmin_duration = \"2h\"\nmax_duration = \"1h\""),
+                "min_duration",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_duration = \"forever\""),
+                "forever",
+            ),
+            (
+                &format!("{MINIMAL}\n[jumpcloud]\ngrant_mode = \"magic\""),
+                "magic",
+            ),
+            (&format!("{MINIMAL}\nlisten_port = 3"), "listen_port"),
+        ];
+        for (text, expected) in cases {
+            let err = format!("{:#}", Config::parse(text, env_with_secrets).unwrap_err());
+            assert!(err.contains(expected), "{expected} not in: {err}");
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The domain: durations, policy, the request state machine, what JumpCloud
+//! state to restore, and the notices and audit entries a transition produces.
+//!
+//! Pure types and functions only: nothing here performs I/O, so every rule in
+//! this folder is unit-tested without a database, a chat service or JumpCloud.
+
+pub mod audit;
+pub mod command;
+pub mod duration;
+pub mod ids;
+pub mod notice;
+pub mod policy;
+pub mod prior;
+pub mod request;
+
+pub use audit::AuditEntry;
+pub use command::Command;
+pub use duration::GrantDuration;
+pub use ids::{ChatUserId, Email, JcUserId, RequestId, SystemId};
+pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
+pub use policy::Policy;
+pub use prior::{AssociationOp, DirectBinding, PriorState};
+pub use request::{Device, Request, RequestState};
+
+/// A point in time. Milliseconds are the resolution the store keeps.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -1,0 +1,202 @@
+//! What the engine wants people to be told, independent of the chat service.
+//! The Slack adapter renders these as Block Kit; a Teams adapter would render
+//! Adaptive Cards from the same values. Notices are stored in the outbox as
+//! JSON, so every variant is serialisable.
+
+use super::{ChatUserId, Email, GrantDuration, RequestId, RequestState, Timestamp};
+
+/// Why something the person asked for was not done, said privately.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    /// The first word was meant as a duration but is not one.
+    BadDuration {
+        /// What was typed.
+        input: String,
+        /// Policy minimum.
+        min: GrantDuration,
+        /// Policy maximum.
+        max: GrantDuration,
+    },
+    /// A duration outside the policy bounds.
+    DurationOutOfRange {
+        /// What was asked.
+        requested: GrantDuration,
+        /// Policy minimum.
+        min: GrantDuration,
+        /// Policy maximum.
+        max: GrantDuration,
+    },
+    /// Policy requires a reason and none was given.
+    ReasonRequired,
+    /// The chat profile has no email address to find the JumpCloud account by.
+    NoEmail,
+    /// No JumpCloud user has this email.
+    NoDirectoryAccount {
+        /// The email looked up.
+        email: Email,
+    },
+    /// The JumpCloud account is suspended.
+    Suspended {
+        /// The account's email.
+        email: Email,
+    },
+    /// The account has no computer bound to it (phones and tablets do not count).
+    NoEligibleDevice {
+        /// The account's email.
+        email: Email,
+    },
+    /// The person is admin there already.
+    AlreadyAdmin {
+        /// The device.
+        hostname: String,
+        /// The open request that makes them admin, if that is why.
+        through: Option<RequestId>,
+    },
+    /// JumpCloud could not be reached or answered with errors.
+    DirectoryUnavailable,
+    /// JumpCloud refused our API key (401/403): an administrator must fix it.
+    DirectoryMisconfigured,
+    /// The chat service could not tell us who the person is.
+    ChatUnavailable,
+    /// The clicker is not a configured approver.
+    NotApprover,
+    /// Four eyes: nobody decides their own request.
+    OwnRequest,
+    /// Somebody decided already; the request is in this state.
+    AlreadyDecided {
+        /// Its current state.
+        state: RequestState,
+    },
+    /// Only the requester or an approver may end an elevation early.
+    NotAllowedToEnd,
+    /// `/tempadmin revoke` with nothing active or pending.
+    NothingToRevoke,
+    /// A button for a request we do not know.
+    UnknownRequest,
+    /// A device pick that was not one of the offered devices, or came too late.
+    DeviceNotOffered,
+}
+
+/// Why an elevation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// Its time ran out.
+    Expired,
+    /// Somebody ended it before its time (End now or `/tempadmin revoke`).
+    EndedEarly,
+    /// JumpCloud would not apply the elevation; whatever may have been applied was undone.
+    GrantFailed,
+}
+
+impl EndCause {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::EndedEarly => "ended_early",
+            Self::GrantFailed => "grant_failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Expired, Self::EndedEarly, Self::GrantFailed]
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
+}
+
+/// Something that happened to a request: a thread reply for everyone, or a
+/// direct message to the requester.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The request was approved.
+    Approved {
+        /// By whom.
+        by: ChatUserId,
+    },
+    /// The request was denied.
+    Denied {
+        /// By whom.
+        by: ChatUserId,
+    },
+    /// Nobody decided in time.
+    TimedOut,
+    /// The requester withdrew the request.
+    Cancelled,
+    /// Admin rights are in place until `until`. `changed` is false when the
+    /// person turned out to be admin already, so nothing was changed.
+    Elevated {
+        /// Expiry.
+        until: Timestamp,
+        /// Whether JumpCloud was changed.
+        changed: bool,
+    },
+    /// JumpCloud refused or failed the elevation for good.
+    GrantFailed {
+        /// A classification of the failure (never a secret).
+        error: String,
+    },
+    /// Time left.
+    Reminder {
+        /// Remaining time at this mark.
+        left: GrantDuration,
+    },
+    /// The rights were taken back.
+    Ended {
+        /// Why.
+        cause: EndCause,
+        /// Who ended it early.
+        by: Option<ChatUserId>,
+    },
+    /// Restoration keeps failing; the bot keeps trying. Humans should look.
+    RevokeFailing {
+        /// Attempts so far.
+        attempts: u32,
+        /// A classification of the failure (never a secret).
+        error: String,
+    },
+}
+
+/// A private answer to one person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PrivateBody {
+    /// The request went to the approvers.
+    Sent,
+    /// Refused, with the reason.
+    Refused(Refusal),
+    /// Several devices: pick one (the request's `candidates`).
+    PickDevice,
+}
+
+/// One message the engine wants delivered; a row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Notice {
+    /// Post the approval message (the thread's root) to the approvers.
+    ApprovalCard,
+    /// Re-render the approval message from the request's current state.
+    RefreshCard,
+    /// Reply in the approval message's thread.
+    Thread {
+        /// What happened.
+        event: Event,
+    },
+    /// Direct message to the requester.
+    Direct {
+        /// What happened.
+        event: Event,
+    },
+    /// Private answer. `reply_to` is where (Slack: a `response_url`); `None`
+    /// means the request's own `reply_to`.
+    Private {
+        /// Destination, when not the requester's.
+        reply_to: Option<String>,
+        /// What to say.
+        body: PrivateBody,
+    },
+}

@@ -1,0 +1,113 @@
+//! `Policy`: the limits an organisation sets on requests (duration bounds,
+//! whether a reason is required, how long approvers have, when to remind).
+
+use super::{GrantDuration, Refusal};
+
+/// The organisation's rules for requests; loaded from `[policy]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Shown in help as the example duration.
+    pub default_duration: GrantDuration,
+    /// Shortest grant allowed.
+    pub min_duration: GrantDuration,
+    /// Longest grant allowed.
+    pub max_duration: GrantDuration,
+    /// Whether a request must carry a reason.
+    pub require_reason: bool,
+    /// How long a request waits for a decision before it expires.
+    pub approval_timeout: GrantDuration,
+    /// Remaining-time marks at which countdown replies are sent, longest first.
+    pub reminders: Vec<GrantDuration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let d = |s| GrantDuration::from_secs(s);
+        Self {
+            default_duration: d(30 * 60),
+            min_duration: d(5 * 60),
+            max_duration: d(4 * 3600),
+            require_reason: false,
+            approval_timeout: d(30 * 60),
+            reminders: vec![d(15 * 60), d(5 * 60), d(60)],
+        }
+    }
+}
+
+impl Policy {
+    /// Checks a requested duration against the bounds.
+    pub fn check_duration(&self, requested: GrantDuration) -> Result<(), Refusal> {
+        if requested < self.min_duration || requested > self.max_duration {
+            return Err(Refusal::DurationOutOfRange {
+                requested,
+                min: self.min_duration,
+                max: self.max_duration,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the reason against `require_reason`.
+    pub fn check_reason(&self, reason: &str) -> Result<(), Refusal> {
+        if self.require_reason && reason.trim().is_empty() {
+            return Err(Refusal::ReasonRequired);
+        }
+        Ok(())
+    }
+
+    /// The reminder marks that fit inside a grant of `duration`, longest first.
+    pub fn reminders_for(&self, duration: GrantDuration) -> Vec<GrantDuration> {
+        let mut marks: Vec<_> = self
+            .reminders
+            .iter()
+            .copied()
+            .filter(|m| *m < duration)
+            .collect();
+        marks.sort_by(|a, b| b.cmp(a));
+        marks.dedup();
+        marks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> GrantDuration {
+        GrantDuration::parse(s).unwrap()
+    }
+
+    #[test]
+    fn durations_outside_the_bounds_are_refused_with_the_bounds_named() {
+        let p = Policy::default();
+        assert!(p.check_duration(d("20m")).is_ok());
+        assert!(p.check_duration(d("5m")).is_ok());
+        assert!(p.check_duration(d("4h")).is_ok());
+        assert_eq!(
+            p.check_duration(d("5h")),
+            Err(Refusal::DurationOutOfRange {
+                requested: d("5h"),
+                min: d("5m"),
+                max: d("4h")
+            })
+        );
+        assert!(p.check_duration(d("4m59s")).is_err());
+    }
+
+    #[test]
+    fn a_reason_is_needed_only_when_policy_says_so() {
+        let mut p = Policy::default();
+        assert!(p.check_reason("").is_ok());
+        p.require_reason = true;
+        assert_eq!(p.check_reason("  "), Err(Refusal::ReasonRequired));
+        assert!(p.check_reason("printer").is_ok());
+    }
+
+    #[test]
+    fn reminders_shorter_than_the_grant_are_kept_longest_first() {
+        let mut p = Policy::default();
+        p.reminders = vec![d("1m"), d("15m"), d("5m")];
+        assert_eq!(p.reminders_for(d("10m")), vec![d("5m"), d("1m")]);
+        assert_eq!(p.reminders_for(d("1m")), vec![]);
+    }
+}

@@ -1,0 +1,139 @@
+//! What a user's admin rights on a device were before the bot touched them,
+//! and the JumpCloud association changes that elevate and restore.
+//!
+//! Invariant (DESIGN 2): the prior state is captured once, before elevating,
+//! and restoration is computed from that record alone, so a retried grant can
+//! never mistake its own elevation for a permanent admin.
+
+/// A direct user→device binding as JumpCloud reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DirectBinding {
+    /// `attributes.sudo.enabled`.
+    pub sudo: bool,
+    /// `attributes.sudo.withoutPassword`.
+    pub without_password: bool,
+}
+
+/// The user's admin state on one device, recorded before elevation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PriorState {
+    /// The user's global `sudo` flag: admin on every device they are bound to.
+    pub global_sudo: bool,
+    /// The direct binding, if one existed.
+    pub direct: Option<DirectBinding>,
+    /// Admin through some other path (a user group's binding with sudo):
+    /// JumpCloud's `compiledAttributes.sudo.enabled` for the device.
+    pub compiled_sudo: bool,
+}
+
+/// One change to the user→device association (`POST …/associations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AssociationOp {
+    /// Create a direct binding with these sudo attributes.
+    Add {
+        /// `sudo.enabled`.
+        sudo: bool,
+    },
+    /// Change the attributes of the existing direct binding.
+    Update {
+        /// `sudo.enabled`.
+        sudo: bool,
+        /// `sudo.withoutPassword`.
+        without_password: bool,
+    },
+    /// Delete the direct binding.
+    Remove,
+}
+
+impl PriorState {
+    /// Whether the user already had admin rights there, by any path.
+    pub fn already_admin(&self) -> bool {
+        self.global_sudo || self.compiled_sudo || self.direct.is_some_and(|d| d.sudo)
+    }
+
+    /// The change that makes the user admin, or `None` when they already are
+    /// (then nothing is changed, and nothing will be restored).
+    pub fn elevation(&self) -> Option<AssociationOp> {
+        if self.already_admin() {
+            return None;
+        }
+        Some(match self.direct {
+            Some(_) => AssociationOp::Update {
+                sudo: true,
+                without_password: false,
+            },
+            None => AssociationOp::Add { sudo: true },
+        })
+    }
+
+    /// The change that puts back exactly what was recorded: the binding's old
+    /// attributes, or no binding at all. `None` when nothing was changed.
+    pub fn restoration(&self) -> Option<AssociationOp> {
+        if self.already_admin() {
+            return None;
+        }
+        Some(match self.direct {
+            Some(d) => AssociationOp::Update {
+                sudo: d.sudo,
+                without_password: d.without_password,
+            },
+            None => AssociationOp::Remove,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prior(global: bool, direct: Option<bool>, compiled: bool) -> PriorState {
+        PriorState {
+            global_sudo: global,
+            direct: direct.map(|sudo| DirectBinding {
+                sudo,
+                without_password: false,
+            }),
+            compiled_sudo: compiled,
+        }
+    }
+
+    #[test]
+    fn a_plain_direct_binding_is_updated_up_and_back_down() {
+        let p = prior(false, Some(false), false);
+        assert_eq!(
+            p.elevation(),
+            Some(AssociationOp::Update {
+                sudo: true,
+                without_password: false
+            })
+        );
+        assert_eq!(
+            p.restoration(),
+            Some(AssociationOp::Update {
+                sudo: false,
+                without_password: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_binding_the_bot_adds_is_removed_afterwards() {
+        let p = prior(false, None, false);
+        assert_eq!(p.elevation(), Some(AssociationOp::Add { sudo: true }));
+        assert_eq!(p.restoration(), Some(AssociationOp::Remove));
+    }
+
+    #[test]
+    fn permanent_admins_are_never_touched() {
+        for p in [
+            prior(true, None, false),
+            prior(false, Some(true), true),
+            prior(false, None, true),
+            prior(true, Some(false), false),
+        ] {
+            assert!(p.already_admin());
+            assert_eq!(p.elevation(), None);
+            assert_eq!(p.restoration(), None);
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! What each durable job does. A job reads its request afresh, acts, and
+//! writes one transition; when it loses a race with a person's click it is
+//! simply run again, and when a remote service fails it is retried later.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::ports::{DirectoryError, Job, JobKind, NewJob, OutboxMessage};
+use super::retry::backoff;
+use super::Engine;
+use crate::domain::request::{choose_device, DeviceChoice};
+use crate::domain::{
+    AssociationOp, EndCause, Event, Notice, PrivateBody, Refusal, Request, RequestState, Timestamp,
+};
+
+/// What became of one run of a job.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Finished for good.
+    Done,
+    /// Run again at this time, for this reason.
+    RetryAt(Timestamp, String),
+}
+
+/// After this many failed restorations the thread is told, and again every
+/// `REVOKE_ALARM_EVERY` attempts after that.
+const REVOKE_ALARM_AFTER: u32 = 3;
+const REVOKE_ALARM_EVERY: u32 = 20;
+
+/// How often a look-up at resolve time is retried before the person is told
+/// that JumpCloud or Slack is unavailable (they are waiting for an answer).
+const RESOLVE_ATTEMPTS: u32 = 2;
+
+impl Engine {
+    /// Runs one claimed job.
+    pub(crate) async fn run_job(&self, job: &Job) -> anyhow::Result<Outcome> {
+        let Some(request) = self.store.request(&job.request_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        match job.kind {
+            JobKind::Resolve => self.resolve(job, request).await,
+            JobKind::Grant => self.grant(job, request).await,
+            JobKind::Revoke => self.revoke(job, request).await,
+            JobKind::Remind(secs) => self.remind(request, secs).await,
+            JobKind::ApprovalTimeout => self.approval_timeout(request).await,
+        }
+    }
+
+    fn retry_soon(&self, why: &str) -> Outcome {
+        Outcome::RetryAt(self.now(), why.to_string())
+    }
+
+    fn retry_after(&self, attempt: u32, hint: Option<Duration>, why: String) -> Outcome {
+        let wait = backoff(attempt, hint);
+        Outcome::RetryAt(
+            self.now() + chrono::TimeDelta::from_std(wait).unwrap_or_default(),
+            why,
+        )
+    }
+
+    // ------------------------------------------------------------ resolve
+
+    /// Chat user → email → JumpCloud user → devices → the approvers.
+    async fn resolve(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
+        if request.state != RequestState::Resolving {
+            return Ok(Outcome::Done);
+        }
+        let email = match self.chat.user_email(&request.requester).await {
+            Ok(Some(email)) => email,
+            Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
+            Err(e) if job.attempt < RESOLVE_ATTEMPTS => {
+                return Ok(self.retry_after(job.attempt, e.retry_hint(), e.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "chat profile look-up failed");
+                return self.refuse(&request, Refusal::ChatUnavailable).await;
+            }
+        };
+        let user = match self.directory.find_user_by_email(&email).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                return self
+                    .refuse(&request, Refusal::NoDirectoryAccount { email })
+                    .await
+            }
+            Err(e) => return self.directory_failed_at_resolve(job, &request, e).await,
+        };
+        if user.suspended {
+            return self.refuse(&request, Refusal::Suspended { email }).await;
+        }
+        let devices = match self.directory.user_devices(&user.id).await {
+            Ok(devices) => devices,
+            Err(e) => return self.directory_failed_at_resolve(job, &request, e).await,
+        };
+        let (device, reason) = match &request.device {
+            // Picked from the offered list: use today's view of that device.
+            Some(picked) => match devices
+                .iter()
+                .find(|d| d.id == picked.id && d.is_eligible())
+            {
+                Some(d) => (d.clone(), request.words.join(" ")),
+                None => return self.refuse(&request, Refusal::DeviceNotOffered).await,
+            },
+            None => match choose_device(&devices, &request.words) {
+                DeviceChoice::Chosen { device, reason } => (device, reason),
+                DeviceChoice::NoneEligible => {
+                    return self
+                        .refuse(&request, Refusal::NoEligibleDevice { email })
+                        .await
+                }
+                DeviceChoice::Ask(candidates) => {
+                    let mut to = request.clone();
+                    to.state = RequestState::AwaitingDevice;
+                    to.email = Some(email);
+                    to.jc_user = Some(user.id.clone());
+                    to.candidates = candidates;
+                    let detail = json!({ "candidates": to.candidates.len() });
+                    let mut t = self.bot_transition(&request, to, "device_choice_asked", detail);
+                    t.notices = vec![Notice::Private {
+                        reply_to: None,
+                        body: PrivateBody::PickDevice,
+                    }];
+                    t.reschedule = vec![self.approval_deadline()];
+                    return self.commit(t).await;
+                }
+            },
+        };
+        if let Err(refusal) = self.policy.check_reason(&reason) {
+            return self.refuse(&request, refusal).await;
+        }
+        if user.global_sudo || device.compiled_sudo {
+            let refusal = Refusal::AlreadyAdmin {
+                hostname: device.hostname.clone(),
+                through: None,
+            };
+            return self.refuse(&request, refusal).await;
+        }
+        if let Some(other) = self
+            .store
+            .open_request_for_device(&user.id, &device.id, &request.id)
+            .await?
+        {
+            let refusal = Refusal::AlreadyAdmin {
+                hostname: device.hostname.clone(),
+                through: Some(other.id),
+            };
+            return self.refuse(&request, refusal).await;
+        }
+        let mut to = request.clone();
+        to.state = RequestState::PendingApproval;
+        to.email = Some(email);
+        to.jc_user = Some(user.id.clone());
+        to.reason = reason;
+        to.candidates.clear();
+        let detail = json!({
+            "jumpcloud_user": user.id,
+            "system_id": device.id,
+            "hostname": device.hostname,
+            "online": device.online,
+        });
+        to.device = Some(device);
+        let mut t = self.bot_transition(&request, to, "sent_to_approvers", detail);
+        t.notices = vec![
+            Notice::ApprovalCard,
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Sent,
+            },
+        ];
+        t.reschedule = vec![self.approval_deadline()];
+        self.commit(t).await
+    }
+
+    fn approval_deadline(&self) -> NewJob {
+        NewJob {
+            kind: JobKind::ApprovalTimeout,
+            due_at: self.now() + self.policy.approval_timeout.as_chrono(),
+        }
+    }
+
+    async fn directory_failed_at_resolve(
+        &self,
+        job: &Job,
+        request: &Request,
+        e: DirectoryError,
+    ) -> anyhow::Result<Outcome> {
+        if e.is_retryable() && job.attempt < RESOLVE_ATTEMPTS {
+            return Ok(self.retry_after(job.attempt, e.retry_after(), e.to_string()));
+        }
+        let refusal = match e {
+            DirectoryError::Unauthorized(_) => {
+                tracing::error!(error = %e, "JumpCloud refused the API key; check JUMPCLOUD_API_KEY and its role");
+                Refusal::DirectoryMisconfigured
+            }
+            _ => {
+                tracing::warn!(error = %e, "JumpCloud look-up failed");
+                Refusal::DirectoryUnavailable
+            }
+        };
+        self.refuse(request, refusal).await
+    }
+
+    /// Ends a request before it reached approvers, telling the requester why.
+    async fn refuse(&self, request: &Request, refusal: Refusal) -> anyhow::Result<Outcome> {
+        let mut to = request.clone();
+        to.state = RequestState::Refused;
+        to.ended_at = Some(self.now());
+        let mut t = self.bot_transition(request, to, "refused", serde_json::to_value(&refusal)?);
+        t.notices = vec![Notice::Private {
+            reply_to: None,
+            body: PrivateBody::Refused(refusal),
+        }];
+        t.cancel = vec![JobKind::ApprovalTimeout];
+        self.commit(t).await
+    }
+
+    async fn commit(&self, t: super::ports::Transition) -> anyhow::Result<Outcome> {
+        if self.store.transition(&t).await? {
+            self.wake.notify_one();
+            Ok(Outcome::Done)
+        } else {
+            Ok(self.retry_soon("the request changed meanwhile"))
+        }
+    }
+
+    // ------------------------------------------------------------ grant
+
+    /// Records the prior state once, then elevates. The clock starts when
+    /// JumpCloud confirms.
+    async fn grant(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
+        if request.state != RequestState::Approved {
+            return Ok(Outcome::Done);
+        }
+        let (Some(device), Some(jc_user), Some(email)) = (
+            request.device.clone(),
+            request.jc_user.clone(),
+            request.email.clone(),
+        ) else {
+            anyhow::bail!(
+                "approved request {} lacks its device or account",
+                request.id
+            );
+        };
+        let request = match &request.prior {
+            Some(_) => request,
+            None => {
+                // Captured once, never re-read (DESIGN 2): after a crash the
+                // device may show our own elevation, which must not count.
+                let user = match self.directory.find_user_by_email(&email).await {
+                    Ok(Some(user)) if user.id == jc_user => user,
+                    Ok(_) => {
+                        return self
+                            .grant_failed(&request, "the JumpCloud account is gone".into())
+                            .await
+                    }
+                    Err(e) => return self.grant_error(job, &request, e).await,
+                };
+                let prior = match self.directory.admin_state(&user, &device.id).await {
+                    Ok(prior) => prior,
+                    Err(e) => return self.grant_error(job, &request, e).await,
+                };
+                let mut to = request.clone();
+                to.prior = Some(prior.clone());
+                let t = self.bot_transition(
+                    &request,
+                    to,
+                    "prior_state_recorded",
+                    serde_json::to_value(&prior)?,
+                );
+                if !self.store.transition(&t).await? {
+                    return Ok(self.retry_soon("the request changed meanwhile"));
+                }
+                t.to
+            }
+        };
+        let prior = request.prior.clone().expect("prior recorded above");
+        let changed = match prior.elevation() {
+            None => false,
+            Some(op) => {
+                let mut result = self.directory.apply(&device.id, &jc_user, op).await;
+                if let (AssociationOp::Add { sudo }, Err(DirectoryError::Conflict)) = (op, &result)
+                {
+                    // The binding exists although none did before: an earlier
+                    // attempt of ours added it and we never heard back.
+                    let again = AssociationOp::Update {
+                        sudo,
+                        without_password: false,
+                    };
+                    result = self.directory.apply(&device.id, &jc_user, again).await;
+                }
+                if let Err(e) = result {
+                    return self.grant_error(job, &request, e).await;
+                }
+                true
+            }
+        };
+        let now = self.now();
+        let until = now + request.duration.as_chrono();
+        let mut to = request.clone();
+        to.state = RequestState::Active;
+        to.elevated_at = Some(now);
+        to.expires_at = Some(until);
+        let detail =
+            json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
+        let mut t = self.bot_transition(&request, to, "elevated", detail);
+        t.notices = vec![
+            Notice::RefreshCard,
+            Notice::Thread {
+                event: Event::Elevated { until, changed },
+            },
+            Notice::Direct {
+                event: Event::Elevated { until, changed },
+            },
+        ];
+        t.reschedule = vec![NewJob {
+            kind: JobKind::Revoke,
+            due_at: until,
+        }];
+        t.jobs = self
+            .policy
+            .reminders_for(request.duration)
+            .into_iter()
+            .map(|mark| NewJob {
+                kind: JobKind::Remind(mark.as_secs()),
+                due_at: until - mark.as_chrono(),
+            })
+            .collect();
+        tracing::info!(request_id = %request.id, %until, changed, "elevation confirmed");
+        self.commit(t).await
+    }
+
+    /// A failed grant call: retry what may pass; give up on what will not.
+    /// Retrying stops by itself when the revocation safety net fires.
+    async fn grant_error(
+        &self,
+        job: &Job,
+        request: &Request,
+        e: DirectoryError,
+    ) -> anyhow::Result<Outcome> {
+        if e.is_retryable() {
+            tracing::warn!(request_id = %request.id, attempt = job.attempt, error = %e, "elevation failed; will retry");
+            return Ok(self.retry_after(job.attempt, e.retry_after(), e.to_string()));
+        }
+        tracing::error!(request_id = %request.id, error = %e, "elevation failed for good");
+        self.grant_failed(request, e.to_string()).await
+    }
+
+    /// Gives up on an elevation and restores at once, in case part of it
+    /// was applied.
+    async fn grant_failed(&self, request: &Request, error: String) -> anyhow::Result<Outcome> {
+        let mut to = request.clone();
+        to.state = RequestState::Revoking;
+        to.end_cause = Some(EndCause::GrantFailed);
+        let mut t = self.bot_transition(request, to, "grant_failed", json!({ "error": error }));
+        t.notices = vec![
+            Notice::Thread {
+                event: Event::GrantFailed {
+                    error: error.clone(),
+                },
+            },
+            Notice::Direct {
+                event: Event::GrantFailed { error },
+            },
+        ];
+        t.reschedule = vec![NewJob {
+            kind: JobKind::Revoke,
+            due_at: self.now(),
+        }];
+        self.commit(t).await
+    }
+
+    // ------------------------------------------------------------ revoke
+
+    /// Restores the recorded state; retried until JumpCloud confirms.
+    async fn revoke(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
+        let request = match request.state {
+            RequestState::Approved | RequestState::Active => {
+                if let Some(expires) = request.expires_at {
+                    if self.now() < expires {
+                        // Moved by a later transition; not due yet.
+                        return Ok(Outcome::RetryAt(expires, "not yet expired".into()));
+                    }
+                }
+                let mut to = request.clone();
+                to.state = RequestState::Revoking;
+                to.end_cause = Some(EndCause::Expired);
+                let t = self.bot_transition(&request, to, "expired", json!({}));
+                if !self.store.transition(&t).await? {
+                    return Ok(self.retry_soon("the request changed meanwhile"));
+                }
+                t.to
+            }
+            RequestState::Revoking => request,
+            _ => return Ok(Outcome::Done),
+        };
+        let restoration = request.prior.as_ref().and_then(|p| p.restoration());
+        if let (Some(op), Some(device), Some(jc_user)) =
+            (restoration, &request.device, &request.jc_user)
+        {
+            match self.directory.apply(&device.id, jc_user, op).await {
+                // Gone already counts as restored (DESIGN: 404 on revoke is success).
+                Ok(()) | Err(DirectoryError::NotFound) => {}
+                Err(e) => return self.revoke_error(job, &request, e).await,
+            }
+        }
+        let mut to = request.clone();
+        to.state = RequestState::Ended;
+        to.ended_at = Some(self.now());
+        let cause = request.end_cause.unwrap_or(EndCause::Expired);
+        let event = Event::Ended {
+            cause,
+            by: request.ended_by.clone(),
+        };
+        let detail = json!({ "operation": restoration, "cause": cause.as_str() });
+        let mut t = self.bot_transition(&request, to, "restored", detail);
+        t.notices = vec![
+            Notice::RefreshCard,
+            Notice::Thread {
+                event: event.clone(),
+            },
+            Notice::Direct { event },
+        ];
+        tracing::info!(request_id = %request.id, cause = cause.as_str(), "prior state restored");
+        self.commit(t).await
+    }
+
+    async fn revoke_error(
+        &self,
+        job: &Job,
+        request: &Request,
+        e: DirectoryError,
+    ) -> anyhow::Result<Outcome> {
+        tracing::error!(request_id = %request.id, attempt = job.attempt, error = %e, "restoration failed; will retry");
+        let n = job.attempt;
+        if n == REVOKE_ALARM_AFTER
+            || (n > REVOKE_ALARM_AFTER && (n - REVOKE_ALARM_AFTER) % REVOKE_ALARM_EVERY == 0)
+        {
+            let event = Event::RevokeFailing {
+                attempts: n,
+                error: e.to_string(),
+            };
+            let entry = self.audit(
+                request,
+                Some(request.state),
+                crate::domain::audit::BOT_ACTOR,
+                "restore_failing",
+                json!({ "attempts": n, "error": e.to_string() }),
+            );
+            self.store.append_audit(&entry).await?;
+            self.store
+                .enqueue(&request.id, &[Notice::Thread { event }])
+                .await?;
+        }
+        Ok(self.retry_after(n, e.retry_after(), e.to_string()))
+    }
+
+    // ------------------------------------------------------------ timers
+
+    async fn remind(&self, request: Request, mark_secs: u64) -> anyhow::Result<Outcome> {
+        if request.state != RequestState::Active {
+            return Ok(Outcome::Done);
+        }
+        let left = crate::domain::GrantDuration::from_secs(mark_secs);
+        self.store
+            .enqueue(
+                &request.id,
+                &[
+                    Notice::Thread {
+                        event: Event::Reminder { left },
+                    },
+                    Notice::Direct {
+                        event: Event::Reminder { left },
+                    },
+                ],
+            )
+            .await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn approval_timeout(&self, request: Request) -> anyhow::Result<Outcome> {
+        if !matches!(
+            request.state,
+            RequestState::PendingApproval | RequestState::AwaitingDevice
+        ) {
+            return Ok(Outcome::Done);
+        }
+        let mut to = request.clone();
+        to.state = RequestState::TimedOut;
+        to.ended_at = Some(self.now());
+        let mut t = self.bot_transition(&request, to, "timed_out", json!({}));
+        t.notices = vec![
+            Notice::RefreshCard,
+            Notice::Thread {
+                event: Event::TimedOut,
+            },
+            Notice::Direct {
+                event: Event::TimedOut,
+            },
+        ];
+        self.commit(t).await
+    }
+
+    // ------------------------------------------------------------ outbox
+
+    /// Delivers one outbox message.
+    pub(crate) async fn deliver(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        let Some(request) = self.store.request(&message.request_id).await? else {
+            return self
+                .store
+                .message_failed(message.id, self.now(), "request is gone")
+                .await;
+        };
+        let needs_card = matches!(message.notice, Notice::Thread { .. } | Notice::RefreshCard);
+        if needs_card && request.approval_message.is_none() {
+            // The card was never posted (refused before approvers, or Slack
+            // refused it for good): there is no thread to reply in.
+            return self.store.message_delivered(message.id, self.now()).await;
+        }
+        match self.chat.deliver(&request, &message.notice).await {
+            Ok(reference) => {
+                if let Some(reference) = reference {
+                    self.store
+                        .set_approval_message(&request.id, &reference)
+                        .await?;
+                }
+                self.store.message_delivered(message.id, self.now()).await
+            }
+            Err(e) => {
+                let permanent = matches!(e, super::ports::ChatError::Permanent(_));
+                if permanent {
+                    tracing::error!(request_id = %request.id, error = %e, "chat refused a message; dropping it");
+                    return self
+                        .store
+                        .message_failed(message.id, self.now(), &e.to_string())
+                        .await;
+                }
+                tracing::warn!(request_id = %request.id, attempt = message.attempt, error = %e, "chat delivery failed; will retry");
+                let wait = backoff(message.attempt, e.retry_hint());
+                let due = self.now() + chrono::TimeDelta::from_std(wait).unwrap_or_default();
+                self.store
+                    .retry_message(message.id, due, &e.to_string())
+                    .await
+            }
+        }
+    }
+}
+
+impl super::ports::ChatError {
+    /// How long the service asked us to wait, if it did.
+    pub fn retry_hint(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The grant engine: the only place that decides. It turns commands, clicks
+//! and due jobs into transitions of a request, and every transition goes to
+//! the store as one atomic write with its audit line, its notices (the
+//! outbox) and its timers (jobs). Nothing the engine must remember lives only
+//! in memory, so a restart loses nothing (DESIGN 4).
+//!
+//! Invariant (DESIGN 1): the revocation job is written in the same
+//! transaction that approves the elevation, before JumpCloud is touched, and
+//! it is retried until JumpCloud confirms the restoration.
+
+pub mod clock;
+mod jobs;
+pub mod ports;
+pub mod retry;
+mod scheduler;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::domain::audit::BOT_ACTOR;
+use crate::domain::{
+    AuditEntry, ChatUserId, Command, EndCause, Event, Notice, Policy, PrivateBody, Refusal,
+    Request, RequestId, RequestState, SystemId, Timestamp,
+};
+use ports::{Chat, Clock, Directory, JobKind, NewJob, Store, Transition};
+
+/// What the engine answers at once to a command (rendered by the chat adapter
+/// into the immediate, private HTTP response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// How to use the bot.
+    Help(Policy),
+    /// Refused, with the reason.
+    Refused(Refusal),
+    /// Accepted; account and devices are being looked up.
+    Checking(Request),
+    /// The person's open requests.
+    Status(Vec<Request>),
+    /// `/tempadmin revoke`: these were ended or withdrawn.
+    Revoking(Vec<Request>),
+}
+
+/// A command as it arrived from a verified chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInput {
+    /// Who typed it.
+    pub user: ChatUserId,
+    /// What followed `/tempadmin`.
+    pub text: String,
+    /// Where later private answers go (Slack: the `response_url`).
+    pub reply_to: Option<String>,
+}
+
+/// A button click as it arrived from a verified chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Click {
+    /// Who clicked.
+    pub user: ChatUserId,
+    /// Which request the button belongs to.
+    pub request_id: RequestId,
+    /// Where a private answer to the clicker goes.
+    pub reply_to: Option<String>,
+}
+
+/// The engine and everything it talks to.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    directory: Arc<dyn Directory>,
+    chat: Arc<dyn Chat>,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    wake: Notify,
+}
+
+/// How often a user action re-reads and retries after losing a race with
+/// another writer of the same request.
+const RACE_RETRIES: usize = 5;
+
+impl Engine {
+    /// Builds an engine over its ports.
+    pub fn new(
+        store: Arc<dyn Store>,
+        directory: Arc<dyn Directory>,
+        chat: Arc<dyn Chat>,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            directory,
+            chat,
+            clock,
+            policy,
+            wake: Notify::new(),
+        })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The store (for health checks and the audit export).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock in force.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Handles `/tempadmin …`. Only cheap checks and one insert happen here,
+    /// so the chat service gets its answer in milliseconds; account and
+    /// device look-ups run afterwards as a job.
+    #[tracing::instrument(skip_all, fields(user = %input.user))]
+    pub async fn handle_command(&self, input: CommandInput) -> anyhow::Result<Reply> {
+        let policy = &self.policy;
+        let (duration, words) = match Command::parse(&input.text) {
+            Err(e) => {
+                return Ok(Reply::Refused(Refusal::BadDuration {
+                    input: e.0,
+                    min: policy.min_duration,
+                    max: policy.max_duration,
+                }))
+            }
+            Ok(Command::Help) => return Ok(Reply::Help(policy.clone())),
+            Ok(Command::Status) => {
+                return Ok(Reply::Status(
+                    self.store.open_requests_of(&input.user).await?,
+                ))
+            }
+            Ok(Command::Revoke) => return self.revoke_all(&input.user).await,
+            Ok(Command::Request { duration, words }) => (duration, words),
+        };
+        if let Err(refusal) = policy.check_duration(duration) {
+            return Ok(Reply::Refused(refusal));
+        }
+        // The reason is checked again once a device name may have used up the
+        // first word; with no words at all it is missing for sure.
+        if let Err(refusal) = policy.check_reason(&words.join(" ")) {
+            return Ok(Reply::Refused(refusal));
+        }
+        let now = self.now();
+        let request = Request::new(input.user.clone(), input.reply_to, duration, words, now);
+        let audit = self.audit(
+            &request,
+            None,
+            input.user.as_str(),
+            "requested",
+            json!({
+                "duration": duration.to_string(),
+                "text": input.text,
+            }),
+        );
+        let jobs = [NewJob {
+            kind: JobKind::Resolve,
+            due_at: now,
+        }];
+        self.store
+            .insert_request(&request, &audit, &[], &jobs)
+            .await?;
+        tracing::info!(request_id = %request.id, "request accepted; resolving");
+        self.wake.notify_one();
+        Ok(Reply::Checking(request))
+    }
+
+    /// `/tempadmin revoke`: ends every elevation of the person and withdraws
+    /// their undecided requests.
+    async fn revoke_all(&self, user: &ChatUserId) -> anyhow::Result<Reply> {
+        let mut touched = Vec::new();
+        for request in self.store.open_requests_of(user).await? {
+            if let Some(done) = self.end_or_withdraw(&request.id, user).await? {
+                touched.push(done);
+            }
+        }
+        if touched.is_empty() {
+            return Ok(Reply::Refused(Refusal::NothingToRevoke));
+        }
+        Ok(Reply::Revoking(touched))
+    }
+
+    async fn end_or_withdraw(
+        &self,
+        id: &RequestId,
+        user: &ChatUserId,
+    ) -> anyhow::Result<Option<Request>> {
+        for _ in 0..RACE_RETRIES {
+            let Some(request) = self.store.request(id).await? else {
+                return Ok(None);
+            };
+            let t = match request.state {
+                RequestState::Approved | RequestState::Active => self.end_early(&request, user),
+                RequestState::Resolving
+                | RequestState::AwaitingDevice
+                | RequestState::PendingApproval => {
+                    let mut to = request.clone();
+                    to.state = RequestState::Cancelled;
+                    to.ended_at = Some(self.now());
+                    to.ended_by = Some(user.clone());
+                    let mut t =
+                        self.transition(&request, to, user.as_str(), "withdrawn", json!({}));
+                    t.notices = vec![
+                        Notice::RefreshCard,
+                        Notice::Thread {
+                            event: Event::Cancelled,
+                        },
+                    ];
+                    t.cancel = vec![JobKind::ApprovalTimeout, JobKind::Resolve];
+                    t
+                }
+                _ => return Ok(None),
+            };
+            if self.store.transition(&t).await? {
+                self.wake.notify_one();
+                return Ok(Some(t.to));
+            }
+        }
+        anyhow::bail!("request {id} kept changing under a revoke")
+    }
+
+    /// The transition that moves an elevation to restoration now.
+    fn end_early(&self, request: &Request, by: &ChatUserId) -> Transition {
+        let mut to = request.clone();
+        to.state = RequestState::Revoking;
+        to.ended_by = Some(by.clone());
+        to.end_cause = Some(EndCause::EndedEarly);
+        let mut t = self.transition(request, to, by.as_str(), "end_requested", json!({}));
+        t.reschedule = vec![NewJob {
+            kind: JobKind::Revoke,
+            due_at: self.now(),
+        }];
+        t.notices = vec![Notice::RefreshCard];
+        t
+    }
+
+    /// An approver clicked Approve or Deny.
+    #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user, approve))]
+    pub async fn decide(&self, click: Click, approve: bool) -> anyhow::Result<()> {
+        let Some(request) = self.store.request(&click.request_id).await? else {
+            tracing::warn!("decision on an unknown request");
+            return Ok(());
+        };
+        if click.user == request.requester {
+            return self
+                .refuse_click(&request, &click, Refusal::OwnRequest)
+                .await;
+        }
+        match self.chat.is_approver(&click.user).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return self
+                    .refuse_click(&request, &click, Refusal::NotApprover)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check approver membership");
+                return self
+                    .refuse_click(&request, &click, Refusal::ChatUnavailable)
+                    .await;
+            }
+        }
+        for _ in 0..RACE_RETRIES {
+            let Some(request) = self.store.request(&click.request_id).await? else {
+                return Ok(());
+            };
+            if request.state != RequestState::PendingApproval {
+                let refusal = Refusal::AlreadyDecided {
+                    state: request.state,
+                };
+                return self.refuse_click(&request, &click, refusal).await;
+            }
+            let now = self.now();
+            let mut to = request.clone();
+            to.decided_by = Some(click.user.clone());
+            to.decided_at = Some(now);
+            let by = click.user.clone();
+            let t = if approve {
+                to.state = RequestState::Approved;
+                let mut t =
+                    self.transition(&request, to, click.user.as_str(), "approved", json!({}));
+                t.notices = vec![
+                    Notice::RefreshCard,
+                    Notice::Thread {
+                        event: Event::Approved { by: by.clone() },
+                    },
+                    Notice::Direct {
+                        event: Event::Approved { by },
+                    },
+                ];
+                // The revocation exists before JumpCloud is touched (DESIGN 1). Its
+                // due time is a safety net; it moves to the real expiry once the
+                // elevation is confirmed.
+                t.jobs = vec![
+                    NewJob {
+                        kind: JobKind::Grant,
+                        due_at: now,
+                    },
+                    NewJob {
+                        kind: JobKind::Revoke,
+                        due_at: now + request.duration.as_chrono(),
+                    },
+                ];
+                t.cancel = vec![JobKind::ApprovalTimeout];
+                t
+            } else {
+                to.state = RequestState::Denied;
+                let mut t = self.transition(&request, to, click.user.as_str(), "denied", json!({}));
+                t.notices = vec![
+                    Notice::RefreshCard,
+                    Notice::Thread {
+                        event: Event::Denied { by: by.clone() },
+                    },
+                    Notice::Direct {
+                        event: Event::Denied { by },
+                    },
+                ];
+                t.cancel = vec![JobKind::ApprovalTimeout];
+                t
+            };
+            if self.store.transition(&t).await? {
+                tracing::info!(state = t.to.state.as_str(), "decision recorded");
+                self.wake.notify_one();
+                return Ok(());
+            }
+        }
+        anyhow::bail!(
+            "request {} kept changing under a decision",
+            click.request_id
+        )
+    }
+
+    /// End now: the requester or an approver ends an elevation early.
+    #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user))]
+    pub async fn end_now(&self, click: Click) -> anyhow::Result<()> {
+        let Some(request) = self.store.request(&click.request_id).await? else {
+            return Ok(());
+        };
+        if click.user != request.requester {
+            let approver = self.chat.is_approver(&click.user).await.unwrap_or(false);
+            if !approver {
+                return self
+                    .refuse_click(&request, &click, Refusal::NotAllowedToEnd)
+                    .await;
+            }
+        }
+        for _ in 0..RACE_RETRIES {
+            let Some(request) = self.store.request(&click.request_id).await? else {
+                return Ok(());
+            };
+            if !matches!(request.state, RequestState::Approved | RequestState::Active) {
+                let refusal = Refusal::AlreadyDecided {
+                    state: request.state,
+                };
+                return self.refuse_click(&request, &click, refusal).await;
+            }
+            let t = self.end_early(&request, &click.user);
+            if self.store.transition(&t).await? {
+                self.wake.notify_one();
+                return Ok(());
+            }
+        }
+        anyhow::bail!("request {} kept changing under End now", click.request_id)
+    }
+
+    /// The requester picked one of the offered devices.
+    #[tracing::instrument(skip_all, fields(request_id = %click.request_id, system_id = %system))]
+    pub async fn pick_device(&self, click: Click, system: SystemId) -> anyhow::Result<()> {
+        let Some(request) = self.store.request(&click.request_id).await? else {
+            return Ok(());
+        };
+        let chosen = request.candidates.iter().find(|d| d.id == system).cloned();
+        let (true, RequestState::AwaitingDevice, Some(device)) =
+            (click.user == request.requester, request.state, chosen)
+        else {
+            return self
+                .refuse_click(&request, &click, Refusal::DeviceNotOffered)
+                .await;
+        };
+        let mut to = request.clone();
+        to.state = RequestState::Resolving;
+        to.device = Some(device);
+        let detail = json!({ "system_id": system });
+        let mut t = self.transition(&request, to, click.user.as_str(), "device_picked", detail);
+        t.jobs = vec![NewJob {
+            kind: JobKind::Resolve,
+            due_at: self.now(),
+        }];
+        if self.store.transition(&t).await? {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Tells the clicker privately why nothing happened, and audits the attempt.
+    async fn refuse_click(
+        &self,
+        request: &Request,
+        click: &Click,
+        refusal: Refusal,
+    ) -> anyhow::Result<()> {
+        tracing::info!(?refusal, "click refused");
+        let entry = self.audit(
+            request,
+            Some(request.state),
+            click.user.as_str(),
+            "click_refused",
+            serde_json::to_value(&refusal)?,
+        );
+        self.store.append_audit(&entry).await?;
+        let Some(reply_to) = click.reply_to.clone() else {
+            return Ok(());
+        };
+        let notice = Notice::Private {
+            reply_to: Some(reply_to),
+            body: PrivateBody::Refused(refusal),
+        };
+        self.store.enqueue(&request.id, &[notice]).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A transition from `before` to `after` with its audit line; callers add
+    /// notices and jobs.
+    fn transition(
+        &self,
+        before: &Request,
+        mut after: Request,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Transition {
+        after.version = before.version + 1;
+        let audit = self.audit(&after, Some(before.state), actor, action, detail);
+        Transition {
+            request_id: before.id.clone(),
+            expected_version: before.version,
+            to: after,
+            audit,
+            notices: Vec::new(),
+            jobs: Vec::new(),
+            reschedule: Vec::new(),
+            cancel: Vec::new(),
+        }
+    }
+
+    fn audit(
+        &self,
+        request: &Request,
+        before: Option<RequestState>,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: self.now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            request_id: request.id.clone(),
+            before,
+            after: Some(request.state),
+            detail,
+        }
+    }
+
+    /// An audit line for what the bot does on its own.
+    fn bot_transition(
+        &self,
+        before: &Request,
+        after: Request,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Transition {
+        self.transition(before, after, BOT_ACTOR, action, detail)
+    }
+}

@@ -1,0 +1,323 @@
+//! The ports: what the engine needs from the outside world, as traits.
+//! Adapters (`store/`, `jumpcloud/`, `slack/`) implement them; tests and the
+//! demo may swap any of them. Nothing here names a database, an HTTP library
+//! or a chat product.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AssociationOp, AuditEntry, ChatUserId, Device, Email, JcUserId, Notice, PriorState, Request,
+    RequestId, RequestState, SystemId, Timestamp,
+};
+
+// ---------------------------------------------------------------- Clock
+
+/// Where time comes from. Tests use a manual clock and move it; nothing in
+/// the engine reads the system time directly (STYLE 7).
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+    /// Resolves once `now() >= deadline`.
+    async fn sleep_until(&self, deadline: Timestamp);
+}
+
+// ---------------------------------------------------------------- Directory
+
+/// A JumpCloud user, as far as the engine cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// `_id`.
+    pub id: JcUserId,
+    /// `email`.
+    pub email: Email,
+    /// `username` (the local account name on devices).
+    pub username: String,
+    /// The global `sudo` flag.
+    pub global_sudo: bool,
+    /// `suspended`, or `state` = SUSPENDED.
+    pub suspended: bool,
+}
+
+/// How a directory call failed; the engine decides from this what to retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// 401/403: the API key is wrong or lacks rights. Retrying will not help.
+    #[error("JumpCloud refused the API key ({0})")]
+    Unauthorized(u16),
+    /// 404.
+    #[error("not found in JumpCloud")]
+    NotFound,
+    /// 409: the thing exists already.
+    #[error("already exists in JumpCloud")]
+    Conflict,
+    /// 429: back off, for `retry_after` when JumpCloud said so.
+    #[error("JumpCloud rate limit")]
+    RateLimited {
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx, timeouts, connection failures: try again later.
+    #[error("JumpCloud unavailable: {0}")]
+    Transient(String),
+    /// Anything else (400s, unexpected shapes): retrying will not help.
+    #[error("JumpCloud error: {0}")]
+    Permanent(String),
+}
+
+impl DirectoryError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Transient(_))
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The identity directory that holds users, devices and admin rights (JumpCloud).
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The user whose email is exactly this one, if any.
+    async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<DirectoryUser>, DirectoryError>;
+    /// The devices bound to the user (any path), with their details.
+    async fn user_devices(&self, user: &JcUserId) -> Result<Vec<Device>, DirectoryError>;
+    /// The user's admin state on one device right now: read once, before elevating.
+    async fn admin_state(
+        &self,
+        user: &DirectoryUser,
+        system: &SystemId,
+    ) -> Result<PriorState, DirectoryError>;
+    /// Applies one association change.
+    async fn apply(
+        &self,
+        system: &SystemId,
+        user: &JcUserId,
+        op: AssociationOp,
+    ) -> Result<(), DirectoryError>;
+}
+
+// ---------------------------------------------------------------- Chat
+
+/// How a chat call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// Over the rate limit; try again after this long.
+    #[error("chat rate limit")]
+    RateLimited {
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// The service is down or slow; try again later.
+    #[error("chat service unavailable: {0}")]
+    Transient(String),
+    /// The call can never succeed as made (bad channel, revoked token…).
+    #[error("chat service refused: {0}")]
+    Permanent(String),
+}
+
+/// The chat service people talk to the bot through (Slack; later Teams).
+#[async_trait]
+pub trait Chat: Send + Sync {
+    /// The person's email address from their profile, if it has one.
+    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError>;
+    /// Whether the person is one of the configured approvers (directly or
+    /// through a group).
+    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError>;
+    /// Delivers one notice about `request`. Posting the approval card
+    /// returns the new message's reference, which later notices thread under.
+    async fn deliver(
+        &self,
+        request: &Request,
+        notice: &Notice,
+    ) -> Result<Option<String>, ChatError>;
+}
+
+// ---------------------------------------------------------------- Store
+
+/// The kinds of durable job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Look up account and devices after the command was acknowledged.
+    Resolve,
+    /// Capture the prior state and elevate.
+    Grant,
+    /// Restore the prior state (at expiry, or sooner when ended early).
+    Revoke,
+    /// A countdown reply at this many seconds left.
+    Remind(u64),
+    /// Expire a request nobody decided.
+    ApprovalTimeout,
+}
+
+impl JobKind {
+    /// Stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Resolve => "resolve",
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+            Self::Remind(_) => "remind",
+            Self::ApprovalTimeout => "approval_timeout",
+        }
+    }
+
+    /// Stored argument (the reminder mark), zero otherwise.
+    pub fn arg(self) -> i64 {
+        match self {
+            Self::Remind(secs) => secs as i64,
+            _ => 0,
+        }
+    }
+
+    /// Rebuilds a kind from its stored name and argument.
+    pub fn from_stored(name: &str, arg: i64) -> Option<Self> {
+        Some(match name {
+            "resolve" => Self::Resolve,
+            "grant" => Self::Grant,
+            "revoke" => Self::Revoke,
+            "remind" => Self::Remind(arg.max(0) as u64),
+            "approval_timeout" => Self::ApprovalTimeout,
+            _ => return None,
+        })
+    }
+}
+
+/// A job to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// Not before.
+    pub due_at: Timestamp,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Row id.
+    pub id: i64,
+    /// The request it works on.
+    pub request_id: RequestId,
+    /// What to do.
+    pub kind: JobKind,
+    /// When it was due.
+    pub due_at: Timestamp,
+    /// This attempt's number (1 for the first); fences completion.
+    pub attempt: u32,
+}
+
+/// A claimed outbox message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Row id; messages of one request are delivered in id order.
+    pub id: i64,
+    /// The request it is about.
+    pub request_id: RequestId,
+    /// What to say.
+    pub notice: Notice,
+    /// Delivery attempts so far, including this one.
+    pub attempt: u32,
+}
+
+/// One atomic state change: the conditional update, its audit entry, the
+/// notices and the jobs it creates or moves, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Which request.
+    pub request_id: RequestId,
+    /// It applies only if the stored request still has this version.
+    pub expected_version: i64,
+    /// The request afterwards (state and every field): written whole.
+    pub to: Request,
+    /// The audit line.
+    pub audit: AuditEntry,
+    /// Messages to queue, in order.
+    pub notices: Vec<Notice>,
+    /// Jobs to create.
+    pub jobs: Vec<NewJob>,
+    /// Pending jobs of these kinds are replaced by one due at the given time.
+    pub reschedule: Vec<NewJob>,
+    /// Pending jobs of these kinds are dropped.
+    pub cancel: Vec<JobKind>,
+}
+
+/// Everything the engine keeps. Each method is one atomic operation.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Whether the database answers.
+    async fn ping(&self) -> anyhow::Result<()>;
+    /// Inserts a new request with its first audit line, notices and jobs.
+    async fn insert_request(
+        &self,
+        request: &Request,
+        audit: &AuditEntry,
+        notices: &[Notice],
+        jobs: &[NewJob],
+    ) -> anyhow::Result<()>;
+    /// One request.
+    async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
+    /// A person's requests that have not reached a terminal state, oldest first.
+    async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
+    /// Another open request (pending or elevated) of this JumpCloud user on this device.
+    async fn open_request_for_device(
+        &self,
+        user: &JcUserId,
+        system: &SystemId,
+        except: &RequestId,
+    ) -> anyhow::Result<Option<Request>>;
+    /// Applies a transition if the request still has `expected_version`;
+    /// `false` (and nothing written) if somebody changed it first.
+    async fn transition(&self, t: &Transition) -> anyhow::Result<bool>;
+    /// Records where the approval message went.
+    async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()>;
+    /// Queues notices outside any transition (answers to clicks).
+    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()>;
+    /// Appends an audit line outside any transition (refused clicks).
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
+
+    /// Claims the next due job whose request has no other job in flight,
+    /// leasing it until `lease_until`.
+    async fn claim_job(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> anyhow::Result<Option<Job>>;
+    /// Marks a job done, if this attempt still holds it.
+    async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()>;
+    /// Releases a job to run again at `due_at`, recording why.
+    async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()>;
+
+    /// Claims the oldest undelivered due message of each request whose
+    /// earlier messages are all delivered; at most `limit`.
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxMessage>>;
+    /// Marks a message delivered.
+    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()>;
+    /// Gives a message up for good (the chat service refused it), so later
+    /// messages of the same request can go.
+    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()>;
+    /// Releases a message to try again at `due_at`.
+    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()>;
+
+    /// The earliest time any job or message becomes due (or its lease ends).
+    async fn next_due(&self) -> anyhow::Result<Option<Timestamp>>;
+    /// The audit trail since `since`, oldest first.
+    async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>>;
+    /// Counts of requests by state, for `/metrics`.
+    async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>>;
+}

@@ -1,0 +1,60 @@
+//! The HTTP edge: an axum router whose handlers verify, parse into domain
+//! types, hand over to the engine and answer. No business rule lives here.
+//!
+//! Invariant (DESIGN 5): a Slack route reads the raw body (at most 64 KiB),
+//! checks its signature before anything else, and answers 401 without
+//! touching the engine when the check fails.
+
+mod error;
+mod health;
+mod slack;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::engine::Engine;
+use crate::slack::signature::SigningSecret;
+
+pub use error::ApiError;
+
+/// The largest body any route accepts; Slack's payloads are far smaller.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// The grant engine.
+    pub engine: Arc<Engine>,
+    /// Slack's signing secret.
+    pub slack_secret: SigningSecret,
+    /// Counters for `/metrics`.
+    pub counters: Arc<Counters>,
+}
+
+/// Process counters exposed on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Slack requests refused for their signature.
+    pub rejected_signatures: AtomicU64,
+    /// Slash commands handled.
+    pub commands: AtomicU64,
+    /// Button clicks handled.
+    pub interactions: AtomicU64,
+}
+
+/// The router with every route of DESIGN.md.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/slack/commands", post(slack::command))
+        .route("/slack/interactions", post(slack::interaction))
+        .route("/slack/events", post(slack::event))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

@@ -1,0 +1,387 @@
+//! The `Directory` port over JumpCloud's REST API (v1 `/api`, v2 `/api/v2`).
+//!
+//! It translates and classifies; it decides nothing. Every failure becomes a
+//! `DirectoryError` the engine can act on (401/403 → `Unauthorized`, 429 →
+//! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The API
+//! key is sent as `x-api-key` and never logged or put into an error.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{header, Method, RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{AssociationOp, Device, DirectBinding, Email, JcUserId, PriorState, SystemId};
+use crate::engine::ports::{Directory, DirectoryError, DirectoryUser};
+
+/// Page size for list calls (JumpCloud allows at most 100).
+const PAGE: usize = 100;
+
+/// Settings for [`JumpCloudClient`].
+#[derive(Debug, Clone)]
+pub struct JumpCloudSettings {
+    /// `https://console.jumpcloud.com` (or the EU console, or a fake).
+    pub api_url: String,
+    /// `JUMPCLOUD_API_KEY`.
+    pub api_key: SecretString,
+    /// `JUMPCLOUD_ORG_ID`, for multi-tenant administrators.
+    pub org_id: Option<String>,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+/// A JumpCloud API client.
+#[derive(Debug, Clone)]
+pub struct JumpCloudClient {
+    http: reqwest::Client,
+    settings: JumpCloudSettings,
+}
+
+#[derive(Debug, Deserialize)]
+struct SystemUserList {
+    #[serde(default)]
+    results: Vec<SystemUser>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SystemUser {
+    #[serde(rename = "_id")]
+    id: String,
+    email: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    sudo: bool,
+    #[serde(default)]
+    suspended: bool,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphObjectWithPaths {
+    id: String,
+    #[serde(rename = "compiledAttributes", default)]
+    compiled_attributes: Option<Attributes>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct Attributes {
+    #[serde(default)]
+    sudo: Option<Sudo>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone, Copy)]
+struct Sudo {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(rename = "withoutPassword", default)]
+    without_password: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphConnection {
+    #[serde(default)]
+    attributes: Option<Attributes>,
+    to: GraphObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphObject {
+    id: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct System {
+    #[serde(default)]
+    hostname: String,
+    #[serde(rename = "displayName", default)]
+    display_name: String,
+    #[serde(rename = "osFamily", default)]
+    os_family: String,
+    #[serde(default)]
+    active: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+impl JumpCloudClient {
+    /// A client for these settings.
+    pub fn new(settings: JumpCloudSettings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("tempadmin/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http, settings })
+    }
+
+    fn call(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}{}", self.settings.api_url.trim_end_matches('/'), path);
+        let mut builder = self
+            .http
+            .request(method, url)
+            .header("x-api-key", self.settings.api_key.expose_secret())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(org) = &self.settings.org_id {
+            builder = builder.header("x-org-id", org);
+        }
+        builder
+    }
+
+    /// Sends, and turns anything but a 2xx into a classified error.
+    async fn send(&self, builder: RequestBuilder) -> Result<Response, DirectoryError> {
+        let response = builder.send().await.map_err(|e| {
+            // reqwest's message names the URL, never headers; drop the URL's
+            // query all the same.
+            DirectoryError::Transient(if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "connection failed".to_string()
+            } else {
+                "request failed".to_string()
+            })
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let message = response
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.message)
+            .unwrap_or_default();
+        Err(classify(status, retry_after, &message))
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        builder: RequestBuilder,
+    ) -> Result<(T, Option<usize>), DirectoryError> {
+        let response = self.send(builder).await?;
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response
+            .json::<T>()
+            .await
+            .map_err(|e| DirectoryError::Permanent(format!("unexpected answer shape: {e}")))?;
+        Ok((body, total))
+    }
+
+    /// Fetches every page of a v2 list.
+    async fn get_all<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>, DirectoryError> {
+        let mut all = Vec::new();
+        loop {
+            let skip = all.len().to_string();
+            let limit = PAGE.to_string();
+            let builder = self
+                .call(Method::GET, path)
+                .query(query)
+                .query(&[("limit", limit.as_str()), ("skip", skip.as_str())]);
+            let (page, total): (Vec<T>, _) = self.get_json(builder).await?;
+            let got = page.len();
+            all.extend(page);
+            let more = total.map_or(got == PAGE, |t| all.len() < t);
+            if got == 0 || !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    async fn compiled_sudo(&self, user: &JcUserId) -> Result<Vec<(String, bool)>, DirectoryError> {
+        let path = format!("/api/v2/users/{}/systems", segment(user.as_str()));
+        let objects: Vec<GraphObjectWithPaths> = self.get_all(&path, &[]).await?;
+        Ok(objects
+            .into_iter()
+            .map(|o| {
+                let sudo = o
+                    .compiled_attributes
+                    .and_then(|a| a.sudo)
+                    .is_some_and(|s| s.enabled);
+                (o.id, sudo)
+            })
+            .collect())
+    }
+}
+
+/// Maps an HTTP failure to what the engine can do about it.
+fn classify(status: StatusCode, retry_after: Option<Duration>, message: &str) -> DirectoryError {
+    let message: String = message.chars().take(200).collect();
+    match status.as_u16() {
+        401 | 403 => DirectoryError::Unauthorized(status.as_u16()),
+        404 => DirectoryError::NotFound,
+        409 => DirectoryError::Conflict,
+        429 => DirectoryError::RateLimited { retry_after },
+        500..=599 => DirectoryError::Transient(format!("HTTP {status}")),
+        _ => DirectoryError::Permanent(format!("HTTP {status}: {message}")),
+    }
+}
+
+/// Refuses ids that would change the path they are put into.
+fn segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[async_trait]
+impl Directory for JumpCloudClient {
+    async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<DirectoryUser>, DirectoryError> {
+        let filter = format!("email:$eq:{}", email.as_str());
+        let builder = self
+            .call(Method::GET, "/api/systemusers")
+            .query(&[("filter", filter.as_str()), ("limit", "10")]);
+        let (list, _): (SystemUserList, _) = self.get_json(builder).await?;
+        // The filter is exact, but only an exact match may ever be used.
+        let Some(user) = list
+            .results
+            .into_iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email.as_str()))
+        else {
+            return Ok(None);
+        };
+        let suspended = user.suspended || user.state.as_deref() == Some("SUSPENDED");
+        Ok(Some(DirectoryUser {
+            id: JcUserId::new(user.id),
+            email: Email::parse(&user.email).unwrap_or_else(|| email.clone()),
+            username: user.username,
+            global_sudo: user.sudo,
+            suspended,
+        }))
+    }
+
+    async fn user_devices(&self, user: &JcUserId) -> Result<Vec<Device>, DirectoryError> {
+        let mut devices = Vec::new();
+        for (id, compiled_sudo) in self.compiled_sudo(user).await? {
+            let path = format!("/api/systems/{}", segment(&id));
+            let system: System = match self.get_json(self.call(Method::GET, &path)).await {
+                Ok((system, _)) => system,
+                // Bound but deleted meanwhile: not a device to offer.
+                Err(DirectoryError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            devices.push(Device {
+                id: SystemId::new(id),
+                display_name: if system.display_name.is_empty() {
+                    system.hostname.clone()
+                } else {
+                    system.display_name
+                },
+                hostname: system.hostname,
+                os_family: system.os_family,
+                online: system.active,
+                compiled_sudo,
+            });
+        }
+        Ok(devices)
+    }
+
+    async fn admin_state(
+        &self,
+        user: &DirectoryUser,
+        system: &SystemId,
+    ) -> Result<PriorState, DirectoryError> {
+        let path = format!("/api/v2/systems/{}/associations", segment(system.as_str()));
+        let bindings: Vec<GraphConnection> = self.get_all(&path, &[("targets", "user")]).await?;
+        let direct = bindings
+            .into_iter()
+            .find(|b| b.to.id == user.id.as_str() && (b.to.kind.is_empty() || b.to.kind == "user"))
+            .map(|b| {
+                let sudo = b.attributes.and_then(|a| a.sudo).unwrap_or_default();
+                DirectBinding {
+                    sudo: sudo.enabled,
+                    without_password: sudo.without_password,
+                }
+            });
+        let compiled_sudo = self
+            .compiled_sudo(&user.id)
+            .await?
+            .into_iter()
+            .any(|(id, sudo)| id == system.as_str() && sudo);
+        Ok(PriorState {
+            global_sudo: user.global_sudo,
+            direct,
+            compiled_sudo,
+        })
+    }
+
+    async fn apply(
+        &self,
+        system: &SystemId,
+        user: &JcUserId,
+        op: AssociationOp,
+    ) -> Result<(), DirectoryError> {
+        let path = format!("/api/v2/systems/{}/associations", segment(system.as_str()));
+        let body = match op {
+            AssociationOp::Add { sudo } => json!({
+                "op": "add", "type": "user", "id": user.as_str(),
+                "attributes": { "sudo": { "enabled": sudo, "withoutPassword": false } },
+            }),
+            AssociationOp::Update {
+                sudo,
+                without_password,
+            } => json!({
+                "op": "update", "type": "user", "id": user.as_str(),
+                "attributes": { "sudo": { "enabled": sudo, "withoutPassword": without_password } },
+            }),
+            AssociationOp::Remove => json!({ "op": "remove", "type": "user", "id": user.as_str() }),
+        };
+        tracing::info!(system_id = %system, jumpcloud_user = %user, ?op, "changing the user's binding");
+        self.send(self.call(Method::POST, &path).json(&body))
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_for_the_engine() {
+        let c = |s: u16| classify(StatusCode::from_u16(s).unwrap(), None, "x");
+        assert_eq!(c(401), DirectoryError::Unauthorized(401));
+        assert_eq!(c(403), DirectoryError::Unauthorized(403));
+        assert_eq!(c(404), DirectoryError::NotFound);
+        assert_eq!(c(409), DirectoryError::Conflict);
+        assert!(c(503).is_retryable());
+        assert!(!c(400).is_retryable());
+        let limited = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(7)),
+            "",
+        );
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn ids_cannot_escape_their_path_segment() {
+        assert_eq!(segment("5f0c1e2d3b4a"), "5f0c1e2d3b4a");
+        assert_eq!(segment("../../api/x?y"), "apixy");
+    }
+}

@@ -1,0 +1,1186 @@
+//! Fake JumpCloud API: a loopback HTTP server that simulates the parts of
+//! JumpCloud's v1 (`/api`) and v2 (`/api/v2`) REST API that tempadmin uses —
+//! looking a user up by e-mail, listing the systems a user is bound to,
+//! reading a system, listing and changing direct system↔user associations
+//! (with their `sudo` attributes) and launching command triggers. Request and
+//! response shapes follow JumpCloud's published OpenAPI descriptions
+//! (`JumpCloud.SDK.V1.json`, `JumpCloud.SDK.V2.json`) and its public
+//! documentation: `x-api-key` authentication, `{"code","message","status"}`
+//! error bodies, `totalCount` in v1 list bodies and an `x-total-count` header on
+//! v2 lists, `limit` (default 10, at most 100) and `skip` paging. Every request
+//! is recorded, and failures (error statuses, changes applied but answered
+//! with an error, requests that never answer, outages, latency) can be
+//! injected.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+/// A JumpCloud user ("systemuser") known to the fake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimUser {
+    /// Object id (`_id`).
+    pub id: String,
+    /// E-mail address; lookups by e-mail ignore case.
+    pub email: String,
+    /// Account name on the computers.
+    pub username: String,
+    /// Global administrator rights on every bound system.
+    pub sudo: bool,
+    /// Whether the account is suspended (`state` is then `SUSPENDED`).
+    pub suspended: bool,
+}
+
+/// A JumpCloud device ("system") known to the fake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimSystem {
+    /// Object id (`_id`).
+    pub id: String,
+    /// Host name reported by the agent.
+    pub hostname: String,
+    /// Name shown in the console (`displayName`).
+    pub display_name: String,
+    /// `osFamily`: `windows`, `darwin`, `linux`, `ios` or `android`.
+    pub os_family: String,
+    /// Whether the agent is connected.
+    pub active: bool,
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedCall {
+    /// HTTP method in upper case, e.g. `GET`.
+    pub method: String,
+    /// Request path as sent (still percent-encoded), without the query string.
+    pub path: String,
+    /// Raw query string, if the request had one.
+    pub query: Option<String>,
+    /// Body parsed as JSON; a body that is not JSON is kept as a JSON string. `None` when empty.
+    pub body: Option<Value>,
+    /// The `x-api-key` header.
+    pub api_key: Option<String>,
+    /// The `x-org-id` header.
+    pub org_id: Option<String>,
+}
+
+/// How an injected failure (see [`FakeJumpCloud::fail_next`]) answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Answer `status` with a JSON error body, without applying anything.
+    Status {
+        /// HTTP status to answer.
+        status: u16,
+        /// Seconds to send in a `Retry-After` header.
+        retry_after: Option<u64>,
+    },
+    /// Handle the request as usual (applying any change), then answer `status` instead.
+    ApplyThenStatus {
+        /// HTTP status to answer.
+        status: u16,
+    },
+    /// Never answer; a write is not applied.
+    Hang,
+}
+
+/// A running fake JumpCloud server; clones share the same state.
+#[derive(Clone, Debug)]
+pub struct FakeJumpCloud {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug)]
+struct DirectBinding {
+    user_id: String,
+    system_id: String,
+    sudo: bool,
+    without_password: bool,
+}
+
+#[derive(Debug)]
+struct GroupBinding {
+    user_id: String,
+    system_id: String,
+    group_id: String,
+}
+
+#[derive(Debug)]
+struct InjectedFailure {
+    method: String,
+    path_prefix: String,
+    remaining: usize,
+    failure: Failure,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    api_key: String,
+    users: Vec<SimUser>,
+    systems: Vec<SimSystem>,
+    direct: Vec<DirectBinding>,
+    groups: Vec<GroupBinding>,
+    calls: Vec<RecordedCall>,
+    failures: Vec<InjectedFailure>,
+    down: bool,
+    latency: Duration,
+    triggers: u64,
+}
+
+impl Inner {
+    fn direct(&self, user_id: &str, system_id: &str) -> Option<&DirectBinding> {
+        self.direct
+            .iter()
+            .find(|b| b.user_id == user_id && b.system_id == system_id)
+    }
+
+    fn take_failure(&mut self, method: &str, path: &str) -> Option<Failure> {
+        let index = self.failures.iter().position(|f| {
+            (f.method == "*" || f.method.eq_ignore_ascii_case(method))
+                && path.starts_with(&f.path_prefix)
+        })?;
+        let entry = &mut self.failures[index];
+        entry.remaining -= 1;
+        let failure = entry.failure;
+        if entry.remaining == 0 {
+            self.failures.remove(index);
+        }
+        Some(failure)
+    }
+}
+
+impl FakeJumpCloud {
+    /// Binds `127.0.0.1:0`, serves the fake on a tokio task and accepts `api_key` in `x-api-key`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start(api_key: &str) -> FakeJumpCloud {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the fake JumpCloud");
+        let addr = listener.local_addr().expect("local address of the fake");
+        let fake = FakeJumpCloud {
+            addr,
+            inner: Arc::new(Mutex::new(Inner {
+                api_key: api_key.to_owned(),
+                ..Inner::default()
+            })),
+        };
+        let app = Router::new().fallback(handle).with_state(fake.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "fake JumpCloud server stopped");
+            }
+        });
+        fake
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT` without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Adds a user, replacing one with the same id.
+    pub fn add_user(&self, user: SimUser) {
+        let mut inner = self.lock();
+        match inner.users.iter_mut().find(|u| u.id == user.id) {
+            Some(existing) => *existing = user,
+            None => inner.users.push(user),
+        }
+    }
+
+    /// Adds a system, replacing one with the same id.
+    pub fn add_system(&self, system: SimSystem) {
+        let mut inner = self.lock();
+        match inner.systems.iter_mut().find(|s| s.id == system.id) {
+            Some(existing) => *existing = system,
+            None => inner.systems.push(system),
+        }
+    }
+
+    /// Creates (or changes) a direct user→system association with `attributes.sudo.enabled = sudo`.
+    pub fn bind_direct(&self, user_id: &str, system_id: &str, sudo: bool) {
+        let mut inner = self.lock();
+        match inner
+            .direct
+            .iter_mut()
+            .find(|b| b.user_id == user_id && b.system_id == system_id)
+        {
+            Some(binding) => {
+                binding.sudo = sudo;
+                binding.without_password = false;
+            }
+            None => inner.direct.push(DirectBinding {
+                user_id: user_id.to_owned(),
+                system_id: system_id.to_owned(),
+                sudo,
+                without_password: false,
+            }),
+        }
+    }
+
+    /// Binds the user to the system through user group `group_id` only (no sudo attributes).
+    pub fn bind_via_group(&self, user_id: &str, system_id: &str, group_id: &str) {
+        let mut inner = self.lock();
+        let exists = inner
+            .groups
+            .iter()
+            .any(|g| g.user_id == user_id && g.system_id == system_id && g.group_id == group_id);
+        if !exists {
+            inner.groups.push(GroupBinding {
+                user_id: user_id.to_owned(),
+                system_id: system_id.to_owned(),
+                group_id: group_id.to_owned(),
+            });
+        }
+    }
+
+    /// `Some(sudo enabled)` when a direct user→system association exists.
+    pub fn direct_binding(&self, user_id: &str, system_id: &str) -> Option<bool> {
+        self.lock().direct(user_id, system_id).map(|b| b.sudo)
+    }
+
+    /// Effective admin rights: the user's global `sudo` or sudo on the direct association.
+    pub fn is_admin(&self, user_id: &str, system_id: &str) -> bool {
+        let inner = self.lock();
+        let global = inner.users.iter().any(|u| u.id == user_id && u.sudo);
+        global || inner.direct(user_id, system_id).is_some_and(|b| b.sudo)
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.lock().calls.clone()
+    }
+
+    /// Only the `POST /api/v2/systems/{id}/associations` requests, in arrival order.
+    pub fn writes(&self) -> Vec<RecordedCall> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method == "POST" && is_association_path(&c.path))
+            .cloned()
+            .collect()
+    }
+
+    /// Makes the next `times` requests whose method matches (`"*"` for any) and whose
+    /// path starts with `path_prefix` fail as `failure` describes. Requests answered 503
+    /// (down) or 401 (wrong key) do not use it up; several injections apply in the order given.
+    pub fn fail_next(&self, method: &str, path_prefix: &str, times: usize, failure: Failure) {
+        if times == 0 {
+            return;
+        }
+        self.lock().failures.push(InjectedFailure {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            remaining: times,
+            failure,
+        });
+    }
+
+    /// While down, every request is answered 503 with a JSON error body.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    /// Latency added before every answer (zero by default).
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = d;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn route(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let segments: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| percent_decode(s, false))
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let params = parse_form(query.unwrap_or(""));
+        match (method, segments.as_slice()) {
+            ("GET", ["api", "systemusers"]) => self.list_users(&params),
+            ("GET", ["api", "systems", id]) => self.get_system(id, &params),
+            ("POST", ["api", "command", "trigger", name]) => self.trigger(name, body),
+            ("GET", ["api", "v2", "users", id, "systems"]) => self.user_systems(id, &params),
+            ("GET", ["api", "v2", "systems", id, "associations"]) => self.associations(id, &params),
+            ("POST", ["api", "v2", "systems", id, "associations"]) => {
+                self.change_association(id, body)
+            }
+            _ => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    }
+
+    fn list_users(&self, params: &[(String, String)]) -> Response {
+        let (limit, skip) = match paging(params) {
+            Ok(paging) => paging,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let filters: Result<Vec<(String, String)>, String> = params
+            .iter()
+            .filter(|(k, _)| k == "filter")
+            .map(|(_, v)| parse_filter(v))
+            .collect();
+        let filters = match filters {
+            Ok(filters) => filters,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let fields = param(params, "fields");
+        let inner = self.lock();
+        let matching: Vec<&SimUser> = inner
+            .users
+            .iter()
+            .filter(|u| {
+                filters
+                    .iter()
+                    .all(|(field, value)| user_matches(u, field, value))
+            })
+            .collect();
+        let results: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|u| select_fields(user_json(u), fields))
+            .collect();
+        Json(json!({ "totalCount": matching.len(), "results": results })).into_response()
+    }
+
+    fn get_system(&self, id: &str, params: &[(String, String)]) -> Response {
+        let inner = self.lock();
+        match inner.systems.iter().find(|s| s.id == id) {
+            Some(system) => {
+                Json(select_fields(system_json(system), param(params, "fields"))).into_response()
+            }
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    }
+
+    fn trigger(&self, name: &str, body: Option<&Value>) -> Response {
+        if !matches!(body, None | Some(Value::Object(_))) {
+            return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+        }
+        let mut inner = self.lock();
+        inner.triggers += 1;
+        let id = format!("{:024x}", 0x5f00_0000_u64 + inner.triggers);
+        tracing::debug!(trigger = name, command = %id, "fake JumpCloud command trigger");
+        Json(json!({ "triggered": [id] })).into_response()
+    }
+
+    fn user_systems(&self, user_id: &str, params: &[(String, String)]) -> Response {
+        let (limit, skip) = match paging(params) {
+            Ok(paging) => paging,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let inner = self.lock();
+        if !inner.users.iter().any(|u| u.id == user_id) {
+            return error(StatusCode::NOT_FOUND, "User not found");
+        }
+        let mut system_ids: Vec<&str> = Vec::new();
+        let bound = inner
+            .direct
+            .iter()
+            .filter(|b| b.user_id == user_id)
+            .map(|b| b.system_id.as_str())
+            .chain(
+                inner
+                    .groups
+                    .iter()
+                    .filter(|g| g.user_id == user_id)
+                    .map(|g| g.system_id.as_str()),
+            );
+        for id in bound {
+            if !system_ids.contains(&id) {
+                system_ids.push(id);
+            }
+        }
+        let objects: Vec<Value> = system_ids
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|system_id| {
+                let system = graph_object(system_id, "system");
+                let direct = inner.direct(user_id, system_id);
+                let mut paths: Vec<Value> = direct
+                    .map(|b| json!([{ "attributes": sudo_attributes(b), "to": system }]))
+                    .into_iter()
+                    .collect();
+                paths.extend(
+                    inner
+                        .groups
+                        .iter()
+                        .filter(|g| g.user_id == user_id && g.system_id == *system_id)
+                        .map(|g| {
+                            json!([
+                                { "attributes": null, "to": graph_object(&g.group_id, "user_group") },
+                                { "attributes": null, "to": system },
+                            ])
+                        }),
+                );
+                json!({
+                    "id": system_id,
+                    "type": "system",
+                    "compiledAttributes": direct.map(sudo_attributes),
+                    "paths": paths,
+                })
+            })
+            .collect();
+        with_total_count(objects, system_ids.len())
+    }
+
+    fn associations(&self, system_id: &str, params: &[(String, String)]) -> Response {
+        let (limit, skip) = match paging(params) {
+            Ok(paging) => paging,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let Some(targets) = param(params, "targets") else {
+            return error(StatusCode::BAD_REQUEST, "targets is required");
+        };
+        let inner = self.lock();
+        if !inner.systems.iter().any(|s| s.id == system_id) {
+            return error(StatusCode::NOT_FOUND, "System not found");
+        }
+        let connections: Vec<Value> = match targets {
+            "user" => inner
+                .direct
+                .iter()
+                .filter(|b| b.system_id == system_id)
+                .map(|b| json!({ "attributes": sudo_attributes(b), "to": graph_object(&b.user_id, "user") }))
+                .collect(),
+            "user_group" => {
+                let mut groups: Vec<&str> = Vec::new();
+                for g in inner.groups.iter().filter(|g| g.system_id == system_id) {
+                    if !groups.contains(&g.group_id.as_str()) {
+                        groups.push(&g.group_id);
+                    }
+                }
+                groups
+                    .into_iter()
+                    .map(|id| json!({ "attributes": null, "to": graph_object(id, "user_group") }))
+                    .collect()
+            }
+            "command" | "policy" | "policy_group" => Vec::new(),
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid targets value {other:?}"),
+                )
+            }
+        };
+        let total = connections.len();
+        let page = connections.into_iter().skip(skip).take(limit).collect();
+        with_total_count(page, total)
+    }
+
+    fn change_association(&self, system_id: &str, body: Option<&Value>) -> Response {
+        let operation = match parse_operation(body) {
+            Ok(operation) => operation,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let mut inner = self.lock();
+        if !inner.systems.iter().any(|s| s.id == system_id) {
+            return error(StatusCode::NOT_FOUND, "System not found");
+        }
+        if !inner.users.iter().any(|u| u.id == operation.user_id) {
+            return error(StatusCode::NOT_FOUND, "User not found");
+        }
+        let existing = inner
+            .direct
+            .iter()
+            .position(|b| b.user_id == operation.user_id && b.system_id == system_id);
+        match (operation.op.as_str(), existing) {
+            ("add", Some(_)) => {
+                return error(StatusCode::CONFLICT, "Association already exists");
+            }
+            ("add", None) => inner.direct.push(DirectBinding {
+                user_id: operation.user_id,
+                system_id: system_id.to_owned(),
+                sudo: operation.sudo,
+                without_password: operation.without_password,
+            }),
+            ("update", Some(index)) => {
+                let binding = &mut inner.direct[index];
+                binding.sudo = operation.sudo;
+                binding.without_password = operation.without_password;
+            }
+            ("remove", Some(index)) => {
+                inner.direct.remove(index);
+            }
+            _ => return error(StatusCode::NOT_FOUND, "Association not found"),
+        }
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// A parsed `GraphOperation (System)` body with `type: user`.
+struct Operation {
+    op: String,
+    user_id: String,
+    sudo: bool,
+    without_password: bool,
+}
+
+fn parse_operation(body: Option<&Value>) -> Result<Operation, String> {
+    let Some(Value::Object(body)) = body else {
+        return Err("the body must be a JSON object".to_owned());
+    };
+    let op = match body.get("op").and_then(Value::as_str) {
+        Some(op @ ("add" | "update" | "remove")) => op.to_owned(),
+        _ => return Err("op must be one of add, update, remove".to_owned()),
+    };
+    match body.get("type").and_then(Value::as_str) {
+        Some("user") => {}
+        Some("command" | "policy" | "policy_group" | "user_group") => {
+            return Err("the simulator only manages associations of type user".to_owned())
+        }
+        _ => {
+            return Err(
+                "type must be one of command, policy, policy_group, user, user_group".to_owned(),
+            )
+        }
+    }
+    let user_id = match body.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => return Err("id is required".to_owned()),
+    };
+    let (sudo, without_password) = match body.get("attributes") {
+        None | Some(Value::Null) => (false, false),
+        Some(Value::Object(attributes)) => match attributes.get("sudo") {
+            None | Some(Value::Null) => (false, false),
+            Some(sudo) => {
+                let flag = |name: &str| match sudo.get(name) {
+                    None => Ok(false),
+                    Some(Value::Bool(value)) => Ok(*value),
+                    Some(_) => Err(format!("attributes.sudo.{name} must be a boolean")),
+                };
+                (flag("enabled")?, flag("withoutPassword")?)
+            }
+        },
+        Some(_) => return Err("attributes must be an object".to_owned()),
+    };
+    Ok(Operation {
+        op,
+        user_id,
+        sudo,
+        without_password,
+    })
+}
+
+async fn handle(
+    State(fake): State<FakeJumpCloud>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let call = RecordedCall {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        body: parse_body(&body),
+        api_key: header("x-api-key"),
+        org_id: header("x-org-id"),
+    };
+    let latency = {
+        let mut inner = fake.lock();
+        inner.calls.push(call.clone());
+        inner.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let failure = {
+        let mut inner = fake.lock();
+        if inner.down {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
+        if call.api_key.as_deref() != Some(inner.api_key.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+        inner.take_failure(&call.method, &call.path)
+    };
+    let route = || {
+        fake.route(
+            &call.method,
+            &call.path,
+            call.query.as_deref(),
+            call.body.as_ref(),
+        )
+    };
+    match failure {
+        None => route(),
+        Some(Failure::Status {
+            status,
+            retry_after,
+        }) => {
+            let mut response = error(status_code(status), "Simulated failure");
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from(seconds),
+                );
+            }
+            response
+        }
+        Some(Failure::ApplyThenStatus { status }) => {
+            let applied = route();
+            tracing::debug!(status = %applied.status(), "fake JumpCloud applied a request before failing it");
+            error(
+                status_code(status),
+                "Simulated failure after applying the request",
+            )
+        }
+        Some(Failure::Hang) => std::future::pending().await,
+    }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A JumpCloud error: `{"code": N, "message": "...", "status": "NOT_FOUND"}`.
+fn error(status: StatusCode, message: &str) -> Response {
+    let name = status
+        .canonical_reason()
+        .unwrap_or("Error")
+        .to_ascii_uppercase()
+        .replace([' ', '-'], "_");
+    let body = json!({ "code": status.as_u16(), "message": message, "status": name });
+    (status, Json(body)).into_response()
+}
+
+fn with_total_count(items: Vec<Value>, total: usize) -> Response {
+    let mut response = Json(items).into_response();
+    response.headers_mut().insert(
+        HeaderName::from_static("x-total-count"),
+        HeaderValue::from(total),
+    );
+    response
+}
+
+fn is_association_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["api", "v2", "systems", _, "associations"]
+    )
+}
+
+fn parse_body(body: &Bytes) -> Option<Value> {
+    if body.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+    )
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit` (default 10, at most 100) and `skip` (default 0).
+fn paging(params: &[(String, String)]) -> Result<(usize, usize), String> {
+    let number = |name: &str, default: usize| match param(params, name) {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| format!("{name} must be a non-negative integer")),
+    };
+    let limit = number("limit", 10)?;
+    if limit > 100 {
+        return Err("limit must be at most 100".to_owned());
+    }
+    Ok((limit, number("skip", 0)?))
+}
+
+/// A v1 filter `field:$eq:value`, returned as `(field, value)`.
+fn parse_filter(filter: &str) -> Result<(String, String), String> {
+    let mut parts = filter.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(field @ ("email" | "username" | "_id")), Some("$eq"), Some(value)) => {
+            Ok((field.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "unsupported filter {filter:?} (the simulator knows email, username and _id with $eq)"
+        )),
+    }
+}
+
+fn user_matches(user: &SimUser, field: &str, value: &str) -> bool {
+    match field {
+        "email" => user.email.eq_ignore_ascii_case(value),
+        "username" => user.username == value,
+        _ => user.id == value,
+    }
+}
+
+/// Keeps only the space-separated `fields` (and `_id`) when the caller asked for some.
+fn select_fields(object: Value, fields: Option<&str>) -> Value {
+    let wanted: Vec<&str> = fields
+        .unwrap_or("")
+        .split([' ', ','])
+        .filter(|f| !f.is_empty())
+        .collect();
+    match object {
+        Value::Object(map) if !wanted.is_empty() => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| k == "_id" || wanted.contains(&k.as_str()))
+                .collect::<Map<String, Value>>(),
+        ),
+        other => other,
+    }
+}
+
+fn user_json(user: &SimUser) -> Value {
+    json!({
+        "_id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "sudo": user.sudo,
+        "passwordless_sudo": false,
+        "state": if user.suspended { "SUSPENDED" } else { "ACTIVATED" },
+        "suspended": user.suspended,
+        "activated": true,
+        "account_locked": false,
+    })
+}
+
+fn system_json(system: &SimSystem) -> Value {
+    let os = match system.os_family.as_str() {
+        "windows" => "Windows",
+        "darwin" => "Mac OS X",
+        "linux" => "Ubuntu",
+        "ios" => "iOS",
+        "android" => "Android",
+        other => other,
+    };
+    let last_contact = if system.active {
+        SystemTime::now()
+    } else {
+        SystemTime::now() - Duration::from_secs(30 * 86_400)
+    };
+    json!({
+        "_id": system.id,
+        "hostname": system.hostname,
+        "displayName": system.display_name,
+        "osFamily": system.os_family,
+        "os": os,
+        "active": system.active,
+        "lastContact": rfc3339(last_contact),
+    })
+}
+
+fn graph_object(id: &str, kind: &str) -> Value {
+    json!({ "id": id, "type": kind, "attributes": null })
+}
+
+fn sudo_attributes(binding: &DirectBinding) -> Value {
+    json!({ "sudo": { "enabled": binding.sudo, "withoutPassword": binding.without_password } })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.000Z` in UTC.
+fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Splits `a=b&c=d` and percent-decodes names and values (`+` is a space).
+fn parse_form(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name, true), percent_decode(value, true))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str, plus_is_space: bool) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (b'+', None) if plus_is_space => out.push(b' '),
+            (byte, None) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "jc-test-key";
+
+    async fn fake_with_data() -> FakeJumpCloud {
+        let fake = FakeJumpCloud::start(KEY).await;
+        fake.add_user(SimUser {
+            id: "u1".into(),
+            email: "Ada@Example.com".into(),
+            username: "ada".into(),
+            sudo: false,
+            suspended: false,
+        });
+        fake.add_user(SimUser {
+            id: "u2".into(),
+            email: "bob@example.com".into(),
+            username: "bob".into(),
+            sudo: true,
+            suspended: true,
+        });
+        for (id, os) in [("s1", "darwin"), ("s2", "windows")] {
+            fake.add_system(SimSystem {
+                id: id.into(),
+                hostname: format!("{id}.local"),
+                display_name: format!("Laptop {id}"),
+                os_family: os.into(),
+                active: true,
+            });
+        }
+        fake
+    }
+
+    fn get(fake: &FakeJumpCloud, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(format!("{}{path}", fake.url()))
+            .header("x-api-key", KEY)
+    }
+
+    fn post(fake: &FakeJumpCloud, path: &str, body: Value) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(format!("{}{path}", fake.url()))
+            .header("x-api-key", KEY)
+            .json(&body)
+    }
+
+    fn association(op: &str, user: &str, sudo: bool) -> Value {
+        json!({
+            "op": op,
+            "type": "user",
+            "id": user,
+            "attributes": { "sudo": { "enabled": sudo, "withoutPassword": false } },
+        })
+    }
+
+    #[test]
+    fn formats_timestamps_as_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+        assert_eq!(rfc3339(leap_day), "2024-02-29T12:34:56.000Z");
+    }
+
+    #[tokio::test]
+    async fn looks_up_users_by_email_and_checks_the_key() {
+        let fake = fake_with_data().await;
+        let response = get(
+            &fake,
+            "/api/systemusers?filter=email%3A%24eq%3Aada%40example.com&limit=10&skip=0",
+        )
+        .header("x-org-id", "org-1")
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["totalCount"], 1);
+        assert_eq!(body["results"][0]["_id"], "u1");
+        assert_eq!(body["results"][0]["state"], "ACTIVATED");
+        assert_eq!(body["results"][0]["sudo"], false);
+
+        let body: Value = get(
+            &fake,
+            "/api/systemusers?filter=email:$eq:bob@example.com&fields=email",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            body["results"][0],
+            json!({ "_id": "u2", "email": "bob@example.com" })
+        );
+
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/systemusers", fake.url()))
+            .header("x-api-key", "wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], 401);
+        assert_eq!(body["status"], "UNAUTHORIZED");
+
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].method, "GET");
+        assert_eq!(calls[0].path, "/api/systemusers");
+        assert_eq!(calls[0].org_id.as_deref(), Some("org-1"));
+        assert_eq!(calls[0].api_key.as_deref(), Some(KEY));
+        assert!(calls[0].query.as_deref().unwrap().contains("%24eq"));
+        assert_eq!(calls[2].api_key.as_deref(), Some("wrong"));
+    }
+
+    #[tokio::test]
+    async fn reports_bound_systems_and_system_details() {
+        let fake = fake_with_data().await;
+        fake.bind_direct("u1", "s1", false);
+        fake.bind_via_group("u1", "s2", "g1");
+
+        let response = get(&fake, "/api/v2/users/u1/systems").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-total-count"], "2");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body[0]["id"], "s1");
+        assert_eq!(body[0]["type"], "system");
+        assert_eq!(
+            body[0]["compiledAttributes"],
+            json!({ "sudo": { "enabled": false, "withoutPassword": false } })
+        );
+        assert_eq!(body[0]["paths"][0][0]["to"]["id"], "s1");
+        assert_eq!(
+            body[0]["paths"][0][0]["attributes"]["sudo"]["enabled"],
+            false
+        );
+        assert_eq!(body[1]["id"], "s2");
+        assert_eq!(body[1]["compiledAttributes"], Value::Null);
+        assert_eq!(body[1]["paths"][0][0]["to"]["type"], "user_group");
+        assert_eq!(body[1]["paths"][0][0]["to"]["id"], "g1");
+        assert_eq!(body[1]["paths"][0][1]["to"]["id"], "s2");
+
+        let missing = get(&fake, "/api/v2/users/nobody/systems")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+
+        let system: Value = get(&fake, "/api/systems/s1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(system["_id"], "s1");
+        assert_eq!(system["displayName"], "Laptop s1");
+        assert_eq!(system["osFamily"], "darwin");
+        assert_eq!(system["active"], true);
+        assert!(system["lastContact"].as_str().unwrap().ends_with('Z'));
+        let missing = get(&fake, "/api/systems/s9").send().await.unwrap();
+        assert_eq!(missing.status(), 404);
+        let body: Value = missing.json().await.unwrap();
+        assert_eq!(body["status"], "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn manages_direct_associations() {
+        let fake = fake_with_data().await;
+        let path = "/api/v2/systems/s1/associations";
+        let send = |body: Value| post(&fake, path, body).send();
+
+        assert_eq!(
+            send(association("add", "u1", true)).await.unwrap().status(),
+            204
+        );
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(true));
+        assert!(fake.is_admin("u1", "s1"));
+        assert_eq!(
+            send(association("add", "u1", true)).await.unwrap().status(),
+            409
+        );
+
+        let listed = get(&fake, &format!("{path}?targets=user"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.headers()["x-total-count"], "1");
+        let listed: Value = listed.json().await.unwrap();
+        assert_eq!(
+            listed,
+            json!([{
+                "attributes": { "sudo": { "enabled": true, "withoutPassword": false } },
+                "to": { "id": "u1", "type": "user", "attributes": null },
+            }])
+        );
+        assert_eq!(get(&fake, path).send().await.unwrap().status(), 400);
+
+        assert_eq!(
+            send(association("update", "u1", false))
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(false));
+        assert!(!fake.is_admin("u1", "s1"));
+        assert_eq!(
+            send(association("remove", "u1", false))
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+        assert_eq!(fake.direct_binding("u1", "s1"), None);
+        assert_eq!(
+            send(association("update", "u1", true))
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        assert_eq!(
+            send(json!({ "op": "grant", "type": "user", "id": "u1" }))
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+        assert!(fake.is_admin("u2", "s1"), "global sudo counts");
+
+        let ops: Vec<Value> = fake
+            .writes()
+            .iter()
+            .map(|c| c.body.clone().unwrap()["op"].clone())
+            .collect();
+        assert_eq!(ops, ["add", "add", "update", "remove", "update", "grant"]);
+
+        let triggered: Value = post(
+            &fake,
+            "/api/command/trigger/tempadmin-refresh",
+            json!({ "user": "ada" }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(triggered["triggered"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            fake.calls().last().unwrap().body,
+            Some(json!({ "user": "ada" }))
+        );
+    }
+
+    #[tokio::test]
+    async fn injects_failures() {
+        let fake = fake_with_data().await;
+        let path = "/api/v2/systems/s1/associations";
+
+        fake.fail_next(
+            "POST",
+            "/api/v2/systems/",
+            1,
+            Failure::Status {
+                status: 429,
+                retry_after: Some(3),
+            },
+        );
+        let response = post(&fake, path, association("add", "u1", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "3");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], 429);
+        assert_eq!(fake.direct_binding("u1", "s1"), None);
+
+        fake.fail_next(
+            "POST",
+            "/api/v2/systems/",
+            1,
+            Failure::ApplyThenStatus { status: 502 },
+        );
+        let response = post(&fake, path, association("add", "u1", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(true));
+
+        fake.fail_next("POST", "/api/v2/systems/", 1, Failure::Hang);
+        let hung = post(&fake, path, association("update", "u1", false))
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await;
+        assert!(hung.unwrap_err().is_timeout());
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(true));
+        assert_eq!(fake.writes().len(), 3);
+
+        fake.set_down(true);
+        let response = get(&fake, "/api/systems/s1").send().await.unwrap();
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "SERVICE_UNAVAILABLE");
+        fake.set_down(false);
+
+        fake.set_latency(Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let response = get(&fake, "/api/systems/s1").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(
+            get(&fake, "/api/nothing").send().await.unwrap().status(),
+            404
+        );
+    }
+}

@@ -1,0 +1,840 @@
+//! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
+//! tempadmin calls (`auth.test`, `users.info`, `usergroups.users.list`,
+//! `conversations.open`, `chat.postMessage`, `chat.update`) and the
+//! `response_url` that interactive payloads carry. It follows the shapes in
+//! Slack's API documentation: methods live at `{api_url}/{method}`, the bot
+//! token comes as `Authorization: Bearer xoxb-…`, GET methods take query
+//! strings and POST methods JSON or form bodies, errors are HTTP 200 with
+//! `{"ok":false,"error":"…"}`, rate limiting is HTTP 429 with `Retry-After`,
+//! and every answer is `application/json`. Every call is recorded, posted
+//! messages keep their edit history, a broadcast feed reports changes live,
+//! and outages and rate limiting can be injected.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
+
+/// A message posted through `chat.postMessage`, as it currently stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimMessage {
+    /// Channel id (a user id given as channel is stored as that user's DM id).
+    pub channel: String,
+    /// Message timestamp assigned by the fake, e.g. `1700000000.000100`.
+    pub ts: String,
+    /// Parent message `ts` for thread replies.
+    pub thread_ts: Option<String>,
+    /// Current text (empty when the message has only blocks).
+    pub text: String,
+    /// Current blocks (`Null` when the message has none).
+    pub blocks: Value,
+    /// Every request body that shaped the message, oldest first: the post, then each `chat.update`.
+    pub history: Vec<Value>,
+}
+
+/// A message POSTed to a `response_url`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimResponse {
+    /// The `{id}` of `/respond/{id}`.
+    pub url_id: String,
+    /// The JSON body sent.
+    pub body: Value,
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackCall {
+    /// Web API method (e.g. `chat.postMessage`), or `response_url`.
+    pub method: String,
+    /// Query and body parameters merged into one JSON object (the `token` parameter excluded).
+    pub params: Value,
+    /// The bearer token (or `token` parameter) the call carried.
+    pub token: Option<String>,
+}
+
+/// A change to the fake's messages, as published by [`FakeSlack::subscribe`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum SimEvent {
+    /// A message was posted.
+    Posted(SimMessage),
+    /// A message was changed by `chat.update`.
+    Updated(SimMessage),
+    /// A `response_url` received a message.
+    Responded(SimResponse),
+}
+
+/// A running fake Slack server; clones share the same state.
+#[derive(Clone, Debug)]
+pub struct FakeSlack {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<SimEvent>,
+}
+
+#[derive(Debug)]
+struct SimUser {
+    name: String,
+    email: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    bot_token: String,
+    users: BTreeMap<String, SimUser>,
+    usergroups: BTreeMap<String, Vec<String>>,
+    messages: Vec<SimMessage>,
+    responses: Vec<SimResponse>,
+    calls: Vec<SlackCall>,
+    down: bool,
+    rate_limited: usize,
+    retry_after_secs: u64,
+    last_ts: u64,
+}
+
+impl Inner {
+    /// A user id given as a channel means the DM with that user, as in Slack.
+    fn resolve_channel(&self, channel: &str) -> String {
+        if self.users.contains_key(channel) {
+            dm_channel(channel)
+        } else {
+            channel.to_owned()
+        }
+    }
+
+    fn next_ts(&mut self) -> String {
+        self.last_ts += 1;
+        let micros = 1_700_000_000_000_000 + self.last_ts * 100;
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    }
+}
+
+impl FakeSlack {
+    /// Binds `127.0.0.1:0`, serves the fake on a tokio task and accepts `bot_token`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start(bot_token: &str) -> FakeSlack {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the fake Slack");
+        let addr = listener.local_addr().expect("local address of the fake");
+        let (events, _) = broadcast::channel(1024);
+        let fake = FakeSlack {
+            addr,
+            inner: Arc::new(Mutex::new(Inner {
+                bot_token: bot_token.to_owned(),
+                ..Inner::default()
+            })),
+            events,
+        };
+        let app = Router::new().fallback(handle).with_state(fake.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "fake Slack server stopped");
+            }
+        });
+        fake
+    }
+
+    /// Web API base URL, `http://127.0.0.1:PORT/api/` (with a trailing slash).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    /// A `response_url` that records the JSON messages POSTed to it under `id`.
+    pub fn response_url(&self, id: &str) -> String {
+        format!("http://{}/respond/{id}", self.addr)
+    }
+
+    /// Adds (or replaces) a workspace user.
+    pub fn add_user(&self, id: &str, name: &str, email: Option<&str>) {
+        self.lock().users.insert(
+            id.to_owned(),
+            SimUser {
+                name: name.to_owned(),
+                email: email.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Adds (or replaces) a user group with its members.
+    pub fn add_usergroup(&self, id: &str, members: &[&str]) {
+        let members = members.iter().map(|m| (*m).to_owned()).collect();
+        self.lock().usergroups.insert(id.to_owned(), members);
+    }
+
+    /// The current state of every posted message (thread replies included), in post order.
+    pub fn messages(&self) -> Vec<SimMessage> {
+        self.lock().messages.clone()
+    }
+
+    /// The replies in `channel` whose `thread_ts` is `ts`, in post order.
+    pub fn thread(&self, channel: &str, ts: &str) -> Vec<SimMessage> {
+        let inner = self.lock();
+        let channel = inner.resolve_channel(channel);
+        inner
+            .messages
+            .iter()
+            .filter(|m| m.channel == channel && m.thread_ts.as_deref() == Some(ts))
+            .cloned()
+            .collect()
+    }
+
+    /// Every message POSTed to a `response_url`, in order.
+    pub fn responses(&self) -> Vec<SimResponse> {
+        self.lock().responses.clone()
+    }
+
+    /// Every call received so far (rejected ones included), in arrival order.
+    pub fn calls(&self) -> Vec<SlackCall> {
+        self.lock().calls.clone()
+    }
+
+    /// A live feed of posted, updated and responded messages.
+    pub fn subscribe(&self) -> broadcast::Receiver<SimEvent> {
+        self.events.subscribe()
+    }
+
+    /// While down, every request (the `response_url` too) is answered HTTP 503.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    /// The next `times` Web API calls are answered 429 with `Retry-After: retry_after_secs`.
+    pub fn rate_limit_next(&self, times: usize, retry_after_secs: u64) {
+        let mut inner = self.lock();
+        inner.rate_limited = times;
+        inner.retry_after_secs = retry_after_secs;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, event: SimEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn web_api(&self, method: &str, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+        let (mut params, body_ok) = request_params(uri, headers, body);
+        let token = bearer_token(headers).or_else(|| match params.remove("token") {
+            Some(Value::String(token)) => Some(token),
+            _ => None,
+        });
+        let params = Value::Object(params);
+        let mut inner = self.lock();
+        inner.calls.push(SlackCall {
+            method: method.to_owned(),
+            params: params.clone(),
+            token: token.clone(),
+        });
+        if inner.down {
+            return unavailable();
+        }
+        if inner.rate_limited > 0 {
+            inner.rate_limited -= 1;
+            let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, failed("ratelimited"));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(inner.retry_after_secs),
+            );
+            return response;
+        }
+        if token.as_deref() != Some(inner.bot_token.as_str()) {
+            return ok_json(failed("invalid_auth"));
+        }
+        if !body_ok {
+            return ok_json(failed("invalid_json"));
+        }
+        let (answer, event) = match method {
+            "auth.test" => (self.auth_test(), None),
+            "users.info" => (users_info(&inner, &params), None),
+            "usergroups.users.list" => (usergroup_members(&inner, &params), None),
+            "conversations.open" => (open_conversation(&inner, &params), None),
+            "chat.postMessage" => post_message(&mut inner, &params),
+            "chat.update" => update_message(&mut inner, &params),
+            _ => (failed("unknown_method"), None),
+        };
+        if let Some(event) = event {
+            self.publish(event);
+        }
+        ok_json(answer)
+    }
+
+    fn respond(&self, url_id: &str, method: &Method, body: &Bytes) -> Response {
+        let parsed = serde_json::from_slice::<Value>(body).ok();
+        let mut inner = self.lock();
+        inner.calls.push(SlackCall {
+            method: "response_url".to_owned(),
+            params: parsed.clone().unwrap_or(Value::Null),
+            token: None,
+        });
+        if inner.down {
+            return unavailable();
+        }
+        if method != Method::POST {
+            return json_response(StatusCode::METHOD_NOT_ALLOWED, failed("method_not_allowed"));
+        }
+        let Some(body @ Value::Object(_)) = parsed else {
+            return json_response(StatusCode::BAD_REQUEST, failed("invalid_payload"));
+        };
+        let response = SimResponse {
+            url_id: url_id.to_owned(),
+            body,
+        };
+        inner.responses.push(response.clone());
+        self.publish(SimEvent::Responded(response));
+        ok_json(json!({ "ok": true }))
+    }
+
+    fn auth_test(&self) -> Value {
+        json!({
+            "ok": true,
+            "url": format!("http://{}/", self.addr),
+            "team": "Sim",
+            "user": "tempadmin",
+            "team_id": "T0SIM",
+            "user_id": "U0BOT",
+            "bot_id": "B0BOT",
+        })
+    }
+}
+
+async fn handle(
+    State(fake): State<FakeSlack>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path();
+    if let Some(id) = path.strip_prefix("/respond/") {
+        return fake.respond(id, &method, &body);
+    }
+    match path.strip_prefix("/api/") {
+        // A base URL ending in `/` joined with `/{method}` gives `/api//{method}`.
+        Some(name) => fake.web_api(name.trim_start_matches('/'), &uri, &headers, &body),
+        None => {
+            fake.lock().calls.push(SlackCall {
+                method: path.to_owned(),
+                params: Value::Null,
+                token: bearer_token(&headers),
+            });
+            json_response(StatusCode::NOT_FOUND, failed("not_found"))
+        }
+    }
+}
+
+fn users_info(inner: &Inner, params: &Value) -> Value {
+    let Some((id, user)) = str_param(params, "user").and_then(|id| inner.users.get_key_value(id))
+    else {
+        return failed("user_not_found");
+    };
+    let mut profile = json!({ "real_name": user.name, "display_name": user.name });
+    if let Some(email) = &user.email {
+        profile["email"] = json!(email);
+    }
+    json!({
+        "ok": true,
+        "user": {
+            "id": id,
+            "team_id": "T0SIM",
+            "name": user.name,
+            "real_name": user.name,
+            "deleted": false,
+            "is_bot": false,
+            "profile": profile,
+        },
+    })
+}
+
+fn usergroup_members(inner: &Inner, params: &Value) -> Value {
+    match str_param(params, "usergroup").and_then(|id| inner.usergroups.get(id)) {
+        Some(members) => json!({ "ok": true, "users": members }),
+        None => failed("no_such_subteam"),
+    }
+}
+
+fn open_conversation(inner: &Inner, params: &Value) -> Value {
+    let users: Vec<&str> = match params.get("users") {
+        Some(Value::String(list)) => list.split(',').map(str::trim).collect(),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let users: Vec<&str> = users.into_iter().filter(|u| !u.is_empty()).collect();
+    if users.is_empty() {
+        return match str_param(params, "channel") {
+            Some(channel) => json!({ "ok": true, "channel": { "id": channel } }),
+            None => failed("users_list_not_supplied"),
+        };
+    }
+    if let Some(unknown) = users.iter().find(|u| !inner.users.contains_key(**u)) {
+        tracing::debug!(
+            user = unknown,
+            "fake Slack: conversations.open with an unknown user"
+        );
+        return failed("user_not_found");
+    }
+    let id = match users.as_slice() {
+        [user] => dm_channel(user),
+        many => format!("G{}", many.join("").replace(['U', 'W'], "")),
+    };
+    json!({ "ok": true, "channel": { "id": id } })
+}
+
+fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) {
+    let Some(channel) = str_param(params, "channel") else {
+        return (failed("channel_not_found"), None);
+    };
+    let channel = inner.resolve_channel(channel);
+    let (text, blocks) = match message_content(params) {
+        Ok(content) => content,
+        Err(error) => return (failed(error), None),
+    };
+    if text.is_none() && blocks.is_none() {
+        return (failed("no_text"), None);
+    }
+    let ts = inner.next_ts();
+    let thread_ts = str_param(params, "thread_ts").map(str::to_owned);
+    let message = SimMessage {
+        channel: channel.clone(),
+        ts: ts.clone(),
+        thread_ts: thread_ts.clone(),
+        text: text.unwrap_or_default(),
+        blocks: blocks.unwrap_or(Value::Null),
+        history: vec![normalized_body(params)],
+    };
+    inner.messages.push(message.clone());
+    let answer = json!({
+        "ok": true,
+        "channel": channel,
+        "ts": ts,
+        "message": message_json(&message),
+    });
+    (answer, Some(SimEvent::Posted(message)))
+}
+
+fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) {
+    let Some(channel) = str_param(params, "channel") else {
+        return (failed("channel_not_found"), None);
+    };
+    let channel = inner.resolve_channel(channel);
+    let (text, blocks) = match message_content(params) {
+        Ok(content) => content,
+        Err(error) => return (failed(error), None),
+    };
+    let ts = str_param(params, "ts").unwrap_or_default();
+    let Some(message) = inner
+        .messages
+        .iter_mut()
+        .find(|m| m.channel == channel && m.ts == ts)
+    else {
+        return (failed("message_not_found"), None);
+    };
+    if text.is_none() && blocks.is_none() && params.get("blocks").is_none() {
+        return (failed("no_text"), None);
+    }
+    if let Some(text) = text {
+        message.text = text;
+    }
+    if params.get("blocks").is_some() {
+        message.blocks = blocks.unwrap_or(Value::Null);
+    }
+    message.history.push(normalized_body(params));
+    let mut answer = json!({
+        "ok": true,
+        "channel": channel,
+        "ts": message.ts,
+        "text": message.text,
+        "message": message_json(message),
+    });
+    if let Some(thread_ts) = &message.thread_ts {
+        answer["thread_ts"] = json!(thread_ts);
+    }
+    (answer, Some(SimEvent::Updated(message.clone())))
+}
+
+/// The message `text` and non-empty `blocks`, with form-encoded blocks parsed from their JSON string.
+fn message_content(params: &Value) -> Result<(Option<String>, Option<Value>), &'static str> {
+    let text = str_param(params, "text").map(str::to_owned);
+    let blocks = match params.get("blocks") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(encoded)) => match serde_json::from_str::<Value>(encoded) {
+            Ok(blocks @ Value::Array(_)) => Some(blocks),
+            _ => return Err("invalid_blocks"),
+        },
+        Some(blocks @ Value::Array(_)) => Some(blocks.clone()),
+        Some(_) => return Err("invalid_blocks"),
+    };
+    let blocks = blocks.filter(|b| b.as_array().is_some_and(|list| !list.is_empty()));
+    Ok((text, blocks))
+}
+
+/// The request body with form-encoded `blocks` turned back into JSON.
+fn normalized_body(params: &Value) -> Value {
+    let mut body = params.clone();
+    if let Some(Value::String(encoded)) = body.get("blocks") {
+        if let Ok(blocks) = serde_json::from_str::<Value>(encoded) {
+            body["blocks"] = blocks;
+        }
+    }
+    body
+}
+
+fn message_json(message: &SimMessage) -> Value {
+    let mut json = json!({
+        "type": "message",
+        "text": message.text,
+        "ts": message.ts,
+        "user": "U0BOT",
+        "bot_id": "B0BOT",
+    });
+    if !message.blocks.is_null() {
+        json["blocks"] = message.blocks.clone();
+    }
+    if let Some(thread_ts) = &message.thread_ts {
+        json["thread_ts"] = json!(thread_ts);
+    }
+    json
+}
+
+/// The stable DM channel id the fake gives a user: `U123` → `D123`.
+fn dm_channel(user: &str) -> String {
+    let bare = user
+        .strip_prefix('U')
+        .or_else(|| user.strip_prefix('W'))
+        .unwrap_or(user);
+    format!("D{bare}")
+}
+
+fn str_param<'a>(params: &'a Value, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+/// Query parameters merged with a JSON or form body; `false` when the body could not be read.
+fn request_params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> (Map<String, Value>, bool) {
+    let mut params: Map<String, Value> = parse_form(uri.query().unwrap_or(""))
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    if body.is_empty() {
+        return (params, true);
+    }
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if is_form {
+        let text = String::from_utf8_lossy(body);
+        params.extend(
+            parse_form(&text)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v))),
+        );
+        return (params, true);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => {
+            params.extend(object);
+            (params, true)
+        }
+        _ => (params, false),
+    }
+}
+
+fn failed(error: &str) -> Value {
+    json!({ "ok": false, "error": error })
+}
+
+fn ok_json(body: Value) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn unavailable() -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        failed("service_unavailable"),
+    )
+}
+
+/// Splits `a=b&c=d` and percent-decodes names and values (`+` is a space).
+fn parse_form(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (b'+', None) => out.push(b' '),
+            (byte, None) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "xoxb-sim-token";
+
+    fn call(fake: &FakeSlack, method: &str, body: Value) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(format!("{}{method}", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .json(&body)
+    }
+
+    async fn json_of(request: reqwest::RequestBuilder) -> Value {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        response.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn checks_the_token_and_answers_lookups() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.add_user("U1", "ada", Some("ada@example.com"));
+        fake.add_user("U2", "bob", None);
+        fake.add_usergroup("S1", &["U1", "U2"]);
+
+        let rejected = reqwest::Client::new()
+            .post(format!("{}auth.test", fake.api_url()))
+            .bearer_auth("xoxb-wrong");
+        assert_eq!(
+            json_of(rejected).await,
+            json!({ "ok": false, "error": "invalid_auth" })
+        );
+        let auth = json_of(call(&fake, "auth.test", json!({}))).await;
+        assert_eq!(auth["ok"], true);
+        assert_eq!(auth["user_id"], "U0BOT");
+
+        let info = reqwest::Client::new()
+            .get(format!("{}users.info?user=U1", fake.api_url()))
+            .bearer_auth(TOKEN);
+        let info = json_of(info).await;
+        assert_eq!(info["user"]["id"], "U1");
+        assert_eq!(info["user"]["profile"]["email"], "ada@example.com");
+        let info = json_of(call(&fake, "users.info", json!({ "user": "U2" }))).await;
+        assert!(info["user"]["profile"].get("email").is_none());
+        let missing = json_of(call(&fake, "users.info", json!({ "user": "U9" }))).await;
+        assert_eq!(missing["error"], "user_not_found");
+
+        let members = json_of(call(
+            &fake,
+            "usergroups.users.list",
+            json!({ "usergroup": "S1" }),
+        ))
+        .await;
+        assert_eq!(members, json!({ "ok": true, "users": ["U1", "U2"] }));
+        let missing = json_of(call(
+            &fake,
+            "usergroups.users.list",
+            json!({ "usergroup": "S9" }),
+        ))
+        .await;
+        assert_eq!(missing["error"], "no_such_subteam");
+
+        let opened = json_of(call(
+            &fake,
+            "conversations.open",
+            json!({ "users": ["U1"] }),
+        ))
+        .await;
+        assert_eq!(opened["channel"]["id"], "D1");
+        let form = reqwest::Client::new()
+            .post(format!("{}conversations.open", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("users=U2");
+        assert_eq!(json_of(form).await["channel"]["id"], "D2");
+
+        let unknown = json_of(call(&fake, "chat.fly", json!({}))).await;
+        assert_eq!(unknown["error"], "unknown_method");
+
+        let calls = fake.calls();
+        assert_eq!(calls[0].method, "auth.test");
+        assert_eq!(calls[0].token.as_deref(), Some("xoxb-wrong"));
+        assert_eq!(calls[2].params, json!({ "user": "U1" }));
+        assert_eq!(calls.last().unwrap().method, "chat.fly");
+    }
+
+    #[tokio::test]
+    async fn posts_threads_and_updates_messages() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let mut events = fake.subscribe();
+        let blocks =
+            json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "Approve?" } }]);
+
+        let posted = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "Approve?", "blocks": blocks }),
+        ))
+        .await;
+        let ts = posted["ts"].as_str().unwrap().to_owned();
+        assert_eq!(ts, "1700000000.000100");
+        assert_eq!(posted["channel"], "C1");
+        assert_eq!(posted["message"]["blocks"], blocks);
+
+        let reply = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "granted", "thread_ts": ts }),
+        ))
+        .await;
+        assert!(reply["ts"].as_str().unwrap() > ts.as_str());
+
+        let updated = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "C1", "ts": ts, "text": "Approved", "blocks": [] }),
+        ))
+        .await;
+        assert_eq!(updated["text"], "Approved");
+
+        let messages = fake.messages();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].text, "Approved");
+        assert_eq!(messages[0].blocks, Value::Null);
+        assert_eq!(messages[0].history.len(), 2);
+        assert_eq!(messages[0].history[0]["blocks"], blocks);
+        let thread = fake.thread("C1", &ts);
+        assert_eq!(thread.len(), 1);
+        assert_eq!(thread[0].text, "granted");
+
+        assert!(matches!(events.recv().await.unwrap(), SimEvent::Posted(m) if m.ts == ts));
+        assert!(
+            matches!(events.recv().await.unwrap(), SimEvent::Posted(m) if m.thread_ts.as_deref() == Some(ts.as_str()))
+        );
+        assert!(
+            matches!(events.recv().await.unwrap(), SimEvent::Updated(m) if m.text == "Approved")
+        );
+
+        let missing = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "C1", "ts": "1.2", "text": "x" }),
+        ))
+        .await;
+        assert_eq!(missing["error"], "message_not_found");
+        let empty = json_of(call(&fake, "chat.postMessage", json!({ "channel": "C1" }))).await;
+        assert_eq!(empty["error"], "no_text");
+        let nowhere = json_of(call(&fake, "chat.postMessage", json!({ "text": "hi" }))).await;
+        assert_eq!(nowhere["error"], "channel_not_found");
+    }
+
+    #[tokio::test]
+    async fn rate_limits_goes_down_and_takes_responses() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.rate_limit_next(1, 7);
+        let limited = call(&fake, "auth.test", json!({})).send().await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(
+            limited.json::<Value>().await.unwrap()["error"],
+            "ratelimited"
+        );
+
+        // slack-morphism joins `{api_url}/{method}`, which doubles the slash.
+        let doubled = reqwest::Client::new()
+            .post(format!("{}/auth.test", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .json(&json!({}));
+        assert_eq!(json_of(doubled).await["ok"], true);
+
+        let mut events = fake.subscribe();
+        let body = json!({ "replace_original": true, "text": "Done" });
+        let sent = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+        assert_eq!(sent.json::<Value>().await.unwrap(), json!({ "ok": true }));
+        assert_eq!(
+            fake.responses(),
+            vec![SimResponse {
+                url_id: "r1".into(),
+                body: body.clone()
+            }]
+        );
+        assert!(matches!(events.recv().await.unwrap(), SimEvent::Responded(r) if r.body == body));
+
+        fake.set_down(true);
+        let down = call(&fake, "auth.test", json!({})).send().await.unwrap();
+        assert_eq!(down.status(), 503);
+        let down = reqwest::Client::new()
+            .post(fake.response_url("r2"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(down.status(), 503);
+        fake.set_down(false);
+
+        let methods: Vec<String> = fake.calls().into_iter().map(|c| c.method).collect();
+        assert_eq!(
+            methods,
+            [
+                "auth.test",
+                "auth.test",
+                "response_url",
+                "auth.test",
+                "response_url"
+            ]
+        );
+        assert_eq!(fake.responses().len(), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! The `Chat` port over Slack's Web API, through slack-morphism's client
+//! pointed at `slack.api_url` (a loopback fake in tests and the demo).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::render;
+use crate::domain::{ChatUserId, Email, Notice, Request};
+use crate::engine::ports::{Chat, ChatError};
+
+/// How long a user group's member list is trusted before it is fetched again.
+const GROUP_CACHE: Duration = Duration::from_secs(60);
+
+/// Settings for [`SlackChat`].
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// Web API base (`https://slack.com/api`).
+    pub api_url: String,
+    /// `SLACK_BOT_TOKEN` (`xoxb-…`).
+    pub bot_token: SecretString,
+    /// Channel id where approval messages go.
+    pub approvals_channel: String,
+    /// Approver user ids (`U…`/`W…`) and user-group ids (`S…`).
+    pub approvers: Vec<String>,
+}
+
+/// Slack, as the engine's `Chat`.
+pub struct SlackChat {
+    client: SlackClient<SlackClientHyperHttpsConnector>,
+    token: SlackApiToken,
+    settings: SlackSettings,
+    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+impl SlackChat {
+    /// A client for these settings. HTTP is allowed besides HTTPS so the
+    /// loopback simulators work; real Slack is only reachable over HTTPS.
+    pub fn new(settings: SlackSettings) -> anyhow::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(settings.api_url.trim_end_matches('/'));
+        let token = SlackApiToken::new(SlackApiTokenValue::new(
+            settings.bot_token.expose_secret().to_string(),
+        ));
+        Ok(Self {
+            client: SlackClient::new(connector),
+            token,
+            settings,
+            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn channel_and_ts(reference: &str) -> Result<(SlackChannelId, SlackTs), ChatError> {
+        let (channel, ts) = reference
+            .split_once('/')
+            .ok_or_else(|| ChatError::Permanent("bad message reference".into()))?;
+        Ok((SlackChannelId::new(channel.into()), SlackTs::new(ts.into())))
+    }
+
+    async fn post(
+        &self,
+        channel: SlackChannelId,
+        content: SlackMessageContent,
+        thread: Option<SlackTs>,
+    ) -> Result<SlackApiChatPostMessageResponse, ChatError> {
+        let mut req = SlackApiChatPostMessageRequest::new(channel, content);
+        req.thread_ts = thread;
+        self.client
+            .open_session(&self.token)
+            .chat_post_message(&req)
+            .await
+            .map_err(classify)
+    }
+
+    async fn group_members(&self, group: &str) -> Result<Vec<String>, ChatError> {
+        if let Some((at, members)) = self.groups.lock().expect("group cache").get(group) {
+            if at.elapsed() < GROUP_CACHE {
+                return Ok(members.clone());
+            }
+        }
+        let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.into()));
+        let members: Vec<String> = self
+            .client
+            .open_session(&self.token)
+            .usergroups_users_list(&req)
+            .await
+            .map_err(classify)?
+            .users
+            .into_iter()
+            .map(|u| u.to_string())
+            .collect();
+        self.groups
+            .lock()
+            .expect("group cache")
+            .insert(group.to_string(), (Instant::now(), members.clone()));
+        Ok(members)
+    }
+}
+
+/// Maps slack-morphism's errors to what the engine can act on.
+fn classify(e: SlackClientError) -> ChatError {
+    match e {
+        SlackClientError::RateLimitError(e) => ChatError::RateLimited {
+            retry_after: e.retry_after,
+        },
+        SlackClientError::ApiError(e) => match e.code.as_str() {
+            "ratelimited" => ChatError::RateLimited { retry_after: None },
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                ChatError::Transient(e.code)
+            }
+            _ => ChatError::Permanent(e.code),
+        },
+        SlackClientError::HttpError(e) if e.status_code.is_server_error() => {
+            ChatError::Transient(format!("HTTP {}", e.status_code))
+        }
+        SlackClientError::HttpError(e) if e.status_code.as_u16() == 429 => {
+            ChatError::RateLimited { retry_after: None }
+        }
+        SlackClientError::HttpError(e) => ChatError::Permanent(format!("HTTP {}", e.status_code)),
+        other => ChatError::Transient(other.to_string().chars().take(200).collect()),
+    }
+}
+
+#[async_trait]
+impl Chat for SlackChat {
+    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
+        let req = SlackApiUsersInfoRequest::new(SlackUserId::new(user.to_string()));
+        let info = self
+            .client
+            .open_session(&self.token)
+            .users_info(&req)
+            .await
+            .map_err(classify)?;
+        Ok(info
+            .user
+            .profile
+            .and_then(|p| p.email)
+            .and_then(|e| Email::parse(&e.to_string())))
+    }
+
+    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        if self.settings.approvers.iter().any(|a| a == user.as_str()) {
+            return Ok(true);
+        }
+        for group in self
+            .settings
+            .approvers
+            .iter()
+            .filter(|a| a.starts_with('S'))
+        {
+            if self
+                .group_members(group)
+                .await?
+                .iter()
+                .any(|m| m == user.as_str())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn deliver(
+        &self,
+        request: &Request,
+        notice: &Notice,
+    ) -> Result<Option<String>, ChatError> {
+        let thread = || {
+            request
+                .approval_message
+                .as_deref()
+                .ok_or_else(|| ChatError::Permanent("no approval message".into()))
+                .and_then(Self::channel_and_ts)
+        };
+        match notice {
+            Notice::ApprovalCard => {
+                let channel = SlackChannelId::new(self.settings.approvals_channel.clone());
+                let posted = self
+                    .post(channel, render::approval_card(request), None)
+                    .await?;
+                Ok(Some(format!("{}/{}", posted.channel, posted.ts)))
+            }
+            Notice::RefreshCard => {
+                let (channel, ts) = thread()?;
+                let req =
+                    SlackApiChatUpdateRequest::new(channel, render::approval_card(request), ts);
+                self.client
+                    .open_session(&self.token)
+                    .chat_update(&req)
+                    .await
+                    .map_err(classify)?;
+                Ok(None)
+            }
+            Notice::Thread { event } => {
+                let (channel, ts) = thread()?;
+                let content =
+                    SlackMessageContent::new().with_text(render::thread_text(request, event));
+                self.post(channel, content, Some(ts)).await?;
+                Ok(None)
+            }
+            Notice::Direct { event } => {
+                let content =
+                    SlackMessageContent::new().with_text(render::direct_text(request, event));
+                self.direct(&request.requester, content).await?;
+                Ok(None)
+            }
+            Notice::Private { reply_to, body } => {
+                let content = render::private_message(request, body);
+                match reply_to.as_ref().or(request.reply_to.as_ref()) {
+                    Some(url) => {
+                        let url: url::Url = url
+                            .parse()
+                            .map_err(|_| ChatError::Permanent("bad response_url".into()))?;
+                        let mut msg = SlackApiPostWebhookMessageRequest::new(content);
+                        // Answers through a response_url are ephemeral unless
+                        // they say otherwise.
+                        msg.replace_original = Some(false);
+                        self.client
+                            .respond_to_event(&SlackResponseUrl::new(url), &msg)
+                            .await
+                            .map_err(classify)?;
+                    }
+                    // No response_url (it is only valid for 30 minutes): say it directly.
+                    None => self.direct(&request.requester, content).await?,
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl SlackChat {
+    async fn direct(
+        &self,
+        user: &ChatUserId,
+        content: SlackMessageContent,
+    ) -> Result<(), ChatError> {
+        let req = SlackApiConversationsOpenRequest::new()
+            .with_users(vec![SlackUserId::new(user.to_string())]);
+        let opened = self
+            .client
+            .open_session(&self.token)
+            .conversations_open(&req)
+            .await
+            .map_err(classify)?;
+        self.post(opened.channel.id, content, None).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! Parsing what Slack posts to us into engine inputs. Parsing happens after
+//! the signature check and before anything else; what does not parse is a 400.
+
+use serde::Deserialize;
+use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
+
+use super::actions;
+use crate::domain::{ChatUserId, RequestId, SystemId};
+use crate::engine::{Click, CommandInput};
+
+/// Why a body was not understood.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Not the form or JSON Slack sends.
+    #[error("malformed Slack payload: {0}")]
+    Malformed(String),
+}
+
+/// A slash command as the engine needs it.
+pub fn parse_command(body: &[u8]) -> Result<CommandInput, PayloadError> {
+    let event: SlackCommandEvent =
+        serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    Ok(CommandInput {
+        user: ChatUserId::new(event.user_id.to_string()),
+        text: event.text.unwrap_or_default(),
+        reply_to: Some(event.response_url.0.to_string()),
+    })
+}
+
+/// A button click we act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Approve.
+    Approve(Click),
+    /// Deny.
+    Deny(Click),
+    /// End now.
+    Revoke(Click),
+    /// A device was picked.
+    PickDevice(Click, SystemId),
+    /// Something that is not ours (other interaction types or action ids):
+    /// acknowledged and ignored.
+    Ignored,
+}
+
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// Parses the `payload` field of an interaction into the action we act on.
+pub fn parse_interaction(body: &[u8]) -> Result<Action, PayloadError> {
+    let form: InteractionForm =
+        serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    let event: SlackInteractionEvent =
+        serde_json::from_str(&form.payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    let SlackInteractionEvent::BlockActions(event) = event else {
+        return Ok(Action::Ignored);
+    };
+    let user = event
+        .user
+        .ok_or_else(|| PayloadError::Malformed("block action without a user".into()))?;
+    let Some(action) = event.actions.unwrap_or_default().into_iter().next() else {
+        return Ok(Action::Ignored);
+    };
+    let value = action.value.unwrap_or_default();
+    let click = |request_id: RequestId| Click {
+        user: ChatUserId::new(user.id.to_string()),
+        request_id,
+        reply_to: event.response_url.as_ref().map(|u| u.0.to_string()),
+    };
+    let request_id = |text: &str| {
+        RequestId::parse(text)
+            .ok_or_else(|| PayloadError::Malformed("button value is not a request id".into()))
+    };
+    Ok(match action.action_id.to_string().as_str() {
+        actions::APPROVE => Action::Approve(click(request_id(&value)?)),
+        actions::DENY => Action::Deny(click(request_id(&value)?)),
+        actions::REVOKE => Action::Revoke(click(request_id(&value)?)),
+        actions::PICK_DEVICE => {
+            let block = action.block_id.map(|b| b.to_string()).unwrap_or_default();
+            let id = request_id(block.strip_prefix("pick:").unwrap_or_default())?;
+            if value.is_empty() || value.len() > 64 {
+                return Err(PayloadError::Malformed(
+                    "device pick without a system id".into(),
+                ));
+            }
+            Action::PickDevice(click(id), SystemId::new(value))
+        }
+        _ => Action::Ignored,
+    })
+}
+
+/// Slack's Events API envelope, as far as we answer it.
+#[derive(Debug, Deserialize)]
+pub struct EventEnvelope {
+    /// `url_verification` or `event_callback`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Present on `url_verification`: echo it back.
+    pub challenge: Option<String>,
+}

@@ -1,0 +1,509 @@
+//! `Store` on SQLite: the embedded default, one process, zero set-up.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::DateTime;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use crate::domain::{
+    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Request, RequestId,
+    RequestState, SystemId, Timestamp,
+};
+use crate::engine::ports::{Job, JobKind, NewJob, OutboxMessage, Store, Transition};
+
+/// Requests, jobs, outbox and audit in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(ts)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or
+    /// `sqlite::memory:`), applies the migrations, and releases leases left by
+    /// a previous run of this process: SQLite has one process, so any lease
+    /// in the file belongs to a process that is gone.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("database_url `{url}` is not a SQLite URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let in_memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {url}"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        let store = Self { pool };
+        store.release_leases().await?;
+        Ok(store)
+    }
+
+    async fn release_leases(&self) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the pool (flushes WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
+    let json_opt = |col: &str| -> anyhow::Result<Option<String>> {
+        Ok(row.try_get::<Option<String>, _>(col)?)
+    };
+    let state: String = row.try_get("state")?;
+    Ok(Request {
+        id: RequestId::from_stored(row.try_get("id")?),
+        requester: ChatUserId::new(row.try_get::<String, _>("requester")?),
+        reply_to: row.try_get("reply_to")?,
+        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
+        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
+        reason: row.try_get("reason")?,
+        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
+        created_at: ts(row.try_get("created_at")?),
+        email: json_opt("email")?.and_then(|e| Email::parse(&e)),
+        jc_user: json_opt("jc_user")?.map(JcUserId::new),
+        device: json_opt("device")?
+            .map(|d| serde_json::from_str(&d))
+            .transpose()?,
+        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
+        prior: json_opt("prior")?
+            .map(|p| serde_json::from_str(&p))
+            .transpose()?,
+        decided_by: json_opt("decided_by")?.map(ChatUserId::new),
+        decided_at: opt_ts(row.try_get("decided_at")?),
+        elevated_at: opt_ts(row.try_get("elevated_at")?),
+        expires_at: opt_ts(row.try_get("expires_at")?),
+        ended_at: opt_ts(row.try_get("ended_at")?),
+        ended_by: json_opt("ended_by")?.map(ChatUserId::new),
+        end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
+        approval_message: row.try_get("approval_message")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
+    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
+        Ok(row
+            .try_get::<Option<String>, _>(col)?
+            .and_then(|s| RequestState::parse(&s)))
+    };
+    Ok(AuditEntry {
+        at: ts(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        request_id: RequestId::from_stored(row.try_get("request_id")?),
+        before: state("before_state")?,
+        after: state("after_state")?,
+        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
+    })
+}
+
+/// The columns every request query selects.
+const REQUEST_COLUMNS: &str = "id, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, approval_message, version";
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(ms(e.at))
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(e.request_id.as_str())
+        .bind(e.before.map(RequestState::as_str))
+        .bind(e.after.map(RequestState::as_str))
+        .bind(e.detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_notices(tx: &mut Tx<'_>, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+    for notice in notices {
+        // Due at once: delivery order is the row order within a request.
+        sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES (?, ?, 0)")
+            .bind(id.as_str())
+            .bind(serde_json::to_string(notice)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_jobs(tx: &mut Tx<'_>, id: &RequestId, jobs: &[NewJob]) -> anyhow::Result<()> {
+    for job in jobs {
+        sqlx::query("INSERT INTO jobs (request_id, kind, arg, due_at) VALUES (?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(job.kind.name())
+            .bind(job.kind.arg())
+            .bind(ms(job.due_at))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves the pending job of that kind to the new time, or creates it.
+async fn reschedule_job(tx: &mut Tx<'_>, id: &RequestId, job: &NewJob) -> anyhow::Result<()> {
+    let moved = sqlx::query("UPDATE jobs SET due_at = ? WHERE request_id = ? AND kind = ? AND arg = ? AND done_at IS NULL")
+        .bind(ms(job.due_at))
+        .bind(id.as_str())
+        .bind(job.kind.name())
+        .bind(job.kind.arg())
+        .execute(&mut **tx)
+        .await?;
+    if moved.rows_affected() == 0 {
+        insert_jobs(tx, id, std::slice::from_ref(job)).await?;
+    }
+    Ok(())
+}
+
+/// Marks pending jobs of that kind done without running them.
+async fn cancel_jobs(
+    tx: &mut Tx<'_>,
+    id: &RequestId,
+    kind: JobKind,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE jobs SET done_at = ?, last_error = 'cancelled' WHERE request_id = ? AND kind = ? AND done_at IS NULL AND locked_until IS NULL")
+        .bind(ms(now))
+        .bind(id.as_str())
+        .bind(kind.name())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
+    value
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(Into::into)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_request(
+        &self,
+        r: &Request,
+        audit: &AuditEntry,
+        notices: &[Notice],
+        jobs: &[NewJob],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO requests (id, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(r.id.as_str())
+            .bind(r.requester.as_str())
+            .bind(&r.reply_to)
+            .bind(r.duration.as_secs() as i64)
+            .bind(serde_json::to_string(&r.words)?)
+            .bind(&r.reason)
+            .bind(r.state.as_str())
+            .bind(ms(r.created_at))
+            .bind(r.version)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        insert_notices(&mut tx, &r.id, notices).await?;
+        insert_jobs(&mut tx, &r.id, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ? AND state NOT IN ('ended', 'refused', 'denied', 'timed_out', 'cancelled') ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(requester.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn open_request_for_device(
+        &self,
+        user: &JcUserId,
+        system: &SystemId,
+        except: &RequestId,
+    ) -> anyhow::Result<Option<Request>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = ? AND system_id = ? AND id <> ? AND state IN ('pending_approval', 'approved', 'active', 'revoking') ORDER BY created_at LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(system.as_str())
+            .bind(except.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
+        let r = &t.to;
+        let mut tx = self.pool.begin().await?;
+        // The version check makes this the conditional update of DESIGN 3: of
+        // two writers that read the same version, the second changes nothing.
+        let updated = sqlx::query(
+            "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
+             decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, version = ? \
+             WHERE id = ? AND version = ?",
+        )
+        .bind(r.state.as_str())
+        .bind(&r.reason)
+        .bind(r.email.as_ref().map(Email::as_str))
+        .bind(r.jc_user.as_ref().map(JcUserId::as_str))
+        .bind(r.device.as_ref().map(|d| d.id.as_str()))
+        .bind(json_or_null(&r.device)?)
+        .bind(serde_json::to_string(&r.candidates)?)
+        .bind(json_or_null(&r.prior)?)
+        .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
+        .bind(r.decided_at.map(ms))
+        .bind(r.elevated_at.map(ms))
+        .bind(r.expires_at.map(ms))
+        .bind(r.ended_at.map(ms))
+        .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
+        .bind(r.end_cause.map(EndCause::as_str))
+        .bind(r.version)
+        .bind(t.request_id.as_str())
+        .bind(t.expected_version)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_audit(&mut tx, &t.audit).await?;
+        insert_notices(&mut tx, &t.request_id, &t.notices).await?;
+        insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
+        for job in &t.reschedule {
+            reschedule_job(&mut tx, &t.request_id, job).await?;
+        }
+        for kind in &t.cancel {
+            cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE requests SET approval_message = ? WHERE id = ?")
+            .bind(reference)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_notices(&mut tx, id, notices).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_job(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> anyhow::Result<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
+             WHERE id = (SELECT j.id FROM jobs j \
+                         WHERE j.done_at IS NULL AND j.due_at <= ?1 \
+                           AND (j.locked_until IS NULL OR j.locked_until <= ?1) \
+                           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
+                                           AND k.done_at IS NULL AND k.locked_until > ?1) \
+                         ORDER BY j.due_at, j.id LIMIT 1) \
+             RETURNING id, request_id, kind, arg, due_at, attempts",
+        )
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind")?;
+        Ok(Some(Job {
+            id: row.try_get("id")?,
+            request_id: RequestId::from_stored(row.try_get("request_id")?),
+            kind: JobKind::from_stored(&kind, row.try_get("arg")?)
+                .with_context(|| format!("unknown job kind {kind}"))?,
+            due_at: ts(row.try_get("due_at")?),
+            attempt: row.try_get::<i64, _>("attempts")? as u32,
+        }))
+    }
+
+    async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
+        // Fenced by the attempt: a slow old attempt cannot finish a newer one.
+        sqlx::query("UPDATE jobs SET done_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND done_at IS NULL")
+            .bind(ms(now))
+            .bind(job.id)
+            .bind(job.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE jobs SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND done_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(job.id)
+            .bind(job.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxMessage>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
+             WHERE id IN (SELECT o.id FROM outbox o \
+                          WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= ?1 \
+                            AND (o.locked_until IS NULL OR o.locked_until <= ?1) \
+                            AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.request_id = o.request_id \
+                                        AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
+                          ORDER BY o.id LIMIT ?3) \
+             RETURNING id, request_id, notice, attempts",
+        )
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = rows
+            .iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("id")?,
+                    request_id: RequestId::from_stored(row.try_get("request_id")?),
+                    notice: serde_json::from_str(&row.try_get::<String, _>("notice")?)?,
+                    attempt: row.try_get::<i64, _>("attempts")? as u32,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
+    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
+            .bind(ms(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
+        )
+        .bind(ms(due_at))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM ( \
+               SELECT MAX(due_at, COALESCE(locked_until, 0)) AS t FROM jobs WHERE done_at IS NULL \
+               UNION ALL \
+               SELECT MAX(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(ts))
+    }
+
+    async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= ? ORDER BY id")
+            .bind(since.map(ms).unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
+            .collect())
+    }
+}
