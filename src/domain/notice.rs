@@ -163,7 +163,7 @@ pub enum Event {
 
 /// A private answer to one person.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "body", rename_all = "snake_case")]
 pub enum PrivateBody {
     /// The request went to the approvers.
     Sent,
@@ -199,4 +199,51 @@ pub enum Notice {
         /// What to say.
         body: PrivateBody,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_notice_shape_survives_the_outbox_round_trip() {
+        let email = Email::parse("a@example.com").unwrap();
+        let notices = [
+            Notice::ApprovalCard,
+            Notice::RefreshCard,
+            Notice::Thread {
+                event: Event::Reminder {
+                    left: GrantDuration::from_secs(60),
+                },
+            },
+            Notice::Direct {
+                event: Event::Ended {
+                    cause: EndCause::EndedEarly,
+                    by: Some(ChatUserId::new("U1")),
+                },
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::PickDevice,
+            },
+            Notice::Private {
+                reply_to: Some("https://hooks".into()),
+                body: PrivateBody::Refused(Refusal::NoDirectoryAccount { email }),
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Refused(Refusal::AlreadyDecided {
+                    state: RequestState::Denied,
+                }),
+            },
+        ];
+        for notice in notices {
+            let json = serde_json::to_string(&notice).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Notice>(&json).unwrap(),
+                notice,
+                "{json}"
+            );
+        }
+    }
 }

@@ -105,8 +105,10 @@ mod tests {
 
     #[test]
     fn reminders_shorter_than_the_grant_are_kept_longest_first() {
-        let mut p = Policy::default();
-        p.reminders = vec![d("1m"), d("15m"), d("5m")];
+        let p = Policy {
+            reminders: vec![d("1m"), d("15m"), d("5m")],
+            ..Policy::default()
+        };
         assert_eq!(p.reminders_for(d("10m")), vec![d("5m"), d("1m")]);
         assert_eq!(p.reminders_for(d("1m")), vec![]);
     }

@@ -35,7 +35,7 @@ pub enum Reply {
     /// Refused, with the reason.
     Refused(Refusal),
     /// Accepted; account and devices are being looked up.
-    Checking(Request),
+    Checking(Box<Request>),
     /// The person's open requests.
     Status(Vec<Request>),
     /// `/tempadmin revoke`: these were ended or withdrawn.
@@ -168,7 +168,7 @@ impl Engine {
             .await?;
         tracing::info!(request_id = %request.id, "request accepted; resolving");
         self.wake.notify_one();
-        Ok(Reply::Checking(request))
+        Ok(Reply::Checking(Box::new(request)))
     }
 
     /// `/tempadmin revoke`: ends every elevation of the person and withdraws

@@ -145,7 +145,7 @@ impl Chat for SlackChat {
             .user
             .profile
             .and_then(|p| p.email)
-            .and_then(|e| Email::parse(&e.to_string())))
+            .and_then(|e| Email::parse(e.as_ref())))
     }
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {

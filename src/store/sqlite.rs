@@ -428,17 +428,26 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = rows
-            .iter()
-            .map(|row| {
-                Ok(OutboxMessage {
-                    id: row.try_get("id")?,
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let text: String = row.try_get("notice")?;
+            match serde_json::from_str(&text) {
+                Ok(notice) => messages.push(OutboxMessage {
+                    id,
                     request_id: RequestId::from_stored(row.try_get("request_id")?),
-                    notice: serde_json::from_str(&row.try_get::<String, _>("notice")?)?,
+                    notice,
                     attempt: row.try_get::<i64, _>("attempts")? as u32,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+                }),
+                // A row this version cannot read must not block its request's
+                // later messages (or the whole queue): set it aside.
+                Err(e) => {
+                    tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
+                    self.message_failed(id, now, &format!("unreadable: {e}"))
+                        .await?;
+                }
+            }
+        }
         messages.sort_by_key(|m| m.id);
         Ok(messages)
     }

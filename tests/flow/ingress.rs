@@ -1,0 +1,182 @@
+//! Only verified requests act (DESIGN 5): every bad request is refused
+//! before the engine sees it, and nothing changes.
+
+use tempadmin::sim::slack_sender;
+
+use crate::support::*;
+
+async fn post(
+    app: &TestApp,
+    path: &str,
+    body: String,
+    timestamp: Option<i64>,
+    signature: Option<String>,
+) -> u16 {
+    let mut req = app
+        .http
+        .post(app.url(path))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(ts) = timestamp {
+        req = req.header("x-slack-request-timestamp", ts.to_string());
+    }
+    if let Some(sig) = signature {
+        req = req.header("x-slack-signature", sig);
+    }
+    req.body(body).send().await.unwrap().status().as_u16()
+}
+
+fn command(text: &str) -> String {
+    slack_sender::command_body(ADA, text, "http://127.0.0.1:9/respond/x")
+}
+
+async fn assert_nothing_happened(app: &TestApp) {
+    app.settle().await;
+    assert!(app.requests_of(ADA).await.is_empty());
+    assert!(app.slack.calls().is_empty());
+    assert!(app.jc.calls().is_empty());
+}
+
+#[tokio::test]
+async fn missing_forged_and_stale_signatures_get_401() {
+    let app = spawn_app().await;
+    let body = command("20m");
+    let now = app.now_unix();
+    for path in ["/slack/commands", "/slack/interactions", "/slack/events"] {
+        assert_eq!(
+            post(&app, path, body.clone(), None, None).await,
+            401,
+            "{path} unsigned"
+        );
+        assert_eq!(post(&app, path, body.clone(), Some(now), None).await, 401);
+        let forged = app.sign(now, "another body");
+        assert_eq!(
+            post(&app, path, body.clone(), Some(now), Some(forged)).await,
+            401,
+            "{path} forged"
+        );
+        let wrong_secret =
+            tempadmin::slack::signature::SigningSecret::new("guess".to_string().into())
+                .sign(now, body.as_bytes());
+        assert_eq!(
+            post(&app, path, body.clone(), Some(now), Some(wrong_secret)).await,
+            401
+        );
+        for skew in [-301, 301] {
+            let ts = now + skew;
+            let sig = app.sign(ts, &body);
+            assert_eq!(
+                post(&app, path, body.clone(), Some(ts), Some(sig)).await,
+                401,
+                "{path} skew {skew}"
+            );
+        }
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tempadmin_slack_rejected_signatures_total 18"),
+        "{metrics}"
+    );
+    assert_nothing_happened(&app).await;
+}
+
+#[tokio::test]
+async fn a_signature_within_five_minutes_is_accepted() {
+    let app = spawn_app().await;
+    let body = command("help");
+    let ts = app.now_unix() - 299;
+    let sig = app.sign(ts, &body);
+    assert_eq!(
+        post(&app, "/slack/commands", body, Some(ts), Some(sig)).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_get_413() {
+    let app = spawn_app().await;
+    let body = command(&"x".repeat(65 * 1024));
+    let now = app.now_unix();
+    let sig = app.sign(now, &body);
+    assert_eq!(
+        post(&app, "/slack/commands", body, Some(now), Some(sig)).await,
+        413
+    );
+    assert_nothing_happened(&app).await;
+}
+
+#[tokio::test]
+async fn signed_but_malformed_bodies_get_400() {
+    let app = spawn_app().await;
+    let now = app.now_unix();
+    let cases = [
+        ("/slack/commands", "text=20m".to_string()),
+        ("/slack/commands", "%%%".to_string()),
+        ("/slack/interactions", "payload=not-json".to_string()),
+        ("/slack/interactions", "nopayload=1".to_string()),
+        (
+            "/slack/interactions",
+            slack_sender::click_body(
+                GRACE,
+                "tempadmin_approve",
+                "'; DROP TABLE requests; --",
+                "b",
+                "http://127.0.0.1:9/r",
+            ),
+        ),
+        ("/slack/events", "{".to_string()),
+    ];
+    for (path, body) in cases {
+        let sig = app.sign(now, &body);
+        assert_eq!(
+            post(&app, path, body.clone(), Some(now), Some(sig)).await,
+            400,
+            "{path} {body}"
+        );
+    }
+    assert_nothing_happened(&app).await;
+}
+
+#[tokio::test]
+async fn the_events_url_verification_challenge_is_echoed() {
+    let app = spawn_app().await;
+    let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let now = app.now_unix();
+    let response = app
+        .http
+        .post(app.url("/slack/events"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", app.sign(now, body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        json["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    let get = |p: &str| app.http.get(app.url(p)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().text().await.unwrap(), "ready");
+    app.pending_request("20m").await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("tempadmin_requests{state=\"pending_approval\"} 1"),
+        "{metrics}"
+    );
+}

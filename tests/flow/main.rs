@@ -1,0 +1,10 @@
+//! Black-box tests: the real router and engine, a real SQLite file, fake
+//! Slack and JumpCloud servers on loopback, and a manual clock.
+
+mod approval;
+mod binary;
+mod durability;
+mod failures;
+mod ingress;
+mod refusals;
+mod support;

@@ -1,0 +1,367 @@
+//! `TestApp`: the real router on a random port, a fresh SQLite file, fake
+//! Slack and JumpCloud on loopback, and a manual clock. Jobs run only when a
+//! test calls `settle`, so every step is deterministic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use serde_json::Value;
+use tempadmin::app::App;
+use tempadmin::config::{Config, SlackConfig};
+use tempadmin::domain::{GrantDuration, Policy, Request, RequestState};
+use tempadmin::engine::clock::ManualClock;
+use tempadmin::engine::ports::Clock;
+use tempadmin::engine::Engine;
+use tempadmin::jumpcloud::JumpCloudSettings;
+use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
+use tempadmin::sim::slack::{FakeSlack, SimMessage};
+use tempadmin::sim::slack_sender;
+use tempadmin::slack::client::SlackSettings;
+use tempadmin::slack::signature::SigningSecret;
+
+pub const SECRET: &str = "test-signing-secret";
+pub const APPROVALS: &str = "C0APPROVALS";
+/// The requester.
+pub const ADA: &str = "U0ADA";
+/// A configured approver.
+pub const GRACE: &str = "U0GRACE";
+/// An approver through the user group S0ADMINS.
+pub const HOPPER: &str = "U0HOPPER";
+/// Nobody special.
+pub const MALLORY: &str = "U0MALLORY";
+pub const JC_ADA: &str = "jcada0000000000000000001";
+pub const LAPTOP: &str = "sys00000000000000000lap1";
+
+pub fn d(text: &str) -> GrantDuration {
+    GrantDuration::parse(text).unwrap()
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub slack: FakeSlack,
+    pub jc: FakeJumpCloud,
+    pub clock: Arc<ManualClock>,
+    pub engine: Arc<Engine>,
+    pub config: Config,
+    secret: SigningSecret,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Ada with one MacBook bound through a group; Grace approves directly,
+/// Hopper through the user group S0ADMINS.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
+    let slack = FakeSlack::start("xoxb-test").await;
+    let jc = FakeJumpCloud::start("jc-test-key").await;
+    slack.add_user(ADA, "ada", Some("ada@example.com"));
+    slack.add_user(GRACE, "grace", Some("grace@example.com"));
+    slack.add_user(HOPPER, "hopper", Some("hopper@example.com"));
+    slack.add_user(MALLORY, "mallory", Some("mallory@example.com"));
+    slack.add_usergroup("S0ADMINS", &[HOPPER]);
+    jc.add_user(SimUser {
+        id: JC_ADA.into(),
+        email: "ada@example.com".into(),
+        username: "ada".into(),
+        sudo: false,
+        suspended: false,
+    });
+    jc.add_system(system(LAPTOP, "ada-mac", "darwin"));
+    jc.bind_via_group(JC_ADA, LAPTOP, "grp0000000000000000000001");
+
+    let mut policy = Policy {
+        default_duration: d("30m"),
+        min_duration: d("5m"),
+        max_duration: d("4h"),
+        require_reason: false,
+        approval_timeout: d("30m"),
+        reminders: vec![d("15m"), d("5m"), d("1m")],
+    };
+    adjust(&mut policy);
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
+        slack: SlackConfig {
+            api: SlackSettings {
+                api_url: slack.api_url(),
+                bot_token: SecretString::from("xoxb-test"),
+                approvals_channel: APPROVALS.into(),
+                approvers: vec![GRACE.into(), "S0ADMINS".into()],
+            },
+            signing_secret: SecretString::from(SECRET),
+        },
+        jumpcloud: JumpCloudSettings {
+            api_url: jc.url(),
+            api_key: SecretString::from("jc-test-key"),
+            org_id: Some("org-test".into()),
+            timeout: Duration::from_millis(1500),
+        },
+        policy,
+    };
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let (base, engine, stop, server) = launch(&config, &clock).await;
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        slack,
+        jc,
+        clock,
+        engine,
+        config,
+        secret: SigningSecret::new(SecretString::from(SECRET)),
+        stop: Some(stop),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+type Launched = (
+    String,
+    Arc<Engine>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Builds the real application and serves HTTP; jobs wait for `settle`.
+async fn launch(config: &Config, clock: &Arc<ManualClock>) -> Launched {
+    let app = App::build(config, clock.clone()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let engine = app.engine.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve_only(async {
+        let _ = stopped.await;
+    }));
+    (base, engine, stop, server)
+}
+
+pub fn system(id: &str, hostname: &str, os: &str) -> SimSystem {
+    SimSystem {
+        id: id.into(),
+        hostname: hostname.into(),
+        display_name: hostname.into(),
+        os_family: os.into(),
+        active: true,
+    }
+}
+
+impl TestApp {
+    /// Stops the server and builds a new one on the same database, as a
+    /// restarted process would be.
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        let (base, engine, stop, server) = launch(&self.config, &self.clock).await;
+        self.base = base;
+        self.engine = engine;
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    /// Runs every due job and message until nothing is due.
+    pub async fn settle(&self) {
+        while self.engine.run_due().await.unwrap() > 0 {}
+    }
+
+    /// Moves time on, then settles.
+    pub async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.settle().await;
+    }
+
+    pub fn now_unix(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    /// `/tempadmin TEXT` from `user`, signed; the HTTP status and JSON answer.
+    pub async fn command(&self, user: &str, text: &str) -> (u16, Value) {
+        let body = slack_sender::command_body(
+            user,
+            text,
+            &self.slack.response_url(&format!("cmd-{user}")),
+        );
+        let response = slack_sender::post_signed(
+            &self.http,
+            &self.url("/slack/commands"),
+            &self.secret,
+            self.now_unix(),
+            body,
+        )
+        .await
+        .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `/tempadmin TEXT` that must be accepted; returns the private answer.
+    pub async fn ask(&self, user: &str, text: &str) -> String {
+        let (status, body) = self.command(user, text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["response_type"], "ephemeral");
+        body["text"].as_str().unwrap().to_string()
+    }
+
+    /// A signed button click; the HTTP status.
+    pub async fn click(&self, user: &str, action_id: &str, value: &str) -> u16 {
+        self.click_block(user, action_id, value, "block").await
+    }
+
+    pub async fn click_block(
+        &self,
+        user: &str,
+        action_id: &str,
+        value: &str,
+        block_id: &str,
+    ) -> u16 {
+        let body = slack_sender::click_body(
+            user,
+            action_id,
+            value,
+            block_id,
+            &self.slack.response_url(&format!("click-{user}")),
+        );
+        slack_sender::post_signed(
+            &self.http,
+            &self.url("/slack/interactions"),
+            &self.secret,
+            self.now_unix(),
+            body,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn sign(&self, timestamp: i64, body: &str) -> String {
+        self.secret.sign(timestamp, body.as_bytes())
+    }
+
+    /// The person's newest request.
+    pub async fn request_of(&self, user: &str) -> Request {
+        self.requests_of(user).await.pop().expect("a request")
+    }
+
+    pub async fn requests_of(&self, user: &str) -> Vec<Request> {
+        // Open or not: read through the store's audit to find every id.
+        let ids: Vec<String> = self
+            .engine
+            .store()
+            .audit_since(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "requested" && e.actor == user)
+            .map(|e| e.request_id.to_string())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let id = tempadmin::domain::RequestId::parse(&id).unwrap();
+            out.push(self.engine.store().request(&id).await.unwrap().unwrap());
+        }
+        out
+    }
+
+    pub async fn state_of(&self, user: &str) -> RequestState {
+        self.request_of(user).await.state
+    }
+
+    /// Asks for admin as Ada and lets the request reach the approvers.
+    pub async fn pending_request(&self, text: &str) -> String {
+        self.ask(ADA, text).await;
+        self.settle().await;
+        let r = self.request_of(ADA).await;
+        assert_eq!(r.state, RequestState::PendingApproval);
+        r.id.to_string()
+    }
+
+    /// Ada asks, Grace approves, JumpCloud confirms.
+    pub async fn active_grant(&self, text: &str) -> String {
+        let id = self.pending_request(text).await;
+        assert_eq!(self.click(GRACE, "tempadmin_approve", &id).await, 200);
+        self.settle().await;
+        assert_eq!(self.state_of(ADA).await, RequestState::Active);
+        id
+    }
+
+    /// The approval message (thread root) in the approvals channel.
+    pub fn card(&self) -> SimMessage {
+        self.slack
+            .messages()
+            .into_iter()
+            .find(|m| m.channel == APPROVALS && m.thread_ts.is_none())
+            .expect("an approval message")
+    }
+
+    pub fn cards(&self) -> Vec<SimMessage> {
+        self.slack
+            .messages()
+            .into_iter()
+            .filter(|m| m.channel == APPROVALS && m.thread_ts.is_none())
+            .collect()
+    }
+
+    /// The thread replies under the approval message, in order.
+    pub fn thread(&self) -> Vec<String> {
+        self.slack
+            .thread(APPROVALS, &self.card().ts)
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    }
+
+    /// Texts sent to the requester by direct message.
+    pub fn direct_messages(&self) -> Vec<String> {
+        self.slack
+            .messages()
+            .into_iter()
+            .filter(|m| m.channel.starts_with('D'))
+            .map(|m| m.text)
+            .collect()
+    }
+
+    /// Texts posted to a response_url whose id starts with `prefix`.
+    pub fn private_answers(&self, prefix: &str) -> Vec<String> {
+        self.slack
+            .responses()
+            .into_iter()
+            .filter(|r| r.url_id.starts_with(prefix))
+            .map(|r| r.body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The `op`s of JumpCloud association writes, in order.
+    pub fn jc_ops(&self) -> Vec<String> {
+        self.jc
+            .writes()
+            .into_iter()
+            .map(|c| c.body.unwrap()["op"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn audit_actions(&self) -> Vec<String> {
+        self.engine
+            .store()
+            .audit_since(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
