@@ -106,14 +106,18 @@ pub async fn run() -> anyhow::Result<()> {
         while let Ok(event) = feed.recv().await {
             match event {
                 SimEvent::Posted(m) if m.thread_ts.is_some() => {
-                    println!("{} #approvals thread ↳ {}", stamp(), m.text)
+                    println!("{} #approvals thread ↳ {}", stamp(), plain(&m.text))
                 }
                 SimEvent::Posted(m) if m.channel.starts_with('D') => {
-                    println!("{} DM to Ada: {}", stamp(), m.text)
+                    println!("{} DM to Ada: {}", stamp(), plain(&m.text))
                 }
-                SimEvent::Posted(m) => println!("{} #approvals: {}", stamp(), m.text),
+                SimEvent::Posted(m) => println!("{} #approvals: {}", stamp(), plain(&m.text)),
                 SimEvent::Updated(m) => {
-                    println!("{} #approvals (message updated): {}", stamp(), m.text)
+                    println!(
+                        "{} #approvals (message updated): {}",
+                        stamp(),
+                        plain(&m.text)
+                    )
                 }
                 SimEvent::Responded(r) => {
                     let text = r
@@ -121,7 +125,7 @@ pub async fn run() -> anyhow::Result<()> {
                         .get("text")
                         .and_then(|t| t.as_str())
                         .unwrap_or_default();
-                    println!("{} only Ada sees: {text}", stamp());
+                    println!("{} only Ada sees: {}", stamp(), plain(text));
                 }
             }
         }
@@ -215,6 +219,23 @@ pub async fn run() -> anyhow::Result<()> {
     }
     println!("Ada is no longer admin; her MacBook is bound only through her group, as before. Demo complete.");
     Ok(())
+}
+
+/// Slack markup as a terminal should show it: mentions as names, dates as
+/// their fallback text.
+fn plain(text: &str) -> String {
+    let mut out = text
+        .replace(&format!("<@{ADA}>"), "@ada")
+        .replace(&format!("<@{GRACE}>"), "@grace");
+    while let Some(start) = out.find("<!date^") {
+        let Some(len) = out[start..].find('>') else {
+            break;
+        };
+        let token = &out[start..start + len];
+        let fallback = token.rsplit('|').next().unwrap_or_default().to_string();
+        out.replace_range(start..=start + len, &fallback);
+    }
+    out
 }
 
 /// Polls `probe` until it yields something or `limit` passes.

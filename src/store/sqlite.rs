@@ -16,6 +16,9 @@ use crate::domain::{
 };
 use crate::engine::ports::{Job, JobKind, NewJob, OutboxMessage, Store, Transition};
 
+/// How often the write-ahead log is folded into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Requests, jobs, outbox and audit in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -44,9 +47,12 @@ impl SqliteStore {
             .with_context(|| format!("database_url `{url}` is not a SQLite URL"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // Checkpoints run in the background (see `checkpoint_every`), not
+            // inside whichever request's commit crosses the threshold.
+            .pragma("wal_autocheckpoint", "0");
         let in_memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection.
@@ -60,7 +66,33 @@ impl SqliteStore {
             .context("cannot apply database migrations")?;
         let store = Self { pool };
         store.release_leases().await?;
+        if !in_memory {
+            tokio::spawn(store.clone().checkpoint_every(CHECKPOINT_INTERVAL));
+        }
         Ok(store)
+    }
+
+    /// Copies the write-ahead log into the database file now and then. A
+    /// passive checkpoint never blocks readers or writers; it ends when the
+    /// pool is closed.
+    async fn checkpoint_every(self, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.pool.is_closed() {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await
+            {
+                if self.pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
     }
 
     async fn release_leases(&self) -> anyhow::Result<()> {
@@ -75,8 +107,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes the pool (flushes WAL).
+    /// Checkpoints the log into the database file and closes the pool.
     pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
         self.pool.close().await;
     }
 }
@@ -208,6 +243,58 @@ async fn cancel_jobs(
     Ok(())
 }
 
+/// The body of `Store::transition`, on one connection.
+async fn transition_on(
+    conn: &mut sqlx::SqliteConnection,
+    t: &Transition,
+    r: &Request,
+) -> anyhow::Result<bool> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    // The version check makes this the conditional update of DESIGN 3: of
+    // two writers that read the same version, the second changes nothing.
+    let updated = sqlx::query(
+        "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
+         decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, version = ? \
+         WHERE id = ? AND version = ?",
+    )
+    .bind(r.state.as_str())
+    .bind(&r.reason)
+    .bind(r.email.as_ref().map(Email::as_str))
+    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
+    .bind(r.device.as_ref().map(|d| d.id.as_str()))
+    .bind(json_or_null(&r.device)?)
+    .bind(serde_json::to_string(&r.candidates)?)
+    .bind(json_or_null(&r.prior)?)
+    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
+    .bind(r.decided_at.map(ms))
+    .bind(r.elevated_at.map(ms))
+    .bind(r.expires_at.map(ms))
+    .bind(r.ended_at.map(ms))
+    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
+    .bind(r.end_cause.map(EndCause::as_str))
+    .bind(r.version)
+    .bind(t.request_id.as_str())
+    .bind(t.expected_version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    insert_audit(&mut tx, &t.audit).await?;
+    insert_notices(&mut tx, &t.request_id, &t.notices).await?;
+    insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
+    for job in &t.reschedule {
+        reschedule_job(&mut tx, &t.request_id, job).await?;
+    }
+    for kind in &t.cancel {
+        cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
     value
         .as_ref()
@@ -286,49 +373,25 @@ impl Store for SqliteStore {
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
         let r = &t.to;
-        let mut tx = self.pool.begin().await?;
-        // The version check makes this the conditional update of DESIGN 3: of
-        // two writers that read the same version, the second changes nothing.
-        let updated = sqlx::query(
-            "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
-             decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, version = ? \
-             WHERE id = ? AND version = ?",
-        )
-        .bind(r.state.as_str())
-        .bind(&r.reason)
-        .bind(r.email.as_ref().map(Email::as_str))
-        .bind(r.jc_user.as_ref().map(JcUserId::as_str))
-        .bind(r.device.as_ref().map(|d| d.id.as_str()))
-        .bind(json_or_null(&r.device)?)
-        .bind(serde_json::to_string(&r.candidates)?)
-        .bind(json_or_null(&r.prior)?)
-        .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
-        .bind(r.decided_at.map(ms))
-        .bind(r.elevated_at.map(ms))
-        .bind(r.expires_at.map(ms))
-        .bind(r.ended_at.map(ms))
-        .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
-        .bind(r.end_cause.map(EndCause::as_str))
-        .bind(r.version)
-        .bind(t.request_id.as_str())
-        .bind(t.expected_version)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+        // Commits default to `synchronous = NORMAL`: safe against a process
+        // crash, and cheap enough to acknowledge Slack at once. A transition
+        // into a state where JumpCloud may hold an elevation is fsynced
+        // before the engine acts on it, so even a power loss cannot forget an
+        // elevation; in WAL mode that also makes every earlier commit durable.
+        let mut conn = self.pool.acquire().await?;
+        let durable = r.state.may_be_elevated();
+        if durable {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
         }
-        insert_audit(&mut tx, &t.audit).await?;
-        insert_notices(&mut tx, &t.request_id, &t.notices).await?;
-        insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
-        for job in &t.reschedule {
-            reschedule_job(&mut tx, &t.request_id, job).await?;
+        let applied = transition_on(&mut conn, t, r).await;
+        if durable {
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await?;
         }
-        for kind in &t.cancel {
-            cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        applied
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
@@ -514,5 +577,324 @@ impl Store for SqliteStore {
             .into_iter()
             .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GrantDuration, Notice};
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    async fn store() -> SqliteStore {
+        SqliteStore::open("sqlite::memory:").await.unwrap()
+    }
+
+    fn t0() -> Timestamp {
+        ts(1_800_000_000_000)
+    }
+
+    fn audit(r: &Request, action: &str) -> AuditEntry {
+        AuditEntry {
+            at: t0(),
+            actor: "U1".into(),
+            action: action.into(),
+            request_id: r.id.clone(),
+            before: None,
+            after: Some(r.state),
+            detail: json!({}),
+        }
+    }
+
+    async fn insert(store: &SqliteStore, jobs: &[NewJob], notices: &[Notice]) -> Request {
+        let r = Request::new(
+            ChatUserId::new("U1"),
+            Some("https://r".into()),
+            GrantDuration::from_secs(600),
+            vec!["why".into()],
+            t0(),
+        );
+        store
+            .insert_request(&r, &audit(&r, "requested"), notices, jobs)
+            .await
+            .unwrap();
+        r
+    }
+
+    fn job(kind: JobKind, after_secs: i64) -> NewJob {
+        NewJob {
+            kind,
+            due_at: t0() + TimeDelta::seconds(after_secs),
+        }
+    }
+
+    fn step(r: &Request, state: RequestState) -> Transition {
+        let mut to = r.clone();
+        to.state = state;
+        to.version = r.version + 1;
+        Transition {
+            request_id: r.id.clone(),
+            expected_version: r.version,
+            audit: audit(&to, state.as_str()),
+            to,
+            notices: vec![],
+            jobs: vec![],
+            reschedule: vec![],
+            cancel: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_reads_back_as_written() {
+        let s = store().await;
+        let r = insert(&s, &[], &[]).await;
+        assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
+        assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
+    }
+
+    #[tokio::test]
+    async fn a_transition_from_a_stale_version_changes_nothing() {
+        let s = store().await;
+        let r = insert(&s, &[], &[]).await;
+        let mut first = step(&r, RequestState::PendingApproval);
+        first.notices = vec![Notice::ApprovalCard];
+        let second = step(&r, RequestState::Refused);
+        assert!(s.transition(&first).await.unwrap());
+        assert!(!s.transition(&second).await.unwrap());
+        let stored = s.request(&r.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.state, stored.version),
+            (RequestState::PendingApproval, 1)
+        );
+        let actions: Vec<_> = s
+            .audit_since(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["requested", "pending_approval"],
+            "the loser wrote no audit line"
+        );
+        let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
+        assert_eq!(queued.len(), 1, "nor any message");
+    }
+
+    #[tokio::test]
+    async fn jobs_are_claimed_when_due_one_per_request_and_fenced_by_attempt() {
+        let s = store().await;
+        let r = insert(
+            &s,
+            &[
+                job(JobKind::Grant, 0),
+                job(JobKind::Revoke, 0),
+                job(JobKind::Remind(60), 100),
+            ],
+            &[],
+        )
+        .await;
+        let lease = t0() + TimeDelta::minutes(5);
+        let grant = s.claim_job(t0(), lease).await.unwrap().unwrap();
+        assert_eq!((grant.kind, grant.attempt), (JobKind::Grant, 1));
+        assert_eq!(
+            s.claim_job(t0(), lease).await.unwrap(),
+            None,
+            "the revoke waits for the grant"
+        );
+        s.retry_job(&grant, t0() + TimeDelta::seconds(2), "503")
+            .await
+            .unwrap();
+        let revoke = s.claim_job(t0(), lease).await.unwrap().unwrap();
+        assert_eq!(revoke.kind, JobKind::Revoke);
+        s.complete_job(&revoke, t0()).await.unwrap();
+        assert_eq!(
+            s.next_due().await.unwrap(),
+            Some(t0() + TimeDelta::seconds(2))
+        );
+        let later = t0() + TimeDelta::seconds(2);
+        let again = s
+            .claim_job(later, later + TimeDelta::minutes(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.kind, again.attempt), (JobKind::Grant, 2));
+        // The first attempt finishing late cannot complete the second.
+        s.complete_job(&grant, later).await.unwrap();
+        s.retry_job(&again, later + TimeDelta::seconds(4), "503")
+            .await
+            .unwrap();
+        let third = s
+            .claim_job(later + TimeDelta::seconds(4), later + TimeDelta::minutes(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.attempt, 3);
+        let _ = r;
+    }
+
+    #[tokio::test]
+    async fn a_lease_left_by_a_dead_process_is_released_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let s = SqliteStore::open(&url).await.unwrap();
+        insert(&s, &[job(JobKind::Revoke, 0)], &[]).await;
+        assert!(s
+            .claim_job(t0(), t0() + TimeDelta::hours(1))
+            .await
+            .unwrap()
+            .is_some());
+        s.close().await;
+        let reopened = SqliteStore::open(&url).await.unwrap();
+        let job = reopened
+            .claim_job(t0(), t0() + TimeDelta::hours(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((job.kind, job.attempt), (JobKind::Revoke, 2));
+    }
+
+    #[tokio::test]
+    async fn reschedule_moves_a_pending_job_or_creates_it_and_cancel_drops_it() {
+        let s = store().await;
+        let r = insert(
+            &s,
+            &[job(JobKind::Revoke, 600), job(JobKind::ApprovalTimeout, 30)],
+            &[],
+        )
+        .await;
+        let mut t = step(&r, RequestState::Active);
+        t.reschedule = vec![job(JobKind::Revoke, 60), job(JobKind::Grant, 5)];
+        t.cancel = vec![JobKind::ApprovalTimeout];
+        assert!(s.transition(&t).await.unwrap());
+        assert_eq!(
+            s.next_due().await.unwrap(),
+            Some(t0() + TimeDelta::seconds(5))
+        );
+        let far = t0() + TimeDelta::hours(1);
+        let first = s.claim_job(far, far).await.unwrap().unwrap();
+        assert_eq!(first.kind, JobKind::Grant);
+        s.complete_job(&first, far).await.unwrap();
+        let second = s.claim_job(far, far).await.unwrap().unwrap();
+        assert_eq!(
+            (second.kind, second.due_at),
+            (JobKind::Revoke, t0() + TimeDelta::seconds(60))
+        );
+        s.complete_job(&second, far).await.unwrap();
+        assert_eq!(
+            s.claim_job(far, far).await.unwrap(),
+            None,
+            "the approval timeout was cancelled"
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_go_one_at_a_time_per_request_in_order() {
+        let s = store().await;
+        let thread = |n| Notice::Thread {
+            event: crate::domain::Event::Reminder {
+                left: GrantDuration::from_secs(n),
+            },
+        };
+        let a = insert(&s, &[], &[thread(1), thread(2)]).await;
+        let b = insert(&s, &[], &[thread(3)]).await;
+        let lease = t0() + TimeDelta::minutes(2);
+        let batch = s.claim_messages(t0(), lease, 10).await.unwrap();
+        assert_eq!(
+            batch
+                .iter()
+                .map(|m| (&m.request_id, &m.notice))
+                .collect::<Vec<_>>(),
+            [(&a.id, &thread(1)), (&b.id, &thread(3))]
+        );
+        s.retry_message(batch[0].id, t0() + TimeDelta::seconds(9), "429")
+            .await
+            .unwrap();
+        s.message_delivered(batch[1].id, t0()).await.unwrap();
+        assert!(
+            s.claim_messages(t0(), lease, 10).await.unwrap().is_empty(),
+            "a's second message waits behind its first"
+        );
+        let later = t0() + TimeDelta::seconds(9);
+        let retried = s.claim_messages(later, later, 10).await.unwrap();
+        assert_eq!(
+            (retried[0].notice.clone(), retried[0].attempt),
+            (thread(1), 2)
+        );
+        s.message_failed(retried[0].id, later, "channel_not_found")
+            .await
+            .unwrap();
+        let next = s.claim_messages(later, later, 10).await.unwrap();
+        assert_eq!(
+            next[0].notice,
+            thread(2),
+            "a message given up on does not block the rest"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_cannot_be_changed() {
+        let s = store().await;
+        insert(&s, &[], &[]).await;
+        assert!(sqlx::query("UPDATE audit SET actor = 'someone else'")
+            .execute(&s.pool)
+            .await
+            .is_err());
+        assert!(sqlx::query("DELETE FROM audit")
+            .execute(&s.pool)
+            .await
+            .is_err());
+        assert_eq!(s.audit_since(None).await.unwrap().len(), 1);
+        assert!(s
+            .audit_since(Some(t0() + TimeDelta::seconds(1)))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_open_request_for_the_same_device_is_found_and_counts_by_state() {
+        let s = store().await;
+        let r = insert(&s, &[], &[]).await;
+        let mut t = step(&r, RequestState::PendingApproval);
+        t.to.jc_user = Some(JcUserId::new("jc1"));
+        t.to.device = Some(crate::domain::Device {
+            id: SystemId::new("sys1"),
+            hostname: "h".into(),
+            display_name: "h".into(),
+            os_family: "linux".into(),
+            online: false,
+            compiled_sudo: false,
+        });
+        assert!(s.transition(&t).await.unwrap());
+        let other = RequestId::generate();
+        let found = s
+            .open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &other)
+            .await
+            .unwrap();
+        assert_eq!(found.map(|f| f.id), Some(r.id.clone()));
+        assert_eq!(
+            s.open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &r.id)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            vec![(RequestState::PendingApproval, 1)]
+        );
+        s.set_approval_message(&r.id, "C1/1.2").await.unwrap();
+        assert_eq!(
+            s.request(&r.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .approval_message
+                .as_deref(),
+            Some("C1/1.2")
+        );
+        s.ping().await.unwrap();
     }
 }

@@ -1,0 +1,168 @@
+//! Acknowledgement latency of `POST /slack/commands` under load.
+//!
+//! Starts the real application (router, engine, scheduler, SQLite in a
+//! temporary folder) against the loopback simulators, with JumpCloud
+//! answering after a fixed delay, then fires signed `/tempadmin 20m …`
+//! commands from many users at a fixed rate (open loop: latency is measured
+//! from each request's scheduled send time, so a stall counts against us).
+//! Prints p50/p90/p99/max latency and the throughput achieved.
+//!
+//! `cargo bench --bench ack_latency -- [RATE_PER_SEC] [SECONDS] [JUMPCLOUD_DELAY_MS]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use secrecy::SecretString;
+use tempadmin::app::App;
+use tempadmin::config::{Config, SlackConfig};
+use tempadmin::domain::{GrantDuration, Policy};
+use tempadmin::engine::clock::SystemClock;
+use tempadmin::jumpcloud::JumpCloudSettings;
+use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
+use tempadmin::sim::slack::FakeSlack;
+use tempadmin::sim::slack_sender;
+use tempadmin::slack::client::SlackSettings;
+use tempadmin::slack::signature::SigningSecret;
+
+const USERS: usize = 100;
+
+fn arg(n: usize, default: u64) -> u64 {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rate = arg(0, 200);
+    let seconds = arg(1, 20);
+    let jc_delay = Duration::from_millis(arg(2, 50));
+
+    let slack = FakeSlack::start("xoxb-bench").await;
+    let jc = FakeJumpCloud::start("bench-key").await;
+    jc.set_latency(jc_delay);
+    for i in 0..USERS {
+        let email = format!("user{i}@example.com");
+        slack.add_user(&format!("U{i:08}"), &format!("user{i}"), Some(&email));
+        let user = format!("jcuser{i:018}");
+        let system = format!("jcsys{i:019}");
+        jc.add_user(SimUser {
+            id: user.clone(),
+            email,
+            username: format!("user{i}"),
+            sudo: false,
+            suspended: false,
+        });
+        jc.add_system(SimSystem {
+            id: system.clone(),
+            hostname: format!("host-{i}"),
+            display_name: format!("host-{i}"),
+            os_family: "windows".into(),
+            active: true,
+        });
+        jc.bind_via_group(&user, &system, "grp");
+    }
+    let dir = tempfile::tempdir()?;
+    let d = |t: &str| GrantDuration::parse(t).unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+        slack: SlackConfig {
+            api: SlackSettings {
+                api_url: slack.api_url(),
+                bot_token: SecretString::from("xoxb-bench"),
+                approvals_channel: "C0APPROVALS".into(),
+                approvers: vec!["U0APPROVER".into()],
+            },
+            signing_secret: SecretString::from("bench-secret"),
+        },
+        jumpcloud: JumpCloudSettings {
+            api_url: jc.url(),
+            api_key: SecretString::from("bench-key"),
+            org_id: None,
+            timeout: Duration::from_secs(10),
+        },
+        policy: Policy {
+            default_duration: d("30m"),
+            min_duration: d("5m"),
+            max_duration: d("4h"),
+            require_reason: false,
+            approval_timeout: d("30m"),
+            reminders: vec![],
+        },
+    };
+    let app = App::build(&config, Arc::new(SystemClock)).await?;
+    let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    let secret = Arc::new(SigningSecret::new(SecretString::from("bench-secret")));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    println!("firing {total} signed /tempadmin commands at {rate}/s for {seconds}s (JumpCloud answers after {jc_delay:?})");
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let scheduled = start + interval * n as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = format!("U{:08}", n as usize % USERS);
+            let body = slack_sender::command_body(
+                &user,
+                "20m install printer driver",
+                "http://127.0.0.1:9/respond/bench",
+            );
+            let response =
+                slack_sender::post_signed(&http, &url, &secret, Utc::now().timestamp(), body).await;
+            let ok = matches!(&response, Ok(r) if r.status().is_success());
+            (scheduled.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut failures = 0;
+    for task in tasks {
+        let (latency, ok) = task.await?;
+        if !ok {
+            failures += 1;
+        }
+        latencies.push(latency);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "requests: {}  failed: {failures}  wall time: {:.2}s  throughput: {:.1}/s",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "ack latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.90)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "JumpCloud calls made in the background meanwhile: {}",
+        jc.calls().len()
+    );
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
