@@ -59,6 +59,12 @@ pub enum Refusal {
     DirectoryMisconfigured,
     /// The chat service could not tell us who the person is.
     ChatUnavailable,
+    /// The approvers' channel refused the request (bot not invited, channel
+    /// archived…): nobody could approve it.
+    ApprovalsUnreachable {
+        /// The chat service's reason, e.g. `not_in_channel`.
+        error: String,
+    },
     /// The clicker is not a configured approver.
     NotApprover,
     /// Four eyes: nobody decides their own request.

@@ -527,13 +527,20 @@ impl Engine {
                 self.store.message_delivered(message.id, self.now()).await
             }
             Err(e) => {
-                let permanent = matches!(e, super::ports::ChatError::Permanent(_));
-                if permanent {
+                if let super::ports::ChatError::Permanent(reason) = &e {
                     tracing::error!(request_id = %request.id, error = %e, "chat refused a message; dropping it");
-                    return self
-                        .store
+                    self.store
                         .message_failed(message.id, self.now(), &e.to_string())
-                        .await;
+                        .await?;
+                    if message.notice == Notice::ApprovalCard {
+                        // Nobody can approve a request that never reached
+                        // the approvers: end it and say why.
+                        let refusal = Refusal::ApprovalsUnreachable {
+                            error: reason.clone(),
+                        };
+                        self.refuse(&request, refusal).await?;
+                    }
+                    return Ok(());
                 }
                 tracing::warn!(request_id = %request.id, attempt = message.attempt, error = %e, "chat delivery failed; will retry");
                 let wait = backoff(message.attempt, e.retry_hint());

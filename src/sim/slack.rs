@@ -96,6 +96,7 @@ struct Inner {
     rate_limited: usize,
     retry_after_secs: u64,
     last_ts: u64,
+    closed_channels: BTreeMap<String, String>,
 }
 
 impl Inner {
@@ -212,6 +213,14 @@ impl FakeSlack {
         let mut inner = self.lock();
         inner.rate_limited = times;
         inner.retry_after_secs = retry_after_secs;
+    }
+
+    /// Posts to `channel` fail with `error` (e.g. `not_in_channel` when the
+    /// bot was never invited), as Slack answers them.
+    pub fn close_channel(&self, channel: &str, error: &str) {
+        self.lock()
+            .closed_channels
+            .insert(channel.to_owned(), error.to_owned());
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -395,6 +404,9 @@ fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
         return (failed("channel_not_found"), None);
     };
     let channel = inner.resolve_channel(channel);
+    if let Some(error) = inner.closed_channels.get(&channel) {
+        return (failed(error), None);
+    }
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
         Err(error) => return (failed(error), None),

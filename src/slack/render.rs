@@ -283,6 +283,10 @@ pub fn refusal_text(refusal: &Refusal) -> String {
         Refusal::DirectoryUnavailable => "JumpCloud is not answering right now. Nothing was sent to the approvers; please try again in a few minutes.".into(),
         Refusal::DirectoryMisconfigured => "tempadmin cannot use JumpCloud: its API key was refused. Nothing was sent to the approvers; please tell IT.".into(),
         Refusal::ChatUnavailable => "Slack did not answer a look-up tempadmin needs. Please try again in a minute.".into(),
+        Refusal::ApprovalsUnreachable { error } => format!(
+            "tempadmin could not post your request to the approvers' channel (Slack said `{}`). Nothing was changed; please tell IT.",
+            escape(error)
+        ),
         Refusal::NotApprover => "Only approvers can approve or deny requests.".into(),
         Refusal::OwnRequest => "You can't decide your own request; another approver has to.".into(),
         Refusal::AlreadyDecided { state } => format!("Nothing changed: this request is already {}.", state_words(*state)),

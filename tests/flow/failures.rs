@@ -184,7 +184,15 @@ async fn a_slack_429_delays_delivery_by_its_retry_after() {
 async fn a_jumpcloud_429_at_revoke_is_honoured_and_the_revocation_follows() {
     let app = spawn_app().await;
     app.active_grant("20m").await;
-    app.jc.fail_next("POST", "/api/v2/systems", 1, Failure::Status { status: 429, retry_after: Some(30) });
+    app.jc.fail_next(
+        "POST",
+        "/api/v2/systems",
+        1,
+        Failure::Status {
+            status: 429,
+            retry_after: Some(30),
+        },
+    );
     app.advance(20 * MIN).await;
     assert_eq!(app.state_of(ADA).await, RequestState::Revoking);
     app.advance(29 * SEC).await;

@@ -234,3 +234,18 @@ async fn a_reason_cannot_ping_the_channel() {
     );
     assert!(!card.contains("<!channel>"));
 }
+
+#[tokio::test]
+async fn an_approvals_channel_the_bot_cannot_post_to_ends_the_request_with_the_reason() {
+    let app = spawn_app().await;
+    app.slack.close_channel(APPROVALS, "not_in_channel");
+    app.ask(ADA, "20m").await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Refused);
+    let answer = app.private_answers("cmd-U0ADA").pop().unwrap();
+    assert!(
+        answer.contains("could not post your request to the approvers' channel")
+            && answer.contains("not_in_channel"),
+        "{answer}"
+    );
+}
