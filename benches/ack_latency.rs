@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 bot_token: SecretString::from("xoxb-bench"),
                 approvals_channel: "C0APPROVALS".into(),
                 approvers: vec!["U0APPROVER".into()],
+                timeout: Duration::from_secs(10),
             },
             signing_secret: SecretString::from("bench-secret"),
         },

@@ -58,6 +58,7 @@ struct FileSlack {
     approvals_channel: Option<String>,
     #[serde(default)]
     approvers: Vec<String>,
+    timeout: Option<GrantDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +158,10 @@ impl Config {
                     bot_token: secret("SLACK_BOT_TOKEN")?,
                     approvals_channel,
                     approvers: slack.approvers,
+                    timeout: slack
+                        .timeout
+                        .map(GrantDuration::as_std)
+                        .unwrap_or(Duration::from_secs(10)),
                 },
                 signing_secret: secret("SLACK_SIGNING_SECRET")?,
             },

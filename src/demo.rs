@@ -65,6 +65,7 @@ pub async fn run() -> anyhow::Result<()> {
                 bot_token: SecretString::from("xoxb-demo"),
                 approvals_channel: APPROVALS.into(),
                 approvers: vec![GRACE.into()],
+                timeout: Duration::from_secs(5),
             },
             signing_secret: SecretString::from(SIGNING_SECRET),
         },

@@ -21,6 +21,20 @@ const JOB_PARALLELISM: usize = 8;
 /// Messages claimed per pass (at most one per request).
 const MESSAGE_BATCH: u32 = 16;
 
+/// Gives up on a piece of work that outlives its lease. Adapters bound their
+/// own calls; this is the backstop that keeps one stuck call from stalling
+/// every later pass. The row stays leased, so it runs again once the lease
+/// ends.
+async fn within(
+    lease: TimeDelta,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let limit = lease.to_std().unwrap_or(std::time::Duration::from_secs(60));
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("gave up after its lease of {limit:?}")))
+}
+
 impl Engine {
     /// Runs everything that is due now, repeatedly, until nothing is; returns
     /// how many jobs and messages ran. Tests call this to drain the queue
@@ -36,7 +50,7 @@ impl Engine {
                 };
                 let engine = self.clone();
                 let span = tracing::info_span!("job", request_id = %job.request_id, kind = job.kind.name(), attempt = job.attempt);
-                tasks.spawn(engine.execute(job).instrument(span));
+                tasks.spawn(within(JOB_LEASE, engine.execute(job)).instrument(span));
             }
             let messages = self
                 .store
@@ -45,7 +59,8 @@ impl Engine {
             for message in messages {
                 let engine = self.clone();
                 let span = tracing::info_span!("deliver", request_id = %message.request_id, message_id = message.id);
-                tasks.spawn(async move { engine.deliver(&message).await }.instrument(span));
+                let delivery = async move { engine.deliver(&message).await };
+                tasks.spawn(within(MESSAGE_LEASE, delivery).instrument(span));
             }
             if tasks.is_empty() {
                 return Ok(total);

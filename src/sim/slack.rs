@@ -93,6 +93,7 @@ struct Inner {
     responses: Vec<SimResponse>,
     calls: Vec<SlackCall>,
     down: bool,
+    hanging: bool,
     rate_limited: usize,
     retry_after_secs: u64,
     last_ts: u64,
@@ -206,6 +207,12 @@ impl FakeSlack {
     /// While down, every request (the `response_url` too) is answered HTTP 503.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// While hanging, every request is accepted and never answered, like a
+    /// service stuck behind a load balancer.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.lock().hanging = hanging;
     }
 
     /// The next `times` Web API calls are answered 429 with `Retry-After: retry_after_secs`.
@@ -324,6 +331,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let hanging = fake.lock().hanging;
+    if hanging {
+        std::future::pending::<()>().await;
+    }
     let path = uri.path();
     if let Some(id) = path.strip_prefix("/respond/") {
         return fake.respond(id, &method, &body);

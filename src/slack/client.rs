@@ -28,6 +28,10 @@ pub struct SlackSettings {
     pub approvals_channel: String,
     /// Approver user ids (`U…`/`W…`) and user-group ids (`S…`).
     pub approvers: Vec<String>,
+    /// How long one Slack call may take. slack-morphism sets no limit, and
+    /// a Slack that accepts connections but never answers must not hold up
+    /// the outbox or a click's 3-second answer.
+    pub timeout: Duration,
 }
 
 /// Slack, as the engine's `Chat`.
@@ -131,9 +135,41 @@ fn classify(e: SlackClientError) -> ChatError {
     }
 }
 
+/// Bounds a Slack call by `limit`; running out counts as a transient failure.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, ChatError>>,
+) -> Result<T, ChatError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(ChatError::Transient("Slack did not answer in time".into())))
+}
+
 #[async_trait]
 impl Chat for SlackChat {
     async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
+        bounded(self.settings.timeout, self.user_email_unbounded(user)).await
+    }
+
+    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        bounded(self.settings.timeout, self.is_approver_unbounded(user)).await
+    }
+
+    async fn deliver(
+        &self,
+        request: &Request,
+        notice: &Notice,
+    ) -> Result<Option<String>, ChatError> {
+        bounded(
+            self.settings.timeout,
+            self.deliver_unbounded(request, notice),
+        )
+        .await
+    }
+}
+
+impl SlackChat {
+    async fn user_email_unbounded(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
         let req = SlackApiUsersInfoRequest::new(SlackUserId::new(user.to_string()));
         let info = self
             .client
@@ -148,7 +184,7 @@ impl Chat for SlackChat {
             .and_then(|e| Email::parse(e.as_ref())))
     }
 
-    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+    async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         if self.settings.approvers.iter().any(|a| a == user.as_str()) {
             return Ok(true);
         }
@@ -170,7 +206,7 @@ impl Chat for SlackChat {
         Ok(false)
     }
 
-    async fn deliver(
+    async fn deliver_unbounded(
         &self,
         request: &Request,
         notice: &Notice,
@@ -237,9 +273,7 @@ impl Chat for SlackChat {
             }
         }
     }
-}
 
-impl SlackChat {
     async fn direct(
         &self,
         user: &ChatUserId,

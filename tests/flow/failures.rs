@@ -201,3 +201,18 @@ async fn a_jumpcloud_429_at_revoke_is_honoured_and_the_revocation_follows() {
     assert_eq!(app.state_of(ADA).await, RequestState::Ended);
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
 }
+
+#[tokio::test]
+async fn a_slack_that_never_answers_does_not_hold_up_revocation() {
+    let app = spawn_app().await;
+    app.active_grant("20m").await;
+    app.slack.set_hanging(true);
+    app.advance(20 * MIN).await; // each Slack call gives up after its timeout
+    assert_eq!(app.state_of(ADA).await, RequestState::Ended);
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+    app.slack.set_hanging(false);
+    for _ in 0..10 {
+        app.advance(30 * SEC).await;
+    }
+    assert!(app.thread().last().unwrap().contains("Time is up"));
+}

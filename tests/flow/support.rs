@@ -95,6 +95,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
                 bot_token: SecretString::from("xoxb-test"),
                 approvals_channel: APPROVALS.into(),
                 approvers: vec![GRACE.into(), "S0ADMINS".into()],
+                timeout: Duration::from_millis(1500),
             },
             signing_secret: SecretString::from(SECRET),
         },
