@@ -193,7 +193,7 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
         mention(&r.requester),
         host(r),
         r.duration,
-        r.state.as_str()
+        state_words(r.state)
     );
     message(fallback, blocks)
 }
@@ -237,6 +237,9 @@ pub fn direct_text(r: &Request, event: &Event) -> String {
     match event {
         Event::Approved { by } => format!("{} approved your request for admin on {on}. Applying it now…", mention(by)),
         Event::Denied { by } => format!("{} denied your request for admin on {on}.", mention(by)),
+        Event::TimedOut if r.device.is_none() => {
+            "You did not pick a computer in time, so the request expired. You can ask again.".into()
+        }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
         Event::Cancelled => "Your request was withdrawn.".into(),
         Event::Elevated { until, changed: true } => format!(

@@ -835,6 +835,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_open_requests_for_one_device_cannot_both_reach_approvers() {
+        let s = store().await;
+        let device = crate::domain::Device {
+            id: SystemId::new("sys1"),
+            hostname: "h".into(),
+            display_name: "h".into(),
+            os_family: "linux".into(),
+            online: true,
+            compiled_sudo: false,
+        };
+        let pending = |r: &Request| {
+            let mut t = step(r, RequestState::PendingApproval);
+            t.to.jc_user = Some(JcUserId::new("jc1"));
+            t.to.device = Some(device.clone());
+            t
+        };
+        let a = insert(&s, &[], &[]).await;
+        let b = insert(&s, &[], &[]).await;
+        assert!(s.transition(&pending(&a)).await.unwrap());
+        assert!(s.transition(&pending(&b)).await.is_err());
+        assert_eq!(
+            s.request(&b.id).await.unwrap().unwrap().state,
+            RequestState::Resolving
+        );
+        // Once the first has ended, the device is free again.
+        let a1 = s.request(&a.id).await.unwrap().unwrap();
+        assert!(s
+            .transition(&step(&a1, RequestState::Denied))
+            .await
+            .unwrap());
+        assert!(s.transition(&pending(&b)).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn the_audit_trail_cannot_be_changed() {
         let s = store().await;
         insert(&s, &[], &[]).await;

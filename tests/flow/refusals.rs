@@ -249,3 +249,23 @@ async fn an_approvals_channel_the_bot_cannot_post_to_ends_the_request_with_the_r
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_device_choice_nobody_makes_expires_with_a_direct_message() {
+    let app = spawn_app().await;
+    app.jc
+        .add_system(system("sys00000000000000000win1", "ada-win", "windows"));
+    app.jc
+        .bind_direct(JC_ADA, "sys00000000000000000win1", false);
+    app.ask(ADA, "20m printer").await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::AwaitingDevice);
+    app.advance(std::time::Duration::from_secs(30 * 60)).await;
+    assert_eq!(app.state_of(ADA).await, RequestState::TimedOut);
+    assert!(app
+        .direct_messages()
+        .last()
+        .unwrap()
+        .contains("did not pick a computer in time"));
+    assert!(app.cards().is_empty());
+}
