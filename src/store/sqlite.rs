@@ -23,6 +23,10 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writers queue here, in order, instead of meeting SQLite's lock and
+    /// its busy handler, which sleeps in steps of milliseconds. Readers do
+    /// not take it (WAL lets them run beside the writer).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -64,7 +68,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            writer: Default::default(),
+        };
         store.release_leases().await?;
         if !in_memory {
             tokio::spawn(store.clone().checkpoint_every(CHECKPOINT_INTERVAL));
@@ -295,6 +302,24 @@ async fn transition_on(
     Ok(true)
 }
 
+/// Gives an outbox message up for good.
+async fn mark_failed(
+    pool: &SqlitePool,
+    id: i64,
+    now: Timestamp,
+    error: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
+    )
+    .bind(ms(now))
+    .bind(error)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
     value
         .as_ref()
@@ -317,6 +342,7 @@ impl Store for SqliteStore {
         notices: &[Notice],
         jobs: &[NewJob],
     ) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO requests (id, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(r.id.as_str())
@@ -372,6 +398,7 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
+        let _writing = self.writer.lock().await;
         let r = &t.to;
         // Commits default to `synchronous = NORMAL`: safe against a process
         // crash, and cheap enough to acknowledge Slack at once. A transition
@@ -395,6 +422,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE requests SET approval_message = ? WHERE id = ?")
             .bind(reference)
             .bind(id.as_str())
@@ -404,6 +432,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         insert_notices(&mut tx, id, notices).await?;
         tx.commit().await?;
@@ -411,6 +440,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
@@ -422,6 +452,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> anyhow::Result<Option<Job>> {
+        let _writing = self.writer.lock().await;
         let row = sqlx::query(
             "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id = (SELECT j.id FROM jobs j \
@@ -449,6 +480,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         // Fenced by the attempt: a slow old attempt cannot finish a newer one.
         sqlx::query("UPDATE jobs SET done_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(now))
@@ -460,6 +492,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE jobs SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(due_at))
             .bind(error)
@@ -476,6 +509,7 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>> {
+        let _writing = self.writer.lock().await;
         let rows = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id IN (SELECT o.id FROM outbox o \
@@ -506,8 +540,7 @@ impl Store for SqliteStore {
                 // later messages (or the whole queue): set it aside.
                 Err(e) => {
                     tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
-                    self.message_failed(id, now, &format!("unreadable: {e}"))
-                        .await?;
+                    mark_failed(&self.pool, id, now, &format!("unreadable: {e}")).await?;
                 }
             }
         }
@@ -516,6 +549,7 @@ impl Store for SqliteStore {
     }
 
     async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
             .bind(ms(now))
             .bind(id)
@@ -525,18 +559,12 @@ impl Store for SqliteStore {
     }
 
     async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
-        )
-        .bind(ms(now))
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let _writing = self.writer.lock().await;
+        mark_failed(&self.pool, id, now, error).await
     }
 
     async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
         )
