@@ -50,12 +50,7 @@ async fn a_crash_between_elevating_and_recording_still_ends_in_the_right_demotio
     let mut app = spawn_app().await;
     let id = app.pending_request("20m").await;
     // JumpCloud applies the binding, but the bot never learns it did.
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
-        1,
-        Failure::ApplyThenStatus { status: 500 },
-    );
+    app.fail_writes(1, Failure::ApplyThenStatus { status: 500 });
     app.click(GRACE, "tempadmin_approve", &id).await;
     app.settle().await;
     assert_eq!(app.state_of(ADA).await, RequestState::Approved);

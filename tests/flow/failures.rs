@@ -14,9 +14,7 @@ const MIN: Duration = Duration::from_secs(60);
 async fn jumpcloud_503s_at_grant_are_retried_and_the_clock_starts_at_success() {
     let app = spawn_app().await;
     let id = app.pending_request("20m").await;
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
+    app.fail_writes(
         2,
         Failure::Status {
             status: 503,
@@ -42,9 +40,7 @@ async fn jumpcloud_503s_at_grant_are_retried_and_the_clock_starts_at_success() {
 async fn a_jumpcloud_429_at_grant_is_honoured_to_the_second() {
     let app = spawn_app().await;
     let id = app.pending_request("20m").await;
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
+    app.fail_writes(
         1,
         Failure::Status {
             status: 429,
@@ -67,9 +63,7 @@ async fn a_jumpcloud_429_at_grant_is_honoured_to_the_second() {
 async fn a_jumpcloud_401_at_grant_gives_up_and_restores() {
     let app = spawn_app().await;
     let id = app.pending_request("20m").await;
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
+    app.fail_writes(
         1,
         Failure::Status {
             status: 401,
@@ -92,9 +86,7 @@ async fn a_jumpcloud_401_at_grant_gives_up_and_restores() {
 async fn a_failing_revocation_is_announced_and_retried_until_it_succeeds() {
     let app = spawn_app().await;
     app.active_grant("20m").await;
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
+    app.fail_writes(
         4,
         Failure::Status {
             status: 503,
@@ -184,9 +176,7 @@ async fn a_slack_429_delays_delivery_by_its_retry_after() {
 async fn a_jumpcloud_429_at_revoke_is_honoured_and_the_revocation_follows() {
     let app = spawn_app().await;
     app.active_grant("20m").await;
-    app.jc.fail_next(
-        "POST",
-        "/api/v2/systems",
+    app.fail_writes(
         1,
         Failure::Status {
             status: 429,

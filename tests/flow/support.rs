@@ -346,6 +346,11 @@ impl TestApp {
             .collect()
     }
 
+    /// The next `times` association writes (elevations and restorations) fail.
+    pub fn fail_writes(&self, times: usize, failure: tempadmin::sim::jumpcloud::Failure) {
+        self.jc.fail_next("POST", "/api/v2/systems", times, failure);
+    }
+
     /// The `op`s of JumpCloud association writes, in order.
     pub fn jc_ops(&self) -> Vec<String> {
         self.jc
