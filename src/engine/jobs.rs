@@ -384,7 +384,11 @@ impl Engine {
                 }
                 let mut to = request.clone();
                 to.state = RequestState::Revoking;
-                to.end_cause = Some(EndCause::Expired);
+                // The safety net can fire before any elevation was confirmed.
+                to.end_cause = Some(match request.elevated_at {
+                    Some(_) => EndCause::Expired,
+                    None => EndCause::GrantFailed,
+                });
                 let t = self.bot_transition(&request, to, "expired", json!({}));
                 if !self.store.transition(&t).await? {
                     return Ok(self.retry_soon("the request changed meanwhile"));

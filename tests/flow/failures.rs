@@ -206,3 +206,32 @@ async fn a_slack_that_never_answers_does_not_hold_up_revocation() {
     }
     assert!(app.thread().last().unwrap().contains("Time is up"));
 }
+
+#[tokio::test]
+async fn jumpcloud_down_for_the_whole_grant_ends_it_as_a_failed_elevation() {
+    let app = spawn_app().await;
+    let id = app.pending_request("20m").await;
+    app.jc.set_down(true);
+    app.click(GRACE, "tempadmin_approve", &id).await;
+    for _ in 0..5 {
+        app.advance(5 * MIN).await;
+    }
+    app.jc.set_down(false);
+    app.advance(5 * MIN).await;
+    let r = app.request_of(ADA).await;
+    assert_eq!(r.state, RequestState::Ended);
+    assert_eq!(r.elevated_at, None);
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+    let thread = app.thread();
+    assert!(
+        thread
+            .last()
+            .unwrap()
+            .contains("after the failed elevation"),
+        "{thread:?}"
+    );
+    assert!(
+        !thread.iter().any(|t| t.contains("is admin on")),
+        "{thread:?}"
+    );
+}
