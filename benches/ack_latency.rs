@@ -15,14 +15,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use secrecy::SecretString;
 use tempadmin::app::App;
-use tempadmin::config::{Config, SlackConfig};
 use tempadmin::domain::{GrantDuration, Policy};
 use tempadmin::engine::clock::SystemClock;
-use tempadmin::jumpcloud::JumpCloudSettings;
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::FakeSlack;
-use tempadmin::sim::slack_sender;
-use tempadmin::slack::client::SlackSettings;
+use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
 
 const USERS: usize = 100;
@@ -73,34 +70,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let d = |t: &str| GrantDuration::parse(t).unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        slack: SlackConfig {
-            api: SlackSettings {
-                api_url: slack.api_url(),
-                bot_token: SecretString::from("xoxb-bench"),
-                approvals_channel: "C0APPROVALS".into(),
-                approvers: vec!["U0APPROVER".into()],
-                timeout: Duration::from_secs(10),
-            },
-            signing_secret: SecretString::from("bench-secret"),
-        },
-        jumpcloud: JumpCloudSettings {
-            api_url: jc.url(),
-            api_key: SecretString::from("bench-key"),
-            org_id: None,
-            timeout: Duration::from_secs(10),
-        },
-        policy: Policy {
-            default_duration: d("30m"),
-            min_duration: d("5m"),
-            max_duration: d("4h"),
-            require_reason: false,
-            approval_timeout: d("30m"),
-            reminders: vec![],
-        },
+    let policy = Policy {
+        default_duration: d("30m"),
+        min_duration: d("5m"),
+        max_duration: d("4h"),
+        require_reason: false,
+        approval_timeout: d("30m"),
+        reminders: vec![],
     };
+    let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let config = sim::config(
+        &slack,
+        &jc,
+        database_url,
+        vec!["U0APPROVER".into()],
+        policy,
+        Duration::from_secs(10),
+    );
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -108,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
 
-    let secret = Arc::new(SigningSecret::new(SecretString::from("bench-secret")));
+    let secret = Arc::new(SigningSecret::new(SecretString::from(sim::SIGNING_SECRET)));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;

@@ -11,21 +11,16 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::app::App;
-use crate::config::{Config, SlackConfig};
 use crate::domain::{GrantDuration, Policy};
 use crate::engine::clock::SystemClock;
-use crate::jumpcloud::JumpCloudSettings;
 use crate::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use crate::sim::slack::{FakeSlack, SimEvent};
-use crate::sim::slack_sender;
+use crate::sim::{self, slack_sender};
 use crate::slack::actions;
-use crate::slack::client::SlackSettings;
 use crate::slack::signature::SigningSecret;
 
-const SIGNING_SECRET: &str = "demo-signing-secret";
 const ADA: &str = "U0ADA";
 const GRACE: &str = "U0GRACE";
-const APPROVALS: &str = "C0APPROVALS";
 const JC_ADA: &str = "5f1e0ada0000000000000001";
 const LAPTOP: &str = "5f1e0sys0000000000000001";
 
@@ -56,34 +51,23 @@ pub async fn run() -> anyhow::Result<()> {
     jumpcloud.bind_via_group(JC_ADA, LAPTOP, "5f1e0grp0000000000000001");
 
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("demo.db").display()),
-        slack: SlackConfig {
-            api: SlackSettings {
-                api_url: slack.api_url(),
-                bot_token: SecretString::from("xoxb-demo"),
-                approvals_channel: APPROVALS.into(),
-                approvers: vec![GRACE.into()],
-                timeout: Duration::from_secs(5),
-            },
-            signing_secret: SecretString::from(SIGNING_SECRET),
-        },
-        jumpcloud: JumpCloudSettings {
-            api_url: jumpcloud.url(),
-            api_key: SecretString::from("demo-api-key"),
-            org_id: None,
-            timeout: Duration::from_secs(5),
-        },
-        policy: Policy {
-            default_duration: d("45s"),
-            min_duration: d("10s"),
-            max_duration: d("1h"),
-            require_reason: false,
-            approval_timeout: d("5m"),
-            reminders: vec![d("30s"), d("15s")],
-        },
+    let policy = Policy {
+        default_duration: d("45s"),
+        min_duration: d("10s"),
+        max_duration: d("1h"),
+        require_reason: false,
+        approval_timeout: d("5m"),
+        reminders: vec![d("30s"), d("15s")],
     };
+    let database_url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let config = sim::config(
+        &slack,
+        &jumpcloud,
+        database_url,
+        vec![GRACE.into()],
+        policy,
+        Duration::from_secs(5),
+    );
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let engine = app.engine.clone();
@@ -100,7 +84,10 @@ pub async fn run() -> anyhow::Result<()> {
         jumpcloud.url()
     );
     println!("Ada (U0ADA) has a MacBook bound through a user group, without admin rights.");
-    println!("Grace (U0GRACE) is the approver. The approvals channel is {APPROVALS}.\n");
+    println!(
+        "Grace (U0GRACE) is the approver. The approvals channel is {}.\n",
+        sim::APPROVALS_CHANNEL
+    );
 
     let mut feed = slack.subscribe();
     let printer = tokio::spawn(async move {
@@ -133,7 +120,7 @@ pub async fn run() -> anyhow::Result<()> {
     });
 
     let http = reqwest::Client::new();
-    let secret = SigningSecret::new(SecretString::from(SIGNING_SECRET));
+    let secret = SigningSecret::new(SecretString::from(sim::SIGNING_SECRET));
     let text = "45s install printer driver";
     println!("Ada types: /tempadmin {text}");
     let body = slack_sender::command_body(ADA, text, &slack.response_url("ada-command"));
@@ -157,7 +144,7 @@ pub async fn run() -> anyhow::Result<()> {
         slack
             .messages()
             .into_iter()
-            .find(|m| m.channel == APPROVALS && m.thread_ts.is_none())
+            .find(|m| m.channel == sim::APPROVALS_CHANNEL && m.thread_ts.is_none())
     })
     .await
     .context("the approval request never reached the approvals channel")?;
@@ -189,7 +176,7 @@ pub async fn run() -> anyhow::Result<()> {
 
     let ended = wait_for(Duration::from_secs(100), || {
         slack
-            .thread(APPROVALS, &card.ts)
+            .thread(sim::APPROVALS_CHANNEL, &card.ts)
             .into_iter()
             .find(|m| m.text.contains("restored"))
     })

@@ -186,6 +186,11 @@ impl FakeJumpCloud {
         format!("http://{}", self.addr)
     }
 
+    /// The API key this fake accepts.
+    pub fn api_key(&self) -> String {
+        self.lock().api_key.clone()
+    }
+
     /// Adds a user, replacing one with the same id.
     pub fn add_user(&self, user: SimUser) {
         let mut inner = self.lock();

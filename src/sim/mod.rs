@@ -5,3 +5,51 @@
 pub mod jumpcloud;
 pub mod slack;
 pub mod slack_sender;
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::{Config, SlackConfig};
+use crate::domain::Policy;
+use crate::jumpcloud::JumpCloudSettings;
+use crate::slack::client::SlackSettings;
+
+/// The signing secret the simulated Slack signs with.
+pub const SIGNING_SECRET: &str = "simulated-signing-secret";
+
+/// The channel approval requests go to in the simulations.
+pub const APPROVALS_CHANNEL: &str = "C0APPROVALS";
+
+/// A configuration that points the bot at the two simulators, listening on a
+/// free loopback port.
+pub fn config(
+    slack: &slack::FakeSlack,
+    jumpcloud: &jumpcloud::FakeJumpCloud,
+    database_url: String,
+    approvers: Vec<String>,
+    policy: Policy,
+    call_timeout: Duration,
+) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        database_url,
+        slack: SlackConfig {
+            api: SlackSettings {
+                api_url: slack.api_url(),
+                bot_token: SecretString::from(slack.bot_token()),
+                approvals_channel: APPROVALS_CHANNEL.into(),
+                approvers,
+                timeout: call_timeout,
+            },
+            signing_secret: SecretString::from(SIGNING_SECRET),
+        },
+        jumpcloud: JumpCloudSettings {
+            api_url: jumpcloud.url(),
+            api_key: SecretString::from(jumpcloud.api_key()),
+            org_id: None,
+            timeout: call_timeout,
+        },
+        policy,
+    }
+}

@@ -150,6 +150,11 @@ impl FakeSlack {
         format!("http://{}/api/", self.addr)
     }
 
+    /// The bot token this fake accepts.
+    pub fn bot_token(&self) -> String {
+        self.lock().bot_token.clone()
+    }
+
     /// A `response_url` that records the JSON messages POSTed to it under `id`.
     pub fn response_url(&self, id: &str) -> String {
         format!("http://{}/respond/{id}", self.addr)

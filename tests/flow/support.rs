@@ -9,20 +9,18 @@ use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::Value;
 use tempadmin::app::App;
-use tempadmin::config::{Config, SlackConfig};
+use tempadmin::config::Config;
 use tempadmin::domain::{GrantDuration, Policy, Request, RequestState};
 use tempadmin::engine::clock::ManualClock;
 use tempadmin::engine::ports::Clock;
 use tempadmin::engine::Engine;
-use tempadmin::jumpcloud::JumpCloudSettings;
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::{FakeSlack, SimMessage};
-use tempadmin::sim::slack_sender;
-use tempadmin::slack::client::SlackSettings;
+use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
 
-pub const SECRET: &str = "test-signing-secret";
-pub const APPROVALS: &str = "C0APPROVALS";
+pub const SECRET: &str = sim::SIGNING_SECRET;
+pub const APPROVALS: &str = sim::APPROVALS_CHANNEL;
 /// The requester.
 pub const ADA: &str = "U0ADA";
 /// A configured approver.
@@ -86,27 +84,17 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
     };
     adjust(&mut policy);
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
-        slack: SlackConfig {
-            api: SlackSettings {
-                api_url: slack.api_url(),
-                bot_token: SecretString::from("xoxb-test"),
-                approvals_channel: APPROVALS.into(),
-                approvers: vec![GRACE.into(), "S0ADMINS".into()],
-                timeout: Duration::from_millis(1500),
-            },
-            signing_secret: SecretString::from(SECRET),
-        },
-        jumpcloud: JumpCloudSettings {
-            api_url: jc.url(),
-            api_key: SecretString::from("jc-test-key"),
-            org_id: Some("org-test".into()),
-            timeout: Duration::from_millis(1500),
-        },
+    let database_url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let approvers = vec![GRACE.into(), "S0ADMINS".into()];
+    let mut config = sim::config(
+        &slack,
+        &jc,
+        database_url,
+        approvers,
         policy,
-    };
+        Duration::from_millis(1500),
+    );
+    config.jumpcloud.org_id = Some("org-test".into());
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let (base, engine, stop, server) = launch(&config, &clock).await;
     TestApp {
