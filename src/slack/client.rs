@@ -14,6 +14,10 @@ use super::render;
 use crate::domain::{ChatUserId, Email, Notice, Request};
 use crate::engine::ports::{Chat, ChatError};
 
+/// The most an approver check may take: it runs inside a click's answer,
+/// which Slack abandons after 3 seconds.
+const CLICK_BUDGET: Duration = Duration::from_secs(2);
+
 /// How long a user group's member list is trusted before it is fetched again.
 const GROUP_CACHE: Duration = Duration::from_secs(60);
 
@@ -152,7 +156,9 @@ impl Chat for SlackChat {
     }
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
-        bounded(self.settings.timeout, self.is_approver_unbounded(user)).await
+        // Asked while Slack waits for the click's answer (3 s).
+        let limit = self.settings.timeout.min(CLICK_BUDGET);
+        bounded(limit, self.is_approver_unbounded(user)).await
     }
 
     async fn deliver(
