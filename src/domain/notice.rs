@@ -78,8 +78,6 @@ pub enum Refusal {
     NotAllowedToEnd,
     /// `/tempadmin revoke` with nothing active or pending.
     NothingToRevoke,
-    /// A button for a request we do not know.
-    UnknownRequest,
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
 }

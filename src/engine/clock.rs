@@ -49,12 +49,6 @@ impl ManualClock {
         *now += chrono::TimeDelta::from_std(by).expect("duration fits");
         self.moved.send_replace(*now);
     }
-
-    /// Sets time to `to` (forward or back).
-    pub fn set(&self, to: Timestamp) {
-        *self.now.lock().expect("clock lock") = to;
-        self.moved.send_replace(to);
-    }
 }
 
 #[async_trait]

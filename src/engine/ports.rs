@@ -33,8 +33,6 @@ pub struct DirectoryUser {
     pub id: JcUserId,
     /// `email`.
     pub email: Email,
-    /// `username` (the local account name on devices).
-    pub username: String,
     /// The global `sudo` flag.
     pub global_sudo: bool,
     /// `suspended`, or `state` = SUSPENDED.

@@ -51,8 +51,6 @@ struct SystemUser {
     id: String,
     email: String,
     #[serde(default)]
-    username: String,
-    #[serde(default)]
     sudo: bool,
     #[serde(default)]
     suspended: bool,
@@ -269,7 +267,6 @@ impl Directory for JumpCloudClient {
         Ok(Some(DirectoryUser {
             id: JcUserId::new(user.id),
             email: Email::parse(&user.email).unwrap_or_else(|| email.clone()),
-            username: user.username,
             global_sudo: user.sudo,
             suspended,
         }))

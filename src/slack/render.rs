@@ -295,7 +295,6 @@ pub fn refusal_text(refusal: &Refusal) -> String {
         Refusal::AlreadyDecided { state } => format!("Nothing changed: this request is already {}.", state_words(*state)),
         Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
         Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
-        Refusal::UnknownRequest => "That request no longer exists.".into(),
         Refusal::DeviceNotOffered => "That device can't be chosen for this request any more. Start again with `/tempadmin`.".into(),
     }
 }

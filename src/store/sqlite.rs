@@ -320,6 +320,16 @@ async fn mark_failed(
     Ok(())
 }
 
+/// The stored names of the states that satisfy `pick`, as an SQL list.
+fn state_list(pick: fn(RequestState) -> bool) -> String {
+    RequestState::ALL
+        .into_iter()
+        .filter(|s| pick(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
     value
         .as_ref()
@@ -373,7 +383,8 @@ impl Store for SqliteStore {
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ? AND state NOT IN ('ended', 'refused', 'denied', 'timed_out', 'cancelled') ORDER BY created_at, id");
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
             .bind(requester.as_str())
             .fetch_all(&self.pool)
