@@ -35,7 +35,14 @@ impl App {
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
         let chat: Arc<dyn Chat> = Arc::new(SlackChat::new(config.slack.api.clone())?);
         let shared_store: Arc<dyn Store> = Arc::new(store.clone());
-        let engine = Engine::new(shared_store, directory, chat, clock, config.policy.clone());
+        let engine = Engine::new(
+            shared_store,
+            directory,
+            chat,
+            clock,
+            config.policy.clone(),
+            config.workers,
+        );
         let state = AppState {
             engine: engine.clone(),
             slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),

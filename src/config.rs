@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::domain::{GrantDuration, Policy};
+use crate::engine::Workers;
 use crate::jumpcloud::JumpCloudSettings;
 use crate::slack::client::SlackSettings;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub jumpcloud: JumpCloudSettings,
     /// Request policy.
     pub policy: Policy,
+    /// The scheduler's worker pool (`[scheduler] workers`).
+    pub workers: Workers,
 }
 
 /// Slack settings plus the inbound signing secret.
@@ -49,6 +52,14 @@ struct FileConfig {
     teams: Option<toml::Value>,
     #[serde(default)]
     policy: FilePolicy,
+    #[serde(default)]
+    scheduler: FileScheduler,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScheduler {
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +149,11 @@ impl Config {
             other => bail!("jumpcloud.grant_mode `{other}` is unknown; use \"association\""),
         }
         let policy = policy(file.policy)?;
+        let workers = match file.scheduler.workers {
+            None => Workers::default(),
+            Some(n @ 4..=1024) => Workers::new(n),
+            Some(n) => bail!("scheduler.workers = {n} is out of range: use 4 to 1024"),
+        };
         let timeout = file
             .jumpcloud
             .timeout
@@ -174,6 +190,7 @@ impl Config {
                 timeout,
             },
             policy,
+            workers,
         })
     }
 }
@@ -237,6 +254,7 @@ mod tests {
         assert_eq!(c.jumpcloud.api_url, JUMPCLOUD_API_URL);
         assert_eq!(c.jumpcloud.org_id, None);
         assert_eq!(c.policy, Policy::default());
+        assert_eq!(c.workers, Workers::default());
     }
 
     #[test]
@@ -294,6 +312,10 @@ mod tests {
                 "magic",
             ),
             (&format!("{MINIMAL}\nlisten_port = 3"), "listen_port"),
+            (
+                &format!("{MINIMAL}\n[scheduler]\nworkers = 1"),
+                "scheduler.workers",
+            ),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", Config::parse(text, env_with_secrets).unwrap_err());

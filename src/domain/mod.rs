@@ -19,7 +19,7 @@ pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, RequestId, SystemId};
 pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
 pub use policy::Policy;
-pub use prior::{AssociationOp, DirectBinding, PriorState};
+pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
 pub use request::{Device, Request, RequestState};
 
 /// A point in time. Milliseconds are the resolution the store keeps.

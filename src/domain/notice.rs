@@ -3,7 +3,7 @@
 //! Adaptive Cards from the same values. Notices are stored in the outbox as
 //! JSON, so every variant is serialisable.
 
-use super::{ChatUserId, Email, GrantDuration, RequestId, RequestState, Timestamp};
+use super::{ChatUserId, DirectBinding, Email, GrantDuration, RequestId, RequestState, Timestamp};
 
 /// Why something the person asked for was not done, said privately.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +80,12 @@ pub enum Refusal {
     NothingToRevoke,
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
+    /// At grant time the device is no longer bound to the person's JumpCloud
+    /// account, or is no longer a computer.
+    DeviceNoLongerBound {
+        /// The device.
+        hostname: String,
+    },
 }
 
 /// Why an elevation ended.
@@ -155,6 +161,18 @@ pub enum Event {
         cause: EndCause,
         /// Who ended it early.
         by: Option<ChatUserId>,
+    },
+    /// Approved, but at grant time the facts no longer allowed it (account
+    /// suspended, device unbound…): nothing was changed.
+    NotGranted {
+        /// Why.
+        refusal: Refusal,
+    },
+    /// At revocation the binding was no longer what the bot had set
+    /// (somebody changed it during the grant), so it was left as it was.
+    LeftAlone {
+        /// The direct binding found (`None`: there was none).
+        found: Option<DirectBinding>,
     },
     /// Restoration keeps failing; the bot keeps trying. Humans should look.
     RevokeFailing {
@@ -233,6 +251,21 @@ mod tests {
             Notice::Private {
                 reply_to: Some("https://hooks".into()),
                 body: PrivateBody::Refused(Refusal::NoDirectoryAccount { email }),
+            },
+            Notice::Thread {
+                event: Event::NotGranted {
+                    refusal: Refusal::DeviceNoLongerBound {
+                        hostname: "ada-mac".into(),
+                    },
+                },
+            },
+            Notice::Direct {
+                event: Event::LeftAlone {
+                    found: Some(DirectBinding {
+                        sudo: true,
+                        without_password: true,
+                    }),
+                },
             },
             Notice::Private {
                 reply_to: None,

@@ -3,7 +3,9 @@
 //!
 //! Invariant (DESIGN 2): the prior state is captured once, before elevating,
 //! and restoration is computed from that record alone, so a retried grant can
-//! never mistake its own elevation for a permanent admin.
+//! never mistake its own elevation for a permanent admin. At revocation the
+//! binding is read once more, only to see whether it is still what the bot
+//! set: a binding somebody else changed meanwhile is left as they made it.
 
 /// A direct user→device binding as JumpCloud reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +47,27 @@ pub enum AssociationOp {
     Remove,
 }
 
+/// What the bot's elevation leaves on the direct binding.
+pub const ELEVATED: DirectBinding = DirectBinding {
+    sudo: true,
+    without_password: false,
+};
+
+/// What to do at revocation, given the direct binding JumpCloud shows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restoration {
+    /// Nothing to do: nothing was changed, or it is already as recorded.
+    Nothing,
+    /// Apply this change to put back what was recorded.
+    Apply(AssociationOp),
+    /// The binding is neither what the bot set nor what was recorded:
+    /// somebody changed it during the grant. Leave it as it is.
+    LeaveAlone {
+        /// What was found instead (`None`: no direct binding).
+        found: Option<DirectBinding>,
+    },
+}
+
 impl PriorState {
     /// Whether the user already had admin rights there, by any path.
     pub fn already_admin(&self) -> bool {
@@ -79,6 +102,22 @@ impl PriorState {
             },
             None => AssociationOp::Remove,
         })
+    }
+
+    /// The revocation decision for the binding found now: restore only what
+    /// is still exactly the bot's elevation; count a binding that is already
+    /// as recorded (an earlier attempt of ours got through) as restored.
+    pub fn restoration_given(&self, found: Option<DirectBinding>) -> Restoration {
+        let Some(op) = self.restoration() else {
+            return Restoration::Nothing;
+        };
+        if found == Some(ELEVATED) {
+            Restoration::Apply(op)
+        } else if found == self.direct {
+            Restoration::Nothing
+        } else {
+            Restoration::LeaveAlone { found }
+        }
     }
 }
 
@@ -121,6 +160,38 @@ mod tests {
         let p = prior(false, None, false);
         assert_eq!(p.elevation(), Some(AssociationOp::Add { sudo: true }));
         assert_eq!(p.restoration(), Some(AssociationOp::Remove));
+    }
+
+    #[test]
+    fn only_the_bots_own_elevation_is_restored() {
+        let added = prior(false, None, false);
+        assert_eq!(
+            added.restoration_given(Some(ELEVATED)),
+            Restoration::Apply(AssociationOp::Remove)
+        );
+        assert_eq!(added.restoration_given(None), Restoration::Nothing);
+        let password_free = DirectBinding {
+            sudo: true,
+            without_password: true,
+        };
+        assert_eq!(
+            added.restoration_given(Some(password_free)),
+            Restoration::LeaveAlone {
+                found: Some(password_free)
+            }
+        );
+        let plain = prior(false, Some(false), false);
+        assert_eq!(
+            plain.restoration_given(None),
+            Restoration::LeaveAlone { found: None },
+            "a binding IT removed is not put back"
+        );
+        assert_eq!(plain.restoration_given(plain.direct), Restoration::Nothing);
+        assert_eq!(
+            prior(true, None, false).restoration_given(Some(ELEVATED)),
+            Restoration::Nothing,
+            "a permanent admin is never touched"
+        );
     }
 
     #[test]

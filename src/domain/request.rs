@@ -91,10 +91,6 @@ impl RequestState {
         )
     }
 
-    /// States in which JumpCloud may hold an elevation the bot must undo.
-    pub fn may_be_elevated(self) -> bool {
-        matches!(self, Self::Approved | Self::Active | Self::Revoking)
-    }
 }
 
 /// A JumpCloud device as the requester and approvers see it.
@@ -162,9 +158,11 @@ pub struct Request {
     pub decided_by: Option<ChatUserId>,
     /// When.
     pub decided_at: Option<Timestamp>,
-    /// When JumpCloud confirmed the elevation: the clock starts here.
+    /// When JumpCloud confirmed the elevation.
     pub elevated_at: Option<Timestamp>,
-    /// When the rights are taken away.
+    /// When the rights are taken away: the first elevation attempt plus the
+    /// duration, fixed before JumpCloud is first called, so that neither a
+    /// retry nor a crash can extend it.
     pub expires_at: Option<Timestamp>,
     /// When restoration was confirmed.
     pub ended_at: Option<Timestamp>,
@@ -172,6 +170,9 @@ pub struct Request {
     pub ended_by: Option<ChatUserId>,
     /// Why it ended.
     pub end_cause: Option<EndCause>,
+    /// At revocation the binding had been changed by somebody else, so the
+    /// bot left it as it was instead of restoring the recorded state.
+    pub left_alone: bool,
     /// The approval message in the approvers' channel (chat-specific reference).
     pub approval_message: Option<String>,
     /// Revision for optimistic concurrency: every transition bumps it, and a
@@ -210,6 +211,7 @@ impl Request {
             ended_at: None,
             ended_by: None,
             end_cause: None,
+            left_alone: false,
             approval_message: None,
             version: 0,
         }

@@ -7,11 +7,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::ports::{DirectoryError, Job, JobKind, NewJob, OutboxMessage};
-use super::retry::backoff;
+use super::retry::{backoff, Patience};
 use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
 use crate::domain::{
-    AssociationOp, EndCause, Event, Notice, PrivateBody, Refusal, Request, RequestState, Timestamp,
+    AssociationOp, EndCause, Event, Notice, PrivateBody, Refusal, Request, RequestState,
+    Restoration, Timestamp,
 };
 
 /// What became of one run of a job.
@@ -51,8 +52,14 @@ impl Engine {
         Outcome::RetryAt(self.now(), why.to_string())
     }
 
-    fn retry_after(&self, attempt: u32, hint: Option<Duration>, why: String) -> Outcome {
-        let wait = backoff(attempt, hint);
+    fn retry_after(
+        &self,
+        attempt: u32,
+        hint: Option<Duration>,
+        patience: Patience,
+        why: String,
+    ) -> Outcome {
+        let wait = backoff(attempt, hint, patience);
         Outcome::RetryAt(
             self.now() + chrono::TimeDelta::from_std(wait).unwrap_or_default(),
             why,
@@ -70,7 +77,12 @@ impl Engine {
             Ok(Some(email)) => email,
             Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
             Err(e) if job.attempt < RESOLVE_ATTEMPTS => {
-                return Ok(self.retry_after(job.attempt, e.retry_hint(), e.to_string()))
+                return Ok(self.retry_after(
+                    job.attempt,
+                    e.retry_hint(),
+                    Patience::Ordinary,
+                    e.to_string(),
+                ))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "chat profile look-up failed");
@@ -186,7 +198,12 @@ impl Engine {
         e: DirectoryError,
     ) -> anyhow::Result<Outcome> {
         if e.is_retryable() && job.attempt < RESOLVE_ATTEMPTS {
-            return Ok(self.retry_after(job.attempt, e.retry_after(), e.to_string()));
+            return Ok(self.retry_after(
+                job.attempt,
+                e.retry_after(),
+                Patience::Ordinary,
+                e.to_string(),
+            ));
         }
         let refusal = match e {
             DirectoryError::Unauthorized(_) => {
@@ -226,17 +243,15 @@ impl Engine {
 
     // ------------------------------------------------------------ grant
 
-    /// Records the prior state once, then elevates. The clock starts when
-    /// JumpCloud confirms.
+    /// Checks today's facts, records the prior state and the grant's end
+    /// once, then elevates. The clock starts at the first elevation attempt:
+    /// a retry, or a restart after a crash, never extends it.
     async fn grant(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
         if request.state != RequestState::Approved {
             return Ok(Outcome::Done);
         }
-        let (Some(device), Some(jc_user), Some(email)) = (
-            request.device.clone(),
-            request.jc_user.clone(),
-            request.email.clone(),
-        ) else {
+        let (Some(device), Some(jc_user)) = (request.device.clone(), request.jc_user.clone())
+        else {
             anyhow::bail!(
                 "approved request {} lacks its device or account",
                 request.id
@@ -244,37 +259,23 @@ impl Engine {
         };
         let request = match &request.prior {
             Some(_) => request,
-            None => {
-                // Captured once, never re-read (DESIGN 2): after a crash the
-                // device may show our own elevation, which must not count.
-                let user = match self.directory.find_user_by_email(&email).await {
-                    Ok(Some(user)) if user.id == jc_user => user,
-                    Ok(_) => {
-                        return self
-                            .grant_failed(&request, "the JumpCloud account is gone".into())
-                            .await
-                    }
-                    Err(e) => return self.grant_error(job, &request, e).await,
-                };
-                let prior = match self.directory.admin_state(&user, &device.id).await {
-                    Ok(prior) => prior,
-                    Err(e) => return self.grant_error(job, &request, e).await,
-                };
-                let mut to = request.clone();
-                to.prior = Some(prior.clone());
-                let t = self.bot_transition(
-                    &request,
-                    to,
-                    "prior_state_recorded",
-                    serde_json::to_value(&prior)?,
-                );
-                if !self.store.transition(&t).await? {
-                    return Ok(self.retry_soon("the request changed meanwhile"));
-                }
-                t.to
-            }
+            None => match self.prepare_grant(job, &request).await? {
+                Ok(prepared) => prepared,
+                Err(outcome) => return Ok(outcome),
+            },
         };
         let prior = request.prior.clone().expect("prior recorded above");
+        let until = request
+            .expires_at
+            .or_else(|| request.decided_at.map(|d| d + request.duration.as_chrono()))
+            .unwrap_or_else(|| self.now() + request.duration.as_chrono());
+        if self.now() >= until {
+            // Time ran out before JumpCloud confirmed (JumpCloud kept
+            // failing, or the bot was down): no further elevation. The
+            // revocation job, due at `until`, restores whatever was applied.
+            tracing::warn!(request_id = %request.id, %until, "grant time ran out before the elevation was confirmed");
+            return Ok(Outcome::Done);
+        }
         let changed = match prior.elevation() {
             None => false,
             Some(op) => {
@@ -295,11 +296,9 @@ impl Engine {
                 true
             }
         };
-        let now = self.now();
-        let until = now + request.duration.as_chrono();
         let mut to = request.clone();
         to.state = RequestState::Active;
-        to.elevated_at = Some(now);
+        to.elevated_at = Some(self.now());
         to.expires_at = Some(until);
         let detail =
             json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
@@ -313,10 +312,6 @@ impl Engine {
                 event: Event::Elevated { until, changed },
             },
         ];
-        t.reschedule = vec![NewJob {
-            kind: JobKind::Revoke,
-            due_at: until,
-        }];
         t.jobs = self
             .policy
             .reminders_for(request.duration)
@@ -325,8 +320,96 @@ impl Engine {
                 kind: JobKind::Remind(mark.as_secs()),
                 due_at: until - mark.as_chrono(),
             })
+            .filter(|reminder| reminder.due_at > self.now())
             .collect();
         tracing::info!(request_id = %request.id, %until, changed, "elevation confirmed");
+        self.commit(t).await
+    }
+
+    /// Before the first elevation attempt: re-checks that the account may
+    /// still be elevated on the device today, then records the prior state
+    /// and the grant's end in one durable transition, with the revocation
+    /// moved to that end. `Err` carries what the job should do instead.
+    async fn prepare_grant(
+        &self,
+        job: &Job,
+        request: &Request,
+    ) -> anyhow::Result<Result<Request, Outcome>> {
+        let (Some(device), Some(jc_user), Some(email)) = (
+            request.device.clone(),
+            request.jc_user.clone(),
+            request.email.clone(),
+        ) else {
+            anyhow::bail!(
+                "approved request {} lacks its device or account",
+                request.id
+            );
+        };
+        // Decide on today's facts: the request was resolved up to
+        // `approval_timeout` ago.
+        let user = match self.directory.find_user_by_email(&email).await {
+            Ok(Some(user)) if user.id == jc_user => user,
+            Ok(_) => {
+                let refusal = Refusal::NoDirectoryAccount { email };
+                return Ok(Err(self.not_granted(request, refusal).await?));
+            }
+            Err(e) => return Ok(Err(self.grant_error(job, request, e).await?)),
+        };
+        if user.suspended {
+            let refusal = Refusal::Suspended { email };
+            return Ok(Err(self.not_granted(request, refusal).await?));
+        }
+        match self.directory.user_devices(&user.id).await {
+            Ok(devices) if devices.iter().any(|d| d.id == device.id && d.is_eligible()) => {}
+            Ok(_) => {
+                let refusal = Refusal::DeviceNoLongerBound {
+                    hostname: device.hostname.clone(),
+                };
+                return Ok(Err(self.not_granted(request, refusal).await?));
+            }
+            Err(e) => return Ok(Err(self.grant_error(job, request, e).await?)),
+        }
+        // Captured once, never re-read (DESIGN 2): after a crash the device
+        // may show our own elevation, which must not count.
+        let prior = match self.directory.admin_state(&user, &device.id).await {
+            Ok(prior) => prior,
+            Err(e) => return Ok(Err(self.grant_error(job, request, e).await?)),
+        };
+        let until = self.now() + request.duration.as_chrono();
+        let mut to = request.clone();
+        to.prior = Some(prior.clone());
+        to.expires_at = Some(until);
+        let detail = json!({ "prior": prior, "expires_at": until });
+        let mut t = self.bot_transition(request, to, "prior_state_recorded", detail);
+        t.reschedule = vec![NewJob {
+            kind: JobKind::Revoke,
+            due_at: until,
+        }];
+        if !self.store.transition(&t).await? {
+            return Ok(Err(self.retry_soon("the request changed meanwhile")));
+        }
+        Ok(Ok(t.to))
+    }
+
+    /// Approved, but today's facts forbid the grant: change nothing in
+    /// JumpCloud, end the request, and say why in the thread and to the
+    /// requester.
+    async fn not_granted(&self, request: &Request, refusal: Refusal) -> anyhow::Result<Outcome> {
+        tracing::warn!(request_id = %request.id, ?refusal, "approved request not granted");
+        let mut to = request.clone();
+        to.state = RequestState::Refused;
+        to.ended_at = Some(self.now());
+        let detail = serde_json::to_value(&refusal)?;
+        let mut t = self.bot_transition(request, to, "not_granted", detail);
+        let event = Event::NotGranted { refusal };
+        t.notices = vec![
+            Notice::RefreshCard,
+            Notice::Thread {
+                event: event.clone(),
+            },
+            Notice::Direct { event },
+        ];
+        t.cancel = vec![JobKind::Revoke];
         self.commit(t).await
     }
 
@@ -340,7 +423,12 @@ impl Engine {
     ) -> anyhow::Result<Outcome> {
         if e.is_retryable() {
             tracing::warn!(request_id = %request.id, attempt = job.attempt, error = %e, "elevation failed; will retry");
-            return Ok(self.retry_after(job.attempt, e.retry_after(), e.to_string()));
+            return Ok(self.retry_after(
+                job.attempt,
+                e.retry_after(),
+                Patience::Ordinary,
+                e.to_string(),
+            ));
         }
         tracing::error!(request_id = %request.id, error = %e, "elevation failed for good");
         self.grant_failed(request, e.to_string()).await
@@ -398,8 +486,21 @@ impl Engine {
             RequestState::Revoking => request,
             _ => return Ok(Outcome::Done),
         };
-        let restoration = request.prior.as_ref().and_then(|p| p.restoration());
-        if let (Some(op), Some(device), Some(jc_user)) =
+        let restoration = match (&request.prior, &request.device, &request.jc_user) {
+            (Some(prior), Some(device), Some(jc_user)) if prior.restoration().is_some() => {
+                // Read once, to restore only what is still the bot's own
+                // elevation (DESIGN 8: IT's change during the grant stands).
+                let found = match self.directory.direct_binding(&device.id, jc_user).await {
+                    Ok(found) => found,
+                    // The device is gone: nothing is left to restore.
+                    Err(DirectoryError::NotFound) => prior.direct,
+                    Err(e) => return self.revoke_error(job, &request, e).await,
+                };
+                prior.restoration_given(found)
+            }
+            _ => Restoration::Nothing,
+        };
+        if let (Restoration::Apply(op), Some(device), Some(jc_user)) =
             (restoration, &request.device, &request.jc_user)
         {
             match self.directory.apply(&device.id, jc_user, op).await {
@@ -412,12 +513,32 @@ impl Engine {
         to.state = RequestState::Ended;
         to.ended_at = Some(self.now());
         let cause = request.end_cause.unwrap_or(EndCause::Expired);
-        let event = Event::Ended {
-            cause,
-            by: request.ended_by.clone(),
+        let event = match restoration {
+            Restoration::LeaveAlone { found } => {
+                to.left_alone = true;
+                tracing::warn!(request_id = %request.id, ?found, "binding changed by somebody else during the grant; left as it is");
+                Event::LeftAlone { found }
+            }
+            _ => Event::Ended {
+                cause,
+                by: request.ended_by.clone(),
+            },
         };
-        let detail = json!({ "operation": restoration, "cause": cause.as_str() });
-        let mut t = self.bot_transition(&request, to, "restored", detail);
+        let (action, detail) = match restoration {
+            Restoration::LeaveAlone { found } => (
+                "left_alone",
+                json!({ "found": found, "cause": cause.as_str() }),
+            ),
+            Restoration::Apply(op) => (
+                "restored",
+                json!({ "operation": op, "cause": cause.as_str() }),
+            ),
+            Restoration::Nothing => (
+                "restored",
+                json!({ "operation": null, "cause": cause.as_str() }),
+            ),
+        };
+        let mut t = self.bot_transition(&request, to, action, detail);
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
@@ -456,7 +577,7 @@ impl Engine {
                 .enqueue(&request.id, &[Notice::Thread { event }])
                 .await?;
         }
-        Ok(self.retry_after(n, e.retry_after(), e.to_string()))
+        Ok(self.retry_after(n, e.retry_after(), Patience::Revocation, e.to_string()))
     }
 
     // ------------------------------------------------------------ timers
@@ -547,7 +668,7 @@ impl Engine {
                     return Ok(());
                 }
                 tracing::warn!(request_id = %request.id, attempt = message.attempt, error = %e, "chat delivery failed; will retry");
-                let wait = backoff(message.attempt, e.retry_hint());
+                let wait = backoff(message.attempt, e.retry_hint(), Patience::Ordinary);
                 let due = self.now() + chrono::TimeDelta::from_std(wait).unwrap_or_default();
                 self.store
                     .retry_message(message.id, due, &e.to_string())

@@ -14,6 +14,8 @@ pub mod ports;
 pub mod retry;
 mod scheduler;
 
+pub use scheduler::Workers;
+
 use std::sync::Arc;
 
 use serde_json::json;
@@ -71,6 +73,7 @@ pub struct Engine {
     chat: Arc<dyn Chat>,
     clock: Arc<dyn Clock>,
     policy: Policy,
+    workers: Workers,
     wake: Notify,
 }
 
@@ -79,13 +82,14 @@ pub struct Engine {
 const RACE_RETRIES: usize = 5;
 
 impl Engine {
-    /// Builds an engine over its ports.
+    /// Builds an engine over its ports, with a scheduler pool of `workers`.
     pub fn new(
         store: Arc<dyn Store>,
         directory: Arc<dyn Directory>,
         chat: Arc<dyn Chat>,
         clock: Arc<dyn Clock>,
         policy: Policy,
+        workers: Workers,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -93,6 +97,7 @@ impl Engine {
             chat,
             clock,
             policy,
+            workers,
             wake: Notify::new(),
         })
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AssociationOp, AuditEntry, ChatUserId, Device, Email, JcUserId, Notice, PriorState, Request,
-    RequestId, RequestState, SystemId, Timestamp,
+    AssociationOp, AuditEntry, ChatUserId, Device, DirectBinding, Email, JcUserId, Notice,
+    PriorState, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 
 // ---------------------------------------------------------------- Clock
@@ -90,6 +90,12 @@ pub trait Directory: Send + Sync {
     ) -> Result<Option<DirectoryUser>, DirectoryError>;
     /// The devices bound to the user (any path), with their details.
     async fn user_devices(&self, user: &JcUserId) -> Result<Vec<Device>, DirectoryError>;
+    /// The user's direct binding to the device as it is now (`None`: none).
+    async fn direct_binding(
+        &self,
+        system: &SystemId,
+        user: &JcUserId,
+    ) -> Result<Option<DirectBinding>, DirectoryError>;
     /// The user's admin state on one device right now: read once, before elevating.
     async fn admin_state(
         &self,
@@ -191,6 +197,16 @@ impl JobKind {
     }
 }
 
+/// Which jobs a claim may take: revocations are claimed on their own first,
+/// so look-ups and reminders never stand in front of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// Only `JobKind::Revoke`.
+    Revocations,
+    /// Any kind.
+    Any,
+}
+
 /// A job to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -284,12 +300,13 @@ pub trait Store: Send + Sync {
     /// Appends an audit line outside any transition (refused clicks).
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
 
-    /// Claims the next due job whose request has no other job in flight,
-    /// leasing it until `lease_until`.
+    /// Claims the next due job (of `scope`) whose request has no other job
+    /// in flight, leasing it until `lease_until`; the earliest due first.
     async fn claim_job(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
+        scope: ClaimScope,
     ) -> anyhow::Result<Option<Job>>;
     /// Marks a job done, if this attempt still holds it.
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()>;
@@ -314,6 +331,9 @@ pub trait Store: Send + Sync {
 
     /// The earliest time any job or message becomes due (or its lease ends).
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>>;
+    /// The same for revocation jobs alone: the scheduler wakes for them even
+    /// while other due work waits for a worker.
+    async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>>;
     /// The audit trail since `since`, oldest first.
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>>;
     /// Counts of requests by state, for `/metrics`.

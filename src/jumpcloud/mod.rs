@@ -298,23 +298,31 @@ impl Directory for JumpCloudClient {
         Ok(devices)
     }
 
-    async fn admin_state(
+    async fn direct_binding(
         &self,
-        user: &DirectoryUser,
         system: &SystemId,
-    ) -> Result<PriorState, DirectoryError> {
+        user: &JcUserId,
+    ) -> Result<Option<DirectBinding>, DirectoryError> {
         let path = format!("/api/v2/systems/{}/associations", segment(system.as_str()));
         let bindings: Vec<GraphConnection> = self.get_all(&path, &[("targets", "user")]).await?;
-        let direct = bindings
+        Ok(bindings
             .into_iter()
-            .find(|b| b.to.id == user.id.as_str() && (b.to.kind.is_empty() || b.to.kind == "user"))
+            .find(|b| b.to.id == user.as_str() && (b.to.kind.is_empty() || b.to.kind == "user"))
             .map(|b| {
                 let sudo = b.attributes.and_then(|a| a.sudo).unwrap_or_default();
                 DirectBinding {
                     sudo: sudo.enabled,
                     without_password: sudo.without_password,
                 }
-            });
+            }))
+    }
+
+    async fn admin_state(
+        &self,
+        user: &DirectoryUser,
+        system: &SystemId,
+    ) -> Result<PriorState, DirectoryError> {
+        let direct = self.direct_binding(system, &user.id).await?;
         let compiled_sudo = self
             .compiled_sudo(&user.id)
             .await?

@@ -68,6 +68,8 @@ pub struct RecordedCall {
     pub api_key: Option<String>,
     /// The `x-org-id` header.
     pub org_id: Option<String>,
+    /// When it arrived (wall clock), for latency measurements.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// How an injected failure (see [`FakeJumpCloud::fail_next`]) answers.
@@ -87,6 +89,10 @@ pub enum Failure {
     },
     /// Never answer; a write is not applied.
     Hang,
+    /// Answer nothing until [`FakeJumpCloud::release_hung`] is called, then
+    /// handle the request as usual: a call that hangs while JumpCloud is
+    /// stuck and goes through once it recovers.
+    HangUntilReleased,
 }
 
 /// A running fake JumpCloud server; clones share the same state.
@@ -94,6 +100,10 @@ pub enum Failure {
 pub struct FakeJumpCloud {
     addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
+    /// Bumped on every recorded call, so tests can wait for calls to arrive.
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Set once hung calls may go on.
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug)]
@@ -171,6 +181,8 @@ impl FakeJumpCloud {
                 api_key: api_key.to_owned(),
                 ..Inner::default()
             })),
+            arrived: Arc::new(tokio::sync::watch::channel(0).0),
+            released: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let app = Router::new().fallback(handle).with_state(fake.clone());
         tokio::spawn(async move {
@@ -227,6 +239,58 @@ impl FakeJumpCloud {
                 sudo,
                 without_password: false,
             }),
+        }
+    }
+
+    /// Sets the attributes of the direct user→system association as an
+    /// administrator in the console would, creating it if needed.
+    pub fn set_direct(&self, user_id: &str, system_id: &str, sudo: bool, without_password: bool) {
+        self.bind_direct(user_id, system_id, sudo);
+        let mut inner = self.lock();
+        if let Some(binding) = inner
+            .direct
+            .iter_mut()
+            .find(|b| b.user_id == user_id && b.system_id == system_id)
+        {
+            binding.without_password = without_password;
+        }
+    }
+
+    /// Removes every binding (direct and through groups) between the user
+    /// and the system, as an administrator would.
+    pub fn unbind(&self, user_id: &str, system_id: &str) {
+        let mut inner = self.lock();
+        inner
+            .direct
+            .retain(|b| !(b.user_id == user_id && b.system_id == system_id));
+        inner
+            .groups
+            .retain(|g| !(g.user_id == user_id && g.system_id == system_id));
+    }
+
+    /// The direct association's `(sudo.enabled, sudo.withoutPassword)`.
+    pub fn direct_attributes(&self, user_id: &str, system_id: &str) -> Option<(bool, bool)> {
+        self.lock()
+            .direct(user_id, system_id)
+            .map(|b| (b.sudo, b.without_password))
+    }
+
+    /// Lets every call held by [`Failure::HangUntilReleased`] go on, now
+    /// and later.
+    pub fn release_hung(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Waits until the recorded calls satisfy `done`.
+    pub async fn wait_for_calls(&self, done: impl Fn(&[RecordedCall]) -> bool) {
+        let mut arrived = self.arrived.subscribe();
+        loop {
+            if done(&self.lock().calls) {
+                return;
+            }
+            if arrived.changed().await.is_err() {
+                return;
+            }
         }
     }
 
@@ -603,12 +667,14 @@ async fn handle(
         body: parse_body(&body),
         api_key: header("x-api-key"),
         org_id: header("x-org-id"),
+        at: chrono::Utc::now(),
     };
     let latency = {
         let mut inner = fake.lock();
         inner.calls.push(call.clone());
         inner.latency
     };
+    fake.arrived.send_modify(|n| *n += 1);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -654,6 +720,11 @@ async fn handle(
             )
         }
         Some(Failure::Hang) => std::future::pending().await,
+        Some(Failure::HangUntilReleased) => {
+            let mut released = fake.released.subscribe();
+            let _ = released.wait_for(|go| *go).await;
+            route()
+        }
     }
 }
 

@@ -51,5 +51,6 @@ pub fn config(
             timeout: call_timeout,
         },
         policy,
+        workers: crate::engine::Workers::default(),
     }
 }

@@ -22,6 +22,16 @@ fn mention(user: &impl std::fmt::Display) -> String {
     format!("<@{user}>")
 }
 
+/// A direct binding in words, for the audit thread.
+fn binding_words(found: Option<crate::domain::DirectBinding>) -> &'static str {
+    match found {
+        None => "there is no direct binding any more",
+        Some(b) if b.sudo && b.without_password => "admin without password",
+        Some(b) if b.sudo => "admin",
+        Some(_) => "bound without admin rights",
+    }
+}
+
 /// A time every reader sees in their own time zone, with a UTC fallback.
 fn when(t: Timestamp) -> String {
     format!(
@@ -163,10 +173,12 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
                 _ => "expired".to_string(),
             };
             let at = r.ended_at.map(when).unwrap_or_default();
-            (
-                format!(":lock: *Ended at {at}*: {how}. Previous rights restored."),
-                vec![],
-            )
+            let after = if r.left_alone {
+                "The binding had been changed in JumpCloud meanwhile, so tempadmin left it as it was."
+            } else {
+                "Previous rights restored."
+            };
+            (format!(":lock: *Ended at {at}*: {how}. {after}"), vec![])
         }
         RequestState::Denied => (format!(":no_entry: {}.", decided("Denied")), vec![]),
         RequestState::TimedOut => (
@@ -175,6 +187,13 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
         ),
         RequestState::Cancelled => (
             ":wastebasket: Withdrawn by the requester.".to_string(),
+            vec![],
+        ),
+        RequestState::Refused if r.decided_by.is_some() => (
+            format!(
+                ":no_entry_sign: {}, but not granted: JumpCloud no longer allowed it (see the thread). Nothing was changed.",
+                decided("Approved")
+            ),
             vec![],
         ),
         RequestState::Resolving | RequestState::AwaitingDevice | RequestState::Refused => {
@@ -223,6 +242,15 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
             (EndCause::GrantFailed, _) => format!(":lock: Previous rights on {on} restored after the failed elevation."),
             _ => format!(":lock: Time is up: previous rights on {on} restored."),
         },
+        Event::NotGranted { refusal } => format!(
+            ":no_entry_sign: Not granted: {} Nothing was changed in JumpCloud.",
+            refusal_text(refusal)
+        ),
+        Event::LeftAlone { found } => format!(
+            ":warning: Time is up, but {who}'s binding on {on} is no longer what tempadmin set ({}): \
+             somebody changed it during the grant, so tempadmin left it as it is. An IT admin may want to check it.",
+            binding_words(*found)
+        ),
         Event::RevokeFailing { attempts, error } => format!(
             ":rotating_light: Could not restore the previous rights on {on} yet ({attempts} attempts, last: {}). \
              tempadmin keeps retrying; an IT admin may want to check JumpCloud.",
@@ -252,6 +280,13 @@ pub fn direct_text(r: &Request, event: &Event) -> String {
         Event::Reminder { left } => format!(":hourglass: {left} of admin rights left on {on}."),
         Event::Ended { .. } => format!(":lock: Your admin rights on {on} have ended; your previous rights are back."),
         Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
+        Event::NotGranted { refusal } => format!(
+            "Your request for admin on {on} was approved but not granted: {} Nothing was changed.",
+            refusal_text(refusal)
+        ),
+        Event::LeftAlone { .. } => format!(
+            ":lock: Your temporary admin time on {on} is over. IT changed your rights there meanwhile, so tempadmin left them as IT set them."
+        ),
     }
 }
 
@@ -296,6 +331,10 @@ pub fn refusal_text(refusal: &Refusal) -> String {
         Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
         Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
         Refusal::DeviceNotOffered => "That device can't be chosen for this request any more. Start again with `/tempadmin`.".into(),
+        Refusal::DeviceNoLongerBound { hostname } => format!(
+            "`{}` is no longer one of the computers bound to your JumpCloud account. Ask IT.",
+            escape(hostname)
+        ),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::{
     AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Request, RequestId,
     RequestState, SystemId, Timestamp,
 };
-use crate::engine::ports::{Job, JobKind, NewJob, OutboxMessage, Store, Transition};
+use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
 
 /// How often the write-ahead log is folded into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -153,6 +153,7 @@ fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
         ended_at: opt_ts(row.try_get("ended_at")?),
         ended_by: json_opt("ended_by")?.map(ChatUserId::new),
         end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
+        left_alone: row.try_get("left_alone")?,
         approval_message: row.try_get("approval_message")?,
         version: row.try_get("version")?,
     })
@@ -176,7 +177,7 @@ fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
 }
 
 /// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, approval_message, version";
+const REQUEST_COLUMNS: &str = "id, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -262,7 +263,7 @@ async fn transition_on(
     // two writers that read the same version, the second changes nothing.
     let updated = sqlx::query(
         "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
-         decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, version = ? \
+         decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, left_alone = ?, version = ? \
          WHERE id = ? AND version = ?",
     )
     .bind(r.state.as_str())
@@ -280,6 +281,7 @@ async fn transition_on(
     .bind(r.ended_at.map(ms))
     .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
     .bind(r.end_cause.map(EndCause::as_str))
+    .bind(r.left_alone)
     .bind(r.version)
     .bind(t.request_id.as_str())
     .bind(t.expected_version)
@@ -413,11 +415,15 @@ impl Store for SqliteStore {
         let r = &t.to;
         // Commits default to `synchronous = NORMAL`: safe against a process
         // crash, and cheap enough to acknowledge Slack at once. A transition
-        // into a state where JumpCloud may hold an elevation is fsynced
-        // before the engine acts on it, so even a power loss cannot forget an
-        // elevation; in WAL mode that also makes every earlier commit durable.
+        // into `approved` (the decision, and the prior state with the grant's
+        // end, both written before JumpCloud is touched) is fsynced, so even
+        // a power loss cannot forget an elevation or its revocation job; in
+        // WAL mode that also makes every earlier commit durable. Later moves
+        // (active, revoking, ended) need no fsync: losing one replays a job
+        // that is idempotent, and keeping them cheap keeps a burst of
+        // revocations from queueing behind a thousand fsyncs.
         let mut conn = self.pool.acquire().await?;
-        let durable = r.state.may_be_elevated();
+        let durable = r.state == RequestState::Approved;
         if durable {
             sqlx::query("PRAGMA synchronous = FULL")
                 .execute(&mut *conn)
@@ -462,12 +468,17 @@ impl Store for SqliteStore {
         &self,
         now: Timestamp,
         lease_until: Timestamp,
+        scope: ClaimScope,
     ) -> anyhow::Result<Option<Job>> {
         let _writing = self.writer.lock().await;
+        let kind = match scope {
+            ClaimScope::Revocations => Some(JobKind::Revoke.name()),
+            ClaimScope::Any => None,
+        };
         let row = sqlx::query(
             "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id = (SELECT j.id FROM jobs j \
-                         WHERE j.done_at IS NULL AND j.due_at <= ?1 \
+                         WHERE j.done_at IS NULL AND j.due_at <= ?1 AND (?3 IS NULL OR j.kind = ?3) \
                            AND (j.locked_until IS NULL OR j.locked_until <= ?1) \
                            AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
                                            AND k.done_at IS NULL AND k.locked_until > ?1) \
@@ -476,6 +487,7 @@ impl Store for SqliteStore {
         )
         .bind(ms(now))
         .bind(ms(lease_until))
+        .bind(kind)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -594,6 +606,16 @@ impl Store for SqliteStore {
                UNION ALL \
                SELECT MAX(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL)",
         )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(ts))
+    }
+
+    async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(MAX(due_at, COALESCE(locked_until, 0))) FROM jobs WHERE done_at IS NULL AND kind = ?",
+        )
+        .bind(JobKind::Revoke.name())
         .fetch_one(&self.pool)
         .await?;
         Ok(next.map(ts))
@@ -736,17 +758,25 @@ mod tests {
         )
         .await;
         let lease = t0() + TimeDelta::minutes(5);
-        let grant = s.claim_job(t0(), lease).await.unwrap().unwrap();
+        let grant = s
+            .claim_job(t0(), lease, ClaimScope::Any)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((grant.kind, grant.attempt), (JobKind::Grant, 1));
         assert_eq!(
-            s.claim_job(t0(), lease).await.unwrap(),
+            s.claim_job(t0(), lease, ClaimScope::Any).await.unwrap(),
             None,
             "the revoke waits for the grant"
         );
         s.retry_job(&grant, t0() + TimeDelta::seconds(2), "503")
             .await
             .unwrap();
-        let revoke = s.claim_job(t0(), lease).await.unwrap().unwrap();
+        let revoke = s
+            .claim_job(t0(), lease, ClaimScope::Any)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(revoke.kind, JobKind::Revoke);
         s.complete_job(&revoke, t0()).await.unwrap();
         assert_eq!(
@@ -755,7 +785,7 @@ mod tests {
         );
         let later = t0() + TimeDelta::seconds(2);
         let again = s
-            .claim_job(later, later + TimeDelta::minutes(5))
+            .claim_job(later, later + TimeDelta::minutes(5), ClaimScope::Any)
             .await
             .unwrap()
             .unwrap();
@@ -766,12 +796,53 @@ mod tests {
             .await
             .unwrap();
         let third = s
-            .claim_job(later + TimeDelta::seconds(4), later + TimeDelta::minutes(5))
+            .claim_job(
+                later + TimeDelta::seconds(4),
+                later + TimeDelta::minutes(5),
+                ClaimScope::Any,
+            )
             .await
             .unwrap()
             .unwrap();
         assert_eq!(third.attempt, 3);
         let _ = r;
+    }
+
+    #[tokio::test]
+    async fn revocations_can_be_claimed_ahead_of_earlier_work() {
+        let s = store().await;
+        insert(&s, &[job(JobKind::Resolve, 0)], &[]).await;
+        insert(&s, &[job(JobKind::Revoke, 5)], &[]).await;
+        let at = t0() + TimeDelta::seconds(5);
+        let lease = at + TimeDelta::minutes(5);
+        assert_eq!(
+            s.next_revocation_due().await.unwrap(),
+            Some(at),
+            "the revocation's own due time"
+        );
+        let first = s
+            .claim_job(at, lease, ClaimScope::Revocations)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.kind, JobKind::Revoke, "although the resolve is older");
+        assert_eq!(
+            s.claim_job(at, lease, ClaimScope::Revocations)
+                .await
+                .unwrap(),
+            None
+        );
+        let next = s
+            .claim_job(at, lease, ClaimScope::Any)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.kind, JobKind::Resolve);
+        assert_eq!(
+            s.next_revocation_due().await.unwrap(),
+            Some(lease),
+            "a leased revocation counts from its lease's end"
+        );
     }
 
     #[tokio::test]
@@ -781,14 +852,14 @@ mod tests {
         let s = SqliteStore::open(&url).await.unwrap();
         insert(&s, &[job(JobKind::Revoke, 0)], &[]).await;
         assert!(s
-            .claim_job(t0(), t0() + TimeDelta::hours(1))
+            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
             .await
             .unwrap()
             .is_some());
         s.close().await;
         let reopened = SqliteStore::open(&url).await.unwrap();
         let job = reopened
-            .claim_job(t0(), t0() + TimeDelta::hours(1))
+            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
             .await
             .unwrap()
             .unwrap();
@@ -813,17 +884,25 @@ mod tests {
             Some(t0() + TimeDelta::seconds(5))
         );
         let far = t0() + TimeDelta::hours(1);
-        let first = s.claim_job(far, far).await.unwrap().unwrap();
+        let first = s
+            .claim_job(far, far, ClaimScope::Any)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.kind, JobKind::Grant);
         s.complete_job(&first, far).await.unwrap();
-        let second = s.claim_job(far, far).await.unwrap().unwrap();
+        let second = s
+            .claim_job(far, far, ClaimScope::Any)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (second.kind, second.due_at),
             (JobKind::Revoke, t0() + TimeDelta::seconds(60))
         );
         s.complete_job(&second, far).await.unwrap();
         assert_eq!(
-            s.claim_job(far, far).await.unwrap(),
+            s.claim_job(far, far, ClaimScope::Any).await.unwrap(),
             None,
             "the approval timeout was cancelled"
         );

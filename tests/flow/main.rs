@@ -6,5 +6,6 @@ mod binary;
 mod durability;
 mod failures;
 mod ingress;
+mod on_time;
 mod refusals;
 mod support;

@@ -57,6 +57,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
+    spawn_app_configured(|config| adjust(&mut config.policy)).await
+}
+
+/// Like [`spawn_app`], with any setting changed first.
+pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let slack = FakeSlack::start("xoxb-test").await;
     let jc = FakeJumpCloud::start("jc-test-key").await;
     slack.add_user(ADA, "ada", Some("ada@example.com"));
@@ -74,7 +79,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
     jc.add_system(system(LAPTOP, "ada-mac", "darwin"));
     jc.bind_via_group(JC_ADA, LAPTOP, "grp0000000000000000000001");
 
-    let mut policy = Policy {
+    let policy = Policy {
         default_duration: d("30m"),
         min_duration: d("5m"),
         max_duration: d("4h"),
@@ -82,7 +87,6 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
         approval_timeout: d("30m"),
         reminders: vec![d("15m"), d("5m"), d("1m")],
     };
-    adjust(&mut policy);
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("test.db").display());
     let approvers = vec![GRACE.into(), "S0ADMINS".into()];
@@ -95,6 +99,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
         Duration::from_millis(1500),
     );
     config.jumpcloud.org_id = Some("org-test".into());
+    adjust(&mut config);
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let (base, engine, stop, server) = launch(&config, &clock).await;
     TestApp {
@@ -239,6 +244,30 @@ impl TestApp {
 
     pub fn sign(&self, timestamp: i64, body: &str) -> String {
         self.secret.sign(timestamp, body.as_bytes())
+    }
+
+    /// Another person like Ada: a Slack user, a JumpCloud account and one
+    /// computer bound through a group. Returns (Slack id, JumpCloud id,
+    /// system id).
+    pub fn add_person(&self, n: usize) -> (String, String, String) {
+        let slack_id = format!("U0P{n:04}");
+        let jc_id = format!("jcp{n:021}");
+        let system_id = format!("sysp{n:020}");
+        let email = format!("person{n}@example.com");
+        self.slack
+            .add_user(&slack_id, &format!("person{n}"), Some(&email));
+        self.jc.add_user(SimUser {
+            id: jc_id.clone(),
+            email,
+            username: format!("person{n}"),
+            sudo: false,
+            suspended: false,
+        });
+        self.jc
+            .add_system(system(&system_id, &format!("host-{n}"), "linux"));
+        self.jc
+            .bind_via_group(&jc_id, &system_id, "grp0000000000000000000001");
+        (slack_id, jc_id, system_id)
     }
 
     /// The person's newest request.
