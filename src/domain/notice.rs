@@ -78,6 +78,8 @@ pub enum Refusal {
     NotAllowedToEnd,
     /// `/tempadmin revoke` with nothing active or pending.
     NothingToRevoke,
+    /// Too many commands at once: nothing was recorded; try again shortly.
+    Busy,
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
     /// At grant time the device is no longer bound to the person's JumpCloud

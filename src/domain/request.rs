@@ -90,7 +90,6 @@ impl RequestState {
             Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled
         )
     }
-
 }
 
 /// A JumpCloud device as the requester and approvers see it.

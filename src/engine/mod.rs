@@ -74,8 +74,17 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     policy: Policy,
     workers: Workers,
+    /// Commands being handled right now; beyond its permits a command is
+    /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
+    admission: tokio::sync::Semaphore,
     wake: Notify,
 }
+
+/// How many commands may be handled at once. Past this the database is
+/// not keeping up, and queueing more would only make every answer late
+/// (Slack gives up after 3 s) and crowd the revocations' writes: refuse at
+/// once instead, without touching the database.
+pub const COMMANDS_IN_FLIGHT: usize = 64;
 
 /// How often a user action re-reads and retries after losing a race with
 /// another writer of the same request.
@@ -98,6 +107,7 @@ impl Engine {
             clock,
             policy,
             workers,
+            admission: tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT),
             wake: Notify::new(),
         })
     }
@@ -126,6 +136,10 @@ impl Engine {
     /// device look-ups run afterwards as a job.
     #[tracing::instrument(skip_all, fields(user = %input.user))]
     pub async fn handle_command(&self, input: CommandInput) -> anyhow::Result<Reply> {
+        let Ok(_admitted) = self.admission.try_acquire() else {
+            tracing::warn!("too many commands at once; refused as busy");
+            return Ok(Reply::Refused(Refusal::Busy));
+        };
         let policy = &self.policy;
         let (duration, words) = match Command::parse(&input.text) {
             Err(e) => {

@@ -330,6 +330,7 @@ pub fn refusal_text(refusal: &Refusal) -> String {
         Refusal::AlreadyDecided { state } => format!("Nothing changed: this request is already {}.", state_words(*state)),
         Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
         Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
+        Refusal::Busy => "tempadmin is very busy right now, so nothing was requested. Please try again in a minute.".into(),
         Refusal::DeviceNotOffered => "That device can't be chosen for this request any more. Start again with `/tempadmin`.".into(),
         Refusal::DeviceNoLongerBound { hostname } => format!(
             "`{}` is no longer one of the computers bound to your JumpCloud account. Ask IT.",

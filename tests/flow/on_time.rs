@@ -335,3 +335,68 @@ async fn a_restoration_that_got_through_before_a_crash_counts_as_done() {
     assert_eq!(app.jc_ops(), ["add", "remove"]);
     assert!(app.thread().last().unwrap().contains("Time is up"));
 }
+
+#[tokio::test]
+async fn commands_beyond_what_the_database_keeps_up_with_are_refused_at_once() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    // Another writer holds the database, so commands cannot be recorded
+    // and stay in flight.
+    let mut blocker = sqlx::SqliteConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let stuck: Vec<_> = (0..tempadmin::engine::COMMANDS_IN_FLIGHT)
+        .map(|n| {
+            let (person, _, _) = app.add_person(n);
+            let http = app.http.clone();
+            let url = app.url("/slack/commands");
+            let body =
+                tempadmin::sim::slack_sender::command_body(&person, "20m", "http://127.0.0.1:9/r");
+            let signature = app.sign(app.now_unix(), &body);
+            let now = app.now_unix();
+            tokio::spawn(async move {
+                http.post(url)
+                    .header("x-slack-request-timestamp", now.to_string())
+                    .header("x-slack-signature", signature)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let handled = format!(
+        "tempadmin_slack_commands_total {}",
+        tempadmin::engine::COMMANDS_IN_FLIGHT
+    );
+    loop {
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+        if metrics.text().await.unwrap().contains(&handled) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let answer = app.ask(ADA, "20m").await;
+    assert!(answer.contains("very busy"), "{answer}");
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    for answer in stuck {
+        let answer = answer.await.unwrap();
+        assert!(
+            answer["text"].as_str().unwrap().contains("Checking"),
+            "{answer}"
+        );
+    }
+    assert!(
+        app.requests_of(ADA).await.is_empty(),
+        "the busy answer recorded nothing"
+    );
+}
