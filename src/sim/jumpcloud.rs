@@ -28,7 +28,8 @@ use serde_json::{json, Map, Value};
 pub struct SimUser {
     /// Object id (`_id`).
     pub id: String,
-    /// E-mail address; lookups by e-mail ignore case.
+    /// E-mail address, kept in the case it was given. `filter=email:$eq:…`
+    /// compares it case-sensitively, as JumpCloud does.
     pub email: String,
     /// Account name on the computers.
     pub username: String,
@@ -734,9 +735,12 @@ fn parse_filter(filter: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `$eq` is exact, case included: JumpCloud documents list filter values as
+/// case-sensitive, and a lenient simulator would hide a look-up that only
+/// works when Slack and JumpCloud happen to agree on case.
 fn user_matches(user: &SimUser, field: &str, value: &str) -> bool {
     match field {
-        "email" => user.email.eq_ignore_ascii_case(value),
+        "email" => user.email == value,
         "username" => user.username == value,
         _ => user.id == value,
     }
@@ -879,7 +883,7 @@ mod tests {
         let fake = fake_with_data().await;
         let response = get(
             &fake,
-            "/api/systemusers?filter=email%3A%24eq%3Aada%40example.com&limit=10&skip=0",
+            "/api/systemusers?filter=email%3A%24eq%3AAda%40Example.com&limit=10&skip=0",
         )
         .header("x-org-id", "org-1")
         .send()
@@ -926,6 +930,27 @@ mod tests {
         assert_eq!(calls[0].api_key.as_deref(), Some(KEY));
         assert!(calls[0].query.as_deref().unwrap().contains("%24eq"));
         assert_eq!(calls[2].api_key.as_deref(), Some("wrong"));
+    }
+
+    #[tokio::test]
+    async fn email_filters_match_the_case_exactly_as_jumpcloud_does() {
+        let fake = fake_with_data().await;
+        let count = |filter: &'static str| {
+            let fake = fake.clone();
+            async move {
+                let body: Value = get(&fake, &format!("/api/systemusers?filter={filter}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["totalCount"].as_u64().unwrap()
+            }
+        };
+        assert_eq!(count("email:$eq:Ada@Example.com").await, 1);
+        assert_eq!(count("email:$eq:ada@example.com").await, 0);
+        assert_eq!(count("email:$eq:ADA@EXAMPLE.COM").await, 0);
     }
 
     #[tokio::test]
