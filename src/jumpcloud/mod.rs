@@ -4,6 +4,9 @@
 //! `DirectoryError` the engine can act on (401/403 → `Unauthorized`, 429 →
 //! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The API
 //! key is sent as `x-api-key` and never logged or put into an error.
+//!
+//! A person is found by email only, ignoring case, and only when exactly one
+//! account has that email; two that differ only in case are `AmbiguousEmail`.
 
 use std::time::Duration;
 
@@ -237,6 +240,20 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, message: &str) ->
     }
 }
 
+/// `text` as a regular expression that matches exactly it: every
+/// metacharacter escaped with a backslash (the set .NET's `Regex.Escape`
+/// escapes, which JumpCloud's PowerShell module sends, plus `]` and `}`).
+fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if r"\*+?|{}[]()^$.#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Refuses ids that would change the path they are put into.
 fn segment(id: &str) -> String {
     id.chars()
@@ -246,22 +263,36 @@ fn segment(id: &str) -> String {
 
 #[async_trait]
 impl Directory for JumpCloudClient {
+    /// JumpCloud compares `filter=email:$eq:` case-sensitively, while people's
+    /// emails are typed with whatever capitals Slack and JumpCloud were given.
+    /// So the look-up asks `POST /api/search/systemusers` for the whole email,
+    /// ignoring case, with an anchored `$regex` (as JumpCloud's own PowerShell
+    /// module `Get-JCUser -email` does), on the `email` field only. Of the
+    /// answers only those equal to the email ignoring case count, and two of
+    /// them are refused: choosing would be guessing whose computer to elevate.
     async fn find_user_by_email(
         &self,
         email: &Email,
     ) -> Result<Option<DirectoryUser>, DirectoryError> {
-        let filter = format!("email:$eq:{}", email.as_str());
+        let pattern = format!("(?i)^{}$", regex_literal(email.as_str()));
+        let body = json!({
+            "filter": [{ "email": { "$regex": pattern } }],
+            "limit": 10,
+        });
         let builder = self
-            .call(Method::GET, "/api/systemusers")
-            .query(&[("filter", filter.as_str()), ("limit", "10")]);
+            .call(Method::POST, "/api/search/systemusers")
+            .json(&body);
         let (list, _): (SystemUserList, _) = self.get_json(builder).await?;
-        // The filter is exact, but only an exact match may ever be used.
-        let Some(user) = list
+        let wanted = email.as_str().to_lowercase();
+        let mut matching: Vec<SystemUser> = list
             .results
             .into_iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email.as_str()))
-        else {
-            return Ok(None);
+            .filter(|u| u.email.to_lowercase() == wanted)
+            .collect();
+        let user = match matching.len() {
+            0 => return Ok(None),
+            1 => matching.remove(0),
+            accounts => return Err(DirectoryError::AmbiguousEmail { accounts }),
         };
         let suspended = user.suspended || user.state.as_deref() == Some("SUSPENDED");
         Ok(Some(DirectoryUser {
@@ -374,6 +405,19 @@ mod tests {
             "",
         );
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn an_email_becomes_a_regex_that_matches_only_itself() {
+        assert_eq!(
+            regex_literal("a.da+it@example.com"),
+            r"a\.da\+it@example\.com"
+        );
+        assert_eq!(
+            regex_literal(r"x*?|{}[]()^$#\y"),
+            r"x\*\?\|\{\}\[\]\(\)\^\$\#\\y"
+        );
+        assert_eq!(regex_literal("o'neil_1-2@ex.co"), r"o'neil_1-2@ex\.co");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Fake JumpCloud API: a loopback HTTP server that simulates the parts of
 //! JumpCloud's v1 (`/api`) and v2 (`/api/v2`) REST API that tempadmin uses —
-//! looking a user up by e-mail, listing the systems a user is bound to,
+//! looking a user up by e-mail (a case-sensitive list `filter`, or
+//! `POST /api/search/systemusers` with a whole-text `$regex`), listing the systems a user is bound to,
 //! reading a system, listing and changing direct system↔user associations
 //! (with their `sudo` attributes) and launching command triggers. Request and
 //! response shapes follow JumpCloud's published OpenAPI descriptions
@@ -319,6 +320,7 @@ impl FakeJumpCloud {
         let params = parse_form(query.unwrap_or(""));
         match (method, segments.as_slice()) {
             ("GET", ["api", "systemusers"]) => self.list_users(&params),
+            ("POST", ["api", "search", "systemusers"]) => self.search_users(body),
             ("GET", ["api", "systems", id]) => self.get_system(id, &params),
             ("POST", ["api", "command", "trigger", name]) => self.trigger(name, body),
             ("GET", ["api", "v2", "users", id, "systems"]) => self.user_systems(id, &params),
@@ -355,6 +357,49 @@ impl FakeJumpCloud {
                     .all(|(field, value)| user_matches(u, field, value))
             })
             .collect();
+        let results: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|u| select_fields(user_json(u), fields))
+            .collect();
+        Json(json!({ "totalCount": matching.len(), "results": results })).into_response()
+    }
+
+    /// `POST /api/search/systemusers`: `filter`, `fields`, `limit` and `skip`
+    /// in the JSON body, answered like the v1 list (`totalCount`, `results`).
+    fn search_users(&self, body: Option<&Value>) -> Response {
+        let Some(Value::Object(body)) = body else {
+            return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+        };
+        if body.contains_key("searchFilter") {
+            // JumpCloud's partial text search; nothing in tempadmin uses it.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the simulator does not implement searchFilter",
+            );
+        }
+        let number = |name: &str, default: usize| match body.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(value) => value
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or(format!("{name} must be a non-negative integer")),
+        };
+        let paging = number("limit", 10).and_then(|limit| {
+            if limit > 100 {
+                return Err("limit must be at most 100".to_owned());
+            }
+            Ok((limit, number("skip", 0)?))
+        });
+        let ((limit, skip), filter) =
+            match paging.and_then(|p| Ok((p, SearchFilter::parse(body.get("filter"))?))) {
+                Ok(parsed) => parsed,
+                Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            };
+        let fields = body.get("fields").and_then(Value::as_str);
+        let inner = self.lock();
+        let matching: Vec<&SimUser> = inner.users.iter().filter(|u| filter.matches(u)).collect();
         let results: Vec<Value> = matching
             .iter()
             .skip(skip)
@@ -746,6 +791,154 @@ fn user_matches(user: &SimUser, field: &str, value: &str) -> bool {
     }
 }
 
+/// The `filter` of a `POST /api/search/…` body: query expressions that must
+/// all hold (a list, a single object, or `{"and": [...]}`) or of which one
+/// must (`{"or": [...]}`).
+struct SearchFilter {
+    any: bool,
+    expressions: Vec<Vec<(String, Condition)>>,
+}
+
+/// What one field of a query expression must satisfy.
+enum Condition {
+    /// A plain value or `{"$eq": value}`: equal, case included.
+    Eq(String),
+    /// `{"$regex": pattern}`, limited to patterns that match one literal text
+    /// whole (`(?i)^…$`); anything the simulator cannot evaluate faithfully is
+    /// refused rather than guessed at.
+    Whole { literal: String, ignore_case: bool },
+}
+
+impl SearchFilter {
+    fn parse(filter: Option<&Value>) -> Result<Self, String> {
+        let (any, list) = match filter {
+            None | Some(Value::Null) => (false, Vec::new()),
+            Some(Value::Array(list)) => (false, list.iter().collect()),
+            Some(Value::Object(map))
+                if map.len() == 1 && (map.contains_key("and") || map.contains_key("or")) =>
+            {
+                let (key, list) = map.iter().next().expect("one entry");
+                let Value::Array(list) = list else {
+                    return Err(format!("filter.{key} must be a list of query expressions"));
+                };
+                (key == "or", list.iter().collect())
+            }
+            Some(object @ Value::Object(_)) => (false, vec![object]),
+            Some(_) => return Err("filter must be an object or a list".to_owned()),
+        };
+        let expressions = list
+            .into_iter()
+            .map(|expression| {
+                let Value::Object(map) = expression else {
+                    return Err("each query expression must be an object".to_owned());
+                };
+                map.iter()
+                    .map(|(field, condition)| {
+                        Ok((searchable(field)?, Condition::parse(condition)?))
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { any, expressions })
+    }
+
+    fn matches(&self, user: &SimUser) -> bool {
+        let holds = |expression: &Vec<(String, Condition)>| {
+            expression
+                .iter()
+                .all(|(field, condition)| condition.holds(user_field(user, field)))
+        };
+        if self.any {
+            self.expressions.iter().any(holds)
+        } else {
+            self.expressions.iter().all(holds)
+        }
+    }
+}
+
+impl Condition {
+    fn parse(condition: &Value) -> Result<Self, String> {
+        match condition {
+            Value::String(value) => Ok(Self::Eq(value.clone())),
+            Value::Object(map) if map.len() == 1 => match map.iter().next().expect("one entry") {
+                (op, Value::String(value)) if op == "$eq" => Ok(Self::Eq(value.clone())),
+                (op, Value::String(pattern)) if op == "$regex" => whole_literal(pattern),
+                (op, _) => Err(format!(
+                    "the simulator does not implement {op} with this value"
+                )),
+            },
+            _ => {
+                Err("a condition must be a string or one operator such as {\"$eq\": …}".to_owned())
+            }
+        }
+    }
+
+    fn holds(&self, value: &str) -> bool {
+        match self {
+            Self::Eq(wanted) => value == wanted,
+            Self::Whole {
+                literal,
+                ignore_case: false,
+            } => value == literal,
+            Self::Whole {
+                literal,
+                ignore_case: true,
+            } => value.to_lowercase() == literal.to_lowercase(),
+        }
+    }
+}
+
+/// `(?i)^text$` or `^text$`, where `text` escapes every regex metacharacter
+/// with a backslash, read back as the literal text.
+fn whole_literal(pattern: &str) -> Result<Condition, String> {
+    let unsupported = || {
+        format!(
+            "the simulator only evaluates $regex patterns that match one whole literal text, \
+             like (?i)^ada@example\\.com$; got {pattern:?}"
+        )
+    };
+    let (ignore_case, rest) = match pattern.strip_prefix("(?i)") {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    let mut chars = rest.strip_prefix('^').ok_or_else(unsupported)?.chars();
+    let mut literal = String::new();
+    loop {
+        match chars.next() {
+            Some('$') if chars.as_str().is_empty() => {
+                return Ok(Condition::Whole {
+                    literal,
+                    ignore_case,
+                })
+            }
+            Some('\\') => match chars.next() {
+                Some(c) if c.is_ascii_punctuation() => literal.push(c),
+                _ => return Err(unsupported()),
+            },
+            Some(c) if "^$.|?*+()[]{}".contains(c) => return Err(unsupported()),
+            Some(c) => literal.push(c),
+            None => return Err(unsupported()),
+        }
+    }
+}
+
+fn searchable(field: &str) -> Result<String, String> {
+    match field {
+        "email" | "username" | "_id" => Ok(field.to_owned()),
+        other => Err(format!(
+            "the simulator cannot search on {other:?} (it knows email, username and _id)"
+        )),
+    }
+}
+
+fn user_field<'a>(user: &'a SimUser, field: &str) -> &'a str {
+    match field {
+        "email" => &user.email,
+        "username" => &user.username,
+        _ => &user.id,
+    }
+}
+
 /// Keeps only the space-separated `fields` (and `_id`) when the caller asked for some.
 fn select_fields(object: Value, fields: Option<&str>) -> Value {
     let wanted: Vec<&str> = fields
@@ -951,6 +1144,56 @@ mod tests {
         assert_eq!(count("email:$eq:Ada@Example.com").await, 1);
         assert_eq!(count("email:$eq:ada@example.com").await, 0);
         assert_eq!(count("email:$eq:ADA@EXAMPLE.COM").await, 0);
+    }
+
+    #[tokio::test]
+    async fn searches_users_by_whole_email_with_or_without_case() {
+        let fake = fake_with_data().await;
+        let search = |body: Value| {
+            let fake = fake.clone();
+            async move {
+                let response = post(&fake, "/api/search/systemusers", body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap())
+            }
+        };
+        let regex = |pattern: &str| json!({ "filter": [{ "email": { "$regex": pattern } }] });
+
+        let (status, body) = search(regex(r"(?i)^ada@example\.com$")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["totalCount"], 1);
+        assert_eq!(body["results"][0]["_id"], "u1");
+        assert_eq!(body["results"][0]["email"], "Ada@Example.com");
+        let (_, body) = search(regex(r"^ada@example\.com$")).await;
+        assert_eq!(body["totalCount"], 0, "without (?i) case counts");
+        let (_, body) = search(regex(r"(?i)^da@example\.com$")).await;
+        assert_eq!(body["totalCount"], 0, "the whole address must match");
+        let (_, body) = search(json!({ "filter": { "or": [
+            { "email": "bob@example.com" },
+            { "email": { "$eq": "Ada@Example.com" } },
+        ] }, "fields": "email" }))
+        .await;
+        assert_eq!(body["totalCount"], 2);
+        assert_eq!(
+            body["results"][1],
+            json!({ "_id": "u2", "email": "bob@example.com" })
+        );
+
+        for refused in [
+            regex(r"(?i)^ada@example.com$"),
+            regex("(?i)ada"),
+            json!({ "filter": [{ "department": "IT" }] }),
+            json!({ "searchFilter": { "searchTerm": "ada", "fields": ["email"] } }),
+            json!({ "limit": 101 }),
+            json!("ada@example.com"),
+        ] {
+            let (status, body) = search(refused.clone()).await;
+            assert_eq!(status, 400, "{refused}");
+            assert_eq!(body["status"], "BAD_REQUEST");
+        }
     }
 
     #[tokio::test]

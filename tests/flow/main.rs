@@ -5,6 +5,7 @@ mod approval;
 mod binary;
 mod durability;
 mod failures;
+mod identity;
 mod ingress;
 mod refusals;
 mod support;
