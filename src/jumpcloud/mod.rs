@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::{header, Method, RequestBuilder, Response, StatusCode};
+use reqwest::{header, redirect, Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -118,6 +118,10 @@ impl JumpCloudClient {
     /// A client for these settings.
     pub fn new(settings: JumpCloudSettings) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            // A followed redirect would carry `x-api-key` to wherever the
+            // `Location` points (reqwest strips only standard credential
+            // headers across origins), so none is followed.
+            .redirect(redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("tempadmin/", env!("CARGO_PKG_VERSION")))
@@ -155,6 +159,13 @@ impl JumpCloudClient {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            return Err(redirected(status, response.url(), location));
         }
         let retry_after = response
             .headers()
@@ -252,6 +263,20 @@ fn regex_literal(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// A 3xx: a configuration error, never followed. Names only the origin the
+/// answer pointed to (its path and query may carry anything) and what to fix.
+fn redirected(status: StatusCode, from: &url::Url, location: Option<&str>) -> DirectoryError {
+    let target = location
+        .and_then(|l| from.join(l).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|| "an unreadable address".to_string());
+    DirectoryError::Permanent(format!(
+        "redirected (HTTP {status}) to {target}; tempadmin does not follow redirects, so that \
+         the API key goes only to jumpcloud.api_url. Set jumpcloud.api_url to JumpCloud's API \
+         address itself (https://console.jumpcloud.com, or https://console.eu.jumpcloud.com in the EU)"
+    ))
 }
 
 /// Refuses ids that would change the path they are put into.
@@ -418,6 +443,28 @@ mod tests {
             r"x\*\?\|\{\}\[\]\(\)\^\$\#\\y"
         );
         assert_eq!(regex_literal("o'neil_1-2@ex.co"), r"o'neil_1-2@ex\.co");
+    }
+
+    #[test]
+    fn a_redirect_is_a_permanent_error_naming_only_the_other_origin() {
+        let from = url::Url::parse("https://console.jumpcloud.com/api/systems/s1").unwrap();
+        let message = |location: Option<&str>| match redirected(StatusCode::FOUND, &from, location)
+        {
+            DirectoryError::Permanent(message) => message,
+            other => panic!("{other:?}"),
+        };
+        let text = message(Some(
+            "https://console.eu.jumpcloud.com/api/systems/s1?token=abc",
+        ));
+        assert!(
+            text.starts_with("redirected (HTTP 302 Found) to https://console.eu.jumpcloud.com;")
+                && text.contains("jumpcloud.api_url")
+                && !text.contains("token=abc"),
+            "{text}"
+        );
+        assert!(message(Some("/login")).contains("to https://console.jumpcloud.com;"));
+        assert!(message(None).contains("to an unreadable address;"));
+        assert!(!redirected(StatusCode::MOVED_PERMANENTLY, &from, None).is_retryable());
     }
 
     #[test]

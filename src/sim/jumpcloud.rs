@@ -10,7 +10,7 @@
 //! error bodies, `totalCount` in v1 list bodies and an `x-total-count` header on
 //! v2 lists, `limit` (default 10, at most 100) and `skip` paging. Every request
 //! is recorded, and failures (error statuses, changes applied but answered
-//! with an error, requests that never answer, outages, latency) can be
+//! with an error, requests that never answer, redirects, outages, latency) can be
 //! injected.
 
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ pub struct RecordedCall {
 }
 
 /// How an injected failure (see [`FakeJumpCloud::fail_next`]) answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Answer `status` with a JSON error body, without applying anything.
     Status {
@@ -89,6 +89,14 @@ pub enum Failure {
     },
     /// Never answer; a write is not applied.
     Hang,
+    /// Answer `status` (301, 302, 307, 308…) with `Location: location`, as a
+    /// misconfigured proxy or a moved console would, without applying anything.
+    Redirect {
+        /// HTTP status to answer.
+        status: u16,
+        /// The `Location` header, e.g. another server's URL.
+        location: String,
+    },
 }
 
 /// A running fake JumpCloud server; clones share the same state.
@@ -149,7 +157,7 @@ impl Inner {
         })?;
         let entry = &mut self.failures[index];
         entry.remaining -= 1;
-        let failure = entry.failure;
+        let failure = entry.failure.clone();
         if entry.remaining == 0 {
             self.failures.remove(index);
         }
@@ -700,6 +708,21 @@ async fn handle(
             )
         }
         Some(Failure::Hang) => std::future::pending().await,
+        Some(Failure::Redirect { status, location }) => {
+            let mut response = status_code(status).into_response();
+            match HeaderValue::from_str(&location) {
+                Ok(value) => {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LOCATION, value);
+                    response
+                }
+                Err(_) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unusable redirect location",
+                ),
+            }
+        }
     }
 }
 
@@ -1382,6 +1405,32 @@ mod tests {
         assert!(hung.unwrap_err().is_timeout());
         assert_eq!(fake.direct_binding("u1", "s1"), Some(true));
         assert_eq!(fake.writes().len(), 3);
+
+        fake.fail_next(
+            "POST",
+            "/api/v2/systems/",
+            1,
+            Failure::Redirect {
+                status: 307,
+                location: "http://127.0.0.1:9/api/elsewhere".into(),
+            },
+        );
+        let response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}{path}", fake.url()))
+            .header("x-api-key", KEY)
+            .json(&association("update", "u1", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307);
+        assert_eq!(
+            response.headers()["location"],
+            "http://127.0.0.1:9/api/elsewhere"
+        );
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(true), "not applied");
 
         fake.set_down(true);
         let response = get(&fake, "/api/systems/s1").send().await.unwrap();

@@ -7,5 +7,6 @@ mod durability;
 mod failures;
 mod identity;
 mod ingress;
+mod outbound;
 mod refusals;
 mod support;
