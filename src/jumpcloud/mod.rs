@@ -115,8 +115,11 @@ struct ErrorBody {
 }
 
 impl JumpCloudClient {
-    /// A client for these settings.
+    /// A client for these settings; refuses an `api_url` that
+    /// [`check_api_url`] refuses.
     pub fn new(settings: JumpCloudSettings) -> anyhow::Result<Self> {
+        check_api_url(&settings.api_url)
+            .map_err(|why| anyhow::anyhow!("jumpcloud.api_url {why}"))?;
         let http = reqwest::Client::builder()
             // A followed redirect would carry `x-api-key` to wherever the
             // `Location` points (reqwest strips only standard credential
@@ -237,6 +240,45 @@ impl JumpCloudClient {
             .collect())
     }
 }
+
+/// Whether `api_url` may receive the API key: `https`, or plain `http` only
+/// to a loopback host (127.0.0.0/8, `::1`, `localhost`), where the simulators
+/// and test servers live and nothing crosses a network. It must be a base
+/// address: paths are appended to it, so a query or fragment would break
+/// them, and credentials do not belong in it. The reason starts so that it
+/// reads after the setting's name.
+pub fn check_api_url(api_url: &str) -> Result<(), String> {
+    let url = url::Url::parse(api_url)
+        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {DEFAULT_API_URL}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{api_url}` must be a base address without a query or fragment, e.g. {DEFAULT_API_URL}"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "`{api_url}` uses plain http, which would send the API key unencrypted; use https:// \
+             (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
+        )),
+        other => Err(format!(
+            "`{api_url}` uses `{other}:`; JumpCloud's API is reached over https://, e.g. {DEFAULT_API_URL}"
+        )),
+    }
+}
+
+/// JumpCloud's API in the US region, as the examples in errors.
+const DEFAULT_API_URL: &str = "https://console.jumpcloud.com";
 
 /// Maps an HTTP failure to what the engine can do about it.
 fn classify(status: StatusCode, retry_after: Option<Duration>, message: &str) -> DirectoryError {
@@ -465,6 +507,20 @@ mod tests {
         assert!(message(Some("/login")).contains("to https://console.jumpcloud.com;"));
         assert!(message(None).contains("to an unreadable address;"));
         assert!(!redirected(StatusCode::MOVED_PERMANENTLY, &from, None).is_retryable());
+    }
+
+    #[test]
+    fn a_client_for_a_plain_http_address_off_loopback_is_refused() {
+        let settings = |api_url: &str| JumpCloudSettings {
+            api_url: api_url.into(),
+            api_key: SecretString::from("jc-key"),
+            org_id: None,
+            timeout: Duration::from_secs(1),
+        };
+        let err = JumpCloudClient::new(settings("http://console.jumpcloud.com")).unwrap_err();
+        assert!(format!("{err:#}").contains("https://"), "{err:#}");
+        assert!(JumpCloudClient::new(settings("http://127.0.0.1:9")).is_ok());
+        assert!(JumpCloudClient::new(settings("https://console.jumpcloud.com")).is_ok());
     }
 
     #[test]
