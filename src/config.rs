@@ -154,6 +154,20 @@ impl Config {
             Some(n @ 4..=1024) => Workers::new(n),
             Some(n) => bail!("scheduler.workers = {n} is out of range: use 4 to 1024"),
         };
+        let (jumpcloud_url, jumpcloud_url_from) = match env("JUMPCLOUD_API_URL") {
+            Some(url) => (url, "the environment variable JUMPCLOUD_API_URL"),
+            None => (
+                file.jumpcloud
+                    .api_url
+                    .unwrap_or_else(|| JUMPCLOUD_API_URL.into()),
+                "jumpcloud.api_url",
+            ),
+        };
+        // Checked here, not only when the client is built, so the message
+        // names where the address came from.
+        if let Err(why) = crate::jumpcloud::check_api_url(&jumpcloud_url) {
+            bail!("{jumpcloud_url_from} {why}");
+        }
         let timeout = file
             .jumpcloud
             .timeout
@@ -182,9 +196,7 @@ impl Config {
                 signing_secret: secret("SLACK_SIGNING_SECRET")?,
             },
             jumpcloud: JumpCloudSettings {
-                api_url: env("JUMPCLOUD_API_URL")
-                    .or(file.jumpcloud.api_url)
-                    .unwrap_or_else(|| JUMPCLOUD_API_URL.into()),
+                api_url: jumpcloud_url,
                 api_key: secret("JUMPCLOUD_API_KEY")?,
                 org_id: env("JUMPCLOUD_ORG_ID"),
                 timeout,
@@ -287,6 +299,58 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(
             !debug.contains("s3cr3t") && !debug.contains("xoxb-1") && !debug.contains("jc-key")
+        );
+    }
+
+    #[test]
+    fn the_jumpcloud_address_must_be_https_unless_it_is_loopback() {
+        let with_file = |url: &str| {
+            Config::parse(
+                &format!("{MINIMAL}\n[jumpcloud]\napi_url = \"{url}\""),
+                env_with_secrets,
+            )
+        };
+        for fine in [
+            "https://console.jumpcloud.com",
+            "https://console.eu.jumpcloud.com/",
+            "http://127.0.0.1:9",
+            "http://127.10.0.3:8080/jc",
+            "http://[::1]:3000",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+        ] {
+            let c = with_file(fine).unwrap_or_else(|e| panic!("{fine}: {e:#}"));
+            assert_eq!(c.jumpcloud.api_url, fine);
+        }
+        for (bad, why) in [
+            ("http://console.jumpcloud.com", "https://"),
+            ("http://10.0.0.7:8080", "https://"),
+            ("http://localhost.example.com", "https://"),
+            ("http://127.0.0.1.nip.io", "https://"),
+            ("http://[::ffff:10.0.0.1]", "https://"),
+            ("ftp://console.jumpcloud.com", "https://"),
+            ("console.jumpcloud.com", "not a URL"),
+            (
+                "https://admin:pw@console.jumpcloud.com",
+                "user name or password",
+            ),
+            ("https://console.jumpcloud.com/?org=1", "query"),
+        ] {
+            let err = format!("{:#}", with_file(bad).unwrap_err());
+            assert!(
+                err.contains("jumpcloud.api_url") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains(":pw@"), "{err}");
+        }
+        let env = |name: &str| match name {
+            "JUMPCLOUD_API_URL" => Some("http://console.jumpcloud.com".into()),
+            other => env_with_secrets(other),
+        };
+        let err = format!("{:#}", Config::parse(MINIMAL, env).unwrap_err());
+        assert!(
+            err.contains("JUMPCLOUD_API_URL") && err.contains("plain http"),
+            "{err}"
         );
     }
 

@@ -23,9 +23,9 @@ pub enum Command {
 }
 
 impl Command {
-    /// Parses the text of a slash command. A first word that starts with a
-    /// digit is meant as a duration, so a malformed one is an error rather
-    /// than help.
+    /// Parses the text of a slash command. A first word that is a number
+    /// with or without a unit ([`meant_as_duration`]) is meant as a duration,
+    /// so a malformed one is an error that names it rather than help.
     pub fn parse(text: &str) -> Result<Self, DurationParseError> {
         let mut words = text.split_whitespace();
         let Some(first) = words.next() else {
@@ -37,7 +37,7 @@ impl Command {
             "revoke" | "end" => return Ok(Self::Revoke),
             _ => {}
         }
-        if !first.starts_with(|c: char| c.is_ascii_digit()) {
+        if !meant_as_duration(first) {
             return Ok(Self::Help);
         }
         let duration = GrantDuration::parse(first)?;
@@ -46,6 +46,20 @@ impl Command {
             words: words.map(str::to_string).collect(),
         })
     }
+}
+
+/// Whether a first word was meant as a duration: it starts with a numeral
+/// (any script's, so full-width `２０m` counts), perhaps after one sign
+/// (`-5m`, `+5m`, and the `−`/`–` that typing aids put in place of `-`) and
+/// one decimal mark (`.5h`, `,5h`). Such a word is named back to the person
+/// as "not a duration" with examples, since they were plainly trying; words
+/// without a number (`fix`, `--help`, `-`) get the general help instead.
+fn meant_as_duration(word: &str) -> bool {
+    let rest = word
+        .strip_prefix(['-', '+', '\u{2212}', '\u{2013}'])
+        .unwrap_or(word);
+    let rest = rest.strip_prefix(['.', ',']).unwrap_or(rest);
+    rest.starts_with(char::is_numeric)
 }
 
 #[cfg(test)]
@@ -79,5 +93,45 @@ mod tests {
     fn a_malformed_duration_is_an_error_not_help() {
         assert!(Command::parse("20x printer").is_err());
         assert!(Command::parse("0m").is_err());
+    }
+
+    #[test]
+    fn near_miss_durations_are_named_not_answered_with_help() {
+        for (text, typed) in [
+            ("-5m fix", "-5m"),
+            ("+5m fix", "+5m"),
+            ("−5m fix", "−5m"),
+            ("20 fix", "20"),
+            ("20mins", "20mins"),
+            ("20 mins fix", "20"),
+            ("1.5h", "1.5h"),
+            (".5h fix", ".5h"),
+            ("-.5h", "-.5h"),
+            ("２０m fix", "２０m"),
+        ] {
+            assert_eq!(
+                Command::parse(text),
+                Err(DurationParseError(typed.into())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_and_signs_without_a_number_still_get_help() {
+        for text in [
+            "fix the printer",
+            "twenty minutes",
+            "-",
+            "- 5m",
+            "--help",
+            "-v",
+            "+",
+            "...",
+            "m20",
+            "h",
+        ] {
+            assert_eq!(Command::parse(text), Ok(Command::Help), "{text}");
+        }
     }
 }

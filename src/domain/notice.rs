@@ -36,6 +36,13 @@ pub enum Refusal {
         /// The email looked up.
         email: Email,
     },
+    /// Several JumpCloud accounts have the email.
+    AmbiguousDirectoryAccount {
+        /// The email looked up.
+        email: Email,
+        /// How many accounts have it.
+        accounts: usize,
+    },
     /// The JumpCloud account is suspended.
     Suspended {
         /// The account's email.

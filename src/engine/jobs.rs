@@ -96,6 +96,10 @@ impl Engine {
                     .refuse(&request, Refusal::NoDirectoryAccount { email })
                     .await
             }
+            Err(DirectoryError::AmbiguousEmail { accounts }) => {
+                let refusal = Refusal::AmbiguousDirectoryAccount { email, accounts };
+                return self.refuse(&request, refusal).await;
+            }
             Err(e) => return self.directory_failed_at_resolve(job, &request, e).await,
         };
         if user.suspended {

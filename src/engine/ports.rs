@@ -63,6 +63,14 @@ pub enum DirectoryError {
     /// Anything else (400s, unexpected shapes): retrying will not help.
     #[error("JumpCloud error: {0}")]
     Permanent(String),
+    /// JumpCloud answered more than one account for the email. Picking one
+    /// would be a guess about whose computer to elevate; retrying will not
+    /// help until IT removes the duplicate.
+    #[error("{accounts} JumpCloud accounts have this email")]
+    AmbiguousEmail {
+        /// How many accounts matched.
+        accounts: usize,
+    },
 }
 
 impl DirectoryError {
@@ -83,7 +91,8 @@ impl DirectoryError {
 /// The identity directory that holds users, devices and admin rights (JumpCloud).
 #[async_trait]
 pub trait Directory: Send + Sync {
-    /// The user whose email is exactly this one, if any.
+    /// The one user whose email is this one, ignoring case, if any;
+    /// `AmbiguousEmail` when several are.
     async fn find_user_by_email(
         &self,
         email: &Email,

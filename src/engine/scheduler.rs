@@ -105,7 +105,7 @@ impl Engine {
         let mut tasks = JoinSet::new();
         let mut total = 0;
         loop {
-            total += self.fill(&mut tasks).await?;
+            total += self.fill(&mut tasks, self.now()).await?;
             match tasks.join_next().await {
                 None => return Ok(total),
                 Some(joined) => log_joined(joined),
@@ -123,10 +123,13 @@ impl Engine {
         let mut tasks = JoinSet::new();
         let mut failed_passes = 0u32;
         loop {
-            let next = match self.fill(&mut tasks).await {
+            // One instant for claiming and for judging what is due, so that
+            // work falling due in between is never taken for blocked work.
+            let now = self.now();
+            let next = match self.fill(&mut tasks, now).await {
                 Ok(_) => {
                     failed_passes = 0;
-                    self.next_wake(tasks.len()).await
+                    self.next_wake(tasks.len(), now).await
                 }
                 Err(e) => {
                     failed_passes += 1;
@@ -171,13 +174,16 @@ impl Engine {
         tracing::info!("scheduler stopped");
     }
 
-    /// When the loop should look again: the next due time; but when work is
-    /// due already and was not claimed (every worker busy, or its request
-    /// has a job in flight), a task ending wakes the loop, and meanwhile it
-    /// looks again at the next revocation's due time or after a short poll,
-    /// never in a tight loop.
-    async fn next_wake(&self, in_flight: usize) -> Option<crate::domain::Timestamp> {
-        let now = self.now();
+    /// When the loop should look again, after claiming at `now`: the next
+    /// due time; but when work was due at `now` and not claimed (every
+    /// worker busy, or its request has a job in flight), a task ending wakes
+    /// the loop, and meanwhile it looks again at the next revocation's due
+    /// time or after a short poll, never in a tight loop.
+    async fn next_wake(
+        &self,
+        in_flight: usize,
+        now: crate::domain::Timestamp,
+    ) -> Option<crate::domain::Timestamp> {
         let due = async {
             let next = self.store.next_due().await?;
             match next {
@@ -204,9 +210,12 @@ impl Engine {
 
     /// Claims due work into the free slots of `tasks`, revocations first;
     /// returns how many pieces of work it started.
-    async fn fill(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<usize> {
+    async fn fill(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        now: crate::domain::Timestamp,
+    ) -> anyhow::Result<usize> {
         let workers = self.workers;
-        let now = self.now();
         let mut started = 0;
         let mut revocations_left = true;
         while tasks.len() < workers.total {

@@ -4,11 +4,14 @@
 //! `DirectoryError` the engine can act on (401/403 → `Unauthorized`, 429 →
 //! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The API
 //! key is sent as `x-api-key` and never logged or put into an error.
+//!
+//! A person is found by email only, ignoring case, and only when exactly one
+//! account has that email; two that differ only in case are `AmbiguousEmail`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::{header, Method, RequestBuilder, Response, StatusCode};
+use reqwest::{header, redirect, Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -112,9 +115,16 @@ struct ErrorBody {
 }
 
 impl JumpCloudClient {
-    /// A client for these settings.
+    /// A client for these settings; refuses an `api_url` that
+    /// [`check_api_url`] refuses.
     pub fn new(settings: JumpCloudSettings) -> anyhow::Result<Self> {
+        check_api_url(&settings.api_url)
+            .map_err(|why| anyhow::anyhow!("jumpcloud.api_url {why}"))?;
         let http = reqwest::Client::builder()
+            // A followed redirect would carry `x-api-key` to wherever the
+            // `Location` points (reqwest strips only standard credential
+            // headers across origins), so none is followed.
+            .redirect(redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("tempadmin/", env!("CARGO_PKG_VERSION")))
@@ -152,6 +162,13 @@ impl JumpCloudClient {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            return Err(redirected(status, response.url(), location));
         }
         let retry_after = response
             .headers()
@@ -208,6 +225,21 @@ impl JumpCloudClient {
         }
     }
 
+    /// The accounts `filter=email:$eq:{email}` finds, kept only when their
+    /// email equals `email` ignoring case.
+    async fn users_with_email(&self, email: &str) -> Result<Vec<SystemUser>, DirectoryError> {
+        let filter = format!("email:$eq:{email}");
+        let builder = self
+            .call(Method::GET, "/api/systemusers")
+            .query(&[("filter", filter.as_str()), ("limit", "10")]);
+        let (list, _): (SystemUserList, _) = self.get_json(builder).await?;
+        Ok(list
+            .results
+            .into_iter()
+            .filter(|u| u.email.eq_ignore_ascii_case(email))
+            .collect())
+    }
+
     async fn compiled_sudo(&self, user: &JcUserId) -> Result<Vec<(String, bool)>, DirectoryError> {
         let path = format!("/api/v2/users/{}/systems", segment(user.as_str()));
         let objects: Vec<GraphObjectWithPaths> = self.get_all(&path, &[]).await?;
@@ -224,6 +256,45 @@ impl JumpCloudClient {
     }
 }
 
+/// Whether `api_url` may receive the API key: `https`, or plain `http` only
+/// to a loopback host (127.0.0.0/8, `::1`, `localhost`), where the simulators
+/// and test servers live and nothing crosses a network. It must be a base
+/// address: paths are appended to it, so a query or fragment would break
+/// them, and credentials do not belong in it. The reason starts so that it
+/// reads after the setting's name.
+pub fn check_api_url(api_url: &str) -> Result<(), String> {
+    let url = url::Url::parse(api_url)
+        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {DEFAULT_API_URL}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{api_url}` must be a base address without a query or fragment, e.g. {DEFAULT_API_URL}"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "`{api_url}` uses plain http, which would send the API key unencrypted; use https:// \
+             (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
+        )),
+        other => Err(format!(
+            "`{api_url}` uses `{other}:`; JumpCloud's API is reached over https://, e.g. {DEFAULT_API_URL}"
+        )),
+    }
+}
+
+/// JumpCloud's API in the US region, as the examples in errors.
+const DEFAULT_API_URL: &str = "https://console.jumpcloud.com";
+
 /// Maps an HTTP failure to what the engine can do about it.
 fn classify(status: StatusCode, retry_after: Option<Duration>, message: &str) -> DirectoryError {
     let message: String = message.chars().take(200).collect();
@@ -237,6 +308,20 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, message: &str) ->
     }
 }
 
+/// A 3xx: a configuration error, never followed. Names only the origin the
+/// answer pointed to (its path and query may carry anything) and what to fix.
+fn redirected(status: StatusCode, from: &url::Url, location: Option<&str>) -> DirectoryError {
+    let target = location
+        .and_then(|l| from.join(l).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|| "an unreadable address".to_string());
+    DirectoryError::Permanent(format!(
+        "redirected (HTTP {status}) to {target}; tempadmin does not follow redirects, so that \
+         the API key goes only to jumpcloud.api_url. Set jumpcloud.api_url to JumpCloud's API \
+         address itself (https://console.jumpcloud.com, or https://console.eu.jumpcloud.com in the EU)"
+    ))
+}
+
 /// Refuses ids that would change the path they are put into.
 fn segment(id: &str) -> String {
     id.chars()
@@ -246,22 +331,25 @@ fn segment(id: &str) -> String {
 
 #[async_trait]
 impl Directory for JumpCloudClient {
+    /// JumpCloud compares `filter=email:$eq:` case-sensitively, while Slack
+    /// keeps whatever capitals a person typed. So the look-up asks for the
+    /// email exactly as given, then, when that finds nobody, for its
+    /// lower-case form (how JumpCloud accounts are usually written). Only an
+    /// answer equal to the email ignoring case counts, and two such answers
+    /// are refused: choosing would be guessing whose computer to elevate.
     async fn find_user_by_email(
         &self,
         email: &Email,
     ) -> Result<Option<DirectoryUser>, DirectoryError> {
-        let filter = format!("email:$eq:{}", email.as_str());
-        let builder = self
-            .call(Method::GET, "/api/systemusers")
-            .query(&[("filter", filter.as_str()), ("limit", "10")]);
-        let (list, _): (SystemUserList, _) = self.get_json(builder).await?;
-        // The filter is exact, but only an exact match may ever be used.
-        let Some(user) = list
-            .results
-            .into_iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email.as_str()))
-        else {
-            return Ok(None);
+        let mut matching = self.users_with_email(email.as_str()).await?;
+        let lower = email.as_str().to_lowercase();
+        if matching.is_empty() && lower != email.as_str() {
+            matching = self.users_with_email(&lower).await?;
+        }
+        let user = match matching.len() {
+            0 => return Ok(None),
+            1 => matching.remove(0),
+            accounts => return Err(DirectoryError::AmbiguousEmail { accounts }),
         };
         let suspended = user.suspended || user.state.as_deref() == Some("SUSPENDED");
         Ok(Some(DirectoryUser {
@@ -382,6 +470,42 @@ mod tests {
             "",
         );
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn a_redirect_is_a_permanent_error_naming_only_the_other_origin() {
+        let from = url::Url::parse("https://console.jumpcloud.com/api/systems/s1").unwrap();
+        let message = |location: Option<&str>| match redirected(StatusCode::FOUND, &from, location)
+        {
+            DirectoryError::Permanent(message) => message,
+            other => panic!("{other:?}"),
+        };
+        let text = message(Some(
+            "https://console.eu.jumpcloud.com/api/systems/s1?token=abc",
+        ));
+        assert!(
+            text.starts_with("redirected (HTTP 302 Found) to https://console.eu.jumpcloud.com;")
+                && text.contains("jumpcloud.api_url")
+                && !text.contains("token=abc"),
+            "{text}"
+        );
+        assert!(message(Some("/login")).contains("to https://console.jumpcloud.com;"));
+        assert!(message(None).contains("to an unreadable address;"));
+        assert!(!redirected(StatusCode::MOVED_PERMANENTLY, &from, None).is_retryable());
+    }
+
+    #[test]
+    fn a_client_for_a_plain_http_address_off_loopback_is_refused() {
+        let settings = |api_url: &str| JumpCloudSettings {
+            api_url: api_url.into(),
+            api_key: SecretString::from("jc-key"),
+            org_id: None,
+            timeout: Duration::from_secs(1),
+        };
+        let err = JumpCloudClient::new(settings("http://console.jumpcloud.com")).unwrap_err();
+        assert!(format!("{err:#}").contains("https://"), "{err:#}");
+        assert!(JumpCloudClient::new(settings("http://127.0.0.1:9")).is_ok());
+        assert!(JumpCloudClient::new(settings("https://console.jumpcloud.com")).is_ok());
     }
 
     #[test]

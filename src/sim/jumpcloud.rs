@@ -1,6 +1,7 @@
 //! Fake JumpCloud API: a loopback HTTP server that simulates the parts of
 //! JumpCloud's v1 (`/api`) and v2 (`/api/v2`) REST API that tempadmin uses —
-//! looking a user up by e-mail, listing the systems a user is bound to,
+//! looking a user up by e-mail (a case-sensitive list `filter`), listing the
+//! systems a user is bound to,
 //! reading a system, listing and changing direct system↔user associations
 //! (with their `sudo` attributes) and launching command triggers. Request and
 //! response shapes follow JumpCloud's published OpenAPI descriptions
@@ -9,7 +10,7 @@
 //! error bodies, `totalCount` in v1 list bodies and an `x-total-count` header on
 //! v2 lists, `limit` (default 10, at most 100) and `skip` paging. Every request
 //! is recorded, and failures (error statuses, changes applied but answered
-//! with an error, requests that never answer, outages, latency) can be
+//! with an error, requests that never answer, redirects, outages, latency) can be
 //! injected.
 
 use std::net::SocketAddr;
@@ -28,7 +29,8 @@ use serde_json::{json, Map, Value};
 pub struct SimUser {
     /// Object id (`_id`).
     pub id: String,
-    /// E-mail address; lookups by e-mail ignore case.
+    /// E-mail address, kept in the case it was given. `filter=email:$eq:…`
+    /// compares it case-sensitively, as JumpCloud does.
     pub email: String,
     /// Account name on the computers.
     pub username: String,
@@ -73,7 +75,7 @@ pub struct RecordedCall {
 }
 
 /// How an injected failure (see [`FakeJumpCloud::fail_next`]) answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Answer `status` with a JSON error body, without applying anything.
     Status {
@@ -93,6 +95,14 @@ pub enum Failure {
     /// handle the request as usual: a call that hangs while JumpCloud is
     /// stuck and goes through once it recovers.
     HangUntilReleased,
+    /// Answer `status` (301, 302, 307, 308…) with `Location: location`, as a
+    /// misconfigured proxy or a moved console would, without applying anything.
+    Redirect {
+        /// HTTP status to answer.
+        status: u16,
+        /// The `Location` header, e.g. another server's URL.
+        location: String,
+    },
 }
 
 /// A running fake JumpCloud server; clones share the same state.
@@ -157,7 +167,7 @@ impl Inner {
         })?;
         let entry = &mut self.failures[index];
         entry.remaining -= 1;
-        let failure = entry.failure;
+        let failure = entry.failure.clone();
         if entry.remaining == 0 {
             self.failures.remove(index);
         }
@@ -725,6 +735,21 @@ async fn handle(
             let _ = released.wait_for(|go| *go).await;
             route()
         }
+        Some(Failure::Redirect { status, location }) => {
+            let mut response = status_code(status).into_response();
+            match HeaderValue::from_str(&location) {
+                Ok(value) => {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LOCATION, value);
+                    response
+                }
+                Err(_) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unusable redirect location",
+                ),
+            }
+        }
     }
 }
 
@@ -805,9 +830,12 @@ fn parse_filter(filter: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `$eq` is exact, case included: JumpCloud documents list filter values as
+/// case-sensitive, and a lenient simulator would hide a look-up that only
+/// works when Slack and JumpCloud happen to agree on case.
 fn user_matches(user: &SimUser, field: &str, value: &str) -> bool {
     match field {
-        "email" => user.email.eq_ignore_ascii_case(value),
+        "email" => user.email == value,
         "username" => user.username == value,
         _ => user.id == value,
     }
@@ -950,7 +978,7 @@ mod tests {
         let fake = fake_with_data().await;
         let response = get(
             &fake,
-            "/api/systemusers?filter=email%3A%24eq%3Aada%40example.com&limit=10&skip=0",
+            "/api/systemusers?filter=email%3A%24eq%3AAda%40Example.com&limit=10&skip=0",
         )
         .header("x-org-id", "org-1")
         .send()
@@ -997,6 +1025,27 @@ mod tests {
         assert_eq!(calls[0].api_key.as_deref(), Some(KEY));
         assert!(calls[0].query.as_deref().unwrap().contains("%24eq"));
         assert_eq!(calls[2].api_key.as_deref(), Some("wrong"));
+    }
+
+    #[tokio::test]
+    async fn email_filters_match_the_case_exactly_as_jumpcloud_does() {
+        let fake = fake_with_data().await;
+        let count = |filter: &'static str| {
+            let fake = fake.clone();
+            async move {
+                let body: Value = get(&fake, &format!("/api/systemusers?filter={filter}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["totalCount"].as_u64().unwrap()
+            }
+        };
+        assert_eq!(count("email:$eq:Ada@Example.com").await, 1);
+        assert_eq!(count("email:$eq:ada@example.com").await, 0);
+        assert_eq!(count("email:$eq:ADA@EXAMPLE.COM").await, 0);
     }
 
     #[tokio::test]
@@ -1185,6 +1234,32 @@ mod tests {
         assert!(hung.unwrap_err().is_timeout());
         assert_eq!(fake.direct_binding("u1", "s1"), Some(true));
         assert_eq!(fake.writes().len(), 3);
+
+        fake.fail_next(
+            "POST",
+            "/api/v2/systems/",
+            1,
+            Failure::Redirect {
+                status: 307,
+                location: "http://127.0.0.1:9/api/elsewhere".into(),
+            },
+        );
+        let response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}{path}", fake.url()))
+            .header("x-api-key", KEY)
+            .json(&association("update", "u1", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307);
+        assert_eq!(
+            response.headers()["location"],
+            "http://127.0.0.1:9/api/elsewhere"
+        );
+        assert_eq!(fake.direct_binding("u1", "s1"), Some(true), "not applied");
 
         fake.set_down(true);
         let response = get(&fake, "/api/systems/s1").send().await.unwrap();

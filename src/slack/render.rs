@@ -306,6 +306,10 @@ pub fn refusal_text(refusal: &Refusal) -> String {
             "No JumpCloud account has the email {}. Ask IT to make your JumpCloud email match your Slack email.",
             escape(email.as_str())
         ),
+        Refusal::AmbiguousDirectoryAccount { email, accounts } => format!(
+            "{accounts} JumpCloud accounts have the email {}, so tempadmin will not guess which one is yours. Ask IT to remove or rename the duplicate.",
+            escape(email.as_str())
+        ),
         Refusal::Suspended { email } => format!("The JumpCloud account {} is suspended. Ask IT.", escape(email.as_str())),
         Refusal::NoEligibleDevice { email } => format!(
             "No computer is bound to the JumpCloud account {} (phones and tablets don't count). Ask IT to bind your computer to your account.",

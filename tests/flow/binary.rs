@@ -46,6 +46,40 @@ fn serve_with_a_missing_secret_fails_naming_the_variable() {
     );
 }
 
+#[test]
+fn serve_refuses_a_plain_http_jumpcloud_address_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[slack]\napprovals_channel = \"C1\"\napprovers = [\"U12345\"]\n",
+    )
+    .unwrap();
+    let out = tempadmin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SLACK_SIGNING_SECRET", "signing-secret-value")
+        .env("SLACK_BOT_TOKEN", "xoxb-secret-value")
+        .env("JUMPCLOUD_API_KEY", "jc-secret-value")
+        .env("JUMPCLOUD_API_URL", "http://console.jumpcloud.com")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("t.db").display()),
+        )
+        // Unusable, so that a serve that accepted the address would stop
+        // at once instead of running.
+        .env("TEMPADMIN_LISTEN", "no-such-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("JUMPCLOUD_API_URL") && err.contains("https://"),
+        "{err}"
+    );
+    assert!(!err.contains("jc-secret-value"), "{err}");
+}
+
 #[tokio::test]
 async fn the_audit_export_prints_every_transition_as_jsonl_and_csv() {
     let app = spawn_app().await;

@@ -36,9 +36,30 @@ async fn bad_and_out_of_range_durations_are_refused_at_once_with_the_limits() {
 }
 
 #[tokio::test]
+async fn near_miss_durations_are_named_with_examples_instead_of_help() {
+    let app = spawn_app().await;
+    for (text, typed) in [
+        ("-5m fix", "-5m"),
+        ("20 fix", "20"),
+        ("20mins", "20mins"),
+        ("+1h fix", "+1h"),
+        (".5h", ".5h"),
+    ] {
+        let answer = app.ask(ADA, text).await;
+        assert!(
+            answer.contains(&format!("`{typed}` is not a duration"))
+                && answer.contains("`20m`, `1h`")
+                && !answer.contains("/tempadmin status"),
+            "{text}: {answer}"
+        );
+    }
+    assert!(app.requests_of(ADA).await.is_empty());
+}
+
+#[tokio::test]
 async fn help_answers_anything_not_understood() {
     let app = spawn_app().await;
-    for text in ["", "help", "please make me admin"] {
+    for text in ["", "help", "please make me admin", "--help", "- 5m"] {
         let answer = app.ask(ADA, text).await;
         assert!(
             answer.contains("/tempadmin status") && answer.contains("between 5m and 4h"),
