@@ -6,7 +6,9 @@
 //! token comes as `Authorization: Bearer xoxb-…`, GET methods take query
 //! strings and POST methods JSON or form bodies, errors are HTTP 200 with
 //! `{"ok":false,"error":"…"}`, rate limiting is HTTP 429 with `Retry-After`,
-//! and every answer is `application/json`. Every call is recorded, posted
+//! and every Web API answer is `application/json`; a `response_url` answers
+//! like an incoming webhook, `200` with the body `ok` as `text/html`, and
+//! errors as a bare word under a 4xx status. Every call is recorded, posted
 //! messages keep their edit history, a broadcast feed reports changes live,
 //! and outages and rate limiting can be injected.
 
@@ -302,10 +304,10 @@ impl FakeSlack {
             return unavailable();
         }
         if method != Method::POST {
-            return json_response(StatusCode::METHOD_NOT_ALLOWED, failed("method_not_allowed"));
+            return text_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         }
         let Some(body @ Value::Object(_)) = parsed else {
-            return json_response(StatusCode::BAD_REQUEST, failed("invalid_payload"));
+            return text_response(StatusCode::BAD_REQUEST, "invalid_payload");
         };
         let response = SimResponse {
             url_id: url_id.to_owned(),
@@ -313,7 +315,7 @@ impl FakeSlack {
         };
         inner.responses.push(response.clone());
         self.publish(SimEvent::Responded(response));
-        ok_json(json!({ "ok": true }))
+        text_response(StatusCode::OK, "ok")
     }
 
     fn auth_test(&self) -> Value {
@@ -604,6 +606,17 @@ fn json_response(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// How a `response_url` (like an incoming webhook) answers: a bare word as
+/// `text/html`, never JSON; errors carry their HTTP status.
+fn text_response(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
 fn unavailable() -> Response {
     json_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -803,7 +816,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sent.status(), 200);
-        assert_eq!(sent.json::<Value>().await.unwrap(), json!({ "ok": true }));
+        assert!(sent.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(sent.text().await.unwrap(), "ok");
+        let garbled = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(garbled.status(), 400);
+        assert_eq!(garbled.text().await.unwrap(), "invalid_payload");
         assert_eq!(
             fake.responses(),
             vec![SimResponse {
@@ -831,6 +856,7 @@ mod tests {
             [
                 "auth.test",
                 "auth.test",
+                "response_url",
                 "response_url",
                 "auth.test",
                 "response_url"

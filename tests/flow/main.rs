@@ -7,4 +7,5 @@ mod durability;
 mod failures;
 mod ingress;
 mod refusals;
+mod slack_limits;
 mod support;

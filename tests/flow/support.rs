@@ -32,6 +32,26 @@ pub const MALLORY: &str = "U0MALLORY";
 pub const JC_ADA: &str = "jcada0000000000000000001";
 pub const LAPTOP: &str = "sys00000000000000000lap1";
 
+/// One outbox row as a test sees it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The notice's destination kind (`approval_card`, `private`, `direct`…).
+    pub to: String,
+    pub delivered: bool,
+    pub failed: bool,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxDbRow {
+    notice: String,
+    delivered_at: Option<i64>,
+    failed_at: Option<i64>,
+    attempts: i64,
+    last_error: Option<String>,
+}
+
 pub fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).unwrap()
 }
@@ -345,6 +365,32 @@ impl TestApp {
             .writes()
             .into_iter()
             .map(|c| c.body.unwrap()["op"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Every outbox row, oldest first, read straight from the database.
+    pub async fn outbox(&self) -> Vec<OutboxRow> {
+        let pool = sqlx::SqlitePool::connect(&self.config.database_url)
+            .await
+            .unwrap();
+        let rows: Vec<OutboxDbRow> = sqlx::query_as(
+            "SELECT notice, delivered_at, failed_at, attempts, last_error FROM outbox ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|row| {
+                let notice: Value = serde_json::from_str(&row.notice).unwrap();
+                OutboxRow {
+                    to: notice["to"].as_str().unwrap_or_default().to_string(),
+                    delivered: row.delivered_at.is_some(),
+                    failed: row.failed_at.is_some(),
+                    attempts: row.attempts,
+                    last_error: row.last_error,
+                }
+            })
             .collect()
     }
 
