@@ -90,13 +90,14 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let mut feed = slack.subscribe();
+    let ada_dm = slack.dm_channel(ADA);
     let printer = tokio::spawn(async move {
         while let Ok(event) = feed.recv().await {
             match event {
                 SimEvent::Posted(m) if m.thread_ts.is_some() => {
                     println!("{} #approvals thread ↳ {}", stamp(), plain(&m.text))
                 }
-                SimEvent::Posted(m) if m.channel.starts_with('D') => {
+                SimEvent::Posted(m) if m.channel == ada_dm => {
                     println!("{} DM to Ada: {}", stamp(), plain(&m.text))
                 }
                 SimEvent::Posted(m) => println!("{} #approvals: {}", stamp(), plain(&m.text)),

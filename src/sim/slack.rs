@@ -1,6 +1,7 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
 //! tempadmin calls (`auth.test`, `users.info`, `usergroups.users.list`,
-//! `conversations.open`, `chat.postMessage`, `chat.update`) and the
+//! `conversations.open`, `chat.postMessage` (a user id as `channel` posts
+//! into the app's DM with that person), `chat.update`) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
 //! Slack's API documentation: methods live at `{api_url}/{method}`, the bot
 //! token comes as `Authorization: Bearer xoxb-…`, GET methods take query
@@ -103,13 +104,25 @@ struct Inner {
 }
 
 impl Inner {
-    /// A user id given as a channel means the DM with that user, as in Slack.
-    fn resolve_channel(&self, channel: &str) -> String {
-        if self.users.contains_key(channel) {
-            dm_channel(channel)
-        } else {
-            channel.to_owned()
+    /// The conversation a `channel` argument names. A user id means the
+    /// app's DM with that person, as in Slack's `chat.postMessage`; a user id
+    /// or DM id of nobody in the workspace names nothing. Channels (`C…`,
+    /// `G…`) are not modelled and are taken as given.
+    fn resolve_channel(&self, channel: &str) -> Option<String> {
+        if channel.starts_with(['U', 'W']) {
+            return self
+                .users
+                .contains_key(channel)
+                .then(|| dm_channel(channel));
         }
+        if channel.starts_with('D') {
+            return self
+                .users
+                .keys()
+                .any(|user| dm_channel(user) == channel)
+                .then(|| channel.to_owned());
+        }
+        Some(channel.to_owned())
     }
 
     fn next_ts(&mut self) -> String {
@@ -173,6 +186,12 @@ impl FakeSlack {
         );
     }
 
+    /// The id of the app's direct-message conversation with `user`, where a
+    /// `chat.postMessage` to that user id lands.
+    pub fn dm_channel(&self, user: &str) -> String {
+        dm_channel(user)
+    }
+
     /// Adds (or replaces) a user group with its members.
     pub fn add_usergroup(&self, id: &str, members: &[&str]) {
         let members = members.iter().map(|m| (*m).to_owned()).collect();
@@ -187,7 +206,9 @@ impl FakeSlack {
     /// The replies in `channel` whose `thread_ts` is `ts`, in post order.
     pub fn thread(&self, channel: &str, ts: &str) -> Vec<SimMessage> {
         let inner = self.lock();
-        let channel = inner.resolve_channel(channel);
+        let channel = inner
+            .resolve_channel(channel)
+            .unwrap_or_else(|| channel.to_owned());
         inner
             .messages
             .iter()
@@ -421,7 +442,9 @@ fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
     let Some(channel) = str_param(params, "channel") else {
         return (failed("channel_not_found"), None);
     };
-    let channel = inner.resolve_channel(channel);
+    let Some(channel) = inner.resolve_channel(channel) else {
+        return (failed("channel_not_found"), None);
+    };
     if let Some(error) = inner.closed_channels.get(&channel) {
         return (failed(error), None);
     }
@@ -456,7 +479,9 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
     let Some(channel) = str_param(params, "channel") else {
         return (failed("channel_not_found"), None);
     };
-    let channel = inner.resolve_channel(channel);
+    let Some(channel) = inner.resolve_channel(channel) else {
+        return (failed("channel_not_found"), None);
+    };
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
         Err(error) => return (failed(error), None),
@@ -786,6 +811,55 @@ mod tests {
         assert_eq!(empty["error"], "no_text");
         let nowhere = json_of(call(&fake, "chat.postMessage", json!({ "text": "hi" }))).await;
         assert_eq!(nowhere["error"], "channel_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_post_to_a_user_id_lands_in_that_persons_dm_and_unknown_ids_are_refused() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.add_user("U1", "ada", None);
+        fake.add_user("W2", "grace", None);
+
+        let posted = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "U1", "text": "hello" }),
+        ))
+        .await;
+        assert_eq!(posted["channel"], "D1");
+        assert_eq!(fake.dm_channel("U1"), "D1");
+        let enterprise = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "W2", "text": "hello" }),
+        ))
+        .await;
+        assert_eq!(enterprise["channel"], fake.dm_channel("W2"));
+        let again = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "D1", "text": "again" }),
+        ))
+        .await;
+        assert_eq!(again["ok"], true);
+        assert_eq!(fake.messages()[0].channel, "D1");
+
+        for nobody in ["U9", "W9", "D9"] {
+            let refused = json_of(call(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": nobody, "text": "hello" }),
+            ))
+            .await;
+            assert_eq!(refused["error"], "channel_not_found", "{nobody}");
+        }
+        let update = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "U9", "ts": posted["ts"], "text": "x" }),
+        ))
+        .await;
+        assert_eq!(update["error"], "channel_not_found");
+        assert_eq!(fake.messages().len(), 3);
     }
 
     #[tokio::test]

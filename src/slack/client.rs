@@ -280,20 +280,16 @@ impl SlackChat {
         }
     }
 
+    /// A direct message: `chat.postMessage` with the person's user id as
+    /// `channel` lands in the app's DM with them, so no `conversations.open`
+    /// call (and no extra rate-limited round trip) is needed per message.
     async fn direct(
         &self,
         user: &ChatUserId,
         content: SlackMessageContent,
     ) -> Result<(), ChatError> {
-        let req = SlackApiConversationsOpenRequest::new()
-            .with_users(vec![SlackUserId::new(user.to_string())]);
-        let opened = self
-            .client
-            .open_session(&self.token)
-            .conversations_open(&req)
-            .await
-            .map_err(classify)?;
-        self.post(opened.channel.id, content, None).await?;
+        let channel = SlackChannelId::new(user.to_string());
+        self.post(channel, content, None).await?;
         Ok(())
     }
 }

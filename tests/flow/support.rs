@@ -334,12 +334,18 @@ impl TestApp {
             .collect()
     }
 
-    /// Texts sent to the requester by direct message.
+    /// Texts sent to Ada (the requester) by direct message.
     pub fn direct_messages(&self) -> Vec<String> {
+        self.direct_messages_to(ADA)
+    }
+
+    /// Texts that landed in the app's direct-message conversation with `user`.
+    pub fn direct_messages_to(&self, user: &str) -> Vec<String> {
+        let dm = self.slack.dm_channel(user);
         self.slack
             .messages()
             .into_iter()
-            .filter(|m| m.channel.starts_with('D'))
+            .filter(|m| m.channel == dm)
             .map(|m| m.text)
             .collect()
     }
