@@ -328,26 +328,157 @@ pub fn private_message(r: &Request, body: &PrivateBody) -> SlackMessageContent {
             vec![],
         ),
         PrivateBody::Refused(refusal) => message(refusal_text(refusal), vec![]),
-        PrivateBody::PickDevice => {
-            let text = "You have several computers. Which one do you need admin rights on?".to_string();
-            let buttons: Vec<_> = r
-                .candidates
-                .iter()
-                .take(25)
-                .map(|d| {
-                    let label = format!(
-                        "{} ({}, {})",
-                        d.hostname,
-                        os_name(&d.os_family),
-                        if d.online { "online" } else { "offline" }
-                    );
-                    button(actions::PICK_DEVICE, &label.chars().take(75).collect::<String>(), d.id.as_str(), None)
-                })
-                .collect();
-            let picker = SlackActionsBlock::new(buttons).with_block_id(SlackBlockId::new(format!("pick:{}", r.id)));
-            message(text.clone(), vec![section(text), picker.into()])
-        }
+        PrivateBody::PickDevice => device_picker(r),
     }
+}
+
+/// Block Kit limits that Slack enforces with `invalid_blocks` (the
+/// simulator refuses the same).
+mod limits {
+    /// Characters in a button's or a select option's `plain_text`.
+    pub const LABEL: usize = 75;
+    /// Options in one `static_select`.
+    pub const SELECT_OPTIONS: usize = 100;
+    /// Elements in one `actions` block.
+    pub const ACTIONS_ELEMENTS: usize = 25;
+}
+
+/// Up to this many computers get one button each; more get select menus,
+/// which Slack lets a person type into to filter.
+const PICKER_BUTTONS: usize = 5;
+
+/// The device choice: one button per computer (action ids
+/// `tempadmin_pick_device_1`, `_2`…, unique in their block as Slack
+/// requires), or with many computers select menus of up to 100 each
+/// (`tempadmin_pick_device`, then `tempadmin_pick_device_2`…). Every value
+/// is the JumpCloud system id; the block id carries the request id. More
+/// computers than Slack can show are not dropped silently: the text says how
+/// many are listed and how to name the one missing.
+fn device_picker(r: &Request) -> SlackMessageContent {
+    let devices = &r.candidates;
+    let labels = device_labels(devices);
+    let shown = devices
+        .len()
+        .min(limits::SELECT_OPTIONS * limits::ACTIONS_ELEMENTS);
+    let mut text = format!(
+        "You have {} computers. Which one do you need admin rights on?",
+        devices.len()
+    );
+    if shown < devices.len() {
+        text.push_str(&format!(
+            " Slack can list only the first {shown} here; if yours is not among them, name it: `/tempadmin {} HOSTNAME reason`.",
+            r.duration
+        ));
+    } else if devices.len() > PICKER_BUTTONS {
+        text.push_str(&format!(
+            " Pick it from the menu (type to filter), or name it: `/tempadmin {} HOSTNAME reason`.",
+            r.duration
+        ));
+    }
+    let elements: Vec<SlackActionBlockElement> = if devices.len() <= PICKER_BUTTONS {
+        devices
+            .iter()
+            .zip(&labels)
+            .enumerate()
+            .map(|(i, (d, label))| {
+                let action_id = format!("{}_{}", actions::PICK_DEVICE, i + 1);
+                button(&action_id, label, d.id.as_str(), None)
+            })
+            .collect()
+    } else {
+        let menus = shown.div_ceil(limits::SELECT_OPTIONS);
+        devices[..shown]
+            .chunks(limits::SELECT_OPTIONS)
+            .zip(labels[..shown].chunks(limits::SELECT_OPTIONS))
+            .enumerate()
+            .map(|(k, (chunk, chunk_labels))| {
+                let action_id = match k {
+                    0 => actions::PICK_DEVICE.to_string(),
+                    _ => format!("{}_{}", actions::PICK_DEVICE, k + 1),
+                };
+                let first = k * limits::SELECT_OPTIONS + 1;
+                let placeholder = match menus {
+                    1 => "Choose a computer".to_string(),
+                    _ => format!("Computers {first}–{}", first + chunk.len() - 1),
+                };
+                let options = chunk
+                    .iter()
+                    .zip(chunk_labels)
+                    .map(|(d, label)| {
+                        SlackBlockChoiceItem::new(
+                            SlackBlockPlainTextOnly::from(label.clone()),
+                            d.id.to_string(),
+                        )
+                    })
+                    .collect();
+                SlackActionBlockElement::StaticSelect(
+                    SlackBlockStaticSelectElement::new()
+                        .with_action_id(SlackActionId::new(action_id))
+                        .with_placeholder(SlackBlockPlainTextOnly::from(placeholder))
+                        .with_options(options),
+                )
+            })
+            .collect()
+    };
+    let picker =
+        SlackActionsBlock::new(elements).with_block_id(SlackBlockId::new(format!("pick:{}", r.id)));
+    message(text.clone(), vec![section(text), picker.into()])
+}
+
+/// One label per device, each inside Slack's 75-character limit. Devices
+/// whose labels would read the same (equal hostnames, or long ones that
+/// differ only where they were shortened) also show the end of their id.
+fn device_labels(devices: &[Device]) -> Vec<String> {
+    let plain: Vec<String> = devices.iter().map(|d| device_label(d, None)).collect();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for label in &plain {
+        *seen.entry(label.as_str()).or_default() += 1;
+    }
+    devices
+        .iter()
+        .zip(&plain)
+        .map(|(d, label)| match seen[label.as_str()] {
+            1 => label.clone(),
+            _ => device_label(d, Some(d.id.as_str())),
+        })
+        .collect()
+}
+
+/// `hostname (OS, online)`, shortened in the middle of the hostname so its
+/// end, which tells `…-desk-41` from `…-desk-42`, stays visible.
+fn device_label(d: &Device, id: Option<&str>) -> String {
+    let os = shorten_middle(os_name(&d.os_family), 20);
+    let state = if d.online { "online" } else { "offline" };
+    let suffix = match id {
+        None => format!(" ({os}, {state})"),
+        Some(id) => {
+            let tail: String = {
+                let chars: Vec<char> = id.chars().collect();
+                chars[chars.len().saturating_sub(8)..].iter().collect()
+            };
+            format!(" ({os}, {state}, id …{tail})")
+        }
+    };
+    let budget = limits::LABEL - suffix.chars().count();
+    format!("{}{suffix}", shorten_middle(&d.hostname, budget))
+}
+
+/// `text` in at most `max` characters: when longer, its start and its end
+/// with `…` between (the end gets two thirds).
+fn shorten_middle(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    if max < 2 {
+        return chars[..max].iter().collect();
+    }
+    let head = (max - 1) / 3;
+    let tail = max - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
 }
 
 /// The immediate answer to a slash command.
@@ -453,5 +584,151 @@ mod tests {
         let denied = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(!denied.contains(actions::APPROVE) && !denied.contains(actions::DENY));
         assert!(denied.contains("Denied by <@U2>"));
+    }
+
+    fn computer(n: usize, hostname: &str) -> Device {
+        Device {
+            id: SystemId::new(format!("5f3c0000000000000000{n:04}")),
+            hostname: hostname.into(),
+            display_name: hostname.into(),
+            os_family: "windows".into(),
+            online: n % 2 == 0,
+            compiled_sudo: false,
+        }
+    }
+
+    fn picker_for(devices: Vec<Device>) -> serde_json::Value {
+        let mut r = request();
+        r.state = RequestState::AwaitingDevice;
+        r.candidates = devices;
+        serde_json::to_value(private_message(&r, &PrivateBody::PickDevice)).unwrap()
+    }
+
+    /// Every interactive element of the picker.
+    fn elements(picker: &serde_json::Value) -> Vec<serde_json::Value> {
+        picker["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// (label, system id) of every choice the picker offers.
+    fn choices(picker: &serde_json::Value) -> Vec<(String, String)> {
+        elements(picker)
+            .iter()
+            .flat_map(|e| match e["type"].as_str().unwrap() {
+                "button" => vec![(e["text"]["text"].clone(), e["value"].clone())],
+                _ => e["options"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| (o["text"]["text"].clone(), o["value"].clone()))
+                    .collect(),
+            })
+            .map(|(l, v)| (l.as_str().unwrap().into(), v.as_str().unwrap().into()))
+            .collect()
+    }
+
+    fn ids(devices: &[Device]) -> Vec<String> {
+        devices.iter().map(|d| d.id.to_string()).collect()
+    }
+
+    #[test]
+    fn picker_buttons_have_distinct_action_ids_that_start_with_the_prefix() {
+        let devices = vec![computer(1, "ada-mac"), computer(2, "ada-win")];
+        let picker = picker_for(devices.clone());
+        let elements = elements(&picker);
+        assert_eq!(elements.len(), 2);
+        assert!(elements.iter().all(|e| e["type"] == "button"));
+        let action_ids: Vec<&str> = elements
+            .iter()
+            .map(|e| e["action_id"].as_str().unwrap())
+            .collect();
+        assert!(action_ids
+            .iter()
+            .all(|a| a.starts_with(actions::PICK_DEVICE)));
+        assert_ne!(action_ids[0], action_ids[1]);
+        let offered: Vec<String> = choices(&picker).into_iter().map(|c| c.1).collect();
+        assert_eq!(offered, ids(&devices));
+        assert_eq!(choices(&picker)[0].0, "ada-mac (Windows, offline)");
+    }
+
+    #[test]
+    fn many_computers_get_select_menus_of_at_most_a_hundred_and_none_is_left_out() {
+        let devices: Vec<Device> = (0..250).map(|n| computer(n, &format!("lab-{n}"))).collect();
+        let picker = picker_for(devices.clone());
+        let menus = elements(&picker);
+        assert_eq!(menus.len(), 3);
+        assert!(menus.iter().all(|m| m["type"] == "static_select"));
+        assert_eq!(menus[0]["action_id"], actions::PICK_DEVICE);
+        let sizes: Vec<usize> = menus
+            .iter()
+            .map(|m| m["options"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let mut action_ids: Vec<&str> = menus
+            .iter()
+            .map(|m| m["action_id"].as_str().unwrap())
+            .collect();
+        action_ids.dedup();
+        assert_eq!(action_ids.len(), 3, "distinct within their block");
+        let offered: Vec<String> = choices(&picker).into_iter().map(|c| c.1).collect();
+        assert_eq!(offered, ids(&devices));
+
+        let one_menu = picker_for(devices[..30].to_vec());
+        assert_eq!(elements(&one_menu).len(), 1);
+        assert_eq!(elements(&one_menu)[0]["action_id"], actions::PICK_DEVICE);
+    }
+
+    #[test]
+    fn computers_beyond_what_slack_can_list_are_announced_not_dropped_silently() {
+        let devices: Vec<Device> = (0..2600)
+            .map(|n| computer(n, &format!("lab-{n}")))
+            .collect();
+        let picker = picker_for(devices);
+        assert_eq!(elements(&picker).len(), 25);
+        assert_eq!(choices(&picker).len(), 2500);
+        let text = picker["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(
+            text.contains("You have 2600 computers")
+                && text.contains("only the first 2500")
+                && text.contains("/tempadmin 20m HOSTNAME"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn long_or_equal_hostnames_get_distinct_labels_within_slacks_limit() {
+        let long = "corp-engineering-department-building-seven-floor-three-desk";
+        let devices = vec![
+            computer(1, &format!("{long}-41")),
+            computer(2, &format!("{long}-42")),
+            computer(3, "ada-laptop"),
+            computer(5, "ada-laptop"),
+            computer(7, &"x".repeat(300)),
+        ];
+        let labels: Vec<String> = choices(&picker_for(devices))
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert!(labels.iter().all(|l| l.chars().count() <= 75), "{labels:?}");
+        let mut distinct = labels.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+        assert!(
+            labels[0].contains("desk-41 (Windows, offline)"),
+            "{labels:?}"
+        );
+        assert!(
+            labels[1].contains("desk-42 (Windows, online)"),
+            "{labels:?}"
+        );
+        assert!(
+            labels[2].starts_with("ada-laptop (Windows, offline, id …"),
+            "{labels:?}"
+        );
     }
 }

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+use tempadmin::domain::RequestState;
+
 use crate::support::*;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -55,4 +58,104 @@ async fn direct_messages_are_posted_to_the_user_id_without_opening_a_conversatio
         dms.iter().any(|m| m.contains("You are admin on")),
         "{dms:?}"
     );
+}
+
+/// Binds `count` more computers to Ada (she has her MacBook already); their
+/// system ids are `sys…NN`, hostnames `host(NN)`.
+fn bind_computers(app: &TestApp, count: usize, host: impl Fn(usize) -> String) -> Vec<String> {
+    (1..=count)
+        .map(|n| {
+            let id = format!("sys0000000000000000{n:05}");
+            app.jc.add_system(system(&id, &host(n), "windows"));
+            app.jc.bind_direct(JC_ADA, &id, false);
+            id
+        })
+        .collect()
+}
+
+/// The picker Ada got through her command's response_url.
+fn picker(app: &TestApp) -> Value {
+    app.slack
+        .responses()
+        .into_iter()
+        .filter(|r| r.url_id == "cmd-U0ADA")
+        .map(|r| r.body)
+        .find(|b| b["blocks"].to_string().contains("tempadmin_pick_device"))
+        .expect("a device picker")
+}
+
+/// Chooses `system` in the picker as Slack would report it: a click on the
+/// button whose value it is, or the option of the select menu that offers it.
+async fn pick(app: &TestApp, user: &str, picker: &Value, system: &str) {
+    for block in picker["blocks"].as_array().unwrap() {
+        let block_id = block["block_id"].as_str().unwrap_or_default();
+        for element in block["elements"].as_array().into_iter().flatten() {
+            let action_id = element["action_id"].as_str().unwrap();
+            match element["type"].as_str().unwrap() {
+                "button" if element["value"] == system => {
+                    assert_eq!(
+                        app.click_block(user, action_id, system, block_id).await,
+                        200
+                    );
+                    return;
+                }
+                "static_select" => {
+                    let options = element["options"].as_array().unwrap();
+                    if let Some(option) = options.iter().find(|o| o["value"] == system) {
+                        assert_eq!(app.select(user, action_id, block_id, option).await, 200);
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("{system} is not offered in {picker}");
+}
+
+#[tokio::test]
+async fn with_two_computers_the_picker_slack_accepts_has_a_button_for_each() {
+    let app = spawn_app().await;
+    let ids = bind_computers(&app, 1, |_| "ada-win".into());
+    app.ask(ADA, "20m printer").await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::AwaitingDevice);
+    let picker = picker(&app);
+    let buttons: Vec<&Value> = picker["blocks"][1]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(buttons.len(), 2, "{picker}");
+    assert_ne!(buttons[0]["action_id"], buttons[1]["action_id"]);
+
+    pick(&app, ADA, &picker, &ids[0]).await;
+    app.settle().await;
+    let r = app.request_of(ADA).await;
+    assert_eq!(r.state, RequestState::PendingApproval);
+    assert_eq!(r.device.unwrap().id.as_str(), ids[0]);
+    assert!(app.card().blocks.to_string().contains("`ada-win`"));
+}
+
+#[tokio::test]
+async fn with_thirty_computers_the_requester_picks_one_from_a_menu_and_it_reaches_the_approvers() {
+    let app = spawn_app().await;
+    let ids = bind_computers(&app, 30, |n| format!("lab-{n:02}"));
+    app.ask(ADA, "20m printer").await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::AwaitingDevice);
+    let picker = picker(&app);
+    let offered = picker["blocks"].to_string();
+    for id in &ids {
+        assert!(offered.contains(id.as_str()), "{id} is offered");
+    }
+    assert!(offered.contains(LAPTOP), "the MacBook too");
+
+    pick(&app, ADA, &picker, &ids[27]).await;
+    app.settle().await;
+    let r = app.request_of(ADA).await;
+    assert_eq!(r.state, RequestState::PendingApproval);
+    assert_eq!(r.device.unwrap().id.as_str(), ids[27]);
+    assert!(app.card().blocks.to_string().contains("`lab-28`"));
+    assert_eq!(r.reason, "printer");
 }

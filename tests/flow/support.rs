@@ -253,6 +253,28 @@ impl TestApp {
         .as_u16()
     }
 
+    /// A signed choice of `option` in a `static_select`; the HTTP status.
+    pub async fn select(&self, user: &str, action_id: &str, block_id: &str, option: &Value) -> u16 {
+        let body = slack_sender::select_body(
+            user,
+            action_id,
+            block_id,
+            option,
+            &self.slack.response_url(&format!("click-{user}")),
+        );
+        slack_sender::post_signed(
+            &self.http,
+            &self.url("/slack/interactions"),
+            &self.secret,
+            self.now_unix(),
+            body,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
