@@ -25,6 +25,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
+use super::block_kit;
+
 /// A message posted through `chat.postMessage`, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimMessage {
@@ -330,6 +332,13 @@ impl FakeSlack {
         let Some(body @ Value::Object(_)) = parsed else {
             return text_response(StatusCode::BAD_REQUEST, "invalid_payload");
         };
+        if let Some(blocks) = body.get("blocks") {
+            let problems = block_kit::problems(blocks);
+            if !problems.is_empty() {
+                tracing::debug!(?problems, "fake Slack: invalid_blocks at a response_url");
+                return text_response(StatusCode::BAD_REQUEST, "invalid_blocks");
+            }
+        }
         let response = SimResponse {
             url_id: url_id.to_owned(),
             body,
@@ -450,7 +459,7 @@ fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
     }
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
-        Err(error) => return (failed(error), None),
+        Err(answer) => return (answer, None),
     };
     if text.is_none() && blocks.is_none() {
         return (failed("no_text"), None);
@@ -484,7 +493,7 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
     };
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
-        Err(error) => return (failed(error), None),
+        Err(answer) => return (answer, None),
     };
     let ts = str_param(params, "ts").unwrap_or_default();
     let Some(message) = inner
@@ -517,20 +526,39 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
     (answer, Some(SimEvent::Updated(message.clone())))
 }
 
-/// The message `text` and non-empty `blocks`, with form-encoded blocks parsed from their JSON string.
-fn message_content(params: &Value) -> Result<(Option<String>, Option<Value>), &'static str> {
+/// The message `text` and non-empty `blocks`, with form-encoded blocks
+/// parsed from their JSON string. Blocks that break Block Kit's limits are
+/// refused whole, with Slack's answer: `invalid_blocks`, the problems in
+/// `errors`, and the same as `[ERROR] …` lines in `response_metadata`.
+fn message_content(params: &Value) -> Result<(Option<String>, Option<Value>), Value> {
     let text = str_param(params, "text").map(str::to_owned);
     let blocks = match params.get("blocks") {
         None | Some(Value::Null) => None,
         Some(Value::String(encoded)) => match serde_json::from_str::<Value>(encoded) {
-            Ok(blocks @ Value::Array(_)) => Some(blocks),
-            _ => return Err("invalid_blocks"),
+            Ok(blocks) => Some(blocks),
+            Err(_) => return Err(failed("invalid_blocks_format")),
         },
-        Some(blocks @ Value::Array(_)) => Some(blocks.clone()),
-        Some(_) => return Err("invalid_blocks"),
+        Some(blocks) => Some(blocks.clone()),
     };
+    if let Some(blocks) = &blocks {
+        let problems = block_kit::problems(blocks);
+        if !problems.is_empty() {
+            tracing::debug!(?problems, "fake Slack: invalid_blocks");
+            return Err(invalid_blocks(problems));
+        }
+    }
     let blocks = blocks.filter(|b| b.as_array().is_some_and(|list| !list.is_empty()));
     Ok((text, blocks))
+}
+
+fn invalid_blocks(problems: Vec<String>) -> Value {
+    let messages: Vec<String> = problems.iter().map(|p| format!("[ERROR] {p}")).collect();
+    json!({
+        "ok": false,
+        "error": "invalid_blocks",
+        "errors": problems,
+        "response_metadata": { "messages": messages },
+    })
 }
 
 /// The request body with form-encoded `blocks` turned back into JSON.
@@ -936,6 +964,82 @@ mod tests {
                 "response_url"
             ]
         );
+        assert_eq!(fake.responses().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn blocks_that_break_block_kit_limits_are_refused_on_every_way_in() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let fine = json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "ok" } }]);
+        let too_long =
+            json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "a".repeat(3001) } }]);
+
+        let refused = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x", "blocks": too_long }),
+        ))
+        .await;
+        assert_eq!(refused["ok"], false);
+        assert_eq!(refused["error"], "invalid_blocks");
+        assert_eq!(
+            refused["errors"],
+            json!(["must be less than 3001 characters [json-pointer:/blocks/0/text/text]"])
+        );
+        assert_eq!(
+            refused["response_metadata"]["messages"][0],
+            "[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"
+        );
+        assert!(fake.messages().is_empty(), "nothing is posted");
+
+        // Form-encoded, as some clients send it.
+        let form = reqwest::Client::new()
+            .post(format!("{}chat.postMessage", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .form(&[("channel", "C1"), ("blocks", &too_long.to_string())]);
+        assert_eq!(json_of(form).await["error"], "invalid_blocks");
+        let garbled = reqwest::Client::new()
+            .post(format!("{}chat.postMessage", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .form(&[("channel", "C1"), ("blocks", "[{")]);
+        assert_eq!(json_of(garbled).await["error"], "invalid_blocks_format");
+
+        let posted = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x", "blocks": fine }),
+        ))
+        .await;
+        let update = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "C1", "ts": posted["ts"], "text": "y", "blocks": too_long }),
+        ))
+        .await;
+        assert_eq!(update["error"], "invalid_blocks");
+        assert_eq!(fake.messages()[0].blocks, fine, "the message is unchanged");
+        assert_eq!(fake.messages()[0].history.len(), 1);
+
+        let response = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .json(&json!({ "text": "x", "blocks": too_long }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(response.text().await.unwrap(), "invalid_blocks");
+        assert!(fake.responses().is_empty(), "nothing is shown");
+        let ok = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .json(&json!({ "text": "x", "blocks": fine }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.text().await.unwrap(), "ok");
         assert_eq!(fake.responses().len(), 1);
     }
 }
