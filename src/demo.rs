@@ -56,6 +56,7 @@ pub async fn run() -> anyhow::Result<()> {
         min_duration: d("10s"),
         max_duration: d("1h"),
         require_reason: false,
+        max_reason_length: 500,
         approval_timeout: d("5m"),
         reminders: vec![d("30s"), d("15s")],
     };

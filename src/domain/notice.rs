@@ -29,6 +29,13 @@ pub enum Refusal {
     },
     /// Policy requires a reason and none was given.
     ReasonRequired,
+    /// The reason is longer than the policy allows (`max_reason_length`).
+    ReasonTooLong {
+        /// Characters given.
+        length: usize,
+        /// Policy maximum, in characters.
+        max: usize,
+    },
     /// The chat profile has no email address to find the JumpCloud account by.
     NoEmail,
     /// No JumpCloud user has this email.
@@ -233,6 +240,13 @@ mod tests {
             Notice::Private {
                 reply_to: Some("https://hooks".into()),
                 body: PrivateBody::Refused(Refusal::NoDirectoryAccount { email }),
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Refused(Refusal::ReasonTooLong {
+                    length: 2900,
+                    max: 500,
+                }),
             },
             Notice::Private {
                 reply_to: None,

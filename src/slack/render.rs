@@ -266,6 +266,9 @@ pub fn refusal_text(refusal: &Refusal) -> String {
             "{requested} is outside what the policy allows: between {min} and {max}. Try `/tempadmin {max} …` or less."
         ),
         Refusal::ReasonRequired => "Please say why you need admin rights: `/tempadmin 20m install printer driver`.".into(),
+        Refusal::ReasonTooLong { length, max } => format!(
+            "Your reason is {length} characters long; the limit is {max} characters. Please say it more briefly: `/tempadmin 20m install printer driver`."
+        ),
         Refusal::NoEmail => "Your Slack profile has no email address, so tempadmin cannot find your JumpCloud account. Ask IT to check your profile.".into(),
         Refusal::NoDirectoryAccount { email } => format!(
             "No JumpCloud account has the email {}. Ask IT to make your JumpCloud email match your Slack email.",

@@ -159,3 +159,40 @@ async fn with_thirty_computers_the_requester_picks_one_from_a_menu_and_it_reache
     assert!(app.card().blocks.to_string().contains("`lab-28`"));
     assert_eq!(r.reason, "printer");
 }
+
+/// Reasons that break the approval card unless they are capped: long text,
+/// text that escaping makes five times longer, and a lot of it; and whether
+/// they still fit the card's section (3,000 characters) once escaped.
+fn long_reasons() -> [(&'static str, String, bool); 3] {
+    let prose = "install the printer driver for the third floor ";
+    [
+        (
+            "2,900 characters",
+            prose.repeat(70)[..2900].trim_end().to_string(),
+            true,
+        ),
+        ("900 × <&>", "<&>".repeat(900), false),
+        ("20,000 characters", "a".repeat(20_000), false),
+    ]
+}
+
+#[tokio::test]
+async fn reasons_longer_than_the_policy_allows_are_refused_at_command_time_with_the_limit_named() {
+    let app = spawn_app().await;
+    for (name, reason, _) in long_reasons() {
+        let answer = app.ask(ADA, &format!("20m {reason}")).await;
+        assert!(
+            answer.contains("the limit is 500 characters")
+                && answer.contains(&format!("is {} characters long", reason.chars().count())),
+            "{name}: {answer}"
+        );
+    }
+    app.settle().await;
+    assert!(
+        app.requests_of(ADA).await.is_empty(),
+        "nothing was recorded"
+    );
+    assert!(app.cards().is_empty(), "nothing reached the approvers");
+    let fine = app.ask(ADA, &format!("20m {}", "a".repeat(500))).await;
+    assert!(fine.contains("Checking your JumpCloud account"), "{fine}");
+}

@@ -99,6 +99,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Policy)) -> TestApp {
         min_duration: d("5m"),
         max_duration: d("4h"),
         require_reason: false,
+        max_reason_length: 500,
         approval_timeout: d("30m"),
         reminders: vec![d("15m"), d("5m"), d("1m")],
     };
