@@ -1,6 +1,9 @@
 //! Block Kit and mrkdwn for every notice and reply. Text a person typed is
 //! escaped (`&`, `<`, `>`) so nobody can ping `@channel` or forge a link
-//! through a reason; ids from Slack itself are trusted.
+//! through a reason; ids from Slack itself are trusted. Text from outside
+//! (reasons, hostnames, error strings) is capped after escaping, so every
+//! block stays inside Block Kit's limits and Slack never refuses a message
+//! for what someone typed or JumpCloud reported.
 
 use slack_morphism::prelude::*;
 
@@ -17,6 +20,52 @@ pub fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+/// [`escape`]s `text` into at most `max` characters. Escaping makes text
+/// longer (`&` becomes `&amp;`), so the cap applies to the escaped form;
+/// when it does not fit, the text is cut before the first character that
+/// would not, never inside an entity, and ends with `…`.
+pub fn escape_within(text: &str, max: usize) -> String {
+    let escaped = escape(text);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    let mut one = [0u8; 4];
+    for c in text.chars() {
+        let piece = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            _ => c.encode_utf8(&mut one),
+        };
+        let length = piece.chars().count();
+        if used + length + 1 > max {
+            break;
+        }
+        out.push_str(piece);
+        used += length;
+    }
+    if max > 0 {
+        out.push('…');
+    }
+    out
+}
+
+// Caps, in characters after escaping, on text from outside that goes into a
+// message: enough to recognise it, small enough that Slack's limits hold
+// whatever JumpCloud reports or a person types.
+/// A hostname.
+const HOSTNAME_TEXT: usize = 100;
+/// An OS name JumpCloud reported that we do not know.
+const OS_TEXT: usize = 30;
+/// An error string from JumpCloud or Slack.
+const ERROR_TEXT: usize = 300;
+/// A mistyped duration echoed back.
+const TYPO_TEXT: usize = 40;
+/// An email address (RFC 5321 allows 254).
+const EMAIL_TEXT: usize = 254;
 
 fn mention(user: &impl std::fmt::Display) -> String {
     format!("<@{user}>")
@@ -42,18 +91,28 @@ fn os_name(os_family: &str) -> &str {
 
 fn device_line(d: &Device) -> String {
     format!(
-        "`{}` ({}, {})",
-        escape(&d.hostname),
-        os_name(&d.os_family),
+        "{} ({}, {})",
+        hostname(&d.hostname),
+        escape_within(os_name(&d.os_family), OS_TEXT),
         if d.online { "online" } else { "offline" }
     )
+}
+
+/// A hostname as code, escaped and capped.
+fn hostname(name: &str) -> String {
+    format!("`{}`", escape_within(name, HOSTNAME_TEXT))
+}
+
+/// An error string from JumpCloud or Slack, escaped and capped.
+fn error_text(error: &str) -> String {
+    escape_within(error, ERROR_TEXT)
 }
 
 fn host(request: &Request) -> String {
     request
         .device
         .as_ref()
-        .map(|d| format!("`{}`", escape(&d.hostname)))
+        .map(|d| hostname(&d.hostname))
         .unwrap_or_else(|| "the device".into())
 }
 
@@ -99,18 +158,23 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
         .as_ref()
         .map(device_line)
         .unwrap_or_else(|| "unknown".into());
-    let reason = if r.reason.trim().is_empty() {
-        "_none given_".to_string()
-    } else {
-        escape(&r.reason)
-    };
-    let summary = format!(
-        ":key: *Admin rights requested* by {}\n*Device:* {}\n*For:* {}\n*Reason:* {}",
+    let head = format!(
+        ":key: *Admin rights requested* by {}\n*Device:* {}\n*For:* {}\n*Reason:* ",
         mention(&r.requester),
         device,
         r.duration,
-        reason
     );
+    // The reason gets whatever the section's limit leaves; the policy caps
+    // it long before that, but a raised cap must not cost the approval.
+    let reason = if r.reason.trim().is_empty() {
+        "_none given_".to_string()
+    } else {
+        escape_within(
+            &r.reason,
+            limits::SECTION_TEXT.saturating_sub(head.chars().count()),
+        )
+    };
+    let summary = format!("{head}{reason}");
     let decided = |verb: &str| match (&r.decided_by, r.decided_at) {
         (Some(by), Some(at)) => format!("{verb} by {} at {}", mention(by), when(at)),
         _ => verb.to_string(),
@@ -213,7 +277,7 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
         }
         Event::GrantFailed { error } => format!(
             ":warning: JumpCloud did not apply the elevation ({}). Anything it may have applied is being undone.",
-            escape(error)
+            error_text(error)
         ),
         Event::Reminder { left } => format!(":hourglass: {left} left for {who} on {on}."),
         Event::Ended { cause, by } => match (cause, by) {
@@ -226,7 +290,7 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
         Event::RevokeFailing { attempts, error } => format!(
             ":rotating_light: Could not restore the previous rights on {on} yet ({attempts} attempts, last: {}). \
              tempadmin keeps retrying; an IT admin may want to check JumpCloud.",
-            escape(error)
+            error_text(error)
         ),
     }
 }
@@ -260,7 +324,7 @@ pub fn refusal_text(refusal: &Refusal) -> String {
     match refusal {
         Refusal::BadDuration { input, min, max } => format!(
             "`{}` is not a duration. Write it like `90s`, `20m`, `1h` or `1h30m`, between {min} and {max}: `/tempadmin 20m install printer driver`.",
-            escape(input)
+            escape_within(input, TYPO_TEXT)
         ),
         Refusal::DurationOutOfRange { requested, min, max } => format!(
             "{requested} is outside what the policy allows: between {min} and {max}. Try `/tempadmin {max} …` or less."
@@ -272,26 +336,26 @@ pub fn refusal_text(refusal: &Refusal) -> String {
         Refusal::NoEmail => "Your Slack profile has no email address, so tempadmin cannot find your JumpCloud account. Ask IT to check your profile.".into(),
         Refusal::NoDirectoryAccount { email } => format!(
             "No JumpCloud account has the email {}. Ask IT to make your JumpCloud email match your Slack email.",
-            escape(email.as_str())
+            escape_within(email.as_str(), EMAIL_TEXT)
         ),
-        Refusal::Suspended { email } => format!("The JumpCloud account {} is suspended. Ask IT.", escape(email.as_str())),
+        Refusal::Suspended { email } => format!("The JumpCloud account {} is suspended. Ask IT.", escape_within(email.as_str(), EMAIL_TEXT)),
         Refusal::NoEligibleDevice { email } => format!(
             "No computer is bound to the JumpCloud account {} (phones and tablets don't count). Ask IT to bind your computer to your account.",
-            escape(email.as_str())
+            escape_within(email.as_str(), EMAIL_TEXT)
         ),
         Refusal::AlreadyAdmin { hostname, through: None } => {
-            format!("You are already an administrator on `{}`; there is nothing to grant.", escape(hostname))
+            format!("You are already an administrator on {}; there is nothing to grant.", self::hostname(hostname))
         }
         Refusal::AlreadyAdmin { hostname, through: Some(id) } => format!(
-            "Request `{id}` for `{}` is already open. See it with `/tempadmin status`.",
-            escape(hostname)
+            "Request `{id}` for {} is already open. See it with `/tempadmin status`.",
+            self::hostname(hostname)
         ),
         Refusal::DirectoryUnavailable => "JumpCloud is not answering right now. Nothing was sent to the approvers; please try again in a few minutes.".into(),
         Refusal::DirectoryMisconfigured => "tempadmin cannot use JumpCloud: its API key was refused. Nothing was sent to the approvers; please tell IT.".into(),
         Refusal::ChatUnavailable => "Slack did not answer a look-up tempadmin needs. Please try again in a minute.".into(),
         Refusal::ApprovalsUnreachable { error } => format!(
             "tempadmin could not post your request to the approvers' channel (Slack said `{}`). Nothing was changed; please tell IT.",
-            escape(error)
+            error_text(error)
         ),
         Refusal::NotApprover => "Only approvers can approve or deny requests.".into(),
         Refusal::OwnRequest => "You can't decide your own request; another approver has to.".into(),
@@ -338,6 +402,8 @@ pub fn private_message(r: &Request, body: &PrivateBody) -> SlackMessageContent {
 /// Block Kit limits that Slack enforces with `invalid_blocks` (the
 /// simulator refuses the same).
 mod limits {
+    /// Characters in a section block's `text`.
+    pub const SECTION_TEXT: usize = 3000;
     /// Characters in a button's or a select option's `plain_text`.
     pub const LABEL: usize = 75;
     /// Options in one `static_select`.
@@ -733,5 +799,171 @@ mod tests {
             labels[2].starts_with("ada-laptop (Windows, offline, id …"),
             "{labels:?}"
         );
+    }
+
+    /// What Slack would refuse in a rendered message (none: it is accepted).
+    fn refused_by_slack(content: &SlackMessageContent) -> Vec<String> {
+        let json = serde_json::to_value(content).unwrap();
+        match json.get("blocks") {
+            Some(blocks) => crate::sim::block_kit::problems(blocks),
+            None => vec![],
+        }
+    }
+
+    /// A request in which everything a person or a directory could make
+    /// long or full of characters that escaping lengthens is.
+    fn hostile_request() -> Request {
+        let mut r = request();
+        r.reason = "&".repeat(20_000);
+        let device = Device {
+            id: SystemId::new("5f3c00000000000000000001"),
+            hostname: "<".repeat(1000),
+            display_name: ">".repeat(1000),
+            os_family: "&".repeat(500),
+            online: false,
+            compiled_sudo: false,
+        };
+        r.device = Some(device.clone());
+        r.candidates = (0..3)
+            .map(|n| Device {
+                id: SystemId::new(format!("5f3c0000000000000000000{n}")),
+                ..device.clone()
+            })
+            .collect();
+        r.decided_by = Some(ChatUserId::new("U2"));
+        r.decided_at = Some(chrono::Utc::now());
+        r.expires_at = Some(chrono::Utc::now());
+        r.ended_at = Some(chrono::Utc::now());
+        r.ended_by = Some(ChatUserId::new("U2"));
+        r.end_cause = Some(EndCause::EndedEarly);
+        r
+    }
+
+    #[test]
+    fn escaping_is_capped_after_it_and_never_cuts_an_entity() {
+        assert_eq!(escape_within("a<b", 10), "a&lt;b");
+        assert_eq!(escape_within("a<b", 6), "a&lt;b");
+        assert_eq!(escape_within("a<b", 5), "a…");
+        assert_eq!(escape_within("a<b", 2), "a…");
+        assert_eq!(escape_within("abc", 0), "");
+        let text = "<&>x".repeat(50);
+        let escaped = escape(&text);
+        for max in 1..120 {
+            let capped = escape_within(&text, max);
+            assert!(capped.chars().count() <= max, "{max}: {capped}");
+            let body = capped.strip_suffix('…').expect("cut text ends with …");
+            assert!(escaped.starts_with(body), "{max}: {capped}");
+            // Whole entities only: what is left unescapes to a prefix of the text.
+            let unescaped = body
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&");
+            assert!(text.starts_with(&unescaped), "{max}: {capped}");
+            assert!(!unescaped.contains(';'), "{max}: {capped}");
+        }
+    }
+
+    #[test]
+    fn a_reason_that_escapes_past_the_section_limit_is_cut_to_fit_the_card() {
+        let mut r = request();
+        r.words = vec!["<&>".repeat(900)];
+        r.reason = r.words.join(" ");
+        let card = approval_card(&r);
+        assert_eq!(refused_by_slack(&card), Vec::<String>::new());
+        let json = serde_json::to_value(&card).unwrap();
+        let text = json["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(
+            text.chars().count() <= limits::SECTION_TEXT,
+            "{}",
+            text.chars().count()
+        );
+        let reason = text.split("*Reason:* ").nth(1).unwrap();
+        assert!(reason.starts_with("&lt;&amp;&gt;&lt;") && reason.ends_with('…'));
+        assert!(
+            reason.chars().count() > 2000,
+            "the reason gets what is left"
+        );
+    }
+
+    #[test]
+    fn every_block_message_stays_inside_block_kit_limits_whatever_was_typed() {
+        let mut r = hostile_request();
+        for state in RequestState::ALL {
+            r.state = state;
+            for cause in [
+                EndCause::Expired,
+                EndCause::EndedEarly,
+                EndCause::GrantFailed,
+            ] {
+                r.end_cause = Some(cause);
+                let card = approval_card(&r);
+                assert_eq!(refused_by_slack(&card), Vec::<String>::new(), "{state:?}");
+            }
+        }
+        let email =
+            crate::domain::Email::parse(&format!("{}@example.com", "a".repeat(200))).unwrap();
+        let long = "&".repeat(10_000);
+        let refusals = [
+            Refusal::BadDuration {
+                input: long.clone(),
+                min: GrantDuration::parse("5m").unwrap(),
+                max: GrantDuration::parse("4h").unwrap(),
+            },
+            Refusal::ReasonTooLong {
+                length: 20_000,
+                max: 500,
+            },
+            Refusal::NoDirectoryAccount {
+                email: email.clone(),
+            },
+            Refusal::AlreadyAdmin {
+                hostname: long.clone(),
+                through: Some(r.id.clone()),
+            },
+            Refusal::ApprovalsUnreachable {
+                error: long.clone(),
+            },
+        ];
+        let mut bodies = vec![PrivateBody::Sent, PrivateBody::PickDevice];
+        bodies.extend(refusals.into_iter().map(PrivateBody::Refused));
+        for body in &bodies {
+            let message = private_message(&r, body);
+            assert_eq!(refused_by_slack(&message), Vec::<String>::new(), "{body:?}");
+            // Text-only answers stay short enough to read (Slack advises 4,000).
+            let text = serde_json::to_value(&message).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                text.chars().count() <= 4000,
+                "{body:?}: {}",
+                text.chars().count()
+            );
+        }
+        let events = [
+            Event::GrantFailed {
+                error: long.clone(),
+            },
+            Event::RevokeFailing {
+                attempts: 9,
+                error: long.clone(),
+            },
+            Event::Approved {
+                by: ChatUserId::new("U2"),
+            },
+        ];
+        for event in &events {
+            for text in [thread_text(&r, event), direct_text(&r, event)] {
+                assert!(
+                    text.chars().count() <= 4000,
+                    "{event:?}: {}",
+                    text.chars().count()
+                );
+                assert!(
+                    !text.contains("&&") && !text.contains("<<"),
+                    "escaped: {event:?}"
+                );
+            }
+        }
     }
 }

@@ -196,3 +196,48 @@ async fn reasons_longer_than_the_policy_allows_are_refused_at_command_time_with_
     let fine = app.ask(ADA, &format!("20m {}", "a".repeat(500))).await;
     assert!(fine.contains("Checking your JumpCloud account"), "{fine}");
 }
+
+#[tokio::test]
+async fn with_a_higher_reason_limit_long_reasons_still_reach_the_approvers_cut_safely() {
+    let app = spawn_app_with(|p| p.max_reason_length = 30_000).await;
+    for (name, reason, fits) in long_reasons() {
+        let id = app.pending_request(&format!("20m {reason}")).await;
+        let card = app
+            .cards()
+            .into_iter()
+            .find(|c| c.blocks.to_string().contains(&id))
+            .unwrap_or_else(|| panic!("{name}: Slack accepted the card"));
+        let text = card.blocks[0]["text"]["text"].as_str().unwrap();
+        assert!(
+            text.chars().count() <= 3000,
+            "{name}: {}",
+            text.chars().count()
+        );
+        let shown = text.split("*Reason:* ").nth(1).unwrap();
+        let unescape = |s: &str| {
+            s.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        };
+        if fits {
+            assert_eq!(unescape(shown), reason, "{name}: shown whole");
+        } else {
+            let body = shown
+                .strip_suffix('…')
+                .unwrap_or_else(|| panic!("{name}: marked as cut"));
+            let unescaped = unescape(body);
+            assert!(
+                reason.starts_with(&unescaped) && !unescaped.contains(';'),
+                "{name}: no entity cut in half: …{}",
+                &body[body.len().saturating_sub(12)..]
+            );
+            assert!(
+                shown.chars().count() > 2800,
+                "{name}: the rest of the section is used"
+            );
+        }
+        // Withdraw it, so the next one is not "already open".
+        app.ask(ADA, "revoke").await;
+        app.settle().await;
+    }
+}
