@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         min_duration: d("5m"),
         max_duration: d("4h"),
         require_reason: false,
+        max_reason_length: 500,
         approval_timeout: d("30m"),
         reminders: vec![],
     };

@@ -143,12 +143,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let d = |t: &str| GrantDuration::parse(t).unwrap();
     let policy = Policy {
-        default_duration: d("30m"),
         min_duration: d("10s"),
-        max_duration: d("4h"),
-        require_reason: false,
-        approval_timeout: d("30m"),
         reminders: vec![],
+        ..Policy::default()
     };
     let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let mut config = sim::config(

@@ -87,6 +87,7 @@ struct FilePolicy {
     min_duration: Option<GrantDuration>,
     max_duration: Option<GrantDuration>,
     require_reason: Option<bool>,
+    max_reason_length: Option<usize>,
     approval_timeout: Option<GrantDuration>,
     reminders: Option<Vec<GrantDuration>>,
 }
@@ -214,6 +215,7 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
         min_duration: p.min_duration.unwrap_or(defaults.min_duration),
         max_duration: p.max_duration.unwrap_or(defaults.max_duration),
         require_reason: p.require_reason.unwrap_or(defaults.require_reason),
+        max_reason_length: p.max_reason_length.unwrap_or(defaults.max_reason_length),
         approval_timeout: p.approval_timeout.unwrap_or(defaults.approval_timeout),
         reminders: p.reminders.unwrap_or(defaults.reminders),
     };
@@ -223,6 +225,9 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
             policy.min_duration,
             policy.max_duration
         );
+    }
+    if policy.max_reason_length == 0 {
+        bail!("policy.max_reason_length must be at least 1 (characters)");
     }
     if policy.min_duration.as_secs() < 10 {
         bail!("policy.min_duration must be at least 10s");
@@ -267,6 +272,20 @@ mod tests {
         assert_eq!(c.jumpcloud.org_id, None);
         assert_eq!(c.policy, Policy::default());
         assert_eq!(c.workers, Workers::default());
+    }
+
+    #[test]
+    fn the_example_config_file_parses_to_the_defaults_it_documents() {
+        let text = include_str!("../docker/config.example.toml");
+        let c = Config::parse(text, env_with_secrets).unwrap();
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
+    fn max_reason_length_is_read_from_the_policy_section() {
+        let text = format!("{MINIMAL}\n[policy]\nmax_reason_length = 2000");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(c.policy.max_reason_length, 2000);
     }
 
     #[test]
@@ -379,6 +398,14 @@ mod tests {
             (
                 &format!("{MINIMAL}\n[scheduler]\nworkers = 1"),
                 "scheduler.workers",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_reason_length = 0"),
+                "max_reason_length",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_reason_length = -5"),
+                "max_reason_length",
             ),
         ];
         for (text, expected) in cases {

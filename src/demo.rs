@@ -56,6 +56,7 @@ pub async fn run() -> anyhow::Result<()> {
         min_duration: d("10s"),
         max_duration: d("1h"),
         require_reason: false,
+        max_reason_length: 500,
         approval_timeout: d("5m"),
         reminders: vec![d("30s"), d("15s")],
     };
@@ -90,13 +91,14 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let mut feed = slack.subscribe();
+    let ada_dm = slack.dm_channel(ADA);
     let printer = tokio::spawn(async move {
         while let Ok(event) = feed.recv().await {
             match event {
                 SimEvent::Posted(m) if m.thread_ts.is_some() => {
                     println!("{} #approvals thread ↳ {}", stamp(), plain(&m.text))
                 }
-                SimEvent::Posted(m) if m.channel.starts_with('D') => {
+                SimEvent::Posted(m) if m.channel == ada_dm => {
                     println!("{} DM to Ada: {}", stamp(), plain(&m.text))
                 }
                 SimEvent::Posted(m) => println!("{} #approvals: {}", stamp(), plain(&m.text)),

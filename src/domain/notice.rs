@@ -29,6 +29,13 @@ pub enum Refusal {
     },
     /// Policy requires a reason and none was given.
     ReasonRequired,
+    /// The reason is longer than the policy allows (`max_reason_length`).
+    ReasonTooLong {
+        /// Characters given.
+        length: usize,
+        /// Policy maximum, in characters.
+        max: usize,
+    },
     /// The chat profile has no email address to find the JumpCloud account by.
     NoEmail,
     /// No JumpCloud user has this email.
@@ -275,6 +282,13 @@ mod tests {
                         without_password: true,
                     }),
                 },
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Refused(Refusal::ReasonTooLong {
+                    length: 2900,
+                    max: 500,
+                }),
             },
             Notice::Private {
                 reply_to: None,

@@ -1,5 +1,6 @@
 //! `Policy`: the limits an organisation sets on requests (duration bounds,
-//! whether a reason is required, how long approvers have, when to remind).
+//! whether a reason is required and how long it may be, how long approvers
+//! have, when to remind).
 
 use super::{GrantDuration, Refusal};
 
@@ -14,6 +15,9 @@ pub struct Policy {
     pub max_duration: GrantDuration,
     /// Whether a request must carry a reason.
     pub require_reason: bool,
+    /// The longest reason accepted, in characters. Approvers read it in one
+    /// chat message, which has its own limits.
+    pub max_reason_length: usize,
     /// How long a request waits for a decision before it expires.
     pub approval_timeout: GrantDuration,
     /// Remaining-time marks at which countdown replies are sent, longest first.
@@ -28,6 +32,7 @@ impl Default for Policy {
             min_duration: d(5 * 60),
             max_duration: d(4 * 3600),
             require_reason: false,
+            max_reason_length: 500,
             approval_timeout: d(30 * 60),
             reminders: vec![d(15 * 60), d(5 * 60), d(60)],
         }
@@ -47,10 +52,17 @@ impl Policy {
         Ok(())
     }
 
-    /// Checks the reason against `require_reason`.
+    /// Checks the reason against `require_reason` and `max_reason_length`.
     pub fn check_reason(&self, reason: &str) -> Result<(), Refusal> {
         if self.require_reason && reason.trim().is_empty() {
             return Err(Refusal::ReasonRequired);
+        }
+        let length = reason.chars().count();
+        if length > self.max_reason_length {
+            return Err(Refusal::ReasonTooLong {
+                length,
+                max: self.max_reason_length,
+            });
         }
         Ok(())
     }
@@ -101,6 +113,24 @@ mod tests {
         p.require_reason = true;
         assert_eq!(p.check_reason("  "), Err(Refusal::ReasonRequired));
         assert!(p.check_reason("printer").is_ok());
+    }
+
+    #[test]
+    fn a_reason_longer_than_the_policy_allows_is_refused_with_the_limit_named() {
+        let mut p = Policy::default();
+        assert_eq!(p.max_reason_length, 500);
+        assert!(p.check_reason(&"a".repeat(500)).is_ok());
+        assert_eq!(
+            p.check_reason(&"a".repeat(501)),
+            Err(Refusal::ReasonTooLong {
+                length: 501,
+                max: 500
+            })
+        );
+        // Characters, not bytes: 500 accented letters are 1000 bytes.
+        assert!(p.check_reason(&"é".repeat(500)).is_ok());
+        p.max_reason_length = 10_000;
+        assert!(p.check_reason(&"a".repeat(2900)).is_ok());
     }
 
     #[test]

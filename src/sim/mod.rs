@@ -2,6 +2,7 @@
 //! the integration tests and the benchmark. They follow the real APIs'
 //! documented shapes and record every call.
 
+pub mod block_kit;
 pub mod jumpcloud;
 pub mod slack;
 pub mod slack_sender;

@@ -1,12 +1,15 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
 //! tempadmin calls (`auth.test`, `users.info`, `usergroups.users.list`,
-//! `conversations.open`, `chat.postMessage`, `chat.update`) and the
+//! `conversations.open`, `chat.postMessage` (a user id as `channel` posts
+//! into the app's DM with that person), `chat.update`) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
 //! Slack's API documentation: methods live at `{api_url}/{method}`, the bot
 //! token comes as `Authorization: Bearer xoxb-…`, GET methods take query
 //! strings and POST methods JSON or form bodies, errors are HTTP 200 with
 //! `{"ok":false,"error":"…"}`, rate limiting is HTTP 429 with `Retry-After`,
-//! and every answer is `application/json`. Every call is recorded, posted
+//! and every Web API answer is `application/json`; a `response_url` answers
+//! like an incoming webhook, `200` with the body `ok` as `text/html`, and
+//! errors as a bare word under a 4xx status. Every call is recorded, posted
 //! messages keep their edit history, a broadcast feed reports changes live,
 //! and outages and rate limiting can be injected.
 
@@ -21,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
+
+use super::block_kit;
 
 /// A message posted through `chat.postMessage`, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,13 +106,25 @@ struct Inner {
 }
 
 impl Inner {
-    /// A user id given as a channel means the DM with that user, as in Slack.
-    fn resolve_channel(&self, channel: &str) -> String {
-        if self.users.contains_key(channel) {
-            dm_channel(channel)
-        } else {
-            channel.to_owned()
+    /// The conversation a `channel` argument names. A user id means the
+    /// app's DM with that person, as in Slack's `chat.postMessage`; a user id
+    /// or DM id of nobody in the workspace names nothing. Channels (`C…`,
+    /// `G…`) are not modelled and are taken as given.
+    fn resolve_channel(&self, channel: &str) -> Option<String> {
+        if channel.starts_with(['U', 'W']) {
+            return self
+                .users
+                .contains_key(channel)
+                .then(|| dm_channel(channel));
         }
+        if channel.starts_with('D') {
+            return self
+                .users
+                .keys()
+                .any(|user| dm_channel(user) == channel)
+                .then(|| channel.to_owned());
+        }
+        Some(channel.to_owned())
     }
 
     fn next_ts(&mut self) -> String {
@@ -171,6 +188,12 @@ impl FakeSlack {
         );
     }
 
+    /// The id of the app's direct-message conversation with `user`, where a
+    /// `chat.postMessage` to that user id lands.
+    pub fn dm_channel(&self, user: &str) -> String {
+        dm_channel(user)
+    }
+
     /// Adds (or replaces) a user group with its members.
     pub fn add_usergroup(&self, id: &str, members: &[&str]) {
         let members = members.iter().map(|m| (*m).to_owned()).collect();
@@ -185,7 +208,9 @@ impl FakeSlack {
     /// The replies in `channel` whose `thread_ts` is `ts`, in post order.
     pub fn thread(&self, channel: &str, ts: &str) -> Vec<SimMessage> {
         let inner = self.lock();
-        let channel = inner.resolve_channel(channel);
+        let channel = inner
+            .resolve_channel(channel)
+            .unwrap_or_else(|| channel.to_owned());
         inner
             .messages
             .iter()
@@ -302,18 +327,25 @@ impl FakeSlack {
             return unavailable();
         }
         if method != Method::POST {
-            return json_response(StatusCode::METHOD_NOT_ALLOWED, failed("method_not_allowed"));
+            return text_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         }
         let Some(body @ Value::Object(_)) = parsed else {
-            return json_response(StatusCode::BAD_REQUEST, failed("invalid_payload"));
+            return text_response(StatusCode::BAD_REQUEST, "invalid_payload");
         };
+        if let Some(blocks) = body.get("blocks") {
+            let problems = block_kit::problems(blocks);
+            if !problems.is_empty() {
+                tracing::debug!(?problems, "fake Slack: invalid_blocks at a response_url");
+                return text_response(StatusCode::BAD_REQUEST, "invalid_blocks");
+            }
+        }
         let response = SimResponse {
             url_id: url_id.to_owned(),
             body,
         };
         inner.responses.push(response.clone());
         self.publish(SimEvent::Responded(response));
-        ok_json(json!({ "ok": true }))
+        text_response(StatusCode::OK, "ok")
     }
 
     fn auth_test(&self) -> Value {
@@ -419,13 +451,15 @@ fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
     let Some(channel) = str_param(params, "channel") else {
         return (failed("channel_not_found"), None);
     };
-    let channel = inner.resolve_channel(channel);
+    let Some(channel) = inner.resolve_channel(channel) else {
+        return (failed("channel_not_found"), None);
+    };
     if let Some(error) = inner.closed_channels.get(&channel) {
         return (failed(error), None);
     }
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
-        Err(error) => return (failed(error), None),
+        Err(answer) => return (answer, None),
     };
     if text.is_none() && blocks.is_none() {
         return (failed("no_text"), None);
@@ -454,10 +488,12 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
     let Some(channel) = str_param(params, "channel") else {
         return (failed("channel_not_found"), None);
     };
-    let channel = inner.resolve_channel(channel);
+    let Some(channel) = inner.resolve_channel(channel) else {
+        return (failed("channel_not_found"), None);
+    };
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
-        Err(error) => return (failed(error), None),
+        Err(answer) => return (answer, None),
     };
     let ts = str_param(params, "ts").unwrap_or_default();
     let Some(message) = inner
@@ -490,20 +526,39 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
     (answer, Some(SimEvent::Updated(message.clone())))
 }
 
-/// The message `text` and non-empty `blocks`, with form-encoded blocks parsed from their JSON string.
-fn message_content(params: &Value) -> Result<(Option<String>, Option<Value>), &'static str> {
+/// The message `text` and non-empty `blocks`, with form-encoded blocks
+/// parsed from their JSON string. Blocks that break Block Kit's limits are
+/// refused whole, with Slack's answer: `invalid_blocks`, the problems in
+/// `errors`, and the same as `[ERROR] …` lines in `response_metadata`.
+fn message_content(params: &Value) -> Result<(Option<String>, Option<Value>), Value> {
     let text = str_param(params, "text").map(str::to_owned);
     let blocks = match params.get("blocks") {
         None | Some(Value::Null) => None,
         Some(Value::String(encoded)) => match serde_json::from_str::<Value>(encoded) {
-            Ok(blocks @ Value::Array(_)) => Some(blocks),
-            _ => return Err("invalid_blocks"),
+            Ok(blocks) => Some(blocks),
+            Err(_) => return Err(failed("invalid_blocks_format")),
         },
-        Some(blocks @ Value::Array(_)) => Some(blocks.clone()),
-        Some(_) => return Err("invalid_blocks"),
+        Some(blocks) => Some(blocks.clone()),
     };
+    if let Some(blocks) = &blocks {
+        let problems = block_kit::problems(blocks);
+        if !problems.is_empty() {
+            tracing::debug!(?problems, "fake Slack: invalid_blocks");
+            return Err(invalid_blocks(problems));
+        }
+    }
     let blocks = blocks.filter(|b| b.as_array().is_some_and(|list| !list.is_empty()));
     Ok((text, blocks))
+}
+
+fn invalid_blocks(problems: Vec<String>) -> Value {
+    let messages: Vec<String> = problems.iter().map(|p| format!("[ERROR] {p}")).collect();
+    json!({
+        "ok": false,
+        "error": "invalid_blocks",
+        "errors": problems,
+        "response_metadata": { "messages": messages },
+    })
 }
 
 /// The request body with form-encoded `blocks` turned back into JSON.
@@ -602,6 +657,17 @@ fn ok_json(body: Value) -> Response {
 
 fn json_response(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
+}
+
+/// How a `response_url` (like an incoming webhook) answers: a bare word as
+/// `text/html`, never JSON; errors carry their HTTP status.
+fn text_response(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn unavailable() -> Response {
@@ -776,6 +842,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_post_to_a_user_id_lands_in_that_persons_dm_and_unknown_ids_are_refused() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.add_user("U1", "ada", None);
+        fake.add_user("W2", "grace", None);
+
+        let posted = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "U1", "text": "hello" }),
+        ))
+        .await;
+        assert_eq!(posted["channel"], "D1");
+        assert_eq!(fake.dm_channel("U1"), "D1");
+        let enterprise = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "W2", "text": "hello" }),
+        ))
+        .await;
+        assert_eq!(enterprise["channel"], fake.dm_channel("W2"));
+        let again = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "D1", "text": "again" }),
+        ))
+        .await;
+        assert_eq!(again["ok"], true);
+        assert_eq!(fake.messages()[0].channel, "D1");
+
+        for nobody in ["U9", "W9", "D9"] {
+            let refused = json_of(call(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": nobody, "text": "hello" }),
+            ))
+            .await;
+            assert_eq!(refused["error"], "channel_not_found", "{nobody}");
+        }
+        let update = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "U9", "ts": posted["ts"], "text": "x" }),
+        ))
+        .await;
+        assert_eq!(update["error"], "channel_not_found");
+        assert_eq!(fake.messages().len(), 3);
+    }
+
+    #[tokio::test]
     async fn rate_limits_goes_down_and_takes_responses() {
         let fake = FakeSlack::start(TOKEN).await;
         fake.rate_limit_next(1, 7);
@@ -803,7 +918,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sent.status(), 200);
-        assert_eq!(sent.json::<Value>().await.unwrap(), json!({ "ok": true }));
+        assert!(sent.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(sent.text().await.unwrap(), "ok");
+        let garbled = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(garbled.status(), 400);
+        assert_eq!(garbled.text().await.unwrap(), "invalid_payload");
         assert_eq!(
             fake.responses(),
             vec![SimResponse {
@@ -832,10 +959,87 @@ mod tests {
                 "auth.test",
                 "auth.test",
                 "response_url",
+                "response_url",
                 "auth.test",
                 "response_url"
             ]
         );
+        assert_eq!(fake.responses().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn blocks_that_break_block_kit_limits_are_refused_on_every_way_in() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let fine = json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "ok" } }]);
+        let too_long =
+            json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "a".repeat(3001) } }]);
+
+        let refused = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x", "blocks": too_long }),
+        ))
+        .await;
+        assert_eq!(refused["ok"], false);
+        assert_eq!(refused["error"], "invalid_blocks");
+        assert_eq!(
+            refused["errors"],
+            json!(["must be less than 3001 characters [json-pointer:/blocks/0/text/text]"])
+        );
+        assert_eq!(
+            refused["response_metadata"]["messages"][0],
+            "[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"
+        );
+        assert!(fake.messages().is_empty(), "nothing is posted");
+
+        // Form-encoded, as some clients send it.
+        let form = reqwest::Client::new()
+            .post(format!("{}chat.postMessage", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .form(&[("channel", "C1"), ("blocks", &too_long.to_string())]);
+        assert_eq!(json_of(form).await["error"], "invalid_blocks");
+        let garbled = reqwest::Client::new()
+            .post(format!("{}chat.postMessage", fake.api_url()))
+            .bearer_auth(TOKEN)
+            .form(&[("channel", "C1"), ("blocks", "[{")]);
+        assert_eq!(json_of(garbled).await["error"], "invalid_blocks_format");
+
+        let posted = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "x", "blocks": fine }),
+        ))
+        .await;
+        let update = json_of(call(
+            &fake,
+            "chat.update",
+            json!({ "channel": "C1", "ts": posted["ts"], "text": "y", "blocks": too_long }),
+        ))
+        .await;
+        assert_eq!(update["error"], "invalid_blocks");
+        assert_eq!(fake.messages()[0].blocks, fine, "the message is unchanged");
+        assert_eq!(fake.messages()[0].history.len(), 1);
+
+        let response = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .json(&json!({ "text": "x", "blocks": too_long }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(response.text().await.unwrap(), "invalid_blocks");
+        assert!(fake.responses().is_empty(), "nothing is shown");
+        let ok = reqwest::Client::new()
+            .post(fake.response_url("r1"))
+            .json(&json!({ "text": "x", "blocks": fine }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.text().await.unwrap(), "ok");
         assert_eq!(fake.responses().len(), 1);
     }
 }

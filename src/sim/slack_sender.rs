@@ -33,6 +33,38 @@ pub fn click_body(
     block_id: &str,
     response_url: &str,
 ) -> String {
+    let action = json!({
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": { "type": "plain_text", "text": "button", "emoji": true },
+        "value": value,
+        "type": "button",
+        "action_ts": "1700000001.000200"
+    });
+    block_actions_body(user_id, action, response_url)
+}
+
+/// The form body of a `block_actions` choice in one of our `static_select`
+/// menus: Slack reports the chosen option, not a `value`.
+pub fn select_body(
+    user_id: &str,
+    action_id: &str,
+    block_id: &str,
+    option: &serde_json::Value,
+    response_url: &str,
+) -> String {
+    let action = json!({
+        "type": "static_select",
+        "action_id": action_id,
+        "block_id": block_id,
+        "selected_option": option,
+        "placeholder": { "type": "plain_text", "text": "Choose", "emoji": true },
+        "action_ts": "1700000001.000200"
+    });
+    block_actions_body(user_id, action, response_url)
+}
+
+fn block_actions_body(user_id: &str, action: serde_json::Value, response_url: &str) -> String {
     let payload = json!({
         "type": "block_actions",
         "team": { "id": "T0SIM", "domain": "sim" },
@@ -43,14 +75,7 @@ pub fn click_body(
         "trigger_id": "13345224609.738474920.8088930838d88f008e0",
         "channel": { "id": "C0APPROVALS", "name": "approvals" },
         "response_url": response_url,
-        "actions": [{
-            "action_id": action_id,
-            "block_id": block_id,
-            "text": { "type": "plain_text", "text": "button", "emoji": true },
-            "value": value,
-            "type": "button",
-            "action_ts": "1700000001.000200"
-        }]
+        "actions": [action]
     });
     serde_urlencoded::to_string([("payload", payload.to_string())])
         .expect("form encoding of strings")

@@ -134,8 +134,21 @@ fn classify(e: SlackClientError) -> ChatError {
         SlackClientError::HttpError(e) if e.status_code.as_u16() == 429 => {
             ChatError::RateLimited { retry_after: None }
         }
-        SlackClientError::HttpError(e) => ChatError::Permanent(format!("HTTP {}", e.status_code)),
+        SlackClientError::HttpError(e) => ChatError::Permanent(http_failure(&e)),
         other => ChatError::Transient(other.to_string().chars().take(200).collect()),
+    }
+}
+
+/// A `response_url` names what it refused as a bare word under a 4xx status
+/// (`invalid_blocks`, `no_text`, `expired_url`…); that word says what to fix,
+/// so it is kept. Anything else in a body (an HTML error page) is not.
+fn http_failure(e: &slack_morphism::errors::SlackClientHttpError) -> String {
+    let word = e.http_response_body.as_deref().map(str::trim).filter(|b| {
+        !b.is_empty() && b.len() <= 64 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    });
+    match word {
+        Some(word) => format!("HTTP {} {word}", e.status_code.as_u16()),
+        None => format!("HTTP {}", e.status_code),
     }
 }
 
@@ -280,20 +293,52 @@ impl SlackChat {
         }
     }
 
+    /// A direct message: `chat.postMessage` with the person's user id as
+    /// `channel` lands in the app's DM with them, so no `conversations.open`
+    /// call (and no extra rate-limited round trip) is needed per message.
     async fn direct(
         &self,
         user: &ChatUserId,
         content: SlackMessageContent,
     ) -> Result<(), ChatError> {
-        let req = SlackApiConversationsOpenRequest::new()
-            .with_users(vec![SlackUserId::new(user.to_string())]);
-        let opened = self
-            .client
-            .open_session(&self.token)
-            .conversations_open(&req)
-            .await
-            .map_err(classify)?;
-        self.post(opened.channel.id, content, None).await?;
+        let channel = SlackChannelId::new(user.to_string());
+        self.post(channel, content, None).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slack_morphism::errors::{SlackClientHttpError, SlackRateLimitError};
+
+    fn http(status: u16, body: &str) -> SlackClientError {
+        SlackClientError::HttpError(
+            SlackClientHttpError::new(axum::http::StatusCode::from_u16(status).unwrap())
+                .with_http_response_body(body.to_string()),
+        )
+    }
+
+    #[test]
+    fn response_url_failures_are_retried_only_when_slack_may_take_them_later() {
+        assert!(matches!(
+            classify(SlackClientError::RateLimitError(
+                SlackRateLimitError::new().with_retry_after(Duration::from_secs(3))
+            )),
+            ChatError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(classify(http(503, "")), ChatError::Transient(_)));
+        assert!(matches!(
+            classify(http(500, "rollup_error")),
+            ChatError::Transient(_)
+        ));
+        assert_eq!(
+            classify(http(400, "invalid_blocks")),
+            ChatError::Permanent("HTTP 400 invalid_blocks".into())
+        );
+        assert_eq!(
+            classify(http(404, "<html><body>Not found</body></html>")),
+            ChatError::Permanent("HTTP 404 Not Found".into())
+        );
     }
 }

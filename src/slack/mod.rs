@@ -15,6 +15,10 @@ pub mod actions {
     pub const DENY: &str = "tempadmin_deny";
     /// End now (value: the request id).
     pub const REVOKE: &str = "tempadmin_revoke";
-    /// Pick a device (value: the JumpCloud system id; block id `pick:REQUEST_ID`).
+    /// Pick a device: the prefix of every picker action id. Buttons are
+    /// `tempadmin_pick_device_1`, `_2`… (Slack wants action ids unique within
+    /// a block) with the JumpCloud system id as value; select menus are
+    /// `tempadmin_pick_device` (then `_2`…) with the system id as each
+    /// option's value. The block id is `pick:REQUEST_ID`.
     pub const PICK_DEVICE: &str = "tempadmin_pick_device";
 }

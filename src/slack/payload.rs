@@ -63,7 +63,6 @@ pub fn parse_interaction(body: &[u8]) -> Result<Action, PayloadError> {
     let Some(action) = event.actions.unwrap_or_default().into_iter().next() else {
         return Ok(Action::Ignored);
     };
-    let value = action.value.unwrap_or_default();
     let click = |request_id: RequestId| Click {
         user: ChatUserId::new(user.id.to_string()),
         request_id,
@@ -73,11 +72,19 @@ pub fn parse_interaction(body: &[u8]) -> Result<Action, PayloadError> {
         RequestId::parse(text)
             .ok_or_else(|| PayloadError::Malformed("button value is not a request id".into()))
     };
-    Ok(match action.action_id.to_string().as_str() {
+    let action_id = action.action_id.to_string();
+    // A select menu reports its choice in `selected_option`, a button in `value`.
+    let value = match action.selected_option {
+        Some(option) => option.value,
+        None => action.value.unwrap_or_default(),
+    };
+    Ok(match action_id.as_str() {
         actions::APPROVE => Action::Approve(click(request_id(&value)?)),
         actions::DENY => Action::Deny(click(request_id(&value)?)),
         actions::REVOKE => Action::Revoke(click(request_id(&value)?)),
-        actions::PICK_DEVICE => {
+        // Each picker button has its own id (Slack wants them unique in a
+        // block); they and the select menus all start with the prefix.
+        id if id.starts_with(actions::PICK_DEVICE) => {
             let block = action.block_id.map(|b| b.to_string()).unwrap_or_default();
             let id = request_id(block.strip_prefix("pick:").unwrap_or_default())?;
             if value.is_empty() || value.len() > 64 {
@@ -99,4 +106,63 @@ pub struct EventEnvelope {
     pub kind: String,
     /// Present on `url_verification`: echo it back.
     pub challenge: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::slack_sender::{click_body, select_body};
+
+    const REQUEST: &str = "ta-7kq2m9xw4d";
+
+    fn request_id() -> RequestId {
+        RequestId::parse(REQUEST).unwrap()
+    }
+
+    fn picked(action: Action) -> (RequestId, SystemId) {
+        match action {
+            Action::PickDevice(click, system) => (click.request_id, system),
+            other => panic!("not a device pick: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_picker_button_id_with_the_prefix_picks_its_value() {
+        let block = format!("pick:{REQUEST}");
+        for action_id in ["tempadmin_pick_device", "tempadmin_pick_device_2"] {
+            let body = click_body("U1", action_id, "sys1", &block, "http://r");
+            let (request, system) = picked(parse_interaction(body.as_bytes()).unwrap());
+            assert_eq!(request, request_id());
+            assert_eq!(system, SystemId::new("sys1"));
+        }
+    }
+
+    #[test]
+    fn a_select_menu_choice_picks_the_selected_options_value() {
+        let option = serde_json::json!({
+            "text": { "type": "plain_text", "text": "ada-win (Windows, online)", "emoji": true },
+            "value": "sys2"
+        });
+        let block = format!("pick:{REQUEST}");
+        for action_id in ["tempadmin_pick_device", "tempadmin_pick_device_3"] {
+            let body = select_body("U1", action_id, &block, &option, "http://r");
+            let (request, system) = picked(parse_interaction(body.as_bytes()).unwrap());
+            assert_eq!(request, request_id());
+            assert_eq!(system, SystemId::new("sys2"));
+        }
+    }
+
+    #[test]
+    fn other_action_ids_are_ignored_and_a_pick_without_a_system_is_malformed() {
+        let body = click_body("U1", "someone_elses_button", "x", "b", "http://r");
+        assert_eq!(parse_interaction(body.as_bytes()).unwrap(), Action::Ignored);
+        let body = click_body(
+            "U1",
+            "tempadmin_pick_device_1",
+            "",
+            &format!("pick:{REQUEST}"),
+            "http://r",
+        );
+        assert!(parse_interaction(body.as_bytes()).is_err());
+    }
 }

@@ -10,4 +10,5 @@ mod ingress;
 mod on_time;
 mod outbound;
 mod refusals;
+mod slack_limits;
 mod support;

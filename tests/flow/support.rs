@@ -32,6 +32,26 @@ pub const MALLORY: &str = "U0MALLORY";
 pub const JC_ADA: &str = "jcada0000000000000000001";
 pub const LAPTOP: &str = "sys00000000000000000lap1";
 
+/// One outbox row as a test sees it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The notice's destination kind (`approval_card`, `private`, `direct`…).
+    pub to: String,
+    pub delivered: bool,
+    pub failed: bool,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxDbRow {
+    notice: String,
+    delivered_at: Option<i64>,
+    failed_at: Option<i64>,
+    attempts: i64,
+    last_error: Option<String>,
+}
+
 pub fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).unwrap()
 }
@@ -84,6 +104,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         min_duration: d("5m"),
         max_duration: d("4h"),
         require_reason: false,
+        max_reason_length: 500,
         approval_timeout: d("30m"),
         reminders: vec![d("15m"), d("5m"), d("1m")],
     };
@@ -238,6 +259,28 @@ impl TestApp {
         .as_u16()
     }
 
+    /// A signed choice of `option` in a `static_select`; the HTTP status.
+    pub async fn select(&self, user: &str, action_id: &str, block_id: &str, option: &Value) -> u16 {
+        let body = slack_sender::select_body(
+            user,
+            action_id,
+            block_id,
+            option,
+            &self.slack.response_url(&format!("click-{user}")),
+        );
+        slack_sender::post_signed(
+            &self.http,
+            &self.url("/slack/interactions"),
+            &self.secret,
+            self.now_unix(),
+            body,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -343,12 +386,18 @@ impl TestApp {
             .collect()
     }
 
-    /// Texts sent to the requester by direct message.
+    /// Texts sent to Ada (the requester) by direct message.
     pub fn direct_messages(&self) -> Vec<String> {
+        self.direct_messages_to(ADA)
+    }
+
+    /// Texts that landed in the app's direct-message conversation with `user`.
+    pub fn direct_messages_to(&self, user: &str) -> Vec<String> {
+        let dm = self.slack.dm_channel(user);
         self.slack
             .messages()
             .into_iter()
-            .filter(|m| m.channel.starts_with('D'))
+            .filter(|m| m.channel == dm)
             .map(|m| m.text)
             .collect()
     }
@@ -374,6 +423,32 @@ impl TestApp {
             .writes()
             .into_iter()
             .map(|c| c.body.unwrap()["op"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Every outbox row, oldest first, read straight from the database.
+    pub async fn outbox(&self) -> Vec<OutboxRow> {
+        let pool = sqlx::SqlitePool::connect(&self.config.database_url)
+            .await
+            .unwrap();
+        let rows: Vec<OutboxDbRow> = sqlx::query_as(
+            "SELECT notice, delivered_at, failed_at, attempts, last_error FROM outbox ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|row| {
+                let notice: Value = serde_json::from_str(&row.notice).unwrap();
+                OutboxRow {
+                    to: notice["to"].as_str().unwrap_or_default().to_string(),
+                    delivered: row.delivered_at.is_some(),
+                    failed: row.failed_at.is_some(),
+                    attempts: row.attempts,
+                    last_error: row.last_error,
+                }
+            })
             .collect()
     }
 
