@@ -51,5 +51,7 @@ pub fn config(
             timeout: call_timeout,
         },
         policy,
+        http: Default::default(),
+        metrics_listen: None,
     }
 }
