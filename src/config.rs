@@ -321,6 +321,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../docker/config.example.toml");
+        let c = Config::parse(text, env_with_secrets).unwrap();
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
     fn http_limits_and_the_metrics_address_are_read_from_the_file() {
         let text = format!(
             "metrics_listen = \"127.0.0.1:9100\"\n{MINIMAL}\n[http]\nheader_timeout = \"5s\"\nrequest_timeout = \"20s\"\nmax_connections = 200\nshutdown_timeout = \"3s\""
