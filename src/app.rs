@@ -1,5 +1,7 @@
 //! Wiring: builds the store, the adapters, the engine and the router from a
-//! `Config`, binds the listener, and runs until told to stop.
+//! `Config`, binds the listeners, and runs until told to stop. Serving goes
+//! through `http::serve`, whose limits keep slow clients from taking the
+//! descriptors that revocations need.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::engine::ports::{Chat, Clock, Directory, Store};
 use crate::engine::Engine;
+use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters};
 use crate::jumpcloud::JumpCloudClient;
 use crate::slack::client::SlackChat;
@@ -24,6 +27,9 @@ pub struct App {
     store: SqliteStore,
     listener: TcpListener,
     router: axum::Router,
+    /// `/metrics` on its own address, when `metrics_listen` is set.
+    metrics: Option<(TcpListener, axum::Router)>,
+    limits: Limits,
 }
 
 impl App {
@@ -43,25 +49,76 @@ impl App {
             config.policy.clone(),
             config.workers,
         );
+        let limits = Limits::resolve(&config.http);
         let state = AppState {
             engine: engine.clone(),
             slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),
-            counters: Arc::new(Counters::default()),
+            counters: Arc::new(Counters {
+                open_connections: limits.open_connections(),
+                max_connections: limits.max_connections() as u64,
+                ..Counters::default()
+            }),
         };
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let (router, metrics) = match &config.metrics_listen {
+            None => (http::router(state), None),
+            Some(address) => {
+                let metrics = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (metrics_listen)"))?;
+                (
+                    http::api_router(state.clone()),
+                    Some((metrics, http::metrics_router(state))),
+                )
+            }
+        };
         Ok(Self {
             engine,
             store,
             listener,
-            router: http::router(state),
+            router,
+            metrics,
+            limits,
         })
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port `/metrics` is served on when `metrics_listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let (listener, _) = self.metrics.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
+    }
+
+    /// The cap on open inbound connections in force.
+    pub fn max_connections(&self) -> usize {
+        self.limits.max_connections()
+    }
+
+    /// Serves every listener until `shutdown` resolves and each has closed
+    /// its connections (within `http.shutdown_timeout`).
+    async fn serve(
+        listener: TcpListener,
+        router: axum::Router,
+        metrics: Option<(TcpListener, axum::Router)>,
+        limits: Limits,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let shutdown = shutdown.shared();
+        let metrics = {
+            let (limits, shutdown) = (limits.clone(), shutdown.clone());
+            async move {
+                if let Some((listener, router)) = metrics {
+                    serve::serve(listener, router, limits.for_metrics(), shutdown).await;
+                }
+            }
+        };
+        tokio::join!(serve::serve(listener, router, limits, shutdown), metrics);
     }
 
     /// Serves HTTP and runs the scheduler until `shutdown` resolves; then
@@ -72,12 +129,17 @@ impl App {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.shared();
         let scheduler = tokio::spawn(self.engine.clone().run(shutdown.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        Self::serve(
+            self.listener,
+            self.router,
+            self.metrics,
+            self.limits,
+            shutdown,
+        )
+        .await;
         let _ = scheduler.await;
         self.store.close().await;
-        served.context("the HTTP server failed")
+        Ok(())
     }
 
     /// Serves HTTP only; jobs run when the caller calls `engine.run_due()`.
@@ -86,10 +148,15 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed")
+        Self::serve(
+            self.listener,
+            self.router,
+            self.metrics,
+            self.limits,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }
 

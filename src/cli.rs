@@ -95,8 +95,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         CliCommand::Serve { config } => {
             let config = Config::load(&config, |name| std::env::var(name).ok())?;
+            // Before anything opens a file: the connection cap is derived
+            // from the limit in force when the app is built.
+            match crate::http::serve::raise_open_file_limit() {
+                Ok(limit) => tracing::debug!(open_file_limit = limit, "open-file limit"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot raise the open-file limit; keeping it")
+                }
+            }
             let app = App::build(&config, Arc::new(SystemClock)).await?;
-            tracing::info!(listen = %config.listen, port = app.port(), database = %redact_url(&config.database_url), "tempadmin is listening");
+            tracing::info!(
+                listen = %config.listen,
+                port = app.port(),
+                metrics_port = app.metrics_port(),
+                max_connections = app.max_connections(),
+                database = %redact_url(&config.database_url),
+                "tempadmin is listening"
+            );
             app.run(shutdown_signal()).await
         }
         CliCommand::Demo => crate::demo::run().await,

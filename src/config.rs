@@ -30,6 +30,45 @@ pub struct Config {
     pub policy: Policy,
     /// The scheduler's worker pool (`[scheduler] workers`).
     pub workers: Workers,
+    /// Limits on inbound HTTP connections.
+    pub http: HttpConfig,
+    /// A separate address for `GET /metrics`; when set, `/metrics` is served
+    /// only there, so the port Slack reaches does not expose it.
+    pub metrics_listen: Option<String>,
+}
+
+/// Limits that keep slow, idle or too many clients from starving the
+/// process: every inbound connection holds a file descriptor, and the
+/// JumpCloud and Slack calls that revoke on time need some too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// A connection that has not sent a request's complete headers this long
+    /// after it opened (or after its previous answer) is closed.
+    pub header_timeout: Duration,
+    /// A request whose body has not arrived and been answered within this
+    /// time gets 408 and its connection is closed.
+    pub request_timeout: Duration,
+    /// At most this many inbound connections on `listen` at once; further
+    /// clients wait in the kernel's accept queue (`metrics_listen` has a few
+    /// connections of its own).
+    /// `None`: derived at start from the open-file limit, leaving a reserve
+    /// for the database and outbound calls.
+    pub max_connections: Option<usize>,
+    /// After the shutdown signal, connections still open this long are cut.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            // Slack sends a whole request at once; ten seconds is generous
+            // for any real client and short for one that stalls.
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_connections: None,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Slack settings plus the inbound signing secret.
@@ -54,12 +93,24 @@ struct FileConfig {
     policy: FilePolicy,
     #[serde(default)]
     scheduler: FileScheduler,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    http: FileHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileScheduler {
     workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    header_timeout: Option<GrantDuration>,
+    request_timeout: Option<GrantDuration>,
+    max_connections: Option<usize>,
+    shutdown_timeout: Option<GrantDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,15 +220,21 @@ impl Config {
         if let Err(why) = crate::jumpcloud::check_api_url(&jumpcloud_url) {
             bail!("{jumpcloud_url_from} {why}");
         }
+        let http = http(file.http)?;
+        let listen = env("TEMPADMIN_LISTEN")
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:3000".into());
+        let metrics_listen = env("TEMPADMIN_METRICS_LISTEN").or(file.metrics_listen);
+        if metrics_listen.as_deref() == Some(listen.as_str()) {
+            bail!("metrics_listen must differ from listen ({listen}); leave it out to serve /metrics on listen");
+        }
         let timeout = file
             .jumpcloud
             .timeout
             .map(GrantDuration::as_std)
             .unwrap_or(Duration::from_secs(15));
         Ok(Self {
-            listen: env("TEMPADMIN_LISTEN")
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:3000".into()),
+            listen,
             database_url: env("DATABASE_URL")
                 .or(file.database_url)
                 .unwrap_or_else(|| "sqlite://tempadmin.db".into()),
@@ -204,8 +261,29 @@ impl Config {
             },
             policy,
             workers,
+            http,
+            metrics_listen,
         })
     }
+}
+
+fn http(h: FileHttp) -> anyhow::Result<HttpConfig> {
+    let defaults = HttpConfig::default();
+    if h.max_connections == Some(0) {
+        bail!("http.max_connections must be at least 1");
+    }
+    Ok(HttpConfig {
+        header_timeout: h
+            .header_timeout
+            .map_or(defaults.header_timeout, GrantDuration::as_std),
+        request_timeout: h
+            .request_timeout
+            .map_or(defaults.request_timeout, GrantDuration::as_std),
+        max_connections: h.max_connections,
+        shutdown_timeout: h
+            .shutdown_timeout
+            .map_or(defaults.shutdown_timeout, GrantDuration::as_std),
+    })
 }
 
 fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
@@ -272,12 +350,17 @@ mod tests {
         assert_eq!(c.jumpcloud.org_id, None);
         assert_eq!(c.policy, Policy::default());
         assert_eq!(c.workers, Workers::default());
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!(c.http.max_connections, None);
+        assert_eq!(c.metrics_listen, None);
     }
 
     #[test]
-    fn the_example_config_file_parses_to_the_defaults_it_documents() {
+    fn the_documented_example_file_is_valid_and_matches_the_defaults() {
         let text = include_str!("../docker/config.example.toml");
         let c = Config::parse(text, env_with_secrets).unwrap();
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!(c.metrics_listen, None);
         assert_eq!(c.policy, Policy::default());
     }
 
@@ -286,6 +369,30 @@ mod tests {
         let text = format!("{MINIMAL}\n[policy]\nmax_reason_length = 2000");
         let c = Config::parse(&text, env_with_secrets).unwrap();
         assert_eq!(c.policy.max_reason_length, 2000);
+    }
+
+    #[test]
+    fn http_limits_and_the_metrics_address_are_read_from_the_file() {
+        let text = format!(
+            "metrics_listen = \"127.0.0.1:9100\"\n{MINIMAL}\n[http]\nheader_timeout = \"5s\"\nrequest_timeout = \"20s\"\nmax_connections = 200\nshutdown_timeout = \"3s\""
+        );
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig {
+                header_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(20),
+                max_connections: Some(200),
+                shutdown_timeout: Duration::from_secs(3),
+            }
+        );
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        let env = |name: &str| match name {
+            "TEMPADMIN_METRICS_LISTEN" => Some("0.0.0.0:9200".into()),
+            other => env_with_secrets(other),
+        };
+        let c = Config::parse(&text, env).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("0.0.0.0:9200"));
     }
 
     #[test]
@@ -406,6 +513,15 @@ mod tests {
             (
                 &format!("{MINIMAL}\n[policy]\nmax_reason_length = -5"),
                 "max_reason_length",
+            ),
+            (
+                &format!("{MINIMAL}\n[http]\nmax_connections = 0"),
+                "max_connections",
+            ),
+            (&format!("{MINIMAL}\n[http]\nheader_timeout = \"0s\""), "0s"),
+            (
+                &format!("metrics_listen = \"127.0.0.1:3000\"\n{MINIMAL}"),
+                "metrics_listen",
             ),
         ];
         for (text, expected) in cases {

@@ -54,5 +54,22 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
             value.load(Ordering::Relaxed)
         );
     }
+    for (name, help, value) in [
+        (
+            "tempadmin_http_connections_open",
+            "Inbound connections open on listen.",
+            c.open_connections.load(Ordering::Relaxed),
+        ),
+        (
+            "tempadmin_http_connections_max",
+            "The cap on inbound connections (http.max_connections).",
+            c.max_connections,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

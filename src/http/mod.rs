@@ -7,6 +7,7 @@
 
 mod error;
 mod health;
+pub mod serve;
 mod slack;
 
 use std::sync::atomic::AtomicU64;
@@ -44,16 +45,32 @@ pub struct Counters {
     pub commands: AtomicU64,
     /// Button clicks handled.
     pub interactions: AtomicU64,
+    /// Inbound connections open on `listen` now.
+    pub open_connections: Arc<AtomicU64>,
+    /// The cap on them.
+    pub max_connections: u64,
 }
 
 /// The router with every route of DESIGN.md.
 pub fn router(state: AppState) -> Router {
+    api_router(state.clone()).merge(metrics_router(state))
+}
+
+/// Every route but `/metrics`: what Slack and the probes reach.
+pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/slack/commands", post(slack::command))
         .route("/slack/interactions", post(slack::interaction))
         .route("/slack/events", post(slack::event))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for a listener of its own (`metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

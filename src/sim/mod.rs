@@ -53,5 +53,7 @@ pub fn config(
         },
         policy,
         workers: crate::engine::Workers::default(),
+        http: Default::default(),
+        metrics_listen: None,
     }
 }

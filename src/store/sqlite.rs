@@ -58,6 +58,59 @@ impl SqliteStore {
             // inside whichever request's commit crosses the threshold.
             .pragma("wal_autocheckpoint", "0");
         let in_memory = url.contains(":memory:");
+        #[cfg(unix)]
+        if !in_memory {
+            owner_only(options.get_filename())?;
+        }
+        /// Makes the database file readable and writable by its owner only
+        /// (0600): it says who had admin rights where, and holds the audit
+        /// trail. The file is created here, before SQLite opens it, because
+        /// SQLite creates its -wal, -shm and -journal files with the main
+        /// file's permissions (and sets them exactly, whatever the umask),
+        /// so they follow. A file left with wider permissions by an older
+        /// version is narrowed, with its companions.
+        #[cfg(unix)]
+        fn owner_only(path: &std::path::Path) -> anyhow::Result<()> {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+            match created {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create the database {}", path.display()))
+                }
+            }
+            let with_suffix = |suffix: &str| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                std::path::PathBuf::from(name)
+            };
+            for file in [path.to_path_buf(), with_suffix("-wal"), with_suffix("-shm")] {
+                let Ok(meta) = std::fs::metadata(&file) else {
+                    continue;
+                };
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 == 0 {
+                    continue;
+                }
+                let file_name = file.display().to_string();
+                let was = format!("{mode:o}");
+                match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => {
+                        tracing::warn!(file = %file_name, %was, "narrowed the database file's permissions to 600")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file_name, mode = %was, error = %e, "the database file is readable by others and cannot be narrowed")
+                    }
+                }
+            }
+            Ok(())
+        }
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection.
             .max_connections(if in_memory { 1 } else { 4 })
