@@ -169,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         let (slack_id, user, system) = holder(i);
         let now = Utc::now();
         let r = Request::new(
-            ChatUserId::new(&slack_id),
+            ChatUserId::slack(&slack_id),
             None,
             d("20m"),
             vec!["bench".into()],
@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
             direct: None,
             compiled_sudo: false,
         });
-        to.decided_by = Some(ChatUserId::new("U0APPROVER"));
+        to.decided_by = Some(ChatUserId::slack("U0APPROVER"));
         to.decided_at = Some(now);
         to.elevated_at = Some(now);
         to.expires_at = Some(expiry);

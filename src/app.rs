@@ -11,8 +11,9 @@ use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::domain::Platform;
 use crate::engine::ports::{Chat, Clock, Directory, Store};
-use crate::engine::Engine;
+use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters};
 use crate::jumpcloud::JumpCloudClient;
@@ -44,7 +45,7 @@ impl App {
         let engine = Engine::new(
             shared_store,
             directory,
-            chat,
+            Chats::default().with(Platform::Slack, chat),
             clock,
             config.policy.clone(),
             config.workers,

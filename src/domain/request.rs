@@ -180,6 +180,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// The platform the request lives on: its requester's, from start to end.
+    pub fn platform(&self) -> super::Platform {
+        self.requester.platform()
+    }
+
     /// A new request that is about to be resolved.
     pub fn new(
         requester: ChatUserId,

@@ -73,7 +73,7 @@ impl Engine {
         if request.state != RequestState::Resolving {
             return Ok(Outcome::Done);
         }
-        let email = match self.chat.user_email(&request.requester).await {
+        let email = match self.user_email(&request.requester).await {
             Ok(Some(email)) => email,
             Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
             Err(e) if job.attempt < RESOLVE_ATTEMPTS => {
@@ -646,7 +646,7 @@ impl Engine {
             // refused it for good): there is no thread to reply in.
             return self.store.message_delivered(message.id, self.now()).await;
         }
-        match self.chat.deliver(&request, &message.notice).await {
+        match self.deliver_notice(&request, &message.notice).await {
             Ok(reference) => {
                 if let Some(reference) = reference {
                     self.store

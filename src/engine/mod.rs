@@ -23,10 +23,10 @@ use tokio::sync::Notify;
 
 use crate::domain::audit::BOT_ACTOR;
 use crate::domain::{
-    AuditEntry, ChatUserId, Command, EndCause, Event, Notice, Policy, PrivateBody, Refusal,
-    Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy, PrivateBody,
+    Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
-use ports::{Chat, Clock, Directory, JobKind, NewJob, Store, Transition};
+use ports::{Chat, ChatError, Clock, Directory, JobKind, NewJob, Store, Transition};
 
 /// What the engine answers at once to a command (rendered by the chat adapter
 /// into the immediate, private HTTP response).
@@ -70,7 +70,7 @@ pub struct Click {
 pub struct Engine {
     store: Arc<dyn Store>,
     directory: Arc<dyn Directory>,
-    chat: Arc<dyn Chat>,
+    chats: Chats,
     clock: Arc<dyn Clock>,
     policy: Policy,
     workers: Workers,
@@ -78,6 +78,35 @@ pub struct Engine {
     /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
     admission: tokio::sync::Semaphore,
     wake: Notify,
+}
+
+/// The chat adapters, one for each platform in use. Every request stays on
+/// its requester's platform, so each notice goes to that platform's adapter.
+#[derive(Clone, Default)]
+pub struct Chats {
+    slack: Option<Arc<dyn Chat>>,
+    teams: Option<Arc<dyn Chat>>,
+}
+
+impl Chats {
+    /// These adapters plus `chat` for `platform`.
+    pub fn with(mut self, platform: Platform, chat: Arc<dyn Chat>) -> Self {
+        match platform {
+            Platform::Slack => self.slack = Some(chat),
+            Platform::Teams => self.teams = Some(chat),
+        }
+        self
+    }
+
+    /// The adapter for `platform`; a platform that is not configured (a
+    /// request left from an earlier configuration) is a permanent failure.
+    fn get(&self, platform: Platform) -> Result<&Arc<dyn Chat>, ChatError> {
+        match platform {
+            Platform::Slack => self.slack.as_ref(),
+            Platform::Teams => self.teams.as_ref(),
+        }
+        .ok_or_else(|| ChatError::Permanent(format!("{platform} is not configured")))
+    }
 }
 
 /// How many commands may be handled at once. Past this the database is
@@ -95,7 +124,7 @@ impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
         directory: Arc<dyn Directory>,
-        chat: Arc<dyn Chat>,
+        chats: Chats,
         clock: Arc<dyn Clock>,
         policy: Policy,
         workers: Workers,
@@ -103,7 +132,7 @@ impl Engine {
         Arc::new(Self {
             store,
             directory,
-            chat,
+            chats,
             clock,
             policy,
             workers,
@@ -129,6 +158,28 @@ impl Engine {
 
     fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The person's email from their chat profile, on their platform.
+    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
+        self.chats.get(user.platform())?.user_email(user).await
+    }
+
+    /// Whether the person is an approver on their platform.
+    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        self.chats.get(user.platform())?.is_approver(user).await
+    }
+
+    /// Delivers a notice through the request's platform.
+    async fn deliver_notice(
+        &self,
+        request: &Request,
+        notice: &Notice,
+    ) -> Result<Option<String>, ChatError> {
+        self.chats
+            .get(request.platform())?
+            .deliver(request, notice)
+            .await
     }
 
     /// Handles `/tempadmin …`. Only cheap checks and one insert happen here,
@@ -271,7 +322,12 @@ impl Engine {
                 .refuse_click(&request, &click, Refusal::OwnRequest)
                 .await;
         }
-        match self.chat.is_approver(&click.user).await {
+        if click.user.platform() != request.platform() {
+            return self
+                .refuse_click(&request, &click, Refusal::NotApprover)
+                .await;
+        }
+        match self.is_approver(&click.user).await {
             Ok(true) => {}
             Ok(false) => {
                 return self
@@ -362,7 +418,8 @@ impl Engine {
             return Ok(());
         };
         if click.user != request.requester {
-            let approver = self.chat.is_approver(&click.user).await.unwrap_or(false);
+            let approver = click.user.platform() == request.platform()
+                && self.is_approver(&click.user).await.unwrap_or(false);
             if !approver {
                 return self
                     .refuse_click(&request, &click, Refusal::NotAllowedToEnd)

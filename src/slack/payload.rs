@@ -21,7 +21,7 @@ pub fn parse_command(body: &[u8]) -> Result<CommandInput, PayloadError> {
     let event: SlackCommandEvent =
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
     Ok(CommandInput {
-        user: ChatUserId::new(event.user_id.to_string()),
+        user: ChatUserId::slack(event.user_id.to_string()),
         text: event.text.unwrap_or_default(),
         reply_to: Some(event.response_url.0.to_string()),
     })
@@ -64,7 +64,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Action, PayloadError> {
         return Ok(Action::Ignored);
     };
     let click = |request_id: RequestId| Click {
-        user: ChatUserId::new(user.id.to_string()),
+        user: ChatUserId::slack(user.id.to_string()),
         request_id,
         reply_to: event.response_url.as_ref().map(|u| u.0.to_string()),
     };

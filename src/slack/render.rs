@@ -656,7 +656,7 @@ mod tests {
 
     fn request() -> Request {
         let mut r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             None,
             GrantDuration::parse("20m").unwrap(),
             vec![
@@ -692,7 +692,7 @@ mod tests {
         let pending = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(pending.contains(actions::APPROVE) && pending.contains(actions::DENY));
         r.state = RequestState::Denied;
-        r.decided_by = Some(ChatUserId::new("U2"));
+        r.decided_by = Some(ChatUserId::slack("U2"));
         r.decided_at = Some(chrono::Utc::now());
         let denied = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(!denied.contains(actions::APPROVE) && !denied.contains(actions::DENY));
@@ -874,11 +874,11 @@ mod tests {
                 ..device.clone()
             })
             .collect();
-        r.decided_by = Some(ChatUserId::new("U2"));
+        r.decided_by = Some(ChatUserId::slack("U2"));
         r.decided_at = Some(chrono::Utc::now());
         r.expires_at = Some(chrono::Utc::now());
         r.ended_at = Some(chrono::Utc::now());
-        r.ended_by = Some(ChatUserId::new("U2"));
+        r.ended_by = Some(ChatUserId::slack("U2"));
         r.end_cause = Some(EndCause::EndedEarly);
         r
     }
@@ -993,7 +993,7 @@ mod tests {
                 error: long.clone(),
             },
             Event::Approved {
-                by: ChatUserId::new("U2"),
+                by: ChatUserId::slack("U2"),
             },
         ];
         for event in &events {

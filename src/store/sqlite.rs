@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use crate::domain::{
-    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Request, RequestId,
-    RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Platform, Request,
+    RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
 
@@ -181,9 +181,13 @@ fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
         Ok(row.try_get::<Option<String>, _>(col)?)
     };
     let state: String = row.try_get("state")?;
+    let platform: String = row.try_get("platform")?;
+    let platform =
+        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
+    let person = |id: String| ChatUserId::new(platform, id);
     Ok(Request {
         id: RequestId::from_stored(row.try_get("id")?),
-        requester: ChatUserId::new(row.try_get::<String, _>("requester")?),
+        requester: person(row.try_get("requester")?),
         reply_to: row.try_get("reply_to")?,
         duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
         words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
@@ -199,12 +203,12 @@ fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
         prior: json_opt("prior")?
             .map(|p| serde_json::from_str(&p))
             .transpose()?,
-        decided_by: json_opt("decided_by")?.map(ChatUserId::new),
+        decided_by: json_opt("decided_by")?.map(person),
         decided_at: opt_ts(row.try_get("decided_at")?),
         elevated_at: opt_ts(row.try_get("elevated_at")?),
         expires_at: opt_ts(row.try_get("expires_at")?),
         ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: json_opt("ended_by")?.map(ChatUserId::new),
+        ended_by: json_opt("ended_by")?.map(person),
         end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
         left_alone: row.try_get("left_alone")?,
         approval_message: row.try_get("approval_message")?,
@@ -230,7 +234,7 @@ fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
 }
 
 /// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
+const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -409,8 +413,9 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<()> {
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO requests (id, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(r.id.as_str())
+            .bind(r.platform().as_str())
             .bind(r.requester.as_str())
             .bind(&r.reply_to)
             .bind(r.duration.as_secs() as i64)
@@ -439,8 +444,9 @@ impl Store for SqliteStore {
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
         let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
+            .bind(requester.platform().as_str())
             .bind(requester.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -723,7 +729,7 @@ mod tests {
 
     async fn insert(store: &SqliteStore, jobs: &[NewJob], notices: &[Notice]) -> Request {
         let r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             Some("https://r".into()),
             GrantDuration::from_secs(600),
             vec!["why".into()],
@@ -765,6 +771,21 @@ mod tests {
         let r = insert(&s, &[], &[]).await;
         assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
         assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
+    }
+
+    #[tokio::test]
+    async fn a_request_stays_on_its_platform_and_only_its_requester_sees_it() {
+        let s = store().await;
+        let r = insert(&s, &[], &[]).await;
+        let back = s.request(&r.id).await.unwrap().unwrap();
+        assert_eq!(back.platform(), crate::domain::Platform::Slack);
+        let same_id_on_teams = ChatUserId::teams(r.requester.as_str());
+        assert!(s
+            .open_requests_of(&same_id_on_teams)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.open_requests_of(&r.requester).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
