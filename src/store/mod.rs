@@ -6,5 +6,6 @@
 //! not at all.
 
 mod sqlite;
+mod write_queue;
 
 pub use sqlite::SqliteStore;

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
+use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
     AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Platform, Request,
     RequestId, RequestState, SystemId, Timestamp,
@@ -23,10 +24,18 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Writers queue here, in order, instead of meeting SQLite's lock and
-    /// its busy handler, which sleeps in steps of milliseconds. Readers do
-    /// not take it (WAL lets them run beside the writer).
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Writers queue here, revocations first (see [`WriteQueue`]). Readers
+    /// do not (WAL lets them run beside the writer).
+    writer: std::sync::Arc<WriteQueue>,
+}
+
+/// Revocation writes go first in the writer queue.
+fn revocation_if(part_of_a_revocation: bool) -> Urgency {
+    if part_of_a_revocation {
+        Urgency::Revocation
+    } else {
+        Urgency::Normal
+    }
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -411,7 +420,7 @@ impl Store for SqliteStore {
         notices: &[Notice],
         jobs: &[NewJob],
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(r.id.as_str())
@@ -470,7 +479,13 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(matches!(
+                t.to.state,
+                RequestState::Revoking | RequestState::Ended
+            )))
+            .await;
         let r = &t.to;
         // Commits default to `synchronous = NORMAL`: safe against a process
         // crash, and cheap enough to acknowledge Slack at once. A transition
@@ -498,7 +513,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         sqlx::query("UPDATE requests SET approval_message = ? WHERE id = ?")
             .bind(reference)
             .bind(id.as_str())
@@ -508,7 +523,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
         insert_notices(&mut tx, id, notices).await?;
         tx.commit().await?;
@@ -516,7 +531,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
@@ -529,7 +544,10 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         scope: ClaimScope,
     ) -> anyhow::Result<Option<Job>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(scope == ClaimScope::Revocations))
+            .await;
         let kind = match scope {
             ClaimScope::Revocations => Some(JobKind::Revoke.name()),
             ClaimScope::Any => None,
@@ -562,7 +580,10 @@ impl Store for SqliteStore {
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(job.kind == JobKind::Revoke))
+            .await;
         // Fenced by the attempt: a slow old attempt cannot finish a newer one.
         sqlx::query("UPDATE jobs SET done_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(now))
@@ -574,7 +595,10 @@ impl Store for SqliteStore {
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(job.kind == JobKind::Revoke))
+            .await;
         sqlx::query("UPDATE jobs SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(due_at))
             .bind(error)
@@ -591,7 +615,7 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let rows = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id IN (SELECT o.id FROM outbox o \
@@ -631,7 +655,7 @@ impl Store for SqliteStore {
     }
 
     async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
             .bind(ms(now))
             .bind(id)
@@ -641,12 +665,12 @@ impl Store for SqliteStore {
     }
 
     async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         mark_failed(&self.pool, id, now, error).await
     }
 
     async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         sqlx::query(
             "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
         )
