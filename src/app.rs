@@ -50,7 +50,7 @@ impl App {
             config.policy.clone(),
             config.workers,
         );
-        let limits = Limits::resolve(&config.http);
+        let limits = Limits::resolve(&config.http, config.workers.total);
         let state = AppState {
             engine: engine.clone(),
             slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),
