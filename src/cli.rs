@@ -144,9 +144,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: TeamsCommand::Package { app_id, host, out },
         } => {
             let zip = crate::teams::package::build(&app_id, &host)?;
-            std::fs::write(&out, zip)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!("wrote {}: upload it in Teams (Apps → Manage your apps → Upload an app)", out.display());
+            std::fs::write(&out, zip).with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {}: upload it in Teams (Apps → Manage your apps → Upload an app)",
+                out.display()
+            );
             Ok(())
         }
         CliCommand::Audit {

@@ -22,7 +22,9 @@ struct Setup {
 
 async fn setup() -> Setup {
     let fake = FakeBotFramework::start().await;
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
+    ));
     let settings = fake.settings();
     let auth = BotFrameworkAuth::new(&settings, http_client(settings.timeout), clock.clone());
     Setup { fake, clock, auth }
@@ -34,11 +36,17 @@ impl Setup {
     }
 
     fn valid_header(&self) -> String {
-        format!("Bearer {}", self.fake.sign(&self.fake.claims(self.clock.now(), &self.service_url())))
+        format!(
+            "Bearer {}",
+            self.fake
+                .sign(&self.fake.claims(self.clock.now(), &self.service_url()))
+        )
     }
 
     async fn verify(&self, header: &str) -> Result<tempadmin::teams::auth::Claims, AuthError> {
-        self.auth.verify(Some(header), &self.service_url(), CHANNEL_ID).await
+        self.auth
+            .verify(Some(header), &self.service_url(), CHANNEL_ID)
+            .await
     }
 }
 
@@ -132,7 +140,11 @@ async fn unknown_kids_cause_at_most_one_fetch_a_minute_even_in_a_burst() {
     let burst: Vec<_> = (0..8).map(|_| s.verify(&token)).collect();
     let results = futures::future::join_all(burst).await;
     assert!(results.iter().all(|r| *r == Err(AuthError::UnknownKey)));
-    assert_eq!(s.fake.key_fetches(), 2, "one initial fetch, one for the whole burst");
+    assert_eq!(
+        s.fake.key_fetches(),
+        2,
+        "one initial fetch, one for the whole burst"
+    );
 
     s.clock.advance(Duration::from_secs(59));
     assert_eq!(s.verify(&token).await, Err(AuthError::UnknownKey));
@@ -145,7 +157,9 @@ async fn unknown_kids_cause_at_most_one_fetch_a_minute_even_in_a_burst() {
 #[tokio::test]
 async fn a_token_minted_for_another_service_url_is_refused() {
     let s = setup().await;
-    let claims = s.fake.claims(s.clock.now(), "https://smba.trafficmanager.net/amer/");
+    let claims = s
+        .fake
+        .claims(s.clock.now(), "https://smba.trafficmanager.net/amer/");
     let header = format!("Bearer {}", s.fake.sign(&claims));
     assert_eq!(s.verify(&header).await, Err(AuthError::ServiceUrl));
 }
@@ -157,8 +171,15 @@ async fn an_unsigned_token_with_alg_none_is_refused() {
     let claims = serde_json::to_vec(&s.fake.claims(s.clock.now(), &s.service_url())).unwrap();
     let token = format!("Bearer {header}.{}.", b64(&claims));
     // An empty signature still has three parts.
-    assert_eq!(s.verify(&token).await, Err(AuthError::Algorithm("none".into())));
-    assert_eq!(s.fake.key_fetches(), 0, "refused before any key is looked up");
+    assert_eq!(
+        s.verify(&token).await,
+        Err(AuthError::Algorithm("none".into()))
+    );
+    assert_eq!(
+        s.fake.key_fetches(),
+        0,
+        "refused before any key is looked up"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +207,10 @@ async fn a_key_that_does_not_endorse_the_channel_is_refused() {
     let mut claims = s.fake.claims(s.clock.now(), &s.service_url());
     claims.kid = Some(webchat_only);
     let header = format!("Bearer {}", s.fake.sign(&claims));
-    assert_eq!(s.verify(&header).await, Err(AuthError::Endorsement(CHANNEL_ID.into())));
+    assert_eq!(
+        s.verify(&header).await,
+        Err(AuthError::Endorsement(CHANNEL_ID.into()))
+    );
     // And a valid msteams token names its channel: another channel id fails.
     let ok = s.valid_header();
     assert_eq!(
@@ -218,11 +242,25 @@ async fn a_missing_or_garbled_header_is_refused() {
         s.auth.verify(None, &s.service_url(), CHANNEL_ID).await,
         Err(AuthError::MissingHeader)
     );
-    for garbled in ["", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not-a-jwt", "Bearer a.b.c", "Bearer ..."] {
-        assert_eq!(s.verify(garbled).await, Err(AuthError::Malformed), "{garbled:?}");
+    for garbled in [
+        "",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-jwt",
+        "Bearer a.b.c",
+        "Bearer ...",
+    ] {
+        assert_eq!(
+            s.verify(garbled).await,
+            Err(AuthError::Malformed),
+            "{garbled:?}"
+        );
     }
     let token = s.valid_header();
-    assert!(s.verify(&token.replacen("Bearer ", "Token ", 1)).await.is_err());
+    assert!(s
+        .verify(&token.replacen("Bearer ", "Token ", 1))
+        .await
+        .is_err());
 }
 
 #[tokio::test]

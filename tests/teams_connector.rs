@@ -9,8 +9,12 @@ use secrecy::SecretString;
 use serde_json::json;
 use tempadmin::engine::clock::ManualClock;
 use tempadmin::engine::ports::ChatError;
-use tempadmin::sim::teams::{FakeBotFramework, SimUser, APPROVALS_CONVERSATION, APP_PASSWORD, TENANT_ID};
-use tempadmin::teams::connector::{card_activity, text_activity, thread_conversation_id, Connector};
+use tempadmin::sim::teams::{
+    FakeBotFramework, SimUser, APPROVALS_CONVERSATION, APP_PASSWORD, TENANT_ID,
+};
+use tempadmin::teams::connector::{
+    card_activity, text_activity, thread_conversation_id, Connector,
+};
 use tempadmin::teams::TeamsSettings;
 
 fn ada() -> SimUser {
@@ -40,11 +44,17 @@ struct Setup {
 async fn setup_with(change: impl FnOnce(&mut TeamsSettings)) -> Setup {
     let fake = FakeBotFramework::start().await;
     fake.add_user(ada());
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
+    ));
     let mut settings = fake.settings();
     change(&mut settings);
     let connector = Connector::new(&settings, clock.clone());
-    Setup { fake, clock, connector }
+    Setup {
+        fake,
+        clock,
+        connector,
+    }
 }
 
 async fn setup() -> Setup {
@@ -57,11 +67,20 @@ async fn a_card_is_posted_to_the_channel_and_updated_in_place() {
     let url = s.fake.service_url();
     let id = s
         .connector
-        .send_to_conversation(&url, APPROVALS_CONVERSATION, &card_activity(card("Ada asks")))
+        .send_to_conversation(
+            &url,
+            APPROVALS_CONVERSATION,
+            &card_activity(card("Ada asks")),
+        )
         .await
         .unwrap();
     s.connector
-        .update_activity(&url, APPROVALS_CONVERSATION, &id, &card_activity(card("Approved")))
+        .update_activity(
+            &url,
+            APPROVALS_CONVERSATION,
+            &id,
+            &card_activity(card("Approved")),
+        )
         .await
         .unwrap();
     let posted = s.fake.activities();
@@ -80,11 +99,20 @@ async fn replies_land_in_the_cards_thread_by_either_address() {
     let url = s.fake.service_url();
     let root = s
         .connector
-        .send_to_conversation(&url, APPROVALS_CONVERSATION, &card_activity(card("Ada asks")))
+        .send_to_conversation(
+            &url,
+            APPROVALS_CONVERSATION,
+            &card_activity(card("Ada asks")),
+        )
         .await
         .unwrap();
     s.connector
-        .reply_to_activity(&url, APPROVALS_CONVERSATION, &root, &text_activity("15 minutes left"))
+        .reply_to_activity(
+            &url,
+            APPROVALS_CONVERSATION,
+            &root,
+            &text_activity("15 minutes left"),
+        )
         .await
         .unwrap();
     let thread = thread_conversation_id(APPROVALS_CONVERSATION, &root);
@@ -101,7 +129,10 @@ async fn replies_land_in_the_cards_thread_by_either_address() {
     assert_eq!(texts, ["15 minutes left", "5 minutes left"]);
     // The id went out percent-encoded and arrived whole.
     let paths: Vec<_> = s.fake.calls().into_iter().map(|c| c.path).collect();
-    assert!(paths.contains(&format!("/emea/v3/conversations/{thread}/activities")), "{paths:?}");
+    assert!(
+        paths.contains(&format!("/emea/v3/conversations/{thread}/activities")),
+        "{paths:?}"
+    );
 }
 
 #[tokio::test]
@@ -113,9 +144,16 @@ async fn a_direct_message_goes_through_the_personal_conversation() {
         .create_personal_conversation(&url, "29:1ada", TENANT_ID)
         .await
         .unwrap();
-    assert_eq!(s.fake.personal_conversation_of("29:1ada"), Some(conversation.clone()));
+    assert_eq!(
+        s.fake.personal_conversation_of("29:1ada"),
+        Some(conversation.clone())
+    );
     s.connector
-        .send_to_conversation(&url, &conversation, &text_activity("You are admin until 09:20"))
+        .send_to_conversation(
+            &url,
+            &conversation,
+            &text_activity("You are admin until 09:20"),
+        )
         .await
         .unwrap();
     let create = s
@@ -124,7 +162,10 @@ async fn a_direct_message_goes_through_the_personal_conversation() {
         .into_iter()
         .find(|c| c.path == "/emea/v3/conversations")
         .unwrap();
-    assert_eq!(create.body["bot"]["id"], format!("28:{}", tempadmin::sim::teams::APP_ID));
+    assert_eq!(
+        create.body["bot"]["id"],
+        format!("28:{}", tempadmin::sim::teams::APP_ID)
+    );
     assert_eq!(create.body["isGroup"], false);
     assert_eq!(create.body["tenantId"], TENANT_ID);
 }
@@ -142,7 +183,9 @@ async fn a_member_lookup_gives_the_email_and_none_for_a_stranger() {
     assert_eq!(member.email.as_deref(), Some("ada@example.com"));
     assert_eq!(member.aad_object_id.as_deref(), Some("aad-ada"));
     assert_eq!(
-        s.connector.member(&url, APPROVALS_CONVERSATION, "29:1nobody").await,
+        s.connector
+            .member(&url, APPROVALS_CONVERSATION, "29:1nobody")
+            .await,
         Ok(None)
     );
 }
@@ -152,15 +195,24 @@ async fn one_token_serves_many_calls_until_shortly_before_it_expires() {
     let s = setup().await;
     let url = s.fake.service_url();
     for _ in 0..3 {
-        s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+        s.connector
+            .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+            .await
+            .unwrap();
     }
     assert_eq!(s.fake.token_requests(), 1);
     // 3599 s lifetime, renewed 5 minutes early.
     s.clock.advance(Duration::from_secs(3599 - 300 - 1));
-    s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+    s.connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await
+        .unwrap();
     assert_eq!(s.fake.token_requests(), 1);
     s.clock.advance(Duration::from_secs(2));
-    s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+    s.connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await
+        .unwrap();
     assert_eq!(s.fake.token_requests(), 2);
 }
 
@@ -168,9 +220,15 @@ async fn one_token_serves_many_calls_until_shortly_before_it_expires() {
 async fn a_revoked_token_is_replaced_once_and_the_call_succeeds() {
     let s = setup().await;
     let url = s.fake.service_url();
-    s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+    s.connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await
+        .unwrap();
     s.fake.revoke_tokens();
-    s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+    s.connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await
+        .unwrap();
     assert_eq!(s.fake.token_requests(), 2);
 }
 
@@ -192,7 +250,10 @@ async fn a_wrong_secret_is_a_permanent_error_that_does_not_quote_it() {
     assert!(!text.contains("not-the-password") && !text.contains(APP_PASSWORD));
     let recorded = &s.fake.calls()[0];
     assert_eq!(recorded.body["client_secret"], "***");
-    assert_eq!(recorded.body["scope"], "https://api.botframework.com/.default");
+    assert_eq!(
+        recorded.body["scope"],
+        "https://api.botframework.com/.default"
+    );
     assert_eq!(recorded.body["grant_type"], "client_credentials");
 }
 
@@ -200,14 +261,24 @@ async fn a_wrong_secret_is_a_permanent_error_that_does_not_quote_it() {
 async fn teams_throttling_and_outages_are_retryable() {
     let s = setup().await;
     let url = s.fake.service_url();
-    s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await.unwrap();
+    s.connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await
+        .unwrap();
     s.fake.rate_limit_next(1, 7);
     assert_eq!(
-        s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await,
-        Err(ChatError::RateLimited { retry_after: Some(Duration::from_secs(7)) })
+        s.connector
+            .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+            .await,
+        Err(ChatError::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        })
     );
     s.fake.set_down(true);
-    let down = s.connector.member(&url, APPROVALS_CONVERSATION, "29:1ada").await;
+    let down = s
+        .connector
+        .member(&url, APPROVALS_CONVERSATION, "29:1ada")
+        .await;
     assert!(matches!(down, Err(ChatError::Transient(_))), "{down:?}");
 }
 
@@ -217,9 +288,16 @@ async fn a_connector_that_never_answers_is_abandoned_after_the_timeout() {
     s.fake.set_hanging(true);
     let result = s
         .connector
-        .send_to_conversation(&s.fake.service_url(), APPROVALS_CONVERSATION, &text_activity("hi"))
+        .send_to_conversation(
+            &s.fake.service_url(),
+            APPROVALS_CONVERSATION,
+            &text_activity("hi"),
+        )
         .await;
-    assert!(matches!(result, Err(ChatError::Transient(ref e)) if e.contains("timed out")), "{result:?}");
+    assert!(
+        matches!(result, Err(ChatError::Transient(ref e)) if e.contains("timed out")),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +308,10 @@ async fn unknown_conversations_and_bad_cards_are_permanent_refusals() {
         .connector
         .send_to_conversation(&url, "19:nowhere@thread.tacv2", &text_activity("hi"))
         .await;
-    assert!(matches!(unknown, Err(ChatError::Permanent(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(ChatError::Permanent(_))),
+        "{unknown:?}"
+    );
 
     let mut versionless = card("no version");
     versionless.as_object_mut().unwrap().remove("version");
@@ -240,13 +321,18 @@ async fn unknown_conversations_and_bad_cards_are_permanent_refusals() {
         .await;
     assert_eq!(
         refused,
-        Err(ChatError::Permanent("Teams connector: HTTP 400 Bad Request, BadArgument".into()))
+        Err(ChatError::Permanent(
+            "Teams connector: HTTP 400 Bad Request, BadArgument".into()
+        ))
     );
 
     let missing = s
         .connector
         .update_activity(&url, APPROVALS_CONVERSATION, "999", &text_activity("x"))
         .await;
-    assert!(matches!(missing, Err(ChatError::Permanent(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(ChatError::Permanent(_))),
+        "{missing:?}"
+    );
     assert!(s.fake.activities().is_empty());
 }

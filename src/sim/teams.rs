@@ -46,7 +46,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::domain::Timestamp;
-use crate::teams::{TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE, BOT_FRAMEWORK_ISSUER, CONNECTOR_SCOPE};
+use crate::teams::{
+    TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE, BOT_FRAMEWORK_ISSUER, CONNECTOR_SCOPE,
+};
 
 /// The app id the simulations register their bot under.
 pub const APP_ID: &str = "00000000-0000-4000-8000-00000000b07f";
@@ -359,7 +361,10 @@ impl FakeBotFramework {
     pub fn public_key_der(&self) -> Vec<u8> {
         let inner = self.lock();
         let kid = inner.signing_kid.clone();
-        key_by_id(&inner, &kid).expect("signing key").public_der.clone()
+        key_by_id(&inner, &kid)
+            .expect("signing key")
+            .public_der
+            .clone()
     }
 
     /// Claims as the Bot Framework Service sends them for an activity from
@@ -380,7 +385,10 @@ impl FakeBotFramework {
     pub fn sign(&self, claims: &InboundClaims) -> String {
         let key = {
             let inner = self.lock();
-            let kid = claims.kid.clone().unwrap_or_else(|| inner.signing_kid.clone());
+            let kid = claims
+                .kid
+                .clone()
+                .unwrap_or_else(|| inner.signing_kid.clone());
             key_by_id(&inner, &kid).expect("a published key").clone()
         };
         let mut header = Header::new(Algorithm::RS256);
@@ -429,12 +437,20 @@ impl FakeBotFramework {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn route(&self, method: &Method, segments: &[String], headers: &HeaderMap, body: &Bytes) -> Response {
+    fn route(
+        &self,
+        method: &Method,
+        segments: &[String],
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (method.clone(), parts.as_slice()) {
             (Method::GET, ["v1", ".well-known", "openidconfiguration"]) => self.metadata(),
             (Method::GET, ["v1", ".well-known", "keys"]) => self.keys(),
-            (Method::POST, [tenant, "oauth2", "v2.0", "token"]) => self.token(tenant, headers, body),
+            (Method::POST, [tenant, "oauth2", "v2.0", "token"]) => {
+                self.token(tenant, headers, body)
+            }
             (_, ["emea", "v3", "conversations", rest @ ..]) => {
                 self.connector(method, rest, headers, body)
             }
@@ -478,7 +494,12 @@ impl FakeBotFramework {
         let form: BTreeMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
         if tenant != TENANT_ID && tenant != "botframework.com" {
-            return entra_error(StatusCode::BAD_REQUEST, "invalid_tenant", 90002, "Tenant not found.");
+            return entra_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_tenant",
+                90002,
+                "Tenant not found.",
+            );
         }
         if !form_ok || field("grant_type").is_empty() {
             return entra_error(
@@ -537,14 +558,25 @@ impl FakeBotFramework {
         )
     }
 
-    fn connector(&self, method: &Method, rest: &[&str], headers: &HeaderMap, body: &Bytes) -> Response {
+    fn connector(
+        &self,
+        method: &Method,
+        rest: &[&str],
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
         let mut inner = self.lock();
         if inner.rate_limited > 0 {
             inner.rate_limited -= 1;
-            let mut response = bf_error(StatusCode::TOO_MANY_REQUESTS, "Throttled", "Too many requests.");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(inner.retry_after_secs));
+            let mut response = bf_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Throttled",
+                "Too many requests.",
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(inner.retry_after_secs),
+            );
             return response;
         }
         let authorized = bearer(headers).is_some_and(|t| inner.tokens.contains(&t));
@@ -561,7 +593,11 @@ impl FakeBotFramework {
             match serde_json::from_slice::<Value>(body) {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "The request body is not valid JSON.")
+                    return bf_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadArgument",
+                        "The request body is not valid JSON.",
+                    )
                 }
             }
         };
@@ -570,13 +606,23 @@ impl FakeBotFramework {
             (Method::POST, [conversation, "activities"]) => {
                 post_activity(&mut inner, conversation, None, body_value, body.len())
             }
-            (Method::POST, [conversation, "activities", activity_id]) => {
-                post_activity(&mut inner, conversation, Some(activity_id), body_value, body.len())
+            (Method::POST, [conversation, "activities", activity_id]) => post_activity(
+                &mut inner,
+                conversation,
+                Some(activity_id),
+                body_value,
+                body.len(),
+            ),
+            (Method::PUT, [conversation, "activities", activity_id]) => update_activity(
+                &mut inner,
+                conversation,
+                activity_id,
+                body_value,
+                body.len(),
+            ),
+            (Method::GET, [conversation, "members", user]) => {
+                get_member(&inner, conversation, user)
             }
-            (Method::PUT, [conversation, "activities", activity_id]) => {
-                update_activity(&mut inner, conversation, activity_id, body_value, body.len())
-            }
-            (Method::GET, [conversation, "members", user]) => get_member(&inner, conversation, user),
             (_, [_, "activities", ..] | [_, "members", ..] | []) => bf_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
@@ -598,33 +644,63 @@ fn personal_id(user_id: &str) -> String {
 
 fn create_conversation(inner: &mut Inner, body: Option<Value>) -> Response {
     let Some(body) = body else {
-        return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "Conversation parameters are required.");
+        return bf_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "Conversation parameters are required.",
+        );
     };
     if body["bot"]["id"].as_str() != Some(&format!("28:{APP_ID}")) {
-        return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "The bot id is not this bot's.");
+        return bf_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "The bot id is not this bot's.",
+        );
     }
     let tenant = body["tenantId"]
         .as_str()
         .or_else(|| body["channelData"]["tenant"]["id"].as_str());
     if tenant != Some(TENANT_ID) {
-        return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "A valid tenant id is required.");
+        return bf_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "A valid tenant id is required.",
+        );
     }
     if body["isGroup"].as_bool() == Some(true) {
-        return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "Group chats cannot be created by bots.");
+        return bf_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "Group chats cannot be created by bots.",
+        );
     }
     let members = body["members"].as_array().cloned().unwrap_or_default();
     let [member] = members.as_slice() else {
-        return bf_error(StatusCode::BAD_REQUEST, "BadArgument", "A 1:1 conversation needs exactly one member.");
+        return bf_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "A 1:1 conversation needs exactly one member.",
+        );
     };
-    let Some(user) = member["id"].as_str().filter(|id| inner.users.contains_key(*id)) else {
-        return bf_error(StatusCode::NOT_FOUND, "MemberNotFoundInConversation", "The member is not in this tenant.");
+    let Some(user) = member["id"]
+        .as_str()
+        .filter(|id| inner.users.contains_key(*id))
+    else {
+        return bf_error(
+            StatusCode::NOT_FOUND,
+            "MemberNotFoundInConversation",
+            "The member is not in this tenant.",
+        );
     };
     let id = personal_id(user);
     let user = user.to_owned();
-    inner.conversations.entry(id.clone()).or_insert(Conversation {
-        is_group: false,
-        members: vec![user],
-    });
+    inner
+        .conversations
+        .entry(id.clone())
+        .or_insert(Conversation {
+            is_group: false,
+            members: vec![user],
+        });
     json_response(StatusCode::CREATED, json!({ "id": id }))
 }
 
@@ -650,13 +726,17 @@ fn post_activity(
     let is_group = found.is_group;
     let root = reply_to.or(thread_root);
     if let Some(root) = root {
-        if !inner.activities.iter().any(|a| a.conversation_id == base && a.id == root) {
+        if !inner
+            .activities
+            .iter()
+            .any(|a| a.conversation_id == base && a.id == root)
+        {
             return activity_not_found();
         }
     }
     let activity = match validate_activity(body, size) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let id = inner.next_id();
     inner.activities.push(SimActivity {
@@ -683,7 +763,7 @@ fn update_activity(
     }
     let activity = match validate_activity(body, size) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(existing) = inner
         .activities
@@ -702,7 +782,10 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
     let Some(found) = inner.conversations.get(base) else {
         return conversation_not_found();
     };
-    let person = inner.users.get(user).filter(|_| found.members.iter().any(|m| m == user));
+    let person = inner
+        .users
+        .get(user)
+        .filter(|_| found.members.iter().any(|m| m == user));
     let Some(person) = person else {
         return bf_error(
             StatusCode::NOT_FOUND,
@@ -725,10 +808,10 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
 }
 
 /// What Teams refuses in an activity the bot sends.
-fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Response> {
-    let bad = |message: &str| bf_error(StatusCode::BAD_REQUEST, "BadArgument", message);
+fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Refusal> {
+    let bad = |message: &'static str| Refusal(StatusCode::BAD_REQUEST, "BadArgument", message);
     if size > MAX_ACTIVITY_BYTES {
-        return Err(bf_error(
+        return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "MessageSizeTooBig",
             "Message size too large.",
@@ -748,7 +831,9 @@ fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Response
         Value::Array(items) => items.clone(),
         _ => return Err(bad("attachments must be an array.")),
     };
-    let has_text = activity["text"].as_str().is_some_and(|t| !t.trim().is_empty());
+    let has_text = activity["text"]
+        .as_str()
+        .is_some_and(|t| !t.trim().is_empty());
     if !has_text && attachments.is_empty() {
         return Err(bad("A message needs text or attachments."));
     }
@@ -759,7 +844,9 @@ fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Response
         if content_type == ADAPTIVE_CARD_CONTENT_TYPE {
             let card = &attachment["content"];
             if card["type"].as_str() != Some("AdaptiveCard") {
-                return Err(bad("An Adaptive Card attachment's content must be of type AdaptiveCard."));
+                return Err(bad(
+                    "An Adaptive Card attachment's content must be of type AdaptiveCard.",
+                ));
             }
             if card["version"].as_str().is_none_or(str::is_empty) {
                 return Err(bad("An Adaptive Card needs a version."));
@@ -769,15 +856,29 @@ fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Response
                     return Err(bad("An Adaptive Card's body and actions must be arrays."));
                 }
             }
-        } else if content_type.contains("vnd.microsoft.card") && !attachment["content"].is_object() {
+        } else if content_type.contains("vnd.microsoft.card") && !attachment["content"].is_object()
+        {
             return Err(bad("A card attachment needs content."));
         }
     }
     Ok(activity)
 }
 
+/// A refusal in the Bot Framework's error shape.
+struct Refusal(StatusCode, &'static str, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        bf_error(self.0, self.1, self.2)
+    }
+}
+
 fn conversation_not_found() -> Response {
-    bf_error(StatusCode::NOT_FOUND, "ConversationNotFound", "Conversation not found.")
+    bf_error(
+        StatusCode::NOT_FOUND,
+        "ConversationNotFound",
+        "Conversation not found.",
+    )
 }
 
 fn activity_not_found() -> Response {
@@ -789,7 +890,10 @@ fn activity_not_found() -> Response {
 }
 
 fn bf_error(status: StatusCode, code: &str, message: &str) -> Response {
-    json_response(status, json!({ "error": { "code": code, "message": message } }))
+    json_response(
+        status,
+        json!({ "error": { "code": code, "message": message } }),
+    )
 }
 
 fn entra_error(status: StatusCode, error: &str, code: u64, description: &str) -> Response {
@@ -815,7 +919,9 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn generate_key(endorsements: &[&str]) -> SimKey {
@@ -879,7 +985,11 @@ async fn handle(
         std::future::pending::<()>().await;
     }
     if down {
-        return bf_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Service unavailable.");
+        return bf_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Service unavailable.",
+        );
     }
     fake.route(&method, &segments, &headers, &body)
 }

@@ -118,7 +118,8 @@ pub fn card_action(
         "action": { "type": "Action.Execute", "verb": verb, "data": data },
         "trigger": "manual"
     });
-    activity["channelData"] = json!({ "tenant": { "id": TENANT_ID }, "source": { "name": "message" } });
+    activity["channelData"] =
+        json!({ "tenant": { "id": TENANT_ID }, "source": { "name": "message" } });
     activity
 }
 
@@ -132,7 +133,8 @@ pub fn conversation_update(
 ) -> Value {
     let id = format!("f:{}", now.timestamp_millis());
     let mut activity = base("conversationUpdate", service_url, &id, now);
-    activity["from"] = json!({ "id": "29:installer", "aadObjectId": "00000000-0000-0000-0000-0000000000ff" });
+    activity["from"] =
+        json!({ "id": "29:installer", "aadObjectId": "00000000-0000-0000-0000-0000000000ff" });
     activity["membersAdded"] = json!(members_added);
     activity["conversation"] = json!({
         "isGroup": conversation_id.starts_with("19:"),
@@ -140,7 +142,8 @@ pub fn conversation_update(
         "tenantId": TENANT_ID,
         "id": conversation_id
     });
-    activity["channelData"] = json!({ "tenant": { "id": TENANT_ID }, "eventType": "teamMemberAdded" });
+    activity["channelData"] =
+        json!({ "tenant": { "id": TENANT_ID }, "eventType": "teamMemberAdded" });
     activity
 }
 
@@ -159,7 +162,10 @@ pub async fn post_activity(
     now: Timestamp,
 ) -> reqwest::Result<reqwest::Response> {
     http.post(url)
-        .header(reqwest::header::AUTHORIZATION, fake.authorization(activity, now))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            fake.authorization(activity, now),
+        )
         .json(activity)
         .send()
         .await

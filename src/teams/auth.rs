@@ -223,8 +223,10 @@ impl BotFrameworkAuth {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation).map_err(
-            |e| match e.kind() {
+        let data =
+            jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation).map_err(|e| match e
+                .kind()
+            {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer
                 | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::Issuer,
@@ -233,8 +235,7 @@ impl BotFrameworkAuth {
                     AuthError::Algorithm("mismatched".into())
                 }
                 _ => AuthError::Malformed,
-            },
-        )?;
+            })?;
         let claims = data.claims;
         if claims.iss.as_deref() != Some(BOT_FRAMEWORK_ISSUER) {
             return Err(AuthError::Issuer);
@@ -243,7 +244,7 @@ impl BotFrameworkAuth {
         // hang on a library's defaults for absent claims.
         let audience_ok = match &claims.aud {
             Audience::One(a) => *a == self.app_id,
-            Audience::Many(all) => all.iter().any(|a| *a == self.app_id),
+            Audience::Many(all) => all.contains(&self.app_id),
         };
         if !audience_ok {
             return Err(AuthError::Audience);

@@ -153,7 +153,10 @@ impl Connector {
         conversation_id: &str,
         activity: &Value,
     ) -> Result<String, ChatError> {
-        let url = endpoint(service_url, &["v3", "conversations", conversation_id, "activities"])?;
+        let url = endpoint(
+            service_url,
+            &["v3", "conversations", conversation_id, "activities"],
+        )?;
         let answer: ResourceResponse = self.call(Method::POST, url, Some(activity)).await?;
         Ok(answer.id)
     }
@@ -169,7 +172,13 @@ impl Connector {
     ) -> Result<String, ChatError> {
         let url = endpoint(
             service_url,
-            &["v3", "conversations", conversation_id, "activities", activity_id],
+            &[
+                "v3",
+                "conversations",
+                conversation_id,
+                "activities",
+                activity_id,
+            ],
         )?;
         let answer: ResourceResponse = self.call(Method::POST, url, Some(activity)).await?;
         Ok(answer.id)
@@ -185,7 +194,13 @@ impl Connector {
     ) -> Result<(), ChatError> {
         let url = endpoint(
             service_url,
-            &["v3", "conversations", conversation_id, "activities", activity_id],
+            &[
+                "v3",
+                "conversations",
+                conversation_id,
+                "activities",
+                activity_id,
+            ],
         )?;
         let mut activity = activity.clone();
         if let Some(fields) = activity.as_object_mut() {
@@ -346,9 +361,8 @@ impl Connector {
                 )),
             });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(|_| {
-            ChatError::Transient("Teams token endpoint: unexpected answer".into())
-        })?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|_| ChatError::Transient("Teams token endpoint: unexpected answer".into()))?;
         let lifetime = Duration::from_secs(answer.expires_in);
         // A short-lived token is renewed halfway through instead.
         let keep = lifetime
@@ -459,8 +473,14 @@ mod tests {
 
     #[test]
     fn a_service_url_without_a_trailing_slash_joins_the_same() {
-        let a = endpoint("https://smba.trafficmanager.net/amer", &["v3", "conversations"]);
-        let b = endpoint("https://smba.trafficmanager.net/amer/", &["v3", "conversations"]);
+        let a = endpoint(
+            "https://smba.trafficmanager.net/amer",
+            &["v3", "conversations"],
+        );
+        let b = endpoint(
+            "https://smba.trafficmanager.net/amer/",
+            &["v3", "conversations"],
+        );
         assert_eq!(a.unwrap(), b.unwrap());
     }
 

@@ -25,7 +25,9 @@ pub enum PackageError {
     #[error("the app id `{0}` is not a GUID like 00000000-0000-0000-0000-000000000000 (the Azure Bot's Microsoft App ID)")]
     AppId(String),
     /// The host is not a bare DNS name.
-    #[error("the host `{0}` is not a DNS name like tempadmin.example.com (no scheme, port or path)")]
+    #[error(
+        "the host `{0}` is not a DNS name like tempadmin.example.com (no scheme, port or path)"
+    )]
     Host(String),
     /// Writing the zip failed.
     #[error("cannot write the package: {0}")]
@@ -83,7 +85,9 @@ fn is_host(text: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -110,8 +114,14 @@ mod tests {
         let m: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(m["id"], APP);
         assert_eq!(m["bots"][0]["botId"], APP);
-        assert_eq!(m["validDomains"], serde_json::json!(["tempadmin.example.com"]));
-        assert_eq!(m["developer"]["websiteUrl"], "https://tempadmin.example.com/");
+        assert_eq!(
+            m["validDomains"],
+            serde_json::json!(["tempadmin.example.com"])
+        );
+        assert_eq!(
+            m["developer"]["websiteUrl"],
+            "https://tempadmin.example.com/"
+        );
         assert!(!text.contains("{{"), "every placeholder is filled");
 
         let mut icon = Vec::new();
@@ -124,8 +134,12 @@ mod tests {
 
     #[test]
     fn the_bot_serves_personal_chats_and_teams_with_the_four_commands() {
-        let m: serde_json::Value = serde_json::from_str(&manifest(APP, "a.example").unwrap()).unwrap();
-        assert_eq!(m["bots"][0]["scopes"], serde_json::json!(["personal", "team"]));
+        let m: serde_json::Value =
+            serde_json::from_str(&manifest(APP, "a.example").unwrap()).unwrap();
+        assert_eq!(
+            m["bots"][0]["scopes"],
+            serde_json::json!(["personal", "team"])
+        );
         let titles: Vec<&str> = m["bots"][0]["commandLists"][0]["commands"]
             .as_array()
             .unwrap()
@@ -149,9 +163,21 @@ mod tests {
 
     #[test]
     fn a_bad_app_id_or_host_is_refused_before_anything_is_written() {
-        assert!(matches!(build("not-a-guid", "a.example"), Err(PackageError::AppId(_))));
-        for host in ["https://a.example", "a.example/teams", "a.example:443", "localhost", ""] {
-            assert!(matches!(build(APP, host), Err(PackageError::Host(_))), "{host}");
+        assert!(matches!(
+            build("not-a-guid", "a.example"),
+            Err(PackageError::AppId(_))
+        ));
+        for host in [
+            "https://a.example",
+            "a.example/teams",
+            "a.example:443",
+            "localhost",
+            "",
+        ] {
+            assert!(
+                matches!(build(APP, host), Err(PackageError::Host(_))),
+                "{host}"
+            );
         }
     }
 }
