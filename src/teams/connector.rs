@@ -287,8 +287,11 @@ impl Connector {
                 .await
                 .map_err(|e| ChatError::Transient(format!("Teams connector: {}", describe(e))))?;
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                continue;
+            if status == StatusCode::UNAUTHORIZED {
+                if attempt == 0 {
+                    continue;
+                }
+                break;
             }
             let retry_after = retry_after(response.headers());
             let bytes = read_capped(response)
