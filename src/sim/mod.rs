@@ -1,4 +1,5 @@
-//! Loopback simulators of the outside services, shared by `tempadmin demo`,
+//! Loopback simulators of the outside services (Slack, JumpCloud, the Bot
+//! Framework), shared by `tempadmin demo`,
 //! the integration tests and the benchmark. They follow the real APIs'
 //! documented shapes and record every call.
 
@@ -6,6 +7,8 @@ pub mod block_kit;
 pub mod jumpcloud;
 pub mod slack;
 pub mod slack_sender;
+pub mod teams;
+pub mod teams_sender;
 
 use std::time::Duration;
 
