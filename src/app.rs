@@ -138,12 +138,16 @@ impl App {
         )
         .await;
         let _ = scheduler.await;
+        if let Err(e) = self.store.release_leases().await {
+            tracing::warn!(error = %e, "could not release leases; the next start does");
+        }
         self.store.close().await;
         Ok(())
     }
 
     /// Serves HTTP only; jobs run when the caller calls `engine.run_due()`.
-    /// This is how tests make time and work deterministic.
+    /// This is how tests make time and work deterministic. Closes the
+    /// database when done, so that a new `App` may open the same SQLite file.
     pub async fn serve_only(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -156,6 +160,7 @@ impl App {
             shutdown,
         )
         .await;
+        self.store.close().await;
         Ok(())
     }
 }

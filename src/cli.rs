@@ -123,7 +123,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     format,
                 },
         } => {
-            let store = SqliteStore::open(&database_url).await?;
+            // Beside a running server: SQLite allows one serving process,
+            // and reading the audit trail must neither wait for nor
+            // disturb it.
+            let store = SqliteStore::open_reader(&database_url).await?;
             let entries = store.audit_since(since).await?;
             let stdout = std::io::stdout();
             write_audit(&entries, format, stdout.lock())?;

@@ -27,6 +27,41 @@ pub struct SqliteStore {
     /// its busy handler, which sleeps in steps of milliseconds. Readers do
     /// not take it (WAL lets them run beside the writer).
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The exclusive lock on `<database>.lock`, held from `open` until
+    /// `close` (or until the last clone is dropped, or the process ends): a
+    /// second process on the same file is refused, because `open` releases
+    /// every lease in the file, which is only safe when nobody else holds
+    /// one. `None` for in-memory databases and for readers.
+    lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+}
+
+/// Takes the exclusive lock beside the database file, or says which file
+/// another process holds. The kernel drops the lock when the process dies,
+/// however it dies, so a crash never leaves it behind.
+fn lock_database(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => anyhow::bail!(
+            "another tempadmin process is using the SQLite database {} (it holds {}). \
+             SQLite serves one process only; stop the other one, or run several \
+             replicas on PostgreSQL (database_url = \"postgres://…\")",
+            database.display(),
+            path.display()
+        ),
+        Err(fs4::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -58,6 +93,12 @@ impl SqliteStore {
             // inside whichever request's commit crosses the threshold.
             .pragma("wal_autocheckpoint", "0");
         let in_memory = url.contains(":memory:");
+        // Before anything is written: a second process must change nothing.
+        let lock = if in_memory {
+            None
+        } else {
+            Some(lock_database(options.get_filename())?)
+        };
         #[cfg(unix)]
         if !in_memory {
             owner_only(options.get_filename())?;
@@ -124,6 +165,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: Default::default(),
+            lock: std::sync::Arc::new(std::sync::Mutex::new(lock)),
         };
         store.release_leases().await?;
         if !in_memory {
@@ -155,24 +197,35 @@ impl SqliteStore {
         }
     }
 
-    async fn release_leases(&self) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    /// Opens an existing database to read it (the audit export) beside a
+    /// running server: no lock, no migrations, no lease released, and
+    /// SQLite refuses any write on this connection.
+    pub async fn open_reader(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("database_url `{url}` is not a SQLite URL"))?
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {url}"))?;
+        Ok(Self {
+            pool,
+            writer: Default::default(),
+            lock: Default::default(),
+        })
     }
 
-    /// Checkpoints the log into the database file and closes the pool.
+    /// Checkpoints the log into the database file, closes the pool, and
+    /// lets the next process have the file.
     pub async fn close(&self) {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
         self.pool.close().await;
+        let held = self.lock.lock().map(|mut held| held.take());
+        drop(held);
     }
 }
 
@@ -624,31 +677,52 @@ impl Store for SqliteStore {
         Ok(messages)
     }
 
-    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.lock().await;
-        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
             .bind(ms(now))
-            .bind(id)
+            .bind(message.id)
+            .bind(message.attempt as i64)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.lock().await;
-        mark_failed(&self.pool, id, now, error).await
+        sqlx::query("UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(now))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.lock().await;
-        sqlx::query(
-            "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
-        )
-        .bind(ms(due_at))
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -691,6 +765,21 @@ impl Store for SqliteStore {
             .into_iter()
             .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
             .collect())
+    }
+
+    /// Every lease in the file is this process's: the lock file keeps any
+    /// other process out.
+    async fn release_leases(&self) -> anyhow::Result<()> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 
@@ -980,10 +1069,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(&a.id, &thread(1)), (&b.id, &thread(3))]
         );
-        s.retry_message(batch[0].id, t0() + TimeDelta::seconds(9), "429")
+        s.retry_message(&batch[0], t0() + TimeDelta::seconds(9), "429")
             .await
             .unwrap();
-        s.message_delivered(batch[1].id, t0()).await.unwrap();
+        s.message_delivered(&batch[1], t0()).await.unwrap();
         assert!(
             s.claim_messages(t0(), lease, 10).await.unwrap().is_empty(),
             "a's second message waits behind its first"
@@ -994,7 +1083,7 @@ mod tests {
             (retried[0].notice.clone(), retried[0].attempt),
             (thread(1), 2)
         );
-        s.message_failed(retried[0].id, later, "channel_not_found")
+        s.message_failed(&retried[0], later, "channel_not_found")
             .await
             .unwrap();
         let next = s.claim_messages(later, later, 10).await.unwrap();
