@@ -11,20 +11,20 @@ use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::engine::ports::{Chat, Clock, Directory, Store};
+use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::Engine;
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters};
 use crate::jumpcloud::JumpCloudClient;
 use crate::slack::client::SlackChat;
 use crate::slack::signature::SigningSecret;
-use crate::store::SqliteStore;
+use crate::store::Database;
 
 /// A built application, listening but not yet serving.
 pub struct App {
     /// The engine (tests drive its queue with `run_due`).
     pub engine: Arc<Engine>,
-    store: SqliteStore,
+    store: Database,
     listener: TcpListener,
     router: axum::Router,
     /// `/metrics` on its own address, when `metrics_listen` is set.
@@ -36,13 +36,12 @@ impl App {
     /// Opens the database, builds every part and binds `config.listen`
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.database_url).await?;
+        let store = Database::open(&config.database_url).await?;
         let directory: Arc<dyn Directory> =
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
         let chat: Arc<dyn Chat> = Arc::new(SlackChat::new(config.slack.api.clone())?);
-        let shared_store: Arc<dyn Store> = Arc::new(store.clone());
         let engine = Engine::new(
-            shared_store,
+            store.store(),
             directory,
             chat,
             clock,
@@ -138,10 +137,7 @@ impl App {
         )
         .await;
         let _ = scheduler.await;
-        if let Err(e) = self.store.release_leases().await {
-            tracing::warn!(error = %e, "could not release leases; the next start does");
-        }
-        self.store.close().await;
+        self.store.shut_down().await;
         Ok(())
     }
 
@@ -160,7 +156,7 @@ impl App {
             shutdown,
         )
         .await;
-        self.store.close().await;
+        self.store.shut_down().await;
         Ok(())
     }
 }
