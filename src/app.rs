@@ -12,20 +12,20 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::domain::Platform;
-use crate::engine::ports::{Chat, Clock, Directory, Store};
+use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters};
 use crate::jumpcloud::JumpCloudClient;
 use crate::slack::client::SlackChat;
 use crate::slack::signature::SigningSecret;
-use crate::store::SqliteStore;
+use crate::store::Database;
 
 /// A built application, listening but not yet serving.
 pub struct App {
     /// The engine (tests drive its queue with `run_due`).
     pub engine: Arc<Engine>,
-    store: SqliteStore,
+    store: Database,
     listener: TcpListener,
     router: axum::Router,
     /// `/metrics` on its own address, when `metrics_listen` is set.
@@ -37,13 +37,12 @@ impl App {
     /// Opens the database, builds every part and binds `config.listen`
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.database_url).await?;
+        let store = Database::open(&config.database_url).await?;
         let directory: Arc<dyn Directory> =
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
         let chat: Arc<dyn Chat> = Arc::new(SlackChat::new(config.slack.api.clone())?);
-        let shared_store: Arc<dyn Store> = Arc::new(store.clone());
         let engine = Engine::new(
-            shared_store,
+            store.store(),
             directory,
             Chats::default().with(Platform::Slack, chat),
             clock,
@@ -139,12 +138,13 @@ impl App {
         )
         .await;
         let _ = scheduler.await;
-        self.store.close().await;
+        self.store.shut_down().await;
         Ok(())
     }
 
     /// Serves HTTP only; jobs run when the caller calls `engine.run_due()`.
-    /// This is how tests make time and work deterministic.
+    /// This is how tests make time and work deterministic. Closes the
+    /// database when done, so that a new `App` may open the same SQLite file.
     pub async fn serve_only(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -157,6 +157,7 @@ impl App {
             shutdown,
         )
         .await;
+        self.store.shut_down().await;
         Ok(())
     }
 }

@@ -12,8 +12,7 @@ use crate::app::{shutdown_signal, App};
 use crate::config::Config;
 use crate::domain::{AuditEntry, GrantDuration, Timestamp};
 use crate::engine::clock::SystemClock;
-use crate::engine::ports::Store;
-use crate::store::SqliteStore;
+use crate::store::Database;
 
 /// Temporary admin rights on JumpCloud-managed computers, approved in Slack.
 ///
@@ -159,11 +158,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     format,
                 },
         } => {
-            let store = SqliteStore::open(&database_url).await?;
-            let entries = store.audit_since(since).await?;
+            // Beside a running server: SQLite allows one serving process,
+            // and reading the audit trail must neither wait for nor
+            // disturb it.
+            let database = Database::open_reader(&database_url).await?;
+            let entries = database.store().audit_since(since).await?;
             let stdout = std::io::stdout();
             write_audit(&entries, format, stdout.lock())?;
-            store.close().await;
+            database.close().await;
             Ok(())
         }
     }

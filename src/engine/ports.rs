@@ -330,13 +330,30 @@ pub trait Store: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>>;
-    /// Marks a message delivered.
-    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()>;
+    /// Marks a message delivered, if this attempt still holds it.
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
     /// Gives a message up for good (the chat service refused it), so later
-    /// messages of the same request can go.
-    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()>;
-    /// Releases a message to try again at `due_at`.
-    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()>;
+    /// messages of the same request can go; if this attempt still holds it.
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()>;
+    /// Releases a message to try again at `due_at`, if this attempt still
+    /// holds it. Like jobs, messages are fenced by attempt: a slow attempt
+    /// whose lease another process took over can neither release nor finish
+    /// the newer one (which would let the request's next message overtake it).
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()>;
 
     /// The earliest time any job or message becomes due (or its lease ends).
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>>;
@@ -347,4 +364,20 @@ pub trait Store: Send + Sync {
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>>;
     /// Counts of requests by state, for `/metrics`.
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>>;
+
+    /// Resolves when work may have been added or released by any process
+    /// sharing the database since the last time it resolved, so a sleeping
+    /// scheduler can look again before its next due time. Meant for one
+    /// waiter (the scheduler). Polling by due time stays the fallback: a
+    /// store that cannot hear other processes (SQLite has only one) keeps
+    /// this default, which never resolves.
+    async fn work_added(&self) {
+        std::future::pending::<()>().await
+    }
+
+    /// Gives up every lease this process holds, so other processes (or the
+    /// next start) may claim that work at once instead of after the lease.
+    /// Called on graceful shutdown, after the workers stopped; never
+    /// touches another process's leases.
+    async fn release_leases(&self) -> anyhow::Result<()>;
 }

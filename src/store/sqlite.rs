@@ -27,6 +27,12 @@ pub struct SqliteStore {
     /// Writers queue here, revocations first (see [`WriteQueue`]). Readers
     /// do not (WAL lets them run beside the writer).
     writer: std::sync::Arc<WriteQueue>,
+    /// The exclusive lock on `<database>.lock`, held from `open` until
+    /// `close` (or until the last clone is dropped, or the process ends): a
+    /// second process on the same file is refused, because `open` releases
+    /// every lease in the file, which is only safe when nobody else holds
+    /// one. `None` for in-memory databases and for readers.
+    lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 /// Revocation writes go first in the writer queue.
@@ -35,6 +41,35 @@ fn revocation_if(part_of_a_revocation: bool) -> Urgency {
         Urgency::Revocation
     } else {
         Urgency::Normal
+    }
+}
+
+/// Takes the exclusive lock beside the database file, or says which file
+/// another process holds. The kernel drops the lock when the process dies,
+/// however it dies, so a crash never leaves it behind.
+fn lock_database(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => anyhow::bail!(
+            "another tempadmin process is using the SQLite database {} (it holds {}). \
+             SQLite serves one process only; stop the other one, or run several \
+             replicas on PostgreSQL (database_url = \"postgres://…\")",
+            database.display(),
+            path.display()
+        ),
+        Err(fs4::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -67,6 +102,12 @@ impl SqliteStore {
             // inside whichever request's commit crosses the threshold.
             .pragma("wal_autocheckpoint", "0");
         let in_memory = url.contains(":memory:");
+        // Before anything is written: a second process must change nothing.
+        let lock = if in_memory {
+            None
+        } else {
+            Some(lock_database(options.get_filename())?)
+        };
         #[cfg(unix)]
         if !in_memory {
             owner_only(options.get_filename())?;
@@ -133,6 +174,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: Default::default(),
+            lock: std::sync::Arc::new(std::sync::Mutex::new(lock)),
         };
         store.release_leases().await?;
         if !in_memory {
@@ -164,24 +206,35 @@ impl SqliteStore {
         }
     }
 
-    async fn release_leases(&self) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    /// Opens an existing database to read it (the audit export) beside a
+    /// running server: no lock, no migrations, no lease released, and
+    /// SQLite refuses any write on this connection.
+    pub async fn open_reader(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("database_url `{url}` is not a SQLite URL"))?
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {url}"))?;
+        Ok(Self {
+            pool,
+            writer: Default::default(),
+            lock: Default::default(),
+        })
     }
 
-    /// Checkpoints the log into the database file and closes the pool.
+    /// Checkpoints the log into the database file, closes the pool, and
+    /// lets the next process have the file.
     pub async fn close(&self) {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
         self.pool.close().await;
+        let held = self.lock.lock().map(|mut held| held.take());
+        drop(held);
     }
 }
 
@@ -654,31 +707,52 @@ impl Store for SqliteStore {
         Ok(messages)
     }
 
-    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
             .bind(ms(now))
-            .bind(id)
+            .bind(message.id)
+            .bind(message.attempt as i64)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        mark_failed(&self.pool, id, now, error).await
+        sqlx::query("UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(now))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query(
-            "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
-        )
-        .bind(ms(due_at))
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -722,429 +796,19 @@ impl Store for SqliteStore {
             .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
             .collect())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{GrantDuration, Notice};
-    use chrono::TimeDelta;
-    use serde_json::json;
-
-    async fn store() -> SqliteStore {
-        SqliteStore::open("sqlite::memory:").await.unwrap()
-    }
-
-    fn t0() -> Timestamp {
-        ts(1_800_000_000_000)
-    }
-
-    fn audit(r: &Request, action: &str) -> AuditEntry {
-        AuditEntry {
-            at: t0(),
-            actor: "U1".into(),
-            action: action.into(),
-            request_id: r.id.clone(),
-            before: None,
-            after: Some(r.state),
-            detail: json!({}),
-        }
-    }
-
-    async fn insert(store: &SqliteStore, jobs: &[NewJob], notices: &[Notice]) -> Request {
-        let r = Request::new(
-            ChatUserId::slack("U1"),
-            Some("https://r".into()),
-            GrantDuration::from_secs(600),
-            vec!["why".into()],
-            t0(),
-        );
-        store
-            .insert_request(&r, &audit(&r, "requested"), notices, jobs)
-            .await
-            .unwrap();
-        r
-    }
-
-    fn job(kind: JobKind, after_secs: i64) -> NewJob {
-        NewJob {
-            kind,
-            due_at: t0() + TimeDelta::seconds(after_secs),
-        }
-    }
-
-    fn step(r: &Request, state: RequestState) -> Transition {
-        let mut to = r.clone();
-        to.state = state;
-        to.version = r.version + 1;
-        Transition {
-            request_id: r.id.clone(),
-            expected_version: r.version,
-            audit: audit(&to, state.as_str()),
-            to,
-            notices: vec![],
-            jobs: vec![],
-            reschedule: vec![],
-            cancel: vec![],
-        }
-    }
-
-    #[tokio::test]
-    async fn a_request_reads_back_as_written() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
-        assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
-    }
-
-    #[tokio::test]
-    async fn a_request_stays_on_its_platform_and_only_its_requester_sees_it() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        let back = s.request(&r.id).await.unwrap().unwrap();
-        assert_eq!(back.platform(), crate::domain::Platform::Slack);
-        let same_id_on_teams = ChatUserId::teams(r.requester.as_str());
-        assert!(s
-            .open_requests_of(&same_id_on_teams)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(s.open_requests_of(&r.requester).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_transition_from_a_stale_version_changes_nothing() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        let mut first = step(&r, RequestState::PendingApproval);
-        first.notices = vec![Notice::ApprovalCard];
-        let second = step(&r, RequestState::Refused);
-        assert!(s.transition(&first).await.unwrap());
-        assert!(!s.transition(&second).await.unwrap());
-        let stored = s.request(&r.id).await.unwrap().unwrap();
-        assert_eq!(
-            (stored.state, stored.version),
-            (RequestState::PendingApproval, 1)
-        );
-        let actions: Vec<_> = s
-            .audit_since(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert_eq!(
-            actions,
-            ["requested", "pending_approval"],
-            "the loser wrote no audit line"
-        );
-        let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
-        assert_eq!(queued.len(), 1, "nor any message");
-    }
-
-    #[tokio::test]
-    async fn jobs_are_claimed_when_due_one_per_request_and_fenced_by_attempt() {
-        let s = store().await;
-        let r = insert(
-            &s,
-            &[
-                job(JobKind::Grant, 0),
-                job(JobKind::Revoke, 0),
-                job(JobKind::Remind(60), 100),
-            ],
-            &[],
-        )
-        .await;
-        let lease = t0() + TimeDelta::minutes(5);
-        let grant = s
-            .claim_job(t0(), lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((grant.kind, grant.attempt), (JobKind::Grant, 1));
-        assert_eq!(
-            s.claim_job(t0(), lease, ClaimScope::Any).await.unwrap(),
-            None,
-            "the revoke waits for the grant"
-        );
-        s.retry_job(&grant, t0() + TimeDelta::seconds(2), "503")
-            .await
-            .unwrap();
-        let revoke = s
-            .claim_job(t0(), lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(revoke.kind, JobKind::Revoke);
-        s.complete_job(&revoke, t0()).await.unwrap();
-        assert_eq!(
-            s.next_due().await.unwrap(),
-            Some(t0() + TimeDelta::seconds(2))
-        );
-        let later = t0() + TimeDelta::seconds(2);
-        let again = s
-            .claim_job(later, later + TimeDelta::minutes(5), ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((again.kind, again.attempt), (JobKind::Grant, 2));
-        // The first attempt finishing late cannot complete the second.
-        s.complete_job(&grant, later).await.unwrap();
-        s.retry_job(&again, later + TimeDelta::seconds(4), "503")
-            .await
-            .unwrap();
-        let third = s
-            .claim_job(
-                later + TimeDelta::seconds(4),
-                later + TimeDelta::minutes(5),
-                ClaimScope::Any,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(third.attempt, 3);
-        let _ = r;
-    }
-
-    #[tokio::test]
-    async fn revocations_can_be_claimed_ahead_of_earlier_work() {
-        let s = store().await;
-        insert(&s, &[job(JobKind::Resolve, 0)], &[]).await;
-        insert(&s, &[job(JobKind::Revoke, 5)], &[]).await;
-        let at = t0() + TimeDelta::seconds(5);
-        let lease = at + TimeDelta::minutes(5);
-        assert_eq!(
-            s.next_revocation_due().await.unwrap(),
-            Some(at),
-            "the revocation's own due time"
-        );
-        let first = s
-            .claim_job(at, lease, ClaimScope::Revocations)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.kind, JobKind::Revoke, "although the resolve is older");
-        assert_eq!(
-            s.claim_job(at, lease, ClaimScope::Revocations)
-                .await
-                .unwrap(),
-            None
-        );
-        let next = s
-            .claim_job(at, lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(next.kind, JobKind::Resolve);
-        assert_eq!(
-            s.next_revocation_due().await.unwrap(),
-            Some(lease),
-            "a leased revocation counts from its lease's end"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_lease_left_by_a_dead_process_is_released_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = SqliteStore::open(&url).await.unwrap();
-        insert(&s, &[job(JobKind::Revoke, 0)], &[]).await;
-        assert!(s
-            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
-            .await
-            .unwrap()
-            .is_some());
-        s.close().await;
-        let reopened = SqliteStore::open(&url).await.unwrap();
-        let job = reopened
-            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((job.kind, job.attempt), (JobKind::Revoke, 2));
-    }
-
-    #[tokio::test]
-    async fn reschedule_moves_a_pending_job_or_creates_it_and_cancel_drops_it() {
-        let s = store().await;
-        let r = insert(
-            &s,
-            &[job(JobKind::Revoke, 600), job(JobKind::ApprovalTimeout, 30)],
-            &[],
-        )
-        .await;
-        let mut t = step(&r, RequestState::Active);
-        t.reschedule = vec![job(JobKind::Revoke, 60), job(JobKind::Grant, 5)];
-        t.cancel = vec![JobKind::ApprovalTimeout];
-        assert!(s.transition(&t).await.unwrap());
-        assert_eq!(
-            s.next_due().await.unwrap(),
-            Some(t0() + TimeDelta::seconds(5))
-        );
-        let far = t0() + TimeDelta::hours(1);
-        let first = s
-            .claim_job(far, far, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.kind, JobKind::Grant);
-        s.complete_job(&first, far).await.unwrap();
-        let second = s
-            .claim_job(far, far, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (second.kind, second.due_at),
-            (JobKind::Revoke, t0() + TimeDelta::seconds(60))
-        );
-        s.complete_job(&second, far).await.unwrap();
-        assert_eq!(
-            s.claim_job(far, far, ClaimScope::Any).await.unwrap(),
-            None,
-            "the approval timeout was cancelled"
-        );
-    }
-
-    #[tokio::test]
-    async fn messages_go_one_at_a_time_per_request_in_order() {
-        let s = store().await;
-        let thread = |n| Notice::Thread {
-            event: crate::domain::Event::Reminder {
-                left: GrantDuration::from_secs(n),
-            },
-        };
-        let a = insert(&s, &[], &[thread(1), thread(2)]).await;
-        let b = insert(&s, &[], &[thread(3)]).await;
-        let lease = t0() + TimeDelta::minutes(2);
-        let batch = s.claim_messages(t0(), lease, 10).await.unwrap();
-        assert_eq!(
-            batch
-                .iter()
-                .map(|m| (&m.request_id, &m.notice))
-                .collect::<Vec<_>>(),
-            [(&a.id, &thread(1)), (&b.id, &thread(3))]
-        );
-        s.retry_message(batch[0].id, t0() + TimeDelta::seconds(9), "429")
-            .await
-            .unwrap();
-        s.message_delivered(batch[1].id, t0()).await.unwrap();
-        assert!(
-            s.claim_messages(t0(), lease, 10).await.unwrap().is_empty(),
-            "a's second message waits behind its first"
-        );
-        let later = t0() + TimeDelta::seconds(9);
-        let retried = s.claim_messages(later, later, 10).await.unwrap();
-        assert_eq!(
-            (retried[0].notice.clone(), retried[0].attempt),
-            (thread(1), 2)
-        );
-        s.message_failed(retried[0].id, later, "channel_not_found")
-            .await
-            .unwrap();
-        let next = s.claim_messages(later, later, 10).await.unwrap();
-        assert_eq!(
-            next[0].notice,
-            thread(2),
-            "a message given up on does not block the rest"
-        );
-    }
-
-    #[tokio::test]
-    async fn two_open_requests_for_one_device_cannot_both_reach_approvers() {
-        let s = store().await;
-        let device = crate::domain::Device {
-            id: SystemId::new("sys1"),
-            hostname: "h".into(),
-            display_name: "h".into(),
-            os_family: "linux".into(),
-            online: true,
-            compiled_sudo: false,
-        };
-        let pending = |r: &Request| {
-            let mut t = step(r, RequestState::PendingApproval);
-            t.to.jc_user = Some(JcUserId::new("jc1"));
-            t.to.device = Some(device.clone());
-            t
-        };
-        let a = insert(&s, &[], &[]).await;
-        let b = insert(&s, &[], &[]).await;
-        assert!(s.transition(&pending(&a)).await.unwrap());
-        assert!(s.transition(&pending(&b)).await.is_err());
-        assert_eq!(
-            s.request(&b.id).await.unwrap().unwrap().state,
-            RequestState::Resolving
-        );
-        // Once the first has ended, the device is free again.
-        let a1 = s.request(&a.id).await.unwrap().unwrap();
-        assert!(s
-            .transition(&step(&a1, RequestState::Denied))
-            .await
-            .unwrap());
-        assert!(s.transition(&pending(&b)).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn the_audit_trail_cannot_be_changed() {
-        let s = store().await;
-        insert(&s, &[], &[]).await;
-        assert!(sqlx::query("UPDATE audit SET actor = 'someone else'")
-            .execute(&s.pool)
-            .await
-            .is_err());
-        assert!(sqlx::query("DELETE FROM audit")
-            .execute(&s.pool)
-            .await
-            .is_err());
-        assert_eq!(s.audit_since(None).await.unwrap().len(), 1);
-        assert!(s
-            .audit_since(Some(t0() + TimeDelta::seconds(1)))
-            .await
-            .unwrap()
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_open_request_for_the_same_device_is_found_and_counts_by_state() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        let mut t = step(&r, RequestState::PendingApproval);
-        t.to.jc_user = Some(JcUserId::new("jc1"));
-        t.to.device = Some(crate::domain::Device {
-            id: SystemId::new("sys1"),
-            hostname: "h".into(),
-            display_name: "h".into(),
-            os_family: "linux".into(),
-            online: false,
-            compiled_sudo: false,
-        });
-        assert!(s.transition(&t).await.unwrap());
-        let other = RequestId::generate();
-        let found = s
-            .open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &other)
-            .await
-            .unwrap();
-        assert_eq!(found.map(|f| f.id), Some(r.id.clone()));
-        assert_eq!(
-            s.open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &r.id)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            s.count_by_state().await.unwrap(),
-            vec![(RequestState::PendingApproval, 1)]
-        );
-        s.set_approval_message(&r.id, "C1/1.2").await.unwrap();
-        assert_eq!(
-            s.request(&r.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .approval_message
-                .as_deref(),
-            Some("C1/1.2")
-        );
-        s.ping().await.unwrap();
+    /// Every lease in the file is this process's: the lock file keeps any
+    /// other process out.
+    async fn release_leases(&self) -> anyhow::Result<()> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
