@@ -517,6 +517,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // Pruned here rather than by a timer: the table only grows when
+        // requests arrive, and each prune removes few rows through the index.
+        sqlx::query("DELETE FROM replays WHERE keep_until < ?1")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO replays (key, keep_until) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(ms(keep_until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
     async fn claim_job(
         &self,
         now: Timestamp,
@@ -1101,5 +1127,30 @@ mod tests {
             Some("C1/1.2")
         );
         s.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_key_is_first_seen_once_until_it_is_kept_no_longer() {
+        let s = store().await;
+        let later = |secs| t0() + TimeDelta::seconds(secs);
+        assert!(s.first_sighting("v0=a", t0(), later(300)).await.unwrap());
+        assert!(!s
+            .first_sighting("v0=a", later(299), later(600))
+            .await
+            .unwrap());
+        assert!(s
+            .first_sighting("v0=b", later(1), later(300))
+            .await
+            .unwrap());
+        // Once its time has passed the key is pruned, and may be seen anew.
+        assert!(s
+            .first_sighting("v0=a", later(301), later(700))
+            .await
+            .unwrap());
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM replays")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, 1, "v0=b was pruned with the old v0=a");
     }
 }
