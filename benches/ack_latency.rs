@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
+    let respond = slack.response_url("bench");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -108,13 +109,10 @@ async fn main() -> anyhow::Result<()> {
         let scheduled = start + interval * n as u32;
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+        let respond = respond.clone();
         tasks.push(tokio::spawn(async move {
             let user = format!("U{:08}", n as usize % USERS);
-            let body = slack_sender::command_body(
-                &user,
-                "20m install printer driver",
-                "http://127.0.0.1:9/respond/bench",
-            );
+            let body = slack_sender::command_body(&user, "20m install printer driver", &respond);
             let response =
                 slack_sender::post_signed(&http, &url, &secret, Utc::now().timestamp(), body).await;
             let ok = matches!(&response, Ok(r) if r.status().is_success());

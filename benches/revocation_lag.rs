@@ -160,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
     config.workers = workers;
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
+    let respond = slack.response_url("bench");
 
     // The grants, written as the engine would have left them once active.
     let setup = Instant::now();
@@ -269,13 +270,11 @@ async fn main() -> anyhow::Result<()> {
                 let scheduled = start + interval * n as u32;
                 tokio::time::sleep_until(scheduled.into()).await;
                 let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+                let respond = respond.clone();
                 tasks.push(tokio::spawn(async move {
                     let user = format!("U2{:08}", n as usize % ASKERS);
-                    let body = slack_sender::command_body(
-                        &user,
-                        "20m install printer driver",
-                        "http://127.0.0.1:9/respond/bench",
-                    );
+                    let body =
+                        slack_sender::command_body(&user, "20m install printer driver", &respond);
                     let response = slack_sender::post_signed(
                         &http,
                         &url,

@@ -4,7 +4,8 @@
 //! descriptors that revocations need.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
@@ -15,9 +16,10 @@ use crate::domain::Platform;
 use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
-use crate::http::{self, AppState, Counters};
+use crate::http::{self, AppState, Counters, SlackEdge};
 use crate::jumpcloud::JumpCloudClient;
-use crate::slack::client::SlackChat;
+use crate::slack::client::{IdentityError, SlackChat};
+use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
 use crate::store::Database;
 
@@ -40,7 +42,13 @@ impl App {
         let store = Database::open(&config.database_url).await?;
         let directory: Arc<dyn Directory> =
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
-        let chat: Arc<dyn Chat> = Arc::new(SlackChat::new(config.slack.api.clone())?);
+        let slack = Arc::new(SlackChat::new(config.slack.api.clone())?);
+        let edge = Arc::new(SlackEdge {
+            hooks: slack.hook_hosts().clone(),
+            ours: OnceLock::new(),
+        });
+        learn_who_we_are(slack.clone(), edge.clone(), config).await?;
+        let chat: Arc<dyn Chat> = slack;
         let engine = Engine::new(
             store.store(),
             directory,
@@ -53,6 +61,7 @@ impl App {
         let state = AppState {
             engine: engine.clone(),
             slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),
+            slack: edge,
             counters: Arc::new(Counters {
                 open_connections: limits.open_connections(),
                 max_connections: limits.max_connections() as u64,
@@ -159,6 +168,56 @@ impl App {
         .await;
         self.store.shut_down().await;
         Ok(())
+    }
+}
+
+/// Asks Slack which workspace, bot and app the token belongs to, so that
+/// payloads from anywhere else are refused. A refused token stops start-up
+/// with a clear message. A Slack that does not answer does not: revocations
+/// due meanwhile must still run, so the bot starts, keeps asking, and
+/// answers Slack payloads with "starting" until Slack has said.
+async fn learn_who_we_are(
+    slack: Arc<SlackChat>,
+    edge: Arc<SlackEdge>,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let (teams, channel) = (
+        config.slack.team_ids.clone(),
+        config.slack.api.approvals_channel.clone(),
+    );
+    let learnt = move |identity: crate::slack::origin::Identity| {
+        tracing::info!(
+            team_id = %identity.team_id,
+            app_id = %identity.app_id,
+            bot_user_id = %identity.user_id,
+            "Slack says the bot token is ours"
+        );
+        let _ = edge.ours.set(Ours::new(&identity, &teams, &channel));
+    };
+    match slack.identity().await {
+        Ok(identity) => {
+            learnt(identity);
+            Ok(())
+        }
+        Err(e @ IdentityError::Refused(_)) => Err(anyhow::Error::new(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "starting without Slack; Slack payloads wait until it answers");
+            tokio::spawn(async move {
+                let mut wait = Duration::from_secs(2);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match slack.identity().await {
+                        Ok(identity) => return learnt(identity),
+                        Err(e @ IdentityError::Refused(_)) => {
+                            return tracing::error!(error = %e, "Slack payloads stay refused")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "Slack still does not answer"),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+            });
+            Ok(())
+        }
     }
 }
 

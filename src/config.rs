@@ -78,6 +78,9 @@ pub struct SlackConfig {
     pub api: SlackSettings,
     /// `SLACK_SIGNING_SECRET`.
     pub signing_secret: SecretString,
+    /// Workspaces besides the bot token's own whose commands and clicks
+    /// count (`slack.team_ids`: the workspaces of an Enterprise Grid).
+    pub team_ids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +124,8 @@ struct FileSlack {
     #[serde(default)]
     approvers: Vec<String>,
     timeout: Option<GrantDuration>,
+    #[serde(default)]
+    team_ids: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +193,13 @@ impl Config {
         {
             bail!("slack.approvers entry `{bad}` is not a Slack user id (U…/W…) or user-group id (S…)");
         }
+        if let Some(bad) = slack
+            .team_ids
+            .iter()
+            .find(|t| !t.starts_with('T') || t.len() < 3)
+        {
+            bail!("slack.team_ids entry `{bad}` is not a Slack workspace id (T…)");
+        }
         let grant_mode = file
             .jumpcloud
             .grant_mode
@@ -252,6 +264,7 @@ impl Config {
                         .unwrap_or(Duration::from_secs(10)),
                 },
                 signing_secret: secret("SLACK_SIGNING_SECRET")?,
+                team_ids: slack.team_ids,
             },
             jumpcloud: JumpCloudSettings {
                 api_url: jumpcloud_url,
@@ -353,6 +366,20 @@ mod tests {
         assert_eq!(c.http, HttpConfig::default());
         assert_eq!(c.http.max_connections, None);
         assert_eq!(c.metrics_listen, None);
+        assert!(c.slack.team_ids.is_empty());
+    }
+
+    #[test]
+    fn the_workspaces_of_an_enterprise_grid_may_be_listed() {
+        let text = MINIMAL.replace("[slack]", "[slack]\nteam_ids = [\"T0AAA\", \"T0BBB\"]");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(c.slack.team_ids, ["T0AAA", "T0BBB"]);
+        let text = MINIMAL.replace("[slack]", "[slack]\nteam_ids = [\"E0GRID\"]");
+        let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+        assert!(
+            err.contains("slack.team_ids") && err.contains("E0GRID"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -192,6 +192,7 @@ on_both_backends!(
     the_audit_trail_cannot_be_changed,
     an_open_request_for_the_same_device_is_found_and_counts_by_state,
     released_leases_can_be_claimed_again_at_once,
+    a_key_is_first_seen_once_until_it_is_kept_no_longer,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1003,4 +1004,31 @@ async fn the_postgres_audit_trail_cannot_be_emptied() {
 async fn a_database_url_that_names_neither_backend_is_refused() {
     let refused = Database::open("mysql://localhost/x").await.unwrap_err();
     assert!(refused.to_string().contains("postgres://"), "{refused}");
+}
+
+// ---------------------------------------------------------------- replays
+
+async fn a_key_is_first_seen_once_until_it_is_kept_no_longer(db: Db) {
+    let s = &*db.store;
+    let later = |secs| t0() + TimeDelta::seconds(secs);
+    assert!(s.first_sighting("v0=a", t0(), later(300)).await.unwrap());
+    assert!(!s
+        .first_sighting("v0=a", later(299), later(600))
+        .await
+        .unwrap());
+    assert!(s
+        .first_sighting("v0=b", later(1), later(300))
+        .await
+        .unwrap());
+    // Once its time has passed the key is pruned, and may be seen anew.
+    assert!(s
+        .first_sighting("v0=a", later(301), later(700))
+        .await
+        .unwrap());
+    assert!(
+        !s.first_sighting("v0=a", later(302), later(700))
+            .await
+            .unwrap(),
+        "and is remembered again"
+    );
 }

@@ -42,6 +42,21 @@ pub enum Reply {
     Status(Vec<Request>),
     /// `/tempadmin revoke`: these were ended or withdrawn.
     Revoking(Vec<Request>),
+    /// This very command was delivered before and was acted on then; a
+    /// copy (a replay) changes nothing.
+    AlreadyReceived,
+}
+
+/// What makes one delivery from the chat service unique (Slack: its
+/// signature), so that the same delivery sent again is recognised and not
+/// acted on twice. Kept as long as the chat service's own check would still
+/// accept the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Unique to the delivery, with a prefix naming the chat service.
+    pub key: String,
+    /// After this, the chat adapter refuses the copy on its own.
+    pub keep_until: Timestamp,
 }
 
 /// A command as it arrived from a verified chat request.
@@ -53,6 +68,8 @@ pub struct CommandInput {
     pub text: String,
     /// Where later private answers go (Slack: the `response_url`).
     pub reply_to: Option<String>,
+    /// Which delivery this was, when the chat service can be replayed.
+    pub delivery: Option<Delivery>,
 }
 
 /// A button click as it arrived from a verified chat request.
@@ -64,6 +81,8 @@ pub struct Click {
     pub request_id: RequestId,
     /// Where a private answer to the clicker goes.
     pub reply_to: Option<String>,
+    /// Which delivery this was, when the chat service can be replayed.
+    pub delivery: Option<Delivery>,
 }
 
 /// The engine and everything it talks to.
@@ -191,6 +210,10 @@ impl Engine {
             tracing::warn!("too many commands at once; refused as busy");
             return Ok(Reply::Refused(Refusal::Busy));
         };
+        if !self.first_sighting(input.delivery.as_ref()).await? {
+            tracing::warn!("a command delivered again (a replay); not acted on");
+            return Ok(Reply::AlreadyReceived);
+        }
         let policy = &self.policy;
         let (duration, words) = match Command::parse(&input.text) {
             Err(e) => {
@@ -313,6 +336,9 @@ impl Engine {
     /// An approver clicked Approve or Deny.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user, approve))]
     pub async fn decide(&self, click: Click, approve: bool) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             tracing::warn!("decision on an unknown request");
             return Ok(());
@@ -414,6 +440,9 @@ impl Engine {
     /// End now: the requester or an approver ends an elevation early.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user))]
     pub async fn end_now(&self, click: Click) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             return Ok(());
         };
@@ -448,6 +477,9 @@ impl Engine {
     /// The requester picked one of the offered devices.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, system_id = %system))]
     pub async fn pick_device(&self, click: Click, system: SystemId) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             return Ok(());
         };
@@ -500,6 +532,25 @@ impl Engine {
         self.store.enqueue(&request.id, &[notice]).await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Whether this delivery is new (or cannot be told apart); a copy of one
+    /// already accepted must not act again.
+    async fn first_sighting(&self, delivery: Option<&Delivery>) -> anyhow::Result<bool> {
+        let Some(delivery) = delivery else {
+            return Ok(true);
+        };
+        self.store
+            .first_sighting(&delivery.key, self.now(), delivery.keep_until)
+            .await
+    }
+
+    async fn first_click(&self, click: &Click) -> anyhow::Result<bool> {
+        let first = self.first_sighting(click.delivery.as_ref()).await?;
+        if !first {
+            tracing::warn!("a click delivered again (a replay); not acted on");
+        }
+        Ok(first)
     }
 
     /// A transition from `before` to `after` with its audit line; callers add

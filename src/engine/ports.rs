@@ -308,6 +308,17 @@ pub trait Store: Send + Sync {
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()>;
     /// Appends an audit line outside any transition (refused clicks).
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
+    /// Records `key` (something unique to one delivery from the chat
+    /// service, such as its signature) until `keep_until`: `true` the first
+    /// time, `false` for every later sighting while it is kept. Keys whose
+    /// time has passed at `now` are pruned. Atomic, so two copies that
+    /// arrive at once cannot both be first.
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool>;
 
     /// Claims the next due job (of `scope`) whose request has no other job
     /// in flight, leasing it until `lease_until`; the earliest due first.

@@ -11,13 +11,15 @@ pub mod serve;
 mod slack;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::engine::Engine;
+use crate::slack::origin::Ours;
+use crate::slack::response_url::HookHosts;
 use crate::slack::signature::SigningSecret;
 
 pub use error::ApiError;
@@ -32,8 +34,21 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Slack's signing secret.
     pub slack_secret: SigningSecret,
+    /// What the Slack routes accept payloads from.
+    pub slack: Arc<SlackEdge>,
     /// Counters for `/metrics`.
     pub counters: Arc<Counters>,
+}
+
+/// What a signed Slack payload must also be to count: from our app in our
+/// workspace, with a `response_url` on Slack's hosts.
+#[derive(Debug)]
+pub struct SlackEdge {
+    /// Which `response_url`s are Slack's.
+    pub hooks: HookHosts,
+    /// Our workspace and app, once `auth.test` and `bots.info` have said;
+    /// until then Slack payloads are answered "starting" and not acted on.
+    pub ours: OnceLock<Ours>,
 }
 
 /// Process counters exposed on `/metrics`.

@@ -47,6 +47,7 @@ pub fn config(
                 timeout: call_timeout,
             },
             signing_secret: SecretString::from(SIGNING_SECRET),
+            team_ids: Vec::new(),
         },
         jumpcloud: JumpCloudSettings {
             api_url: jumpcloud.url(),

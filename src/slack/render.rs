@@ -1,6 +1,10 @@
-//! Block Kit and mrkdwn for every notice and reply. Text a person typed is
-//! escaped (`&`, `<`, `>`) so nobody can ping `@channel` or forge a link
-//! through a reason; ids from Slack itself are trusted. Text from outside
+//! Block Kit and mrkdwn for every notice and reply. Text a person typed or
+//! JumpCloud reported is shown as text: on the approval card the reason and
+//! the device go into `plain_text` objects (no formatting, no emoji codes),
+//! our own mrkdwn is `verbatim` (nothing in it is auto-linked), hostnames in
+//! mrkdwn messages sit in code spans they cannot close, and `&`, `<`, `>`
+//! are always escaped, so nobody can ping `@channel`, forge a link or bold
+//! a word through a reason; ids from Slack itself are trusted. Text from outside
 //! (reasons, hostnames, error strings) is capped after escaping, so every
 //! block stays inside Block Kit's limits and Slack never refuses a message
 //! for what someone typed or JumpCloud reported.
@@ -108,9 +112,25 @@ fn device_line(d: &Device) -> String {
     )
 }
 
-/// A hostname as code, escaped and capped.
+/// [`device_line`] for a `plain_text` object, where a code span would show
+/// its backticks.
+fn device_words(d: &Device) -> String {
+    format!(
+        "{} ({}, {})",
+        escape_within(&d.hostname, HOSTNAME_TEXT),
+        escape_within(os_name(&d.os_family), OS_TEXT),
+        if d.online { "online" } else { "offline" }
+    )
+}
+
+/// A hostname as code, escaped and capped. Nothing inside a code span is
+/// formatted; a backtick in the name would end the span early, so it is
+/// shown as the look-alike `ˋ` instead.
 fn hostname(name: &str) -> String {
-    format!("`{}`", escape_within(name, HOSTNAME_TEXT))
+    format!(
+        "`{}`",
+        escape_within(&name.replace('`', "ˋ"), HOSTNAME_TEXT)
+    )
 }
 
 /// An error string from JumpCloud or Slack, escaped and capped.
@@ -126,17 +146,33 @@ fn host(request: &Request) -> String {
         .unwrap_or_else(|| "the device".into())
 }
 
+/// Our own mrkdwn. `verbatim`: Slack still reads our formatting and the
+/// mentions and dates we write as `<…>`, but links no bare URL, channel
+/// name or `@word` on its own.
+fn mrkdwn(text: String) -> SlackBlockMarkDownText {
+    SlackBlockMarkDownText::new(text).with_verbatim(true)
+}
+
 fn section(text: String) -> SlackBlock {
     SlackSectionBlock::new()
-        .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text)))
+        .with_text(SlackBlockText::MarkDown(mrkdwn(text)))
+        .into()
+}
+
+/// A section of text from outside (a reason, a hostname), shown exactly as
+/// written: `plain_text` has no formatting, and `emoji: false` keeps
+/// `:codes:` as typed. Still escaped, as Slack reads `&`, `<`, `>` as
+/// entities in any text.
+fn literal(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockText::Plain(
+            SlackBlockPlainText::new(text).with_emoji(false),
+        ))
         .into()
 }
 
 fn context(text: String) -> SlackBlock {
-    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-        SlackBlockMarkDownText::new(text),
-    )])
-    .into()
+    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(mrkdwn(text))]).into()
 }
 
 fn button(
@@ -166,25 +202,24 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
     let device = r
         .device
         .as_ref()
-        .map(device_line)
+        .map(device_words)
         .unwrap_or_else(|| "unknown".into());
-    let head = format!(
-        ":key: *Admin rights requested* by {}\n*Device:* {}\n*For:* {}\n*Reason:* ",
+    let summary = format!(
+        ":key: *Admin rights requested* by {} for *{}*",
         mention(&r.requester),
-        device,
         r.duration,
     );
+    const REASON: &str = "Reason: ";
     // The reason gets whatever the section's limit leaves; the policy caps
     // it long before that, but a raised cap must not cost the approval.
     let reason = if r.reason.trim().is_empty() {
-        "_none given_".to_string()
+        "none given".to_string()
     } else {
         escape_within(
             &r.reason,
-            limits::SECTION_TEXT.saturating_sub(head.chars().count()),
+            limits::SECTION_TEXT.saturating_sub(REASON.chars().count()),
         )
     };
-    let summary = format!("{head}{reason}");
     let decided = |verb: &str| match (&r.decided_by, r.decided_at) {
         (Some(by), Some(at)) => format!("{verb} by {} at {}", mention(by), when(at)),
         _ => verb.to_string(),
@@ -266,6 +301,8 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
     };
     let mut blocks = vec![
         section(summary),
+        literal(format!("Device: {device}")),
+        literal(format!("{REASON}{reason}")),
         context(format!("{status}  ·  request `{}`", r.id)),
     ];
     if !buttons.is_empty() {
@@ -594,10 +631,27 @@ fn shorten_middle(text: &str, max: usize) -> String {
     out
 }
 
+/// The answer to a command from another workspace or app.
+pub fn not_ours() -> SlackMessageContent {
+    SlackMessageContent::new()
+        .with_text("tempadmin is not set up for this workspace. Nothing was done.".into())
+}
+
+/// The answer to a command while tempadmin has not yet learnt from Slack
+/// which workspace and app it serves.
+pub fn not_ready() -> SlackMessageContent {
+    SlackMessageContent::new().with_text(
+        "tempadmin is starting up and cannot take commands yet. Nothing was done; please try again in a minute.".into(),
+    )
+}
+
 /// The immediate answer to a slash command.
 pub fn reply_message(reply: &Reply) -> SlackMessageContent {
     let text = match reply {
         Reply::Help(policy) => help_text(policy),
+        Reply::AlreadyReceived => {
+            "Already received: tempadmin has this command and answered it. Nothing more was done.".into()
+        }
         Reply::Refused(refusal) => refusal_text(refusal),
         Reply::Checking(r) => format!(
             "Checking your JumpCloud account and devices for {} of admin rights…",
@@ -915,13 +969,13 @@ mod tests {
         let card = approval_card(&r);
         assert_eq!(refused_by_slack(&card), Vec::<String>::new());
         let json = serde_json::to_value(&card).unwrap();
-        let text = json["blocks"][0]["text"]["text"].as_str().unwrap();
+        let text = json["blocks"][2]["text"]["text"].as_str().unwrap();
         assert!(
             text.chars().count() <= limits::SECTION_TEXT,
             "{}",
             text.chars().count()
         );
-        let reason = text.split("*Reason:* ").nth(1).unwrap();
+        let reason = text.strip_prefix("Reason: ").unwrap();
         assert!(reason.starts_with("&lt;&amp;&gt;&lt;") && reason.ends_with('…'));
         assert!(
             reason.chars().count() > 2000,

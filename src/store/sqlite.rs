@@ -591,6 +591,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        let mut tx = self.pool.begin().await?;
+        // Pruned here rather than by a timer: the table only grows when
+        // requests arrive, and each prune removes few rows through the index.
+        sqlx::query("DELETE FROM replays WHERE keep_until < ?1")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO replays (key, keep_until) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(ms(keep_until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
     async fn claim_job(
         &self,
         now: Timestamp,

@@ -9,6 +9,7 @@ mod identity;
 mod ingress;
 mod on_time;
 mod outbound;
+mod provenance;
 mod refusals;
 mod slack_limits;
 mod support;

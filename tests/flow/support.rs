@@ -281,6 +281,17 @@ impl TestApp {
         .as_u16()
     }
 
+    /// Every call the fake Slack received after start-up asked who the
+    /// bot token belongs to (`auth.test`, `bots.info`).
+    pub fn slack_calls(&self) -> Vec<tempadmin::sim::slack::SlackCall> {
+        let calls = self.slack.calls();
+        let start_up = calls
+            .iter()
+            .take_while(|c| c.method == "auth.test" || c.method == "bots.info")
+            .count();
+        calls.into_iter().skip(start_up).collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
