@@ -115,16 +115,26 @@ async fn main() -> anyhow::Result<()> {
             let body = slack_sender::command_body(&user, "20m install printer driver", &respond);
             let response =
                 slack_sender::post_signed(&http, &url, &secret, Utc::now().timestamp(), body).await;
-            let ok = matches!(&response, Ok(r) if r.status().is_success());
-            (scheduled.elapsed(), ok)
+            let (ok, busy) = match response {
+                Ok(r) if r.status().is_success() => {
+                    let text = r.text().await.unwrap_or_default();
+                    (true, text.contains("very busy"))
+                }
+                _ => (false, false),
+            };
+            (scheduled.elapsed(), ok, busy)
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
     let mut failures = 0;
+    let mut shed = 0;
     for task in tasks {
-        let (latency, ok) = task.await?;
+        let (latency, ok, busy) = task.await?;
         if !ok {
             failures += 1;
+        }
+        if busy {
+            shed += 1;
         }
         latencies.push(latency);
     }
@@ -132,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "requests: {}  failed: {failures}  wall time: {:.2}s  throughput: {:.1}/s",
+        "requests: {}  failed: {failures}  answered 'very busy': {shed}  wall time: {:.2}s  throughput: {:.1}/s",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64()

@@ -16,7 +16,7 @@
 //! write, and prints the lag from the expiry: p50, p99 and max.
 //!
 //! `cargo bench --bench revocation_lag -- [EXPIRIES] [HANG_SECS] [INGRESS_RATE] [JUMPCLOUD_DELAY_MS] [WORKERS]`
-//! (defaults: 1000 40 0 50 64)
+//! (defaults: 1000 40 0 50, and the default pool of `[scheduler] workers`)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let hang = Duration::from_secs(arg(1, 40));
     let ingress_rate = arg(2, 0);
     let jc_delay = Duration::from_millis(arg(3, 50));
-    let workers = Workers::new(arg(4, 64) as usize);
+    let workers = Workers::new(arg(4, Workers::default().total as u64) as usize);
 
     let slack = FakeSlack::start("xoxb-bench").await;
     let jc = FakeJumpCloud::start("bench-key").await;

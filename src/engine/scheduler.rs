@@ -71,7 +71,7 @@ impl Workers {
 
 impl Default for Workers {
     fn default() -> Self {
-        Self::new(64)
+        Self::new(128)
     }
 }
 
