@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod connector;
 pub mod package;
+pub mod render;
 
 use std::time::Duration;
 
