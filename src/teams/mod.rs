@@ -19,6 +19,7 @@
 //! the `TEAMS_APP_PASSWORD` secret; a future config section fills it.
 
 pub mod auth;
+pub mod chat;
 pub mod connector;
 pub mod package;
 pub mod render;
