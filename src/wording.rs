@@ -669,3 +669,14 @@ pub fn shorten_middle(text: &str, max: usize) -> String {
     out.extend(&chars[chars.len() - tail..]);
     out
 }
+
+/// The answer to a click on a card whose action tempadmin cannot read.
+pub const NOT_UNDERSTOOD: &str =
+    "tempadmin could not read this button's request. Nothing was done.";
+
+/// The answer to Approve or Deny clicked outside the approvers' channel.
+pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only. Nothing was done.";
+
+/// The answer to a device pick: the rest follows as messages.
+pub const DEVICE_PICKED: &str =
+    "Thanks. tempadmin is checking that computer and will tell you what happens next.";
