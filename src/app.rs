@@ -11,17 +11,19 @@ use anyhow::Context;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, SlackConfig};
 use crate::domain::Platform;
 use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
-use crate::http::{self, AppState, Counters, SlackEdge};
+use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
 use crate::jumpcloud::JumpCloudClient;
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
 use crate::store::Database;
+use crate::teams::auth::BotFrameworkAuth;
+use crate::teams::chat::TeamsChat;
 
 /// A built application, listening but not yet serving.
 pub struct App {
@@ -42,17 +44,36 @@ impl App {
         let store = Database::open(&config.database_url).await?;
         let directory: Arc<dyn Directory> =
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
-        let slack = Arc::new(SlackChat::new(config.slack.api.clone())?);
-        let edge = Arc::new(SlackEdge {
-            hooks: slack.hook_hosts().clone(),
-            ours: OnceLock::new(),
-        });
-        learn_who_we_are(slack.clone(), edge.clone(), config).await?;
-        let chat: Arc<dyn Chat> = slack;
+        let mut chats = Chats::default();
+        let mut slack_edge = None;
+        if let Some(slack_config) = &config.slack {
+            let slack = Arc::new(SlackChat::new(slack_config.api.clone())?);
+            let edge = Arc::new(SlackEdge {
+                secret: SigningSecret::new(slack_config.signing_secret.clone()),
+                hooks: slack.hook_hosts().clone(),
+                ours: OnceLock::new(),
+            });
+            learn_who_we_are(slack.clone(), edge.clone(), slack_config).await?;
+            let chat: Arc<dyn Chat> = slack;
+            chats = chats.with(Platform::Slack, chat);
+            slack_edge = Some(edge);
+        }
+        let mut teams_edge = None;
+        if let Some(settings) = &config.teams {
+            let teams = Arc::new(TeamsChat::new(settings.clone(), clock.clone()));
+            let auth = BotFrameworkAuth::new(
+                settings,
+                crate::teams::http_client(settings.timeout),
+                clock.clone(),
+            );
+            let chat: Arc<dyn Chat> = teams.clone();
+            chats = chats.with(Platform::Teams, chat);
+            teams_edge = Some(Arc::new(TeamsEdge { auth, chat: teams }));
+        }
         let engine = Engine::new(
             store.store(),
             directory,
-            Chats::default().with(Platform::Slack, chat),
+            chats,
             clock,
             config.policy.clone(),
             config.workers,
@@ -60,8 +81,8 @@ impl App {
         let limits = Limits::resolve(&config.http, config.workers.total);
         let state = AppState {
             engine: engine.clone(),
-            slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),
-            slack: edge,
+            slack: slack_edge,
+            teams: teams_edge,
             counters: Arc::new(Counters {
                 open_connections: limits.open_connections(),
                 max_connections: limits.max_connections() as u64,
@@ -179,11 +200,11 @@ impl App {
 async fn learn_who_we_are(
     slack: Arc<SlackChat>,
     edge: Arc<SlackEdge>,
-    config: &Config,
+    config: &SlackConfig,
 ) -> anyhow::Result<()> {
     let (teams, channel) = (
-        config.slack.team_ids.clone(),
-        config.slack.api.approvals_channel.clone(),
+        config.team_ids.clone(),
+        config.api.approvals_channel.clone(),
     );
     let learnt = move |identity: crate::slack::origin::Identity| {
         tracing::info!(

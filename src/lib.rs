@@ -31,3 +31,4 @@ pub mod sim;
 pub mod slack;
 pub mod store;
 pub mod teams;
+pub mod wording;

@@ -73,7 +73,7 @@ impl Engine {
         if request.state != RequestState::Resolving {
             return Ok(Outcome::Done);
         }
-        let email = match self.user_email(&request.requester).await {
+        let email = match self.user_email(&request).await {
             Ok(Some(email)) => email,
             Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
             Err(e) if job.attempt < RESOLVE_ATTEMPTS => {

@@ -179,9 +179,12 @@ impl Engine {
         self.clock.now()
     }
 
-    /// The person's email from their chat profile, on their platform.
-    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
-        self.chats.get(user.platform())?.user_email(user).await
+    /// The requester's email from their chat profile, on their platform.
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError> {
+        self.chats
+            .get(request.platform())?
+            .user_email(request)
+            .await
     }
 
     /// Whether the person is an approver on their platform.

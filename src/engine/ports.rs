@@ -139,11 +139,14 @@ pub enum ChatError {
     Permanent(String),
 }
 
-/// The chat service people talk to the bot through (Slack; later Teams).
+/// The chat service people talk to the bot through (Slack, Teams).
 #[async_trait]
 pub trait Chat: Send + Sync {
-    /// The person's email address from their profile, if it has one.
-    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError>;
+    /// The requester's email address from their profile, if it has one.
+    /// The request is passed whole because some services can only say who
+    /// a person is within a conversation (Teams asks the conversation the
+    /// command came from, `reply_to`).
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError>;
     /// Whether the person is one of the configured approvers (directly or
     /// through a group).
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError>;

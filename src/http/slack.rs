@@ -10,18 +10,26 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use slack_morphism::prelude::{SlackCommandEventResponse, SlackMessageResponseType};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, SlackEdge};
 use crate::engine::Delivery;
 use crate::slack::origin::Ours;
 use crate::slack::payload::{self, Action, EventEnvelope, PayloadError};
 use crate::slack::render;
 use crate::slack::signature::MAX_SKEW_SECS;
 
+/// The Slack edge; the routes exist only when Slack is configured.
+fn edge(state: &AppState) -> Result<&SlackEdge, ApiError> {
+    state
+        .slack
+        .as_deref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a Slack route without Slack")))
+}
+
 fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = state.engine.clock().now().timestamp();
-    state
-        .slack_secret
+    edge(state)?
+        .secret
         .verify(
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
@@ -57,7 +65,7 @@ fn bad_payload(e: PayloadError) -> ApiError {
 
 /// Our workspace and app, or `None` while start-up has not learnt them.
 fn ours(state: &AppState) -> Option<&Ours> {
-    let ours = state.slack.ours.get();
+    let ours = state.slack.as_ref()?.ours.get();
     if ours.is_none() {
         tracing::warn!("a Slack payload before auth.test answered; not acted on");
     }
@@ -79,7 +87,7 @@ pub(super) async fn command(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let command = payload::parse_command(&body, &state.slack.hooks, delivery(&headers))
+    let command = payload::parse_command(&body, &edge(&state)?.hooks, delivery(&headers))
         .map_err(bad_payload)?;
     let Some(ours) = ours(&state) else {
         return Ok(ephemeral(render::not_ready()));
@@ -103,7 +111,7 @@ pub(super) async fn interaction(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let interaction = payload::parse_interaction(&body, &state.slack.hooks, delivery(&headers))
+    let interaction = payload::parse_interaction(&body, &edge(&state)?.hooks, delivery(&headers))
         .map_err(bad_payload)?;
     let action = interaction.action;
     if let Some(origin) = &interaction.origin {

@@ -38,7 +38,7 @@ pub fn config(
     Config {
         listen: "127.0.0.1:0".into(),
         database_url,
-        slack: SlackConfig {
+        slack: Some(SlackConfig {
             api: SlackSettings {
                 api_url: slack.api_url(),
                 bot_token: SecretString::from(slack.bot_token()),
@@ -48,7 +48,8 @@ pub fn config(
             },
             signing_secret: SecretString::from(SIGNING_SECRET),
             team_ids: Vec::new(),
-        },
+        }),
+        teams: None,
         jumpcloud: JumpCloudSettings {
             api_url: jumpcloud.url(),
             api_key: SecretString::from(jumpcloud.api_key()),

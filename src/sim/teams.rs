@@ -153,6 +153,8 @@ struct Inner {
     users: BTreeMap<String, SimUser>,
     conversations: BTreeMap<String, Conversation>,
     activities: Vec<SimActivity>,
+    /// Activities people sent (conversation, id): a bot may reply to them.
+    inbound: Vec<(String, String)>,
     calls: Vec<TeamsCall>,
     down: bool,
     hanging: bool,
@@ -283,6 +285,41 @@ impl FakeBotFramework {
     pub fn personal_conversation_of(&self, user_id: &str) -> Option<String> {
         let id = personal_id(user_id);
         self.lock().conversations.contains_key(&id).then_some(id)
+    }
+
+    /// Records that a person sent `activity` (as the Bot Framework Service
+    /// delivers it to the bot), so the bot may reply to it: its
+    /// conversation exists (a personal chat is opened with its sender) and
+    /// its id may be a thread's root.
+    pub fn note_inbound(&self, activity: &Value) {
+        let (Some(conversation), Some(id)) = (
+            activity["conversation"]["id"].as_str(),
+            activity["id"].as_str(),
+        ) else {
+            return;
+        };
+        let (base, _) = split_thread(conversation);
+        let mut inner = self.lock();
+        if !inner.conversations.contains_key(base) {
+            let sender = activity["from"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            inner.conversations.insert(
+                base.to_owned(),
+                Conversation {
+                    is_group: activity["conversation"]["isGroup"].as_bool() == Some(true),
+                    members: vec![sender],
+                },
+            );
+        }
+        inner.inbound.push((base.to_owned(), id.to_owned()));
+    }
+
+    /// The id of the bot's 1:1 chat with `user_id`, as Teams names it
+    /// (whether or not it exists yet).
+    pub fn personal_conversation_id(user_id: &str) -> String {
+        personal_id(user_id)
     }
 
     /// Every activity the bot posted (replies included), in post order.
@@ -726,11 +763,12 @@ fn post_activity(
     let is_group = found.is_group;
     let root = reply_to.or(thread_root);
     if let Some(root) = root {
-        if !inner
+        let posted = inner
             .activities
             .iter()
-            .any(|a| a.conversation_id == base && a.id == root)
-        {
+            .any(|a| a.conversation_id == base && a.id == root);
+        let sent = inner.inbound.iter().any(|(c, id)| c == base && id == root);
+        if !posted && !sent {
             return activity_not_found();
         }
     }

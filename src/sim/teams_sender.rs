@@ -153,7 +153,8 @@ pub fn bot_member() -> Value {
 }
 
 /// Posts `activity` to `url` (our `/teams/messages`) signed by `fake` as
-/// the Bot Framework Service would at `now`.
+/// the Bot Framework Service would at `now`; the fake learns of it first,
+/// as Teams knows every message before the bot hears of it.
 pub async fn post_activity(
     http: &reqwest::Client,
     url: &str,
@@ -161,6 +162,7 @@ pub async fn post_activity(
     activity: &Value,
     now: Timestamp,
 ) -> reqwest::Result<reqwest::Response> {
+    fake.note_inbound(activity);
     http.post(url)
         .header(
             reqwest::header::AUTHORIZATION,

@@ -201,8 +201,12 @@ async fn bounded<T>(
 
 #[async_trait]
 impl Chat for SlackChat {
-    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
-        bounded(self.settings.timeout, self.user_email_unbounded(user)).await
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError> {
+        bounded(
+            self.settings.timeout,
+            self.user_email_unbounded(&request.requester),
+        )
+        .await
     }
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {

@@ -16,11 +16,14 @@
 //!   engine's [`ChatError`](crate::engine::ports::ChatError).
 //!
 //! [`TeamsSettings`] holds the `[teams]` keys of the config (DESIGN.md) and
-//! the `TEAMS_APP_PASSWORD` secret; a future config section fills it.
+//! the `TEAMS_APP_PASSWORD` secret, as `config` reads them. [`chat`] is the
+//! `Chat` adapter and [`render`] the Adaptive Cards, from the shared wording.
 
 pub mod auth;
+pub mod chat;
 pub mod connector;
 pub mod package;
+pub mod render;
 
 use std::time::Duration;
 

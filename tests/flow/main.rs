@@ -13,3 +13,4 @@ mod provenance;
 mod refusals;
 mod slack_limits;
 mod support;
+mod teams;

@@ -131,7 +131,8 @@ async fn commands_from_another_workspace_or_app_are_refused_and_change_nothing()
 
 #[tokio::test]
 async fn the_listed_workspaces_of_an_enterprise_grid_are_ours_too() {
-    let app = spawn_app_configured(|c| c.slack.team_ids = vec!["T0GRID2".into()]).await;
+    let app =
+        spawn_app_configured(|c| c.slack.as_mut().unwrap().team_ids = vec!["T0GRID2".into()]).await;
     let from = elsewhere("T0GRID2", "A0TEMPADMIN", "C0GENERAL");
     let body = slack_sender::command_body_from(&from, ADA, "20m", &app.slack.response_url("cmd"));
     let (_, answer) = post_signed(&app, "/slack/commands", &body).await;
@@ -207,7 +208,8 @@ async fn a_member_removed_from_the_approvers_group_is_refused_at_once() {
 #[tokio::test]
 async fn a_group_that_fails_to_resolve_does_not_hide_a_member_of_another() {
     let app = spawn_app_configured(|c| {
-        c.slack.api.approvers = vec![GRACE.into(), "S0GONE".into(), "S0ADMINS".into()];
+        c.slack.as_mut().unwrap().api.approvers =
+            vec![GRACE.into(), "S0GONE".into(), "S0ADMINS".into()];
     })
     .await;
     let id = app.pending_request("20m").await;
@@ -269,7 +271,7 @@ async fn start_up_with_a_token_slack_refuses_fails_with_a_clear_message() {
         Default::default(),
         std::time::Duration::from_secs(2),
     );
-    config.slack.api.bot_token = "xoxb-revoked-secret".to_string().into();
+    config.slack.as_mut().unwrap().api.bot_token = "xoxb-revoked-secret".to_string().into();
     let clock = std::sync::Arc::new(tempadmin::engine::clock::ManualClock::new(
         chrono::Utc::now(),
     ));
