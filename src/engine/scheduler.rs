@@ -89,6 +89,27 @@ fn in_lease(lease: TimeDelta) -> Duration {
         .unwrap_or(Duration::from_secs(60))
 }
 
+/// Runs `work` within its lease; work that outlives it is abandoned and
+/// handed to `release`, which puts its row back for a retry.
+async fn within_lease<W, R, F>(lease: TimeDelta, work: W, release: R)
+where
+    W: Future<Output = anyhow::Result<()>>,
+    R: FnOnce(&'static str) -> F,
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let limit = in_lease(lease);
+    let recorded = match tokio::time::timeout(limit, work).await {
+        Ok(recorded) => recorded,
+        Err(_) => {
+            tracing::error!(?limit, "outlived its time; released for a retry");
+            release("gave up: took longer than its lease").await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record the outcome; its lease will end");
+    }
+}
+
 fn log_joined(joined: Result<(), JoinError>) {
     if let Err(e) = joined {
         if e.is_panic() {
@@ -265,55 +286,31 @@ impl Engine {
     fn spawn_job(self: &Arc<Self>, tasks: &mut JoinSet<()>, job: Job) {
         let span = tracing::info_span!("job", request_id = %job.request_id, kind = job.kind.name(), attempt = job.attempt);
         let engine = self.clone();
-        tasks.spawn(
-            async move {
-                let limit = in_lease(JOB_LEASE);
-                let outcome = tokio::time::timeout(limit, engine.execute(&job)).await;
-                let released = match outcome {
-                    Ok(done) => done,
-                    Err(_) => {
-                        tracing::error!(?limit, "job outlived its time; released for a retry");
-                        let wait = backoff(job.attempt, None, patience(job.kind));
-                        let due = engine.now() + TimeDelta::from_std(wait).unwrap_or_default();
-                        engine
-                            .store
-                            .retry_job(&job, due, "gave up: took longer than its lease")
-                            .await
-                    }
-                };
-                if let Err(e) = released {
-                    tracing::error!(error = %e, "could not record the job's outcome; its lease will end");
-                }
-            }
-            .instrument(span),
-        );
+        let work = {
+            let (engine, job) = (engine.clone(), job.clone());
+            async move { engine.execute(&job).await }
+        };
+        let release = move |why: &'static str| async move {
+            let wait = backoff(job.attempt, None, patience(job.kind));
+            let due = engine.now() + TimeDelta::from_std(wait).unwrap_or_default();
+            engine.store.retry_job(&job, due, why).await
+        };
+        tasks.spawn(within_lease(JOB_LEASE, work, release).instrument(span));
     }
 
     fn spawn_message(self: &Arc<Self>, tasks: &mut JoinSet<()>, message: OutboxMessage) {
         let span = tracing::info_span!("deliver", request_id = %message.request_id, message_id = message.id);
         let engine = self.clone();
-        tasks.spawn(
-            async move {
-                let limit = in_lease(MESSAGE_LEASE);
-                let outcome = tokio::time::timeout(limit, engine.deliver(&message)).await;
-                let released = match outcome {
-                    Ok(done) => done,
-                    Err(_) => {
-                        tracing::error!(?limit, "delivery outlived its time; released for a retry");
-                        let wait = backoff(message.attempt, None, Patience::Ordinary);
-                        let due = engine.now() + TimeDelta::from_std(wait).unwrap_or_default();
-                        engine
-                            .store
-                            .retry_message(&message, due, "gave up: took longer than its lease")
-                            .await
-                    }
-                };
-                if let Err(e) = released {
-                    tracing::error!(error = %e, "could not record the delivery's outcome; its lease will end");
-                }
-            }
-            .instrument(span),
-        );
+        let work = {
+            let (engine, message) = (engine.clone(), message.clone());
+            async move { engine.deliver(&message).await }
+        };
+        let release = move |why: &'static str| async move {
+            let wait = backoff(message.attempt, None, Patience::Ordinary);
+            let due = engine.now() + TimeDelta::from_std(wait).unwrap_or_default();
+            engine.store.retry_message(&message, due, why).await
+        };
+        tasks.spawn(within_lease(MESSAGE_LEASE, work, release).instrument(span));
     }
 
     /// Runs one job and records what became of it.
