@@ -28,6 +28,46 @@ use super::{
     Timestamp,
 };
 
+/// Upper bounds on what a person's command makes the bot store, whatever
+/// the policy says. A signed body may be 64 KiB, and every accepted command
+/// is a row that stays (the audit trail is append-only).
+pub mod bounds {
+    /// Characters of the command text kept in the `requested` audit line
+    /// (enough for a duration, a hostname and the longest reason policy
+    /// allows, with room for white space).
+    pub const AUDITED_TEXT: usize = 4_000;
+    /// Characters of the words after the duration, joined by single
+    /// spaces: the longest `policy.max_reason_length` allowed, plus a
+    /// hostname.
+    pub const WORDS: usize = 2_100;
+    /// Bytes of a `reply_to` address. Slack's `response_url` is about 100;
+    /// a longer one is not kept (answers then go by direct message).
+    pub const REPLY_TO: usize = 1_024;
+    /// The longest `policy.max_reason_length` the configuration accepts.
+    pub const MAX_REASON_LENGTH: usize = 2_000;
+}
+
+/// At most `max` characters of `text`, cut at a character boundary, with
+/// `…` in place of what was cut.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
+/// The leading words that fit in `max` characters joined by single spaces.
+fn leading_words(words: Vec<String>, max: usize) -> Vec<String> {
+    let mut used = 0;
+    words
+        .into_iter()
+        .take_while(|w| {
+            used += w.chars().count() + usize::from(used > 0);
+            used <= max
+        })
+        .collect()
+}
+
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,7 +282,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// A new request that is about to be resolved.
+    /// A new request that is about to be resolved. What the person
+    /// supplied is kept within [`bounds`].
     pub fn new(
         requester: ChatUserId,
         reply_to: Option<String>,
@@ -250,6 +291,8 @@ impl Request {
         words: Vec<String>,
         now: Timestamp,
     ) -> Self {
+        let reply_to = reply_to.filter(|r| r.len() <= bounds::REPLY_TO);
+        let words = leading_words(words, bounds::WORDS);
         let reason = words.join(" ");
         Self {
             id: RequestId::generate(),
@@ -340,6 +383,54 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn what_a_person_supplies_is_stored_within_bounds() {
+        let now = chrono::Utc::now();
+        let long_url = format!("https://hooks.slack.com/{}", "x".repeat(bounds::REPLY_TO));
+        let many = words(&"ab ".repeat(5_000));
+        let r = Request::new(
+            ChatUserId::new("U1"),
+            Some(long_url),
+            GrantDuration::from_secs(60),
+            many,
+            now,
+        );
+        assert_eq!(
+            r.reply_to, None,
+            "an address too long to be Slack's is not kept"
+        );
+        assert!(
+            r.reason.chars().count() <= bounds::WORDS,
+            "{}",
+            r.reason.len()
+        );
+        assert_eq!(r.reason, r.words.join(" "));
+        assert_eq!(r.words.len(), (bounds::WORDS + 1) / 3, "whole words only");
+
+        let fits = "é".repeat(bounds::WORDS);
+        let url = "https://hooks.slack.com/commands/T0/1/x".to_string();
+        let r = Request::new(
+            ChatUserId::new("U1"),
+            Some(url.clone()),
+            GrantDuration::from_secs(60),
+            vec![fits.clone()],
+            now,
+        );
+        assert_eq!(
+            (r.reply_to, r.reason),
+            (Some(url), fits),
+            "within bounds, all is kept"
+        );
+    }
+
+    #[test]
+    fn clipping_cuts_at_a_character_boundary_and_says_so() {
+        assert_eq!(clip("héllo", 5), "héllo");
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("", 0), "");
+        assert_eq!(clip(&"\u{1F600}".repeat(10), 3).chars().count(), 4);
     }
 
     #[test]

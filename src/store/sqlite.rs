@@ -19,6 +19,12 @@ use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Stor
 /// How often the write-ahead log is folded into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The size the write-ahead log is cut back to once a checkpoint has
+/// copied it all (`journal_size_limit`). SQLite otherwise keeps the file at
+/// its largest, so one burst of writes (a flood of commands) would hold
+/// that much disk for good.
+pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Requests, jobs, outbox and audit in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -56,7 +62,8 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(10))
             // Checkpoints run in the background (see `checkpoint_every`), not
             // inside whichever request's commit crosses the threshold.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let in_memory = url.contains(":memory:");
         #[cfg(unix)]
         if !in_memory {
@@ -143,16 +150,24 @@ impl SqliteStore {
             if self.pool.is_closed() {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await
-            {
+            if let Err(e) = self.checkpoint().await {
                 if self.pool.is_closed() {
                     return;
                 }
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
+    }
+
+    /// One passive checkpoint: copies what it can of the log into the
+    /// database file without waiting for anybody. Once the whole log is
+    /// copied, the next write starts it afresh and cuts the file back to
+    /// [`WAL_SIZE_LIMIT`].
+    pub async fn checkpoint(&self) -> anyhow::Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn release_leases(&self) -> anyhow::Result<()> {
@@ -445,6 +460,32 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
+    }
+
+    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!(
+            "SELECT COUNT(*) FROM requests WHERE requester = ? AND state NOT IN ({terminal})"
+        );
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(requester.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn count_requests_since(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+    ) -> anyhow::Result<usize> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM requests WHERE requester = ? AND created_at >= ?")
+                .bind(requester.as_str())
+                .bind(ms(since))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n as usize)
     }
 
     async fn open_request_for_device(
@@ -1037,6 +1078,117 @@ mod tests {
             .await
             .unwrap());
         assert!(s.transition(&pending(&b)).await.unwrap());
+    }
+
+    async fn insert_for(store: &SqliteStore, user: &str, at: Timestamp) -> Request {
+        let r = Request::new(
+            ChatUserId::new(user),
+            None,
+            GrantDuration::from_secs(600),
+            vec![],
+            at,
+        );
+        store
+            .insert_request(&r, &audit(&r, "requested"), &[], &[])
+            .await
+            .unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn open_requests_are_counted_per_person_until_they_end() {
+        let s = store().await;
+        let ada = ChatUserId::new("U1");
+        let first = insert_for(&s, "U1", t0()).await;
+        let second = insert_for(&s, "U1", t0()).await;
+        insert_for(&s, "U2", t0()).await;
+        assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 2);
+        let active = step(&first, RequestState::Active);
+        assert!(s.transition(&active).await.unwrap());
+        assert_eq!(
+            s.count_open_requests_of(&ada).await.unwrap(),
+            2,
+            "an active grant is open"
+        );
+        assert!(s
+            .transition(&step(&second, RequestState::Refused))
+            .await
+            .unwrap());
+        assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 1);
+        assert_eq!(
+            s.count_open_requests_of(&ChatUserId::new("U3"))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_per_person_from_a_time_on_whatever_became_of_them() {
+        let s = store().await;
+        let ada = ChatUserId::new("U1");
+        let old = insert_for(&s, "U1", t0()).await;
+        insert_for(&s, "U1", t0() + TimeDelta::minutes(30)).await;
+        insert_for(&s, "U1", t0() + TimeDelta::minutes(59)).await;
+        insert_for(&s, "U2", t0() + TimeDelta::minutes(59)).await;
+        assert!(s
+            .transition(&step(&old, RequestState::Refused))
+            .await
+            .unwrap());
+        assert_eq!(s.count_requests_since(&ada, t0()).await.unwrap(), 3);
+        let since = t0() + TimeDelta::minutes(30);
+        assert_eq!(
+            s.count_requests_since(&ada, since).await.unwrap(),
+            2,
+            "from `since` on, inclusive"
+        );
+        let later = t0() + TimeDelta::minutes(60);
+        assert_eq!(s.count_requests_since(&ada, later).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let s = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let wal = || {
+            std::fs::metadata(dir.path().join("wal.db-wal"))
+                .unwrap()
+                .len()
+        };
+        let r = insert(&s, &[], &[]).await;
+        // A reader that started before the burst keeps every checkpoint
+        // (ours in the background too) from completing until it ends.
+        let mut reader = {
+            use sqlx::Connection;
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap()
+        };
+        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM audit")
+            .execute(&mut reader)
+            .await
+            .unwrap();
+        let mut entry = audit(&r, "bulk");
+        entry.detail = json!({ "text": "x".repeat(64 * 1024) });
+        for _ in 0..160 {
+            s.append_audit(&entry).await.unwrap();
+        }
+        assert!(
+            wal() > 2 * WAL_SIZE_LIMIT,
+            "a burst grows the log: {}",
+            wal()
+        );
+        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+        drop(reader);
+        s.checkpoint().await.unwrap();
+        // The next write starts the log afresh.
+        s.append_audit(&audit(&r, "after")).await.unwrap();
+        assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
+        s.close().await;
     }
 
     #[tokio::test]
