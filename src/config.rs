@@ -538,7 +538,7 @@ mod tests {
                 "max_reason_length",
             ),
             (
-                &format!("{MINIMAL}\n[policy]\nmax_reason_length = 2001"),
+                &format!("{MINIMAL}\n[policy]\nmax_reason_length = 3001"),
                 "max_reason_length",
             ),
             (

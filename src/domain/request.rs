@@ -35,16 +35,19 @@ pub mod bounds {
     /// Characters of the command text kept in the `requested` audit line
     /// (enough for a duration, a hostname and the longest reason policy
     /// allows, with room for white space).
-    pub const AUDITED_TEXT: usize = 4_000;
+    pub const AUDITED_TEXT: usize = 5_000;
     /// Characters of the words after the duration, joined by single
-    /// spaces: the longest `policy.max_reason_length` allowed, plus a
-    /// hostname.
-    pub const WORDS: usize = 2_100;
+    /// spaces: more than the approval card can show (its section holds
+    /// 3,000), so only what nobody could read is cut.
+    pub const WORDS: usize = 4_000;
     /// Bytes of a `reply_to` address. Slack's `response_url` is about 100;
     /// a longer one is not kept (answers then go by direct message).
     pub const REPLY_TO: usize = 1_024;
-    /// The longest `policy.max_reason_length` the configuration accepts.
-    pub const MAX_REASON_LENGTH: usize = 2_000;
+    /// The longest `policy.max_reason_length` the configuration accepts:
+    /// the approval card's section, so that a longer limit never lets
+    /// through a reason nobody can read, and [`WORDS`] has room for a
+    /// hostname besides.
+    pub const MAX_REASON_LENGTH: usize = 3_000;
 }
 
 /// At most `max` characters of `text`, cut at a character boundary, with
@@ -56,16 +59,26 @@ pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The leading words that fit in `max` characters joined by single spaces.
+/// The leading words that fit in `max` characters joined by single spaces;
+/// the first that does not fit is cut to the room left.
 fn leading_words(words: Vec<String>, max: usize) -> Vec<String> {
-    let mut used = 0;
-    words
-        .into_iter()
-        .take_while(|w| {
-            used += w.chars().count() + usize::from(used > 0);
-            used <= max
-        })
-        .collect()
+    let mut room = max;
+    let mut kept = Vec::new();
+    for word in words {
+        let space = usize::from(!kept.is_empty());
+        if room <= space {
+            break;
+        }
+        room -= space;
+        let length = word.chars().count();
+        if length > room {
+            kept.push(word.chars().take(room).collect());
+            break;
+        }
+        room -= length;
+        kept.push(word);
+    }
+    kept
 }
 
 /// Where a request is in its life.
@@ -401,13 +414,19 @@ mod tests {
             r.reply_to, None,
             "an address too long to be Slack's is not kept"
         );
-        assert!(
-            r.reason.chars().count() <= bounds::WORDS,
-            "{}",
-            r.reason.len()
-        );
+        assert_eq!(r.reason.chars().count(), bounds::WORDS);
         assert_eq!(r.reason, r.words.join(" "));
-        assert_eq!(r.words.len(), (bounds::WORDS + 1) / 3, "whole words only");
+        assert_eq!(r.words.last().unwrap(), "a", "the last word is cut to fit");
+
+        let one_long_word = vec!["a".repeat(20_000)];
+        let r = Request::new(
+            ChatUserId::new("U1"),
+            None,
+            GrantDuration::from_secs(60),
+            one_long_word,
+            now,
+        );
+        assert_eq!(r.reason, "a".repeat(bounds::WORDS));
 
         let fits = "é".repeat(bounds::WORDS);
         let url = "https://hooks.slack.com/commands/T0/1/x".to_string();

@@ -118,6 +118,6 @@ async fn a_command_padded_with_white_space_is_stored_clipped() {
         .unwrap();
     let audited = entry.detail["text"].as_str().unwrap();
     assert!(audited.starts_with("20m printer "));
-    assert!(audited.chars().count() <= 4_001, "{}", audited.len());
+    assert!(audited.chars().count() <= 5_001, "{}", audited.len());
     assert_eq!(app.request_of(ADA).await.reason, "printer driver");
 }
