@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
+    let respond = slack.response_url("bench");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -112,25 +113,32 @@ async fn main() -> anyhow::Result<()> {
         let scheduled = start + interval * n as u32;
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+        let respond = respond.clone();
         tasks.push(tokio::spawn(async move {
             let user = format!("U{:08}", n as usize % USERS);
-            let body = slack_sender::command_body(
-                &user,
-                "20m install printer driver",
-                "http://127.0.0.1:9/respond/bench",
-            );
+            let body = slack_sender::command_body(&user, "20m install printer driver", &respond);
             let response =
                 slack_sender::post_signed(&http, &url, &secret, Utc::now().timestamp(), body).await;
-            let ok = matches!(&response, Ok(r) if r.status().is_success());
-            (scheduled.elapsed(), ok)
+            let (ok, busy) = match response {
+                Ok(r) if r.status().is_success() => {
+                    let text = r.text().await.unwrap_or_default();
+                    (true, text.contains("very busy"))
+                }
+                _ => (false, false),
+            };
+            (scheduled.elapsed(), ok, busy)
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
     let mut failures = 0;
+    let mut shed = 0;
     for task in tasks {
-        let (latency, ok) = task.await?;
+        let (latency, ok, busy) = task.await?;
         if !ok {
             failures += 1;
+        }
+        if busy {
+            shed += 1;
         }
         latencies.push(latency);
     }
@@ -138,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "requests: {}  failed: {failures}  wall time: {:.2}s  throughput: {:.1}/s",
+        "requests: {}  failed: {failures}  answered 'very busy': {shed}  wall time: {:.2}s  throughput: {:.1}/s",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64()

@@ -16,7 +16,7 @@
 //! write, and prints the lag from the expiry: p50, p99 and max.
 //!
 //! `cargo bench --bench revocation_lag -- [EXPIRIES] [HANG_SECS] [INGRESS_RATE] [JUMPCLOUD_DELAY_MS] [WORKERS]`
-//! (defaults: 1000 40 0 50 64)
+//! (defaults: 1000 40 0 50, and the default pool of `[scheduler] workers`)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let hang = Duration::from_secs(arg(1, 40));
     let ingress_rate = arg(2, 0);
     let jc_delay = Duration::from_millis(arg(3, 50));
-    let workers = Workers::new(arg(4, 64) as usize);
+    let workers = Workers::new(arg(4, Workers::default().total as u64) as usize);
 
     let slack = FakeSlack::start("xoxb-bench").await;
     let jc = FakeJumpCloud::start("bench-key").await;
@@ -164,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
     config.workers = workers;
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
+    let respond = slack.response_url("bench");
 
     // The grants, written as the engine would have left them once active.
     let setup = Instant::now();
@@ -173,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         let (slack_id, user, system) = holder(i);
         let now = Utc::now();
         let r = Request::new(
-            ChatUserId::new(&slack_id),
+            ChatUserId::slack(&slack_id),
             None,
             d("20m"),
             vec!["bench".into()],
@@ -209,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             direct: None,
             compiled_sudo: false,
         });
-        to.decided_by = Some(ChatUserId::new("U0APPROVER"));
+        to.decided_by = Some(ChatUserId::slack("U0APPROVER"));
         to.decided_at = Some(now);
         to.elevated_at = Some(now);
         to.expires_at = Some(expiry);
@@ -273,13 +274,11 @@ async fn main() -> anyhow::Result<()> {
                 let scheduled = start + interval * n as u32;
                 tokio::time::sleep_until(scheduled.into()).await;
                 let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+                let respond = respond.clone();
                 tasks.push(tokio::spawn(async move {
                     let user = format!("U2{:08}", n as usize % ASKERS);
-                    let body = slack_sender::command_body(
-                        &user,
-                        "20m install printer driver",
-                        "http://127.0.0.1:9/respond/bench",
-                    );
+                    let body =
+                        slack_sender::command_body(&user, "20m install printer driver", &respond);
                     let response = slack_sender::post_signed(
                         &http,
                         &url,

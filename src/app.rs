@@ -4,27 +4,32 @@
 //! descriptors that revocations need.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::engine::ports::{Chat, Clock, Directory, Store};
-use crate::engine::Engine;
+use crate::config::{Config, SlackConfig};
+use crate::domain::Platform;
+use crate::engine::ports::{Chat, Clock, Directory};
+use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
-use crate::http::{self, AppState, Counters};
+use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
 use crate::jumpcloud::JumpCloudClient;
-use crate::slack::client::SlackChat;
+use crate::slack::client::{IdentityError, SlackChat};
+use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
-use crate::store::SqliteStore;
+use crate::store::Database;
+use crate::teams::auth::BotFrameworkAuth;
+use crate::teams::chat::TeamsChat;
 
 /// A built application, listening but not yet serving.
 pub struct App {
     /// The engine (tests drive its queue with `run_due`).
     pub engine: Arc<Engine>,
-    store: SqliteStore,
+    store: Database,
     listener: TcpListener,
     router: axum::Router,
     /// `/metrics` on its own address, when `metrics_listen` is set.
@@ -36,23 +41,48 @@ impl App {
     /// Opens the database, builds every part and binds `config.listen`
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.database_url).await?;
+        let store = Database::open(&config.database_url).await?;
         let directory: Arc<dyn Directory> =
             Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
-        let chat: Arc<dyn Chat> = Arc::new(SlackChat::new(config.slack.api.clone())?);
-        let shared_store: Arc<dyn Store> = Arc::new(store.clone());
+        let mut chats = Chats::default();
+        let mut slack_edge = None;
+        if let Some(slack_config) = &config.slack {
+            let slack = Arc::new(SlackChat::new(slack_config.api.clone())?);
+            let edge = Arc::new(SlackEdge {
+                secret: SigningSecret::new(slack_config.signing_secret.clone()),
+                hooks: slack.hook_hosts().clone(),
+                ours: OnceLock::new(),
+            });
+            learn_who_we_are(slack.clone(), edge.clone(), slack_config).await?;
+            let chat: Arc<dyn Chat> = slack;
+            chats = chats.with(Platform::Slack, chat);
+            slack_edge = Some(edge);
+        }
+        let mut teams_edge = None;
+        if let Some(settings) = &config.teams {
+            let teams = Arc::new(TeamsChat::new(settings.clone(), clock.clone()));
+            let auth = BotFrameworkAuth::new(
+                settings,
+                crate::teams::http_client(settings.timeout),
+                clock.clone(),
+            );
+            let chat: Arc<dyn Chat> = teams.clone();
+            chats = chats.with(Platform::Teams, chat);
+            teams_edge = Some(Arc::new(TeamsEdge { auth, chat: teams }));
+        }
         let engine = Engine::new(
-            shared_store,
+            store.store(),
             directory,
-            chat,
+            chats,
             clock,
             config.policy.clone(),
             config.workers,
         );
-        let limits = Limits::resolve(&config.http);
+        let limits = Limits::resolve(&config.http, config.workers.total);
         let state = AppState {
             engine: engine.clone(),
-            slack_secret: SigningSecret::new(config.slack.signing_secret.clone()),
+            slack: slack_edge,
+            teams: teams_edge,
             counters: Arc::new(Counters {
                 open_connections: limits.open_connections(),
                 max_connections: limits.max_connections() as u64,
@@ -138,12 +168,13 @@ impl App {
         )
         .await;
         let _ = scheduler.await;
-        self.store.close().await;
+        self.store.shut_down().await;
         Ok(())
     }
 
     /// Serves HTTP only; jobs run when the caller calls `engine.run_due()`.
-    /// This is how tests make time and work deterministic.
+    /// This is how tests make time and work deterministic. Closes the
+    /// database when done, so that a new `App` may open the same SQLite file.
     pub async fn serve_only(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -156,7 +187,58 @@ impl App {
             shutdown,
         )
         .await;
+        self.store.shut_down().await;
         Ok(())
+    }
+}
+
+/// Asks Slack which workspace, bot and app the token belongs to, so that
+/// payloads from anywhere else are refused. A refused token stops start-up
+/// with a clear message. A Slack that does not answer does not: revocations
+/// due meanwhile must still run, so the bot starts, keeps asking, and
+/// answers Slack payloads with "starting" until Slack has said.
+async fn learn_who_we_are(
+    slack: Arc<SlackChat>,
+    edge: Arc<SlackEdge>,
+    config: &SlackConfig,
+) -> anyhow::Result<()> {
+    let (teams, channel) = (
+        config.team_ids.clone(),
+        config.api.approvals_channel.clone(),
+    );
+    let learnt = move |identity: crate::slack::origin::Identity| {
+        tracing::info!(
+            team_id = %identity.team_id,
+            app_id = %identity.app_id,
+            bot_user_id = %identity.user_id,
+            "Slack says the bot token is ours"
+        );
+        let _ = edge.ours.set(Ours::new(&identity, &teams, &channel));
+    };
+    match slack.identity().await {
+        Ok(identity) => {
+            learnt(identity);
+            Ok(())
+        }
+        Err(e @ IdentityError::Refused(_)) => Err(anyhow::Error::new(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "starting without Slack; Slack payloads wait until it answers");
+            tokio::spawn(async move {
+                let mut wait = Duration::from_secs(2);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match slack.identity().await {
+                        Ok(identity) => return learnt(identity),
+                        Err(e @ IdentityError::Refused(_)) => {
+                            return tracing::error!(error = %e, "Slack payloads stay refused")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "Slack still does not answer"),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+            });
+            Ok(())
+        }
     }
 }
 

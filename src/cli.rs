@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `audit export`.
+//! The command line: `serve`, `demo`, `teams package`, `audit export`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,8 +12,7 @@ use crate::app::{shutdown_signal, App};
 use crate::config::Config;
 use crate::domain::{AuditEntry, GrantDuration, Timestamp};
 use crate::engine::clock::SystemClock;
-use crate::engine::ports::Store;
-use crate::store::SqliteStore;
+use crate::store::Database;
 
 /// Temporary admin rights on JumpCloud-managed computers, approved in Slack.
 ///
@@ -46,6 +45,12 @@ pub enum CliCommand {
     /// Needs no account; takes about a minute; exits 0 when the story ends
     /// with the previous rights restored.
     Demo,
+    /// Microsoft Teams helpers.
+    Teams {
+        /// What to do.
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
     /// The audit trail.
     Audit {
         /// What to do with it.
@@ -69,6 +74,25 @@ pub enum AuditCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
+    },
+}
+
+/// `tempadmin teams …`.
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Write the Teams app package (manifest.json, color.png, outline.png)
+    /// to upload in Teams, filled in for your Azure Bot and host.
+    Package {
+        /// The Azure Bot's Microsoft App ID (a GUID).
+        #[arg(long, value_name = "ID")]
+        app_id: String,
+        /// The public DNS name tempadmin is reached at; Teams posts to
+        /// https://HOST/teams/messages.
+        #[arg(long, value_name = "HOST")]
+        host: String,
+        /// Where to write the zip.
+        #[arg(long, value_name = "FILE", default_value = "tempadmin-teams.zip")]
+        out: PathBuf,
     },
 }
 
@@ -115,6 +139,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run(shutdown_signal()).await
         }
         CliCommand::Demo => crate::demo::run().await,
+        CliCommand::Teams {
+            command: TeamsCommand::Package { app_id, host, out },
+        } => {
+            let zip = crate::teams::package::build(&app_id, &host)?;
+            std::fs::write(&out, zip).with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {}: upload it in Teams (Apps → Manage your apps → Upload an app)",
+                out.display()
+            );
+            Ok(())
+        }
         CliCommand::Audit {
             command:
                 AuditCommand::Export {
@@ -123,11 +158,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     format,
                 },
         } => {
-            let store = SqliteStore::open(&database_url).await?;
-            let entries = store.audit_since(since).await?;
+            // Beside a running server: SQLite allows one serving process,
+            // and reading the audit trail must neither wait for nor
+            // disturb it.
+            let database = Database::open_reader(&database_url).await?;
+            let entries = database.store().audit_since(since).await?;
             let stdout = std::io::stdout();
             write_audit(&entries, format, stdout.lock())?;
-            store.close().await;
+            database.close().await;
             Ok(())
         }
     }

@@ -14,6 +14,7 @@ use crate::domain::{GrantDuration, Policy};
 use crate::engine::Workers;
 use crate::jumpcloud::JumpCloudSettings;
 use crate::slack::client::SlackSettings;
+use crate::teams::TeamsSettings;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -22,8 +23,10 @@ pub struct Config {
     pub listen: String,
     /// `sqlite://…`.
     pub database_url: String,
-    /// Slack.
-    pub slack: SlackConfig,
+    /// Slack, when `[slack]` is present.
+    pub slack: Option<SlackConfig>,
+    /// Microsoft Teams, when `[teams]` is present. At least one of the two is.
+    pub teams: Option<TeamsSettings>,
     /// JumpCloud.
     pub jumpcloud: JumpCloudSettings,
     /// Request policy.
@@ -78,6 +81,9 @@ pub struct SlackConfig {
     pub api: SlackSettings,
     /// `SLACK_SIGNING_SECRET`.
     pub signing_secret: SecretString,
+    /// Workspaces besides the bot token's own whose commands and clicks
+    /// count (`slack.team_ids`: the workspaces of an Enterprise Grid).
+    pub team_ids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,7 +94,7 @@ struct FileConfig {
     slack: Option<FileSlack>,
     #[serde(default)]
     jumpcloud: FileJumpCloud,
-    teams: Option<toml::Value>,
+    teams: Option<FileTeams>,
     #[serde(default)]
     policy: FilePolicy,
     #[serde(default)]
@@ -121,6 +127,22 @@ struct FileSlack {
     #[serde(default)]
     approvers: Vec<String>,
     timeout: Option<GrantDuration>,
+    #[serde(default)]
+    team_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTeams {
+    app_id: Option<String>,
+    tenant_id: Option<String>,
+    approvals_conversation: Option<String>,
+    service_url: Option<String>,
+    #[serde(default)]
+    approvers: Vec<String>,
+    openid_metadata_url: Option<String>,
+    token_url: Option<String>,
+    timeout: Option<GrantDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +169,8 @@ struct FilePolicy {
 
 /// Default Slack Web API base.
 pub const SLACK_API_URL: &str = "https://slack.com/api";
+/// Default Bot Connector base for messages the bot starts (the global one).
+pub const TEAMS_SERVICE_URL: &str = "https://smba.trafficmanager.net/teams/";
 /// Default JumpCloud API base.
 pub const JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
 
@@ -168,28 +192,19 @@ impl Config {
                 .map(SecretString::from)
                 .with_context(|| format!("the environment variable {name} is not set"))
         };
-        if file.teams.is_some() {
-            bail!("[teams] is not supported by this version yet; remove the section");
+        if file.slack.is_none() && file.teams.is_none() {
+            bail!(
+                "a [slack] or a [teams] section is required (where approvals go and who approves)"
+            );
         }
-        let Some(slack) = file.slack else {
-            bail!("a [slack] section is required (approvals_channel and approvers)");
+        let slack = match file.slack {
+            None => None,
+            Some(slack) => Some(slack_config(slack, &env, &secret)?),
         };
-        let approvals_channel = slack
-            .approvals_channel
-            .filter(|c| !c.trim().is_empty())
-            .context(
-                "slack.approvals_channel is required: the channel id where approval requests go",
-            )?;
-        if slack.approvers.is_empty() {
-            bail!("slack.approvers is empty: nobody could approve a request");
-        }
-        if let Some(bad) = slack
-            .approvers
-            .iter()
-            .find(|a| !a.starts_with(['U', 'W', 'S']) || a.len() < 3)
-        {
-            bail!("slack.approvers entry `{bad}` is not a Slack user id (U…/W…) or user-group id (S…)");
-        }
+        let teams = match file.teams {
+            None => None,
+            Some(teams) => Some(teams_settings(teams, &env, &secret)?),
+        };
         let grant_mode = file
             .jumpcloud
             .grant_mode
@@ -240,21 +255,8 @@ impl Config {
             database_url: env("DATABASE_URL")
                 .or(file.database_url)
                 .unwrap_or_else(|| "sqlite://tempadmin.db".into()),
-            slack: SlackConfig {
-                api: SlackSettings {
-                    api_url: env("SLACK_API_URL")
-                        .or(slack.api_url)
-                        .unwrap_or_else(|| SLACK_API_URL.into()),
-                    bot_token: secret("SLACK_BOT_TOKEN")?,
-                    approvals_channel,
-                    approvers: slack.approvers,
-                    timeout: slack
-                        .timeout
-                        .map(GrantDuration::as_std)
-                        .unwrap_or(Duration::from_secs(10)),
-                },
-                signing_secret: secret("SLACK_SIGNING_SECRET")?,
-            },
+            slack,
+            teams,
             jumpcloud: JumpCloudSettings {
                 api_url: jumpcloud_url,
                 api_key: secret("JUMPCLOUD_API_KEY")?,
@@ -267,6 +269,104 @@ impl Config {
             metrics_listen,
         })
     }
+}
+
+fn slack_config(
+    slack: FileSlack,
+    env: &impl Fn(&str) -> Option<String>,
+    secret: &impl Fn(&str) -> anyhow::Result<SecretString>,
+) -> anyhow::Result<SlackConfig> {
+    let approvals_channel = slack
+        .approvals_channel
+        .filter(|c| !c.trim().is_empty())
+        .context(
+            "slack.approvals_channel is required: the channel id where approval requests go",
+        )?;
+    if slack.approvers.is_empty() {
+        bail!("slack.approvers is empty: nobody could approve a request");
+    }
+    if let Some(bad) = slack
+        .approvers
+        .iter()
+        .find(|a| !a.starts_with(['U', 'W', 'S']) || a.len() < 3)
+    {
+        bail!("slack.approvers entry `{bad}` is not a Slack user id (U…/W…) or user-group id (S…)");
+    }
+    if let Some(bad) = slack
+        .team_ids
+        .iter()
+        .find(|t| !t.starts_with('T') || t.len() < 3)
+    {
+        bail!("slack.team_ids entry `{bad}` is not a Slack workspace id (T…)");
+    }
+    Ok(SlackConfig {
+        api: SlackSettings {
+            api_url: env("SLACK_API_URL")
+                .or(slack.api_url)
+                .unwrap_or_else(|| SLACK_API_URL.into()),
+            bot_token: secret("SLACK_BOT_TOKEN")?,
+            approvals_channel,
+            approvers: slack.approvers,
+            timeout: slack
+                .timeout
+                .map(GrantDuration::as_std)
+                .unwrap_or(Duration::from_secs(10)),
+        },
+        signing_secret: secret("SLACK_SIGNING_SECRET")?,
+        team_ids: slack.team_ids,
+    })
+}
+
+fn teams_settings(
+    teams: FileTeams,
+    env: &impl Fn(&str) -> Option<String>,
+    secret: &impl Fn(&str) -> anyhow::Result<SecretString>,
+) -> anyhow::Result<TeamsSettings> {
+    let app_id = env("TEAMS_APP_ID")
+        .or(teams.app_id)
+        .filter(|a| !a.trim().is_empty())
+        .context("teams.app_id (or TEAMS_APP_ID) is required: the bot's Microsoft App ID")?;
+    let approvals_conversation = teams
+        .approvals_conversation
+        .filter(|c| !c.trim().is_empty())
+        .context("teams.approvals_conversation is required: the channel's conversation id (19:…@thread.tacv2) where approval cards go")?;
+    if teams.approvers.iter().all(|a| a.trim().is_empty()) {
+        bail!("teams.approvers is empty: nobody could approve a request");
+    }
+    let mut settings = TeamsSettings::new(
+        app_id.trim(),
+        secret("TEAMS_APP_PASSWORD")?,
+        approvals_conversation.trim(),
+        teams
+            .service_url
+            .unwrap_or_else(|| TEAMS_SERVICE_URL.into()),
+    );
+    settings.tenant_id = teams.tenant_id.filter(|t| !t.trim().is_empty());
+    settings.approvers = teams.approvers;
+    if let Some(url) = teams.openid_metadata_url {
+        settings.openid_metadata_url = url;
+    }
+    if let Some(url) = teams.token_url {
+        settings.token_url = url;
+    }
+    if let Some(timeout) = teams.timeout {
+        settings.timeout = timeout.as_std();
+    }
+    for (key, url) in [
+        ("teams.service_url", settings.service_url.as_str()),
+        (
+            "teams.openid_metadata_url",
+            settings.openid_metadata_url.as_str(),
+        ),
+        ("teams.token_url", settings.token_url.as_str()),
+    ] {
+        let ok = url::Url::parse(&url.replace("{tenant}", "t"))
+            .is_ok_and(|u| crate::teams::is_allowed_url(&u));
+        if !ok {
+            bail!("{key} `{url}` must be an https URL (plain http only to loopback)");
+        }
+    }
+    Ok(settings)
 }
 
 fn http(h: FileHttp) -> anyhow::Result<HttpConfig> {
@@ -362,7 +462,7 @@ mod tests {
         let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
         assert_eq!(c.listen, "127.0.0.1:3000");
         assert_eq!(c.database_url, "sqlite://tempadmin.db");
-        assert_eq!(c.slack.api.api_url, SLACK_API_URL);
+        assert_eq!(c.slack.as_ref().unwrap().api.api_url, SLACK_API_URL);
         assert_eq!(c.jumpcloud.api_url, JUMPCLOUD_API_URL);
         assert_eq!(c.jumpcloud.org_id, None);
         assert_eq!(c.policy, Policy::default());
@@ -370,6 +470,20 @@ mod tests {
         assert_eq!(c.http, HttpConfig::default());
         assert_eq!(c.http.max_connections, None);
         assert_eq!(c.metrics_listen, None);
+        assert!(c.slack.as_ref().unwrap().team_ids.is_empty());
+    }
+
+    #[test]
+    fn the_workspaces_of_an_enterprise_grid_may_be_listed() {
+        let text = MINIMAL.replace("[slack]", "[slack]\nteam_ids = [\"T0AAA\", \"T0BBB\"]");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(c.slack.as_ref().unwrap().team_ids, ["T0AAA", "T0BBB"]);
+        let text = MINIMAL.replace("[slack]", "[slack]\nteam_ids = [\"E0GRID\"]");
+        let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+        assert!(
+            err.contains("slack.team_ids") && err.contains("E0GRID"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -435,7 +549,10 @@ mod tests {
         let c = Config::parse(MINIMAL, env).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080");
         assert_eq!(c.database_url, "sqlite:///var/lib/t.db");
-        assert_eq!(c.slack.api.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(
+            c.slack.as_ref().unwrap().api.api_url,
+            "http://127.0.0.1:9/api"
+        );
         assert_eq!(c.jumpcloud.api_url, "https://console.eu.jumpcloud.com");
         assert_eq!(c.jumpcloud.org_id.as_deref(), Some("org1"));
     }
@@ -567,5 +684,72 @@ mod tests {
             let err = format!("{:#}", Config::parse(text, env_with_secrets).unwrap_err());
             assert!(err.contains(expected), "{expected} not in: {err}");
         }
+    }
+
+    const TEAMS: &str = r#"
+        [teams]
+        app_id = "00000000-0000-4000-8000-00000000b07f"
+        tenant_id = "contoso"
+        approvals_conversation = "19:approvals@thread.tacv2"
+        approvers = ["grace@example.com"]
+    "#;
+
+    fn env_with_teams(name: &str) -> Option<String> {
+        match name {
+            "TEAMS_APP_PASSWORD" => Some("teams-pw".into()),
+            other => env_with_secrets(other),
+        }
+    }
+
+    #[test]
+    fn teams_alone_needs_no_slack_secrets_and_gets_the_documented_defaults() {
+        let env = |name: &str| match name {
+            "SLACK_SIGNING_SECRET" | "SLACK_BOT_TOKEN" => None,
+            other => env_with_teams(other),
+        };
+        let c = Config::parse(TEAMS, env).unwrap();
+        assert!(c.slack.is_none());
+        let t = c.teams.unwrap();
+        assert_eq!(t.app_id, "00000000-0000-4000-8000-00000000b07f");
+        assert_eq!(t.tenant_id.as_deref(), Some("contoso"));
+        assert_eq!(t.service_url, TEAMS_SERVICE_URL);
+        assert_eq!(
+            t.openid_metadata_url,
+            crate::teams::DEFAULT_OPENID_METADATA_URL
+        );
+        assert_eq!(t.approvers, ["grace@example.com"]);
+        assert!(!format!("{t:?}").contains("teams-pw"));
+    }
+
+    #[test]
+    fn slack_and_teams_can_be_configured_together_but_not_neither() {
+        let c = Config::parse(&format!("{MINIMAL}\n{TEAMS}"), env_with_teams).unwrap();
+        assert!(c.slack.is_some() && c.teams.is_some());
+        let err = format!("{:#}", Config::parse("", env_with_teams).unwrap_err());
+        assert!(err.contains("[slack] or a [teams]"), "{err}");
+        let err = format!("{:#}", Config::parse(TEAMS, env_with_secrets).unwrap_err());
+        assert!(err.contains("TEAMS_APP_PASSWORD"), "{err}");
+        let env = |name: &str| match name {
+            "TEAMS_APP_ID" => Some("from-env".into()),
+            other => env_with_teams(other),
+        };
+        assert_eq!(
+            Config::parse(TEAMS, env).unwrap().teams.unwrap().app_id,
+            "from-env"
+        );
+        for (bad, key) in [
+            ("approvers = [\"grace@example.com\"]", "teams.approvers"),
+            (
+                "approvals_conversation = \"19:approvals@thread.tacv2\"",
+                "approvals_conversation",
+            ),
+        ] {
+            let text = TEAMS.replace(bad, "");
+            let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
+            assert!(err.contains(key), "{key} not in {err}");
+        }
+        let text = format!("{TEAMS}\nservice_url = \"http://smba.example.net/\"");
+        let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
+        assert!(err.contains("teams.service_url"), "{err}");
     }
 }

@@ -154,7 +154,7 @@ pub async fn run() -> anyhow::Result<()> {
     .context("the approval request never reached the approvals channel")?;
     let request_id = engine
         .store()
-        .open_requests_of(&crate::domain::ChatUserId::new(ADA))
+        .open_requests_of(&crate::domain::ChatUserId::slack(ADA))
         .await?
         .first()
         .map(|r| r.id.to_string())

@@ -11,6 +11,8 @@
 //! - [`jumpcloud`]: the `Directory` port over JumpCloud's REST API.
 //! - [`slack`]: request signing, Slack payloads, Block Kit rendering and the
 //!   `Chat` port over Slack's Web API (slack-morphism).
+//! - [`teams`]: the Bot Framework protocol pieces: inbound JWT
+//!   verification, the Bot Connector client, the app package.
 //! - [`http`]: the axum router: verify, parse, hand over, answer.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, wiring.
 //! - [`sim`]: loopback simulators of Slack and JumpCloud for the demo and tests.
@@ -28,3 +30,5 @@ pub mod jumpcloud;
 pub mod sim;
 pub mod slack;
 pub mod store;
+pub mod teams;
+pub mod wording;

@@ -44,7 +44,8 @@ async fn a_flood_larger_than_the_open_file_limit_leaves_descriptors_for_revocati
         return;
     }
     rlimit::setrlimit(rlimit::Resource::NOFILE, SOFT_LIMIT, hard).unwrap();
-    let cap = default_max_connections(SOFT_LIMIT) as u64;
+    let cap =
+        default_max_connections(SOFT_LIMIT, tempadmin::engine::Workers::default().total) as u64;
     let http = HttpConfig {
         // Neither timeout fires within the test: only the cap protects.
         header_timeout: Duration::from_secs(120),

@@ -58,14 +58,15 @@ async fn a_flood_of_stalled_clients_above_the_cap_does_not_keep_a_signed_command
         flood.push(stalled_body(server.addr).await);
     }
     let command = tokio::spawn({
-        let (http, secret, addr, now) = (
+        let (http, secret, addr, now, respond) = (
             server.http.clone(),
             server.secret.clone(),
             server.addr,
             server.clock.now().timestamp(),
+            server._slack.response_url("x"),
         );
         async move {
-            let body = slack_sender::command_body(ADA, "20m printer", "http://127.0.0.1:9/x");
+            let body = slack_sender::command_body(ADA, "20m printer", &respond);
             let url = format!("http://{addr}/slack/commands");
             let response = slack_sender::post_signed(&http, &url, &secret, now, body)
                 .await

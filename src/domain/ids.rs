@@ -31,10 +31,109 @@ macro_rules! string_id {
     };
 }
 
-string_id!(
-    /// A chat user: a Slack user id (`U…`/`W…`), later a Teams AAD object id.
-    ChatUserId
-);
+/// The chat service a person uses and a request lives on, from its first
+/// command to its last message.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Slack.
+    Slack,
+    /// Microsoft Teams (Bot Framework).
+    Teams,
+}
+
+impl Platform {
+    /// Every platform.
+    pub const ALL: [Platform; 2] = [Self::Slack, Self::Teams];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Teams => "teams",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person on a chat platform: a Slack user id (`U…`/`W…`), or a Teams
+/// user id (`29:…`). Two people are the same only on the same platform.
+/// Stored in the outbox as `platform:id`; a bare id (written before Teams
+/// existed) reads back as a Slack id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChatUserId {
+    platform: Platform,
+    id: String,
+}
+
+impl ChatUserId {
+    /// A person on `platform`, from a trusted source (our database, a
+    /// verified request, an API answer).
+    pub fn new(platform: Platform, id: impl Into<String>) -> Self {
+        Self {
+            platform,
+            id: id.into(),
+        }
+    }
+
+    /// A Slack user.
+    pub fn slack(id: impl Into<String>) -> Self {
+        Self::new(Platform::Slack, id)
+    }
+
+    /// A Teams user.
+    pub fn teams(id: impl Into<String>) -> Self {
+        Self::new(Platform::Teams, id)
+    }
+
+    /// The platform the person is on.
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    /// The platform's own id, as text.
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The platform's own id (what a mention needs).
+impl fmt::Display for ChatUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+impl serde::Serialize for ChatUserId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}:{}", self.platform, self.id))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChatUserId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.split_once(':') {
+            Some((platform, id)) => match Platform::parse(platform) {
+                Some(platform) => Self::new(platform, id),
+                None => Self::slack(text),
+            },
+            None => Self::slack(text),
+        })
+    }
+}
 string_id!(
     /// A JumpCloud user (`_id` of a system user).
     JcUserId
@@ -122,6 +221,18 @@ impl fmt::Display for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_person_keeps_their_platform_through_the_outbox_and_old_rows_read_as_slack() {
+        for person in [ChatUserId::slack("U0ADA"), ChatUserId::teams("29:1a-b_c")] {
+            let json = serde_json::to_string(&person).unwrap();
+            assert_eq!(serde_json::from_str::<ChatUserId>(&json).unwrap(), person);
+        }
+        let old: ChatUserId = serde_json::from_str("\"U0ADA\"").unwrap();
+        assert_eq!(old, ChatUserId::slack("U0ADA"));
+        assert_ne!(ChatUserId::slack("x"), ChatUserId::teams("x"));
+        assert_eq!(ChatUserId::teams("29:x").to_string(), "29:x");
+    }
 
     #[test]
     fn generated_request_ids_parse_back_and_differ() {

@@ -16,7 +16,7 @@ pub mod request;
 pub use audit::AuditEntry;
 pub use command::Command;
 pub use duration::GrantDuration;
-pub use ids::{ChatUserId, Email, JcUserId, RequestId, SystemId};
+pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
 pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
 pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};

@@ -269,7 +269,7 @@ mod tests {
             Notice::Direct {
                 event: Event::Ended {
                     cause: EndCause::EndedEarly,
-                    by: Some(ChatUserId::new("U1")),
+                    by: Some(ChatUserId::slack("U1")),
                 },
             },
             Notice::Private {

@@ -295,6 +295,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// The platform the request lives on: its requester's, from start to end.
+    pub fn platform(&self) -> super::Platform {
+        self.requester.platform()
+    }
+
     /// A new request that is about to be resolved. What the person
     /// supplied is kept within [`bounds`].
     pub fn new(
@@ -404,7 +409,7 @@ mod tests {
         let long_url = format!("https://hooks.slack.com/{}", "x".repeat(bounds::REPLY_TO));
         let many = words(&"ab ".repeat(5_000));
         let r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             Some(long_url),
             GrantDuration::from_secs(60),
             many,
@@ -420,7 +425,7 @@ mod tests {
 
         let one_long_word = vec!["a".repeat(20_000)];
         let r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             None,
             GrantDuration::from_secs(60),
             one_long_word,
@@ -431,7 +436,7 @@ mod tests {
         let fits = "é".repeat(bounds::WORDS);
         let url = "https://hooks.slack.com/commands/T0/1/x".to_string();
         let r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             Some(url.clone()),
             GrantDuration::from_secs(60),
             vec![fits.clone()],

@@ -73,7 +73,7 @@ impl Engine {
         if request.state != RequestState::Resolving {
             return Ok(Outcome::Done);
         }
-        let email = match self.chat.user_email(&request.requester).await {
+        let email = match self.user_email(&request).await {
             Ok(Some(email)) => email,
             Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
             Err(e) if job.attempt < RESOLVE_ATTEMPTS => {
@@ -637,29 +637,29 @@ impl Engine {
         let Some(request) = self.store.request(&message.request_id).await? else {
             return self
                 .store
-                .message_failed(message.id, self.now(), "request is gone")
+                .message_failed(message, self.now(), "request is gone")
                 .await;
         };
         let needs_card = matches!(message.notice, Notice::Thread { .. } | Notice::RefreshCard);
         if needs_card && request.approval_message.is_none() {
             // The card was never posted (refused before approvers, or Slack
             // refused it for good): there is no thread to reply in.
-            return self.store.message_delivered(message.id, self.now()).await;
+            return self.store.message_delivered(message, self.now()).await;
         }
-        match self.chat.deliver(&request, &message.notice).await {
+        match self.deliver_notice(&request, &message.notice).await {
             Ok(reference) => {
                 if let Some(reference) = reference {
                     self.store
                         .set_approval_message(&request.id, &reference)
                         .await?;
                 }
-                self.store.message_delivered(message.id, self.now()).await
+                self.store.message_delivered(message, self.now()).await
             }
             Err(e) => {
                 if let super::ports::ChatError::Permanent(reason) = &e {
                     tracing::error!(request_id = %request.id, error = %e, "chat refused a message; dropping it");
                     self.store
-                        .message_failed(message.id, self.now(), &e.to_string())
+                        .message_failed(message, self.now(), &e.to_string())
                         .await?;
                     if message.notice == Notice::ApprovalCard {
                         // Nobody can approve a request that never reached
@@ -674,9 +674,7 @@ impl Engine {
                 tracing::warn!(request_id = %request.id, attempt = message.attempt, error = %e, "chat delivery failed; will retry");
                 let wait = backoff(message.attempt, e.retry_hint(), Patience::Ordinary);
                 let due = self.now() + chrono::TimeDelta::from_std(wait).unwrap_or_default();
-                self.store
-                    .retry_message(message.id, due, &e.to_string())
-                    .await
+                self.store.retry_message(message, due, &e.to_string()).await
             }
         }
     }

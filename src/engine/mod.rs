@@ -24,10 +24,10 @@ use tokio::sync::Notify;
 use crate::domain::audit::BOT_ACTOR;
 use crate::domain::request::{bounds, clip};
 use crate::domain::{
-    AuditEntry, ChatUserId, Command, EndCause, Event, Notice, Policy, PrivateBody, Refusal,
-    Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy, PrivateBody,
+    Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
-use ports::{Chat, Clock, Directory, JobKind, NewJob, Store, Transition};
+use ports::{Chat, ChatError, Clock, Directory, JobKind, NewJob, Store, Transition};
 
 /// What the engine answers at once to a command (rendered by the chat adapter
 /// into the immediate, private HTTP response).
@@ -43,6 +43,21 @@ pub enum Reply {
     Status(Vec<Request>),
     /// `/tempadmin revoke`: these were ended or withdrawn.
     Revoking(Vec<Request>),
+    /// This very command was delivered before and was acted on then; a
+    /// copy (a replay) changes nothing.
+    AlreadyReceived,
+}
+
+/// What makes one delivery from the chat service unique (Slack: its
+/// signature), so that the same delivery sent again is recognised and not
+/// acted on twice. Kept as long as the chat service's own check would still
+/// accept the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Unique to the delivery, with a prefix naming the chat service.
+    pub key: String,
+    /// After this, the chat adapter refuses the copy on its own.
+    pub keep_until: Timestamp,
 }
 
 /// A command as it arrived from a verified chat request.
@@ -54,6 +69,8 @@ pub struct CommandInput {
     pub text: String,
     /// Where later private answers go (Slack: the `response_url`).
     pub reply_to: Option<String>,
+    /// Which delivery this was, when the chat service can be replayed.
+    pub delivery: Option<Delivery>,
 }
 
 /// A button click as it arrived from a verified chat request.
@@ -65,13 +82,15 @@ pub struct Click {
     pub request_id: RequestId,
     /// Where a private answer to the clicker goes.
     pub reply_to: Option<String>,
+    /// Which delivery this was, when the chat service can be replayed.
+    pub delivery: Option<Delivery>,
 }
 
 /// The engine and everything it talks to.
 pub struct Engine {
     store: Arc<dyn Store>,
     directory: Arc<dyn Directory>,
-    chat: Arc<dyn Chat>,
+    chats: Chats,
     clock: Arc<dyn Clock>,
     policy: Policy,
     workers: Workers,
@@ -85,6 +104,35 @@ pub struct Engine {
 
 /// How many locks the people's new requests share (see [`Engine::person_lock`]).
 const PERSON_LOCKS: usize = 16;
+
+/// The chat adapters, one for each platform in use. Every request stays on
+/// its requester's platform, so each notice goes to that platform's adapter.
+#[derive(Clone, Default)]
+pub struct Chats {
+    slack: Option<Arc<dyn Chat>>,
+    teams: Option<Arc<dyn Chat>>,
+}
+
+impl Chats {
+    /// These adapters plus `chat` for `platform`.
+    pub fn with(mut self, platform: Platform, chat: Arc<dyn Chat>) -> Self {
+        match platform {
+            Platform::Slack => self.slack = Some(chat),
+            Platform::Teams => self.teams = Some(chat),
+        }
+        self
+    }
+
+    /// The adapter for `platform`; a platform that is not configured (a
+    /// request left from an earlier configuration) is a permanent failure.
+    fn get(&self, platform: Platform) -> Result<&Arc<dyn Chat>, ChatError> {
+        match platform {
+            Platform::Slack => self.slack.as_ref(),
+            Platform::Teams => self.teams.as_ref(),
+        }
+        .ok_or_else(|| ChatError::Permanent(format!("{platform} is not configured")))
+    }
+}
 
 /// How many commands may be handled at once. Past this the database is
 /// not keeping up, and queueing more would only make every answer late
@@ -101,7 +149,7 @@ impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
         directory: Arc<dyn Directory>,
-        chat: Arc<dyn Chat>,
+        chats: Chats,
         clock: Arc<dyn Clock>,
         policy: Policy,
         workers: Workers,
@@ -109,7 +157,7 @@ impl Engine {
         Arc::new(Self {
             store,
             directory,
-            chat,
+            chats,
             clock,
             policy,
             workers,
@@ -138,6 +186,31 @@ impl Engine {
         self.clock.now()
     }
 
+    /// The requester's email from their chat profile, on their platform.
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError> {
+        self.chats
+            .get(request.platform())?
+            .user_email(request)
+            .await
+    }
+
+    /// Whether the person is an approver on their platform.
+    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        self.chats.get(user.platform())?.is_approver(user).await
+    }
+
+    /// Delivers a notice through the request's platform.
+    async fn deliver_notice(
+        &self,
+        request: &Request,
+        notice: &Notice,
+    ) -> Result<Option<String>, ChatError> {
+        self.chats
+            .get(request.platform())?
+            .deliver(request, notice)
+            .await
+    }
+
     /// Handles `/tempadmin …`. Only cheap checks and one insert happen here,
     /// so the chat service gets its answer in milliseconds; account and
     /// device look-ups run afterwards as a job.
@@ -147,6 +220,10 @@ impl Engine {
             tracing::warn!("too many commands at once; refused as busy");
             return Ok(Reply::Refused(Refusal::Busy));
         };
+        if !self.first_sighting(input.delivery.as_ref()).await? {
+            tracing::warn!("a command delivered again (a replay); not acted on");
+            return Ok(Reply::AlreadyReceived);
+        }
         let policy = &self.policy;
         let (duration, words) = match Command::parse(&input.text) {
             Err(e) => {
@@ -299,6 +376,9 @@ impl Engine {
     /// An approver clicked Approve or Deny.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user, approve))]
     pub async fn decide(&self, click: Click, approve: bool) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             tracing::warn!("decision on an unknown request");
             return Ok(());
@@ -308,7 +388,12 @@ impl Engine {
                 .refuse_click(&request, &click, Refusal::OwnRequest)
                 .await;
         }
-        match self.chat.is_approver(&click.user).await {
+        if click.user.platform() != request.platform() {
+            return self
+                .refuse_click(&request, &click, Refusal::NotApprover)
+                .await;
+        }
+        match self.is_approver(&click.user).await {
             Ok(true) => {}
             Ok(false) => {
                 return self
@@ -395,11 +480,15 @@ impl Engine {
     /// End now: the requester or an approver ends an elevation early.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, user = %click.user))]
     pub async fn end_now(&self, click: Click) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             return Ok(());
         };
         if click.user != request.requester {
-            let approver = self.chat.is_approver(&click.user).await.unwrap_or(false);
+            let approver = click.user.platform() == request.platform()
+                && self.is_approver(&click.user).await.unwrap_or(false);
             if !approver {
                 return self
                     .refuse_click(&request, &click, Refusal::NotAllowedToEnd)
@@ -428,6 +517,9 @@ impl Engine {
     /// The requester picked one of the offered devices.
     #[tracing::instrument(skip_all, fields(request_id = %click.request_id, system_id = %system))]
     pub async fn pick_device(&self, click: Click, system: SystemId) -> anyhow::Result<()> {
+        if !self.first_click(&click).await? {
+            return Ok(());
+        }
         let Some(request) = self.store.request(&click.request_id).await? else {
             return Ok(());
         };
@@ -480,6 +572,25 @@ impl Engine {
         self.store.enqueue(&request.id, &[notice]).await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Whether this delivery is new (or cannot be told apart); a copy of one
+    /// already accepted must not act again.
+    async fn first_sighting(&self, delivery: Option<&Delivery>) -> anyhow::Result<bool> {
+        let Some(delivery) = delivery else {
+            return Ok(true);
+        };
+        self.store
+            .first_sighting(&delivery.key, self.now(), delivery.keep_until)
+            .await
+    }
+
+    async fn first_click(&self, click: &Click) -> anyhow::Result<bool> {
+        let first = self.first_sighting(click.delivery.as_ref()).await?;
+        if !first {
+            tracing::warn!("a click delivered again (a replay); not acted on");
+        }
+        Ok(first)
     }
 
     /// A transition from `before` to `after` with its audit line; callers add

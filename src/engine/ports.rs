@@ -139,11 +139,14 @@ pub enum ChatError {
     Permanent(String),
 }
 
-/// The chat service people talk to the bot through (Slack; later Teams).
+/// The chat service people talk to the bot through (Slack, Teams).
 #[async_trait]
 pub trait Chat: Send + Sync {
-    /// The person's email address from their profile, if it has one.
-    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError>;
+    /// The requester's email address from their profile, if it has one.
+    /// The request is passed whole because some services can only say who
+    /// a person is within a conversation (Teams asks the conversation the
+    /// command came from, `reply_to`).
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError>;
     /// Whether the person is one of the configured approvers (directly or
     /// through a group).
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError>;
@@ -318,6 +321,17 @@ pub trait Store: Send + Sync {
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()>;
     /// Appends an audit line outside any transition (refused clicks).
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
+    /// Records `key` (something unique to one delivery from the chat
+    /// service, such as its signature) until `keep_until`: `true` the first
+    /// time, `false` for every later sighting while it is kept. Keys whose
+    /// time has passed at `now` are pruned. Atomic, so two copies that
+    /// arrive at once cannot both be first.
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool>;
 
     /// Claims the next due job (of `scope`) whose request has no other job
     /// in flight, leasing it until `lease_until`; the earliest due first.
@@ -340,13 +354,30 @@ pub trait Store: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>>;
-    /// Marks a message delivered.
-    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()>;
+    /// Marks a message delivered, if this attempt still holds it.
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
     /// Gives a message up for good (the chat service refused it), so later
-    /// messages of the same request can go.
-    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()>;
-    /// Releases a message to try again at `due_at`.
-    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()>;
+    /// messages of the same request can go; if this attempt still holds it.
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()>;
+    /// Releases a message to try again at `due_at`, if this attempt still
+    /// holds it. Like jobs, messages are fenced by attempt: a slow attempt
+    /// whose lease another process took over can neither release nor finish
+    /// the newer one (which would let the request's next message overtake it).
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()>;
 
     /// The earliest time any job or message becomes due (or its lease ends).
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>>;
@@ -357,4 +388,20 @@ pub trait Store: Send + Sync {
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>>;
     /// Counts of requests by state, for `/metrics`.
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>>;
+
+    /// Resolves when work may have been added or released by any process
+    /// sharing the database since the last time it resolved, so a sleeping
+    /// scheduler can look again before its next due time. Meant for one
+    /// waiter (the scheduler). Polling by due time stays the fallback: a
+    /// store that cannot hear other processes (SQLite has only one) keeps
+    /// this default, which never resolves.
+    async fn work_added(&self) {
+        std::future::pending::<()>().await
+    }
+
+    /// Gives up every lease this process holds, so other processes (or the
+    /// next start) may claim that work at once instead of after the lease.
+    /// Called on graceful shutdown, after the workers stopped; never
+    /// touches another process's leases.
+    async fn release_leases(&self) -> anyhow::Result<()>;
 }

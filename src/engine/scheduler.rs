@@ -71,7 +71,7 @@ impl Workers {
 
 impl Default for Workers {
     fn default() -> Self {
-        Self::new(64)
+        Self::new(128)
     }
 }
 
@@ -154,6 +154,7 @@ impl Engine {
                 }
                 _ = sleep => {}
                 _ = self.wake.notified() => {}
+                _ = self.store.work_added() => {}
                 _ = &mut shutdown => break,
             }
         }
@@ -303,7 +304,7 @@ impl Engine {
                         let due = engine.now() + TimeDelta::from_std(wait).unwrap_or_default();
                         engine
                             .store
-                            .retry_message(message.id, due, "gave up: took longer than its lease")
+                            .retry_message(&message, due, "gave up: took longer than its lease")
                             .await
                     }
                 };

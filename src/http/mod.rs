@@ -3,22 +3,29 @@
 //!
 //! Invariant (DESIGN 5): a Slack route reads the raw body (at most 64 KiB),
 //! checks its signature before anything else, and answers 401 without
-//! touching the engine when the check fails.
+//! touching the engine when the check fails; `/teams/messages` does the
+//! same with the Bot Framework JWT. A chat service that is not configured
+//! has no routes.
 
 mod error;
 mod health;
 pub mod serve;
 mod slack;
+mod teams;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::engine::Engine;
+use crate::slack::origin::Ours;
+use crate::slack::response_url::HookHosts;
 use crate::slack::signature::SigningSecret;
+use crate::teams::auth::BotFrameworkAuth;
+use crate::teams::chat::TeamsChat;
 
 pub use error::ApiError;
 
@@ -30,16 +37,40 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     /// The grant engine.
     pub engine: Arc<Engine>,
-    /// Slack's signing secret.
-    pub slack_secret: SigningSecret,
+    /// What the Slack routes accept payloads from, when Slack is used.
+    pub slack: Option<Arc<SlackEdge>>,
+    /// What the Teams route needs, when Teams is used.
+    pub teams: Option<Arc<TeamsEdge>>,
     /// Counters for `/metrics`.
     pub counters: Arc<Counters>,
+}
+
+/// What a signed Slack payload must also be to count: from our app in our
+/// workspace, with a `response_url` on Slack's hosts.
+#[derive(Debug)]
+pub struct SlackEdge {
+    /// Slack's signing secret.
+    pub secret: SigningSecret,
+    /// Which `response_url`s are Slack's.
+    pub hooks: HookHosts,
+    /// Our workspace and app, once `auth.test` and `bots.info` have said;
+    /// until then Slack payloads are answered "starting" and not acted on.
+    pub ours: OnceLock<Ours>,
+}
+
+/// What `/teams/messages` checks activities with and answers through.
+#[derive(Debug)]
+pub struct TeamsEdge {
+    /// Verifies the Bot Framework JWT of every activity.
+    pub auth: BotFrameworkAuth,
+    /// The Teams adapter, for the immediate answers and refreshed cards.
+    pub chat: Arc<TeamsChat>,
 }
 
 /// Process counters exposed on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Slack requests refused for their signature.
+    /// Slack and Teams requests refused for their signature or token.
     pub rejected_signatures: AtomicU64,
     /// Slash commands handled.
     pub commands: AtomicU64,
@@ -58,10 +89,17 @@ pub fn router(state: AppState) -> Router {
 
 /// Every route but `/metrics`: what Slack and the probes reach.
 pub fn api_router(state: AppState) -> Router {
-    Router::new()
-        .route("/slack/commands", post(slack::command))
-        .route("/slack/interactions", post(slack::interaction))
-        .route("/slack/events", post(slack::event))
+    let mut router = Router::new();
+    if state.slack.is_some() {
+        router = router
+            .route("/slack/commands", post(slack::command))
+            .route("/slack/interactions", post(slack::interaction))
+            .route("/slack/events", post(slack::event));
+    }
+    if state.teams.is_some() {
+        router = router.route("/teams/messages", post(teams::messages));
+    }
+    router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

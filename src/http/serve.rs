@@ -35,8 +35,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::HttpConfig;
 
-/// Descriptors kept free for everything that is not an inbound connection:
-/// SQLite's files, the outbound connection pools, the listeners, logs.
+/// Descriptors kept free for everything that is not an inbound connection
+/// beyond the scheduler's own calls: SQLite's files, the listeners, logs,
+/// the calls made while answering a click. The scheduler's workers (one
+/// outbound connection each at most) are added to it.
 pub const FD_RESERVE: u64 = 256;
 
 /// The default connection cap never goes above this, even when the
@@ -68,22 +70,24 @@ impl Limits {
     /// Resolves `config` against the current open-file limit: a configured
     /// cap is taken as it is (with a warning when it leaves less than the
     /// reserve), a missing one is derived with [`default_max_connections`].
-    pub fn resolve(config: &HttpConfig) -> Self {
+    /// `outbound` is how many outbound calls the scheduler may have open.
+    pub fn resolve(config: &HttpConfig, outbound: usize) -> Self {
         let soft = open_file_limit().map(|(soft, _)| soft);
+        let reserve = FD_RESERVE + outbound as u64;
         let max_connections = match (config.max_connections, soft) {
             (Some(n), Some(soft)) => {
-                if n as u64 + FD_RESERVE > soft {
+                if n as u64 + reserve > soft {
                     tracing::warn!(
                         max_connections = n,
                         open_file_limit = soft,
-                        reserve = FD_RESERVE,
+                        reserve,
                         "http.max_connections leaves fewer descriptors than the reserve for the database and outbound calls"
                     );
                 }
                 n
             }
             (Some(n), None) => n,
-            (None, Some(soft)) => default_max_connections(soft),
+            (None, Some(soft)) => default_max_connections(soft, outbound),
             (None, None) => MAX_CONNECTIONS_CEILING,
         };
         Self {
@@ -141,11 +145,12 @@ impl Drop for Slot {
     }
 }
 
-/// The connection cap for a soft open-file limit of `soft`: the limit less
-/// [`FD_RESERVE`] (or half the limit when it is small), at most
-/// [`MAX_CONNECTIONS_CEILING`], at least 1.
-pub fn default_max_connections(soft: u64) -> usize {
-    let reserve = FD_RESERVE.min(soft / 2);
+/// The connection cap for a soft open-file limit of `soft` and `outbound`
+/// scheduler calls: the limit less [`FD_RESERVE`] plus `outbound` (or half
+/// the limit when it is small), at most [`MAX_CONNECTIONS_CEILING`], at
+/// least 1.
+pub fn default_max_connections(soft: u64, outbound: usize) -> usize {
+    let reserve = (FD_RESERVE + outbound as u64).min(soft / 2);
     let cap = soft.saturating_sub(reserve).max(1);
     usize::try_from(cap).map_or(MAX_CONNECTIONS_CEILING, |c| c.min(MAX_CONNECTIONS_CEILING))
 }
@@ -235,11 +240,19 @@ mod tests {
 
     #[test]
     fn the_default_cap_leaves_the_reserve_free() {
-        assert_eq!(default_max_connections(1024), 768);
-        assert_eq!(default_max_connections(1 << 20), MAX_CONNECTIONS_CEILING);
+        assert_eq!(default_max_connections(1024, 0), 768);
+        assert_eq!(
+            default_max_connections(1024, 128),
+            640,
+            "the workers' calls are kept free too"
+        );
+        assert_eq!(
+            default_max_connections(1 << 20, 256),
+            MAX_CONNECTIONS_CEILING
+        );
         // A tiny limit still leaves half of it for everything else.
-        assert_eq!(default_max_connections(256), 128);
-        assert_eq!(default_max_connections(1), 1);
+        assert_eq!(default_max_connections(256, 64), 128);
+        assert_eq!(default_max_connections(1, 64), 1);
     }
 
     #[test]
@@ -260,10 +273,13 @@ mod tests {
 
     #[test]
     fn a_configured_cap_is_taken_as_it_is() {
-        let limits = Limits::resolve(&HttpConfig {
-            max_connections: Some(3),
-            ..HttpConfig::default()
-        });
+        let limits = Limits::resolve(
+            &HttpConfig {
+                max_connections: Some(3),
+                ..HttpConfig::default()
+            },
+            64,
+        );
         assert_eq!(limits.max_connections(), 3);
         assert_eq!(limits.permits.available_permits(), 3);
     }

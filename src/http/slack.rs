@@ -10,15 +10,26 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use slack_morphism::prelude::{SlackCommandEventResponse, SlackMessageResponseType};
 
-use super::{ApiError, AppState};
-use crate::slack::payload::{self, Action, EventEnvelope};
+use super::{ApiError, AppState, SlackEdge};
+use crate::engine::Delivery;
+use crate::slack::origin::Ours;
+use crate::slack::payload::{self, Action, EventEnvelope, PayloadError};
 use crate::slack::render;
+use crate::slack::signature::MAX_SKEW_SECS;
+
+/// The Slack edge; the routes exist only when Slack is configured.
+fn edge(state: &AppState) -> Result<&SlackEdge, ApiError> {
+    state
+        .slack
+        .as_deref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a Slack route without Slack")))
+}
 
 fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = state.engine.clock().now().timestamp();
-    state
-        .slack_secret
+    edge(state)?
+        .secret
         .verify(
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
@@ -35,31 +46,90 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiE
         })
 }
 
-/// `POST /slack/commands`: `/tempadmin …`.
+/// A verified request's delivery: its signature covers the timestamp and
+/// the whole body, so a copy carries the same one, and a copy older than
+/// the signature window is refused by `verify` on its own.
+fn delivery(headers: &HeaderMap) -> Option<Delivery> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let sent: i64 = header("x-slack-request-timestamp")?.trim().parse().ok()?;
+    let keep_until = chrono::DateTime::from_timestamp(sent.checked_add(MAX_SKEW_SECS)?, 0)?;
+    Some(Delivery {
+        key: format!("slack:{}", header("x-slack-signature")?.trim()),
+        keep_until,
+    })
+}
+
+fn bad_payload(e: PayloadError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+/// Our workspace and app, or `None` while start-up has not learnt them.
+fn ours(state: &AppState) -> Option<&Ours> {
+    let ours = state.slack.as_ref()?.ours.get();
+    if ours.is_none() {
+        tracing::warn!("a Slack payload before auth.test answered; not acted on");
+    }
+    ours
+}
+
+fn ephemeral(content: slack_morphism::prelude::SlackMessageContent) -> Response {
+    let answer = SlackCommandEventResponse::new(content)
+        .with_response_type(SlackMessageResponseType::Ephemeral);
+    Json(answer).into_response()
+}
+
+/// `POST /slack/commands`: `/tempadmin …`. A command from another
+/// workspace or app is answered 200 with an ephemeral refusal (what Slack
+/// expects of any command it delivers) and changes nothing.
 pub(super) async fn command(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let input = payload::parse_command(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let command = payload::parse_command(&body, &edge(&state)?.hooks, delivery(&headers))
+        .map_err(bad_payload)?;
+    let Some(ours) = ours(&state) else {
+        return Ok(ephemeral(render::not_ready()));
+    };
+    if let Err(why) = ours.check(&command.origin) {
+        tracing::warn!(%why, "refused a slash command that is not ours");
+        return Ok(ephemeral(render::not_ours()));
+    }
     state.counters.commands.fetch_add(1, Ordering::Relaxed);
-    let reply = state.engine.handle_command(input).await?;
-    let answer = SlackCommandEventResponse::new(render::reply_message(&reply))
-        .with_response_type(SlackMessageResponseType::Ephemeral);
-    Ok(Json(answer).into_response())
+    let reply = state.engine.handle_command(command.input).await?;
+    Ok(ephemeral(render::reply_message(&reply)))
 }
 
 /// `POST /slack/interactions`: button clicks. The answer is an empty 200;
-/// what the clicker should see arrives through the outbox.
+/// what the clicker should see arrives through the outbox. A click from
+/// another workspace or app, or a decision from outside the approvals
+/// channel, is acknowledged the same way and changes nothing.
 pub(super) async fn interaction(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let action =
-        payload::parse_interaction(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let interaction = payload::parse_interaction(&body, &edge(&state)?.hooks, delivery(&headers))
+        .map_err(bad_payload)?;
+    let action = interaction.action;
+    if let Some(origin) = &interaction.origin {
+        let Some(ours) = ours(&state) else {
+            return Ok(().into_response());
+        };
+        // Decisions count only from the approvals channel, where the card
+        // and its audit thread are; the other buttons live elsewhere too
+        // (the device picker in the requester's conversation).
+        let checked = match action {
+            Action::Approve(_) | Action::Deny(_) => ours.check_decision(origin),
+            _ => ours.check(origin),
+        };
+        if let Err(why) = checked {
+            tracing::warn!(%why, "refused a click that is not ours");
+            return Ok(().into_response());
+        }
+    }
     state.counters.interactions.fetch_add(1, Ordering::Relaxed);
     let engine = &state.engine;
     match action {

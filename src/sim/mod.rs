@@ -1,4 +1,5 @@
-//! Loopback simulators of the outside services, shared by `tempadmin demo`,
+//! Loopback simulators of the outside services (Slack, JumpCloud, the Bot
+//! Framework), shared by `tempadmin demo`,
 //! the integration tests and the benchmark. They follow the real APIs'
 //! documented shapes and record every call.
 
@@ -6,6 +7,8 @@ pub mod block_kit;
 pub mod jumpcloud;
 pub mod slack;
 pub mod slack_sender;
+pub mod teams;
+pub mod teams_sender;
 
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ pub fn config(
     Config {
         listen: "127.0.0.1:0".into(),
         database_url,
-        slack: SlackConfig {
+        slack: Some(SlackConfig {
             api: SlackSettings {
                 api_url: slack.api_url(),
                 bot_token: SecretString::from(slack.bot_token()),
@@ -44,7 +47,9 @@ pub fn config(
                 timeout: call_timeout,
             },
             signing_secret: SecretString::from(SIGNING_SECRET),
-        },
+            team_ids: Vec::new(),
+        }),
+        teams: None,
         jumpcloud: JumpCloudSettings {
             api_url: jumpcloud.url(),
             api_key: SecretString::from(jumpcloud.api_key()),

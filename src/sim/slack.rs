@@ -1,5 +1,5 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
-//! tempadmin calls (`auth.test`, `users.info`, `usergroups.users.list`,
+//! tempadmin calls (`auth.test`, `bots.info`, `users.info`, `usergroups.users.list`,
 //! `conversations.open`, `chat.postMessage` (a user id as `channel` posts
 //! into the app's DM with that person), `chat.update`) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
@@ -26,6 +26,15 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::block_kit;
+
+/// The workspace the simulated bot token belongs to (`auth.test`).
+pub const TEAM_ID: &str = "T0SIM";
+/// The simulated app (`bots.info` → `app_id`; `api_app_id` in payloads).
+pub const APP_ID: &str = "A0TEMPADMIN";
+/// The simulated bot (`auth.test` → `bot_id`).
+pub const BOT_ID: &str = "B0BOT";
+/// The simulated bot's user (`auth.test` → `user_id`).
+pub const BOT_USER_ID: &str = "U0BOT";
 
 /// A message posted through `chat.postMessage`, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +110,7 @@ struct Inner {
     hanging: bool,
     rate_limited: usize,
     retry_after_secs: u64,
+    redirects: Vec<(StatusCode, String)>,
     last_ts: u64,
     closed_channels: BTreeMap<String, String>,
 }
@@ -252,6 +262,13 @@ impl FakeSlack {
         inner.retry_after_secs = retry_after_secs;
     }
 
+    /// The next Web API calls are answered with a redirect (`status`, e.g.
+    /// 302) to `location`, one per call, as a misbehaving proxy might.
+    pub fn redirect_next(&self, status: u16, location: &str) {
+        let status = StatusCode::from_u16(status).expect("a status code");
+        self.lock().redirects.push((status, location.to_owned()));
+    }
+
     /// Posts to `channel` fail with `error` (e.g. `not_in_channel` when the
     /// bot was never invited), as Slack answers them.
     pub fn close_channel(&self, channel: &str, error: &str) {
@@ -285,6 +302,14 @@ impl FakeSlack {
         if inner.down {
             return unavailable();
         }
+        if !inner.redirects.is_empty() {
+            let (status, location) = inner.redirects.remove(0);
+            let mut response = status.into_response();
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            return response;
+        }
         if inner.rate_limited > 0 {
             inner.rate_limited -= 1;
             let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, failed("ratelimited"));
@@ -302,6 +327,7 @@ impl FakeSlack {
         }
         let (answer, event) = match method {
             "auth.test" => (self.auth_test(), None),
+            "bots.info" => (bots_info(&params), None),
             "users.info" => (users_info(&inner, &params), None),
             "usergroups.users.list" => (usergroup_members(&inner, &params), None),
             "conversations.open" => (open_conversation(&inner, &params), None),
@@ -354,9 +380,10 @@ impl FakeSlack {
             "url": format!("http://{}/", self.addr),
             "team": "Sim",
             "user": "tempadmin",
-            "team_id": "T0SIM",
-            "user_id": "U0BOT",
-            "bot_id": "B0BOT",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": false,
         })
     }
 }
@@ -390,6 +417,31 @@ async fn handle(
     }
 }
 
+/// `bots.info`: the bot named by `bot` (a bot id, `B…`), with the app it
+/// belongs to, as Slack documents it; any other id is `bot_not_found`.
+fn bots_info(params: &Value) -> Value {
+    match str_param(params, "bot") {
+        None => failed("missing_argument"),
+        Some(BOT_ID) => json!({
+            "ok": true,
+            "bot": {
+                "id": BOT_ID,
+                "deleted": false,
+                "name": "tempadmin",
+                "updated": 1_700_000_000,
+                "app_id": APP_ID,
+                "user_id": BOT_USER_ID,
+                "icons": {
+                    "image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png",
+                    "image_48": "https://a.slack-edge.com/80588/img/plugins/app/bot_48.png",
+                    "image_72": "https://a.slack-edge.com/80588/img/plugins/app/service_72.png"
+                }
+            }
+        }),
+        Some(_) => failed("bot_not_found"),
+    }
+}
+
 fn users_info(inner: &Inner, params: &Value) -> Value {
     let Some((id, user)) = str_param(params, "user").and_then(|id| inner.users.get_key_value(id))
     else {
@@ -403,7 +455,7 @@ fn users_info(inner: &Inner, params: &Value) -> Value {
         "ok": true,
         "user": {
             "id": id,
-            "team_id": "T0SIM",
+            "team_id": TEAM_ID,
             "name": user.name,
             "real_name": user.name,
             "deleted": false,
@@ -725,6 +777,18 @@ mod tests {
         let auth = json_of(call(&fake, "auth.test", json!({}))).await;
         assert_eq!(auth["ok"], true);
         assert_eq!(auth["user_id"], "U0BOT");
+        let bot = reqwest::Client::new()
+            .get(format!(
+                "{}bots.info?bot={}",
+                fake.api_url(),
+                auth["bot_id"].as_str().unwrap()
+            ))
+            .bearer_auth(TOKEN);
+        let bot = json_of(bot).await;
+        assert_eq!(bot["bot"]["app_id"], APP_ID);
+        assert_eq!(bot["bot"]["user_id"], auth["user_id"]);
+        let other = json_of(call(&fake, "bots.info", json!({ "bot": "B0OTHER" }))).await;
+        assert_eq!(other, json!({ "ok": false, "error": "bot_not_found" }));
 
         let info = reqwest::Client::new()
             .get(format!("{}users.info?user=U1", fake.api_url()))
@@ -772,7 +836,7 @@ mod tests {
         let calls = fake.calls();
         assert_eq!(calls[0].method, "auth.test");
         assert_eq!(calls[0].token.as_deref(), Some("xoxb-wrong"));
-        assert_eq!(calls[2].params, json!({ "user": "U1" }));
+        assert_eq!(calls[4].params, json!({ "user": "U1" }));
         assert_eq!(calls.last().unwrap().method, "chat.fly");
     }
 

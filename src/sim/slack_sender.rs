@@ -2,25 +2,76 @@
 //! payloads exactly as Slack posts them, signs them with the signing secret,
 //! and sends them to our routes. Used by the demo, the tests and the benchmark.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::json;
 
+use super::slack::{APP_ID, TEAM_ID};
 use crate::slack::signature::SigningSecret;
+
+/// Where a payload comes from: workspace, app and the conversation it was
+/// typed or clicked in.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// `team_id` / `team.id`.
+    pub team: String,
+    /// `api_app_id`.
+    pub app: String,
+    /// `channel_id` / `container.channel_id` and `channel.id`.
+    pub channel: String,
+}
+
+impl Source {
+    /// A command typed in #general of the simulated workspace.
+    pub fn general() -> Self {
+        Self {
+            team: TEAM_ID.into(),
+            app: APP_ID.into(),
+            channel: "C0GENERAL".into(),
+        }
+    }
+
+    /// A click in the approvals channel of the simulated workspace.
+    pub fn approvals() -> Self {
+        Self {
+            channel: super::APPROVALS_CHANNEL.into(),
+            ..Self::general()
+        }
+    }
+}
+
+/// Slack gives every invocation its own `trigger_id` (and every click its
+/// own `action_ts`), so two commands typed alike are still two deliveries.
+fn next_trigger() -> (String, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (
+        format!("13345224609.738474920.{n:031x}"),
+        format!("1700000001.{:06}", n % 1_000_000),
+    )
+}
 
 /// The form body of a `/tempadmin` slash command.
 pub fn command_body(user_id: &str, text: &str, response_url: &str) -> String {
+    command_body_from(&Source::general(), user_id, text, response_url)
+}
+
+/// [`command_body`] from elsewhere.
+pub fn command_body_from(from: &Source, user_id: &str, text: &str, response_url: &str) -> String {
+    let (trigger_id, _) = next_trigger();
     serde_urlencoded::to_string([
         ("token", "deprecated-verification-token"),
-        ("team_id", "T0SIM"),
+        ("team_id", &from.team),
         ("team_domain", "sim"),
-        ("channel_id", "C0GENERAL"),
+        ("channel_id", &from.channel),
         ("channel_name", "general"),
         ("user_id", user_id),
         ("user_name", "someone"),
         ("command", "/tempadmin"),
         ("text", text),
-        ("api_app_id", "A0TEMPADMIN"),
+        ("api_app_id", &from.app),
         ("response_url", response_url),
-        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ("trigger_id", &trigger_id),
     ])
     .expect("form encoding of strings")
 }
@@ -33,15 +84,35 @@ pub fn click_body(
     block_id: &str,
     response_url: &str,
 ) -> String {
+    click_body_from(
+        &Source::approvals(),
+        user_id,
+        action_id,
+        value,
+        block_id,
+        response_url,
+    )
+}
+
+/// [`click_body`] from elsewhere.
+pub fn click_body_from(
+    from: &Source,
+    user_id: &str,
+    action_id: &str,
+    value: &str,
+    block_id: &str,
+    response_url: &str,
+) -> String {
+    let (_, action_ts) = next_trigger();
     let action = json!({
         "action_id": action_id,
         "block_id": block_id,
         "text": { "type": "plain_text", "text": "button", "emoji": true },
         "value": value,
         "type": "button",
-        "action_ts": "1700000001.000200"
+        "action_ts": action_ts
     });
-    block_actions_body(user_id, action, response_url)
+    block_actions_body(from, user_id, action, response_url)
 }
 
 /// The form body of a `block_actions` choice in one of our `static_select`
@@ -53,27 +124,35 @@ pub fn select_body(
     option: &serde_json::Value,
     response_url: &str,
 ) -> String {
+    let (_, action_ts) = next_trigger();
     let action = json!({
         "type": "static_select",
         "action_id": action_id,
         "block_id": block_id,
         "selected_option": option,
         "placeholder": { "type": "plain_text", "text": "Choose", "emoji": true },
-        "action_ts": "1700000001.000200"
+        "action_ts": action_ts
     });
-    block_actions_body(user_id, action, response_url)
+    // The device picker is in the requester's conversation, not the approvals channel.
+    block_actions_body(&Source::general(), user_id, action, response_url)
 }
 
-fn block_actions_body(user_id: &str, action: serde_json::Value, response_url: &str) -> String {
+fn block_actions_body(
+    from: &Source,
+    user_id: &str,
+    action: serde_json::Value,
+    response_url: &str,
+) -> String {
+    let (trigger_id, _) = next_trigger();
     let payload = json!({
         "type": "block_actions",
-        "team": { "id": "T0SIM", "domain": "sim" },
-        "user": { "id": user_id, "username": "someone", "name": "someone", "team_id": "T0SIM" },
-        "api_app_id": "A0TEMPADMIN",
+        "team": { "id": from.team, "domain": "sim" },
+        "user": { "id": user_id, "username": "someone", "name": "someone", "team_id": from.team },
+        "api_app_id": from.app,
         "token": "deprecated-verification-token",
-        "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": "C0APPROVALS", "is_ephemeral": false },
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-        "channel": { "id": "C0APPROVALS", "name": "approvals" },
+        "container": { "type": "message", "message_ts": "1700000000.000100", "channel_id": from.channel, "is_ephemeral": false },
+        "trigger_id": trigger_id,
+        "channel": { "id": from.channel, "name": "somewhere" },
         "response_url": response_url,
         "actions": [action]
     });

@@ -1,25 +1,22 @@
 //! The `Chat` port over Slack's Web API, through slack-morphism's client
 //! pointed at `slack.api_url` (a loopback fake in tests and the demo).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::origin::Identity;
 use super::render;
+use super::response_url::HookHosts;
 use crate::domain::{ChatUserId, Email, Notice, Request};
 use crate::engine::ports::{Chat, ChatError};
 
 /// The most an approver check may take: it runs inside a click's answer,
 /// which Slack abandons after 3 seconds.
 const CLICK_BUDGET: Duration = Duration::from_secs(2);
-
-/// How long a user group's member list is trusted before it is fetched again.
-const GROUP_CACHE: Duration = Duration::from_secs(60);
 
 /// Settings for [`SlackChat`].
 #[derive(Debug, Clone)]
@@ -43,7 +40,19 @@ pub struct SlackChat {
     client: SlackClient<SlackClientHyperHttpsConnector>,
     token: SlackApiToken,
     settings: SlackSettings,
-    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    hooks: HookHosts,
+}
+
+/// Why the bot token could not be checked at start.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Slack refused the token (`invalid_auth`, `token_revoked`…): nothing
+    /// will work until it is replaced.
+    #[error("Slack refused SLACK_BOT_TOKEN ({0}); use the bot token (xoxb-…) of the app's current installation")]
+    Refused(String),
+    /// Slack could not be asked; it may answer later.
+    #[error("could not ask Slack who the bot token belongs to ({0})")]
+    Unavailable(ChatError),
 }
 
 impl SlackChat {
@@ -63,8 +72,44 @@ impl SlackChat {
         Ok(Self {
             client: SlackClient::new(connector),
             token,
+            hooks: HookHosts::new(&settings.api_url),
             settings,
-            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Which `response_url`s are Slack's under these settings.
+    pub fn hook_hosts(&self) -> &HookHosts {
+        &self.hooks
+    }
+
+    /// Who the bot token belongs to: `auth.test` for the workspace, the bot
+    /// user and the bot, then `bots.info` for the app the bot belongs to.
+    pub async fn identity(&self) -> Result<Identity, IdentityError> {
+        let refused_or_not = |e: ChatError| match e {
+            ChatError::Permanent(code) => IdentityError::Refused(code),
+            other => IdentityError::Unavailable(other),
+        };
+        let session = self.client.open_session(&self.token);
+        let auth = bounded(self.settings.timeout, async {
+            session.auth_test().await.map_err(classify)
+        })
+        .await
+        .map_err(refused_or_not)?;
+        let bot_id = auth.bot_id.map(|b| b.to_string()).ok_or_else(|| {
+            IdentityError::Refused("not a bot token: auth.test names no bot_id".into())
+        })?;
+        let req = SlackApiBotsInfoRequest::new().with_bot(bot_id.clone());
+        let bot = bounded(self.settings.timeout, async {
+            session.bots_info(&req).await.map_err(classify)
+        })
+        .await
+        .map_err(refused_or_not)?
+        .bot;
+        Ok(Identity {
+            team_id: auth.team_id.to_string(),
+            user_id: auth.user_id.to_string(),
+            bot_id,
+            app_id: bot.app_id,
         })
     }
 
@@ -90,14 +135,11 @@ impl SlackChat {
             .map_err(classify)
     }
 
+    /// A user group's members, asked for now: a person removed from the
+    /// group must lose the right to decide at once, not when a cache expires.
     async fn group_members(&self, group: &str) -> Result<Vec<String>, ChatError> {
-        if let Some((at, members)) = self.groups.lock().expect("group cache").get(group) {
-            if at.elapsed() < GROUP_CACHE {
-                return Ok(members.clone());
-            }
-        }
         let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.into()));
-        let members: Vec<String> = self
+        Ok(self
             .client
             .open_session(&self.token)
             .usergroups_users_list(&req)
@@ -106,12 +148,7 @@ impl SlackChat {
             .users
             .into_iter()
             .map(|u| u.to_string())
-            .collect();
-        self.groups
-            .lock()
-            .expect("group cache")
-            .insert(group.to_string(), (Instant::now(), members.clone()));
-        Ok(members)
+            .collect())
     }
 }
 
@@ -164,8 +201,12 @@ async fn bounded<T>(
 
 #[async_trait]
 impl Chat for SlackChat {
-    async fn user_email(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
-        bounded(self.settings.timeout, self.user_email_unbounded(user)).await
+    async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError> {
+        bounded(
+            self.settings.timeout,
+            self.user_email_unbounded(&request.requester),
+        )
+        .await
     }
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
@@ -203,26 +244,35 @@ impl SlackChat {
             .and_then(|e| Email::parse(e.as_ref())))
     }
 
+    /// Direct approvers first; then every group at once (within the click's
+    /// budget), and each on its own: a group that fails to resolve must
+    /// not hide a member of another. Only when the person is in none of the
+    /// groups that answered, and some group did not, is the answer unknown.
     async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         if self.settings.approvers.iter().any(|a| a == user.as_str()) {
             return Ok(true);
         }
-        for group in self
+        let groups = self
             .settings
             .approvers
             .iter()
             .filter(|a| a.starts_with('S'))
-        {
-            if self
-                .group_members(group)
-                .await?
-                .iter()
-                .any(|m| m == user.as_str())
-            {
-                return Ok(true);
+            .map(|group| self.group_members(group));
+        let mut failed = None;
+        for members in futures::future::join_all(groups).await {
+            match members {
+                Ok(members) if members.iter().any(|m| m == user.as_str()) => return Ok(true),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "an approvers' user group did not resolve");
+                    failed = Some(e);
+                }
             }
         }
-        Ok(false)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
     }
 
     async fn deliver_unbounded(
@@ -273,9 +323,14 @@ impl SlackChat {
                 let content = render::private_message(request, body);
                 match reply_to.as_ref().or(request.reply_to.as_ref()) {
                     Some(url) => {
-                        let url: url::Url = url
-                            .parse()
-                            .map_err(|_| ChatError::Permanent("bad response_url".into()))?;
+                        // Checked again here: a stored address may predate
+                        // the check where payloads arrive.
+                        let url = self
+                            .hooks
+                            .parse(url)
+                            .map_err(|e| ChatError::Permanent(e.to_string()))?
+                            .url()
+                            .clone();
                         let mut msg = SlackApiPostWebhookMessageRequest::new(content);
                         // Answers through a response_url are ephemeral unless
                         // they say otherwise.

@@ -3,8 +3,10 @@
 //! with slack-morphism. It translates; the engine decides.
 
 pub mod client;
+pub mod origin;
 pub mod payload;
 pub mod render;
+pub mod response_url;
 pub mod signature;
 
 /// Button and action ids (stable interface, DESIGN "Interfaces").

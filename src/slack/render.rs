@@ -1,6 +1,10 @@
-//! Block Kit and mrkdwn for every notice and reply. Text a person typed is
-//! escaped (`&`, `<`, `>`) so nobody can ping `@channel` or forge a link
-//! through a reason; ids from Slack itself are trusted. Text from outside
+//! Block Kit and mrkdwn for every notice and reply. Text a person typed or
+//! JumpCloud reported is shown as text: on the approval card the reason and
+//! the device go into `plain_text` objects (no formatting, no emoji codes),
+//! our own mrkdwn is `verbatim` (nothing in it is auto-linked), hostnames in
+//! mrkdwn messages sit in code spans they cannot close, and `&`, `<`, `>`
+//! are always escaped, so nobody can ping `@channel`, forge a link or bold
+//! a word through a reason; ids from Slack itself are trusted. Text from outside
 //! (reasons, hostnames, error strings) is capped after escaping, so every
 //! block stays inside Block Kit's limits and Slack never refuses a message
 //! for what someone typed or JumpCloud reported.
@@ -8,11 +12,9 @@
 use slack_morphism::prelude::*;
 
 use super::actions;
-use crate::domain::{
-    Device, EndCause, Event, GrantDuration, Policy, PrivateBody, Refusal, Request, RequestState,
-    Timestamp,
-};
+use crate::domain::{ChatUserId, Event, PrivateBody, Refusal, Request, Timestamp};
 use crate::engine::Reply;
+use crate::wording::{self, CardAction, Icon, Markup};
 
 /// Escapes text for mrkdwn as Slack documents: `&`, `<` and `>` only.
 pub fn escape(text: &str) -> String {
@@ -53,90 +55,90 @@ pub fn escape_within(text: &str, max: usize) -> String {
     out
 }
 
-// Caps, in characters after escaping, on text from outside that goes into a
-// message: enough to recognise it, small enough that Slack's limits hold
-// whatever JumpCloud reports or a person types.
-/// A hostname.
-const HOSTNAME_TEXT: usize = 100;
-/// An OS name JumpCloud reported that we do not know.
-const OS_TEXT: usize = 30;
-/// An error string from JumpCloud or Slack.
-const ERROR_TEXT: usize = 300;
-/// A mistyped duration echoed back.
-const TYPO_TEXT: usize = 40;
-/// An email address (RFC 5321 allows 254).
-const EMAIL_TEXT: usize = 254;
+/// Slack's mrkdwn as the wording's [`Markup`]: exactly the text Slack
+/// messages have always had.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mrkdwn;
 
-fn mention(user: &impl std::fmt::Display) -> String {
-    format!("<@{user}>")
-}
+impl Markup for Mrkdwn {
+    fn service(&self) -> &'static str {
+        "Slack"
+    }
 
-/// A direct binding in words, for the audit thread.
-fn binding_words(found: Option<crate::domain::DirectBinding>) -> &'static str {
-    match found {
-        None => "there is no direct binding any more",
-        Some(b) if b.sudo && b.without_password => "admin without password",
-        Some(b) if b.sudo => "admin",
-        Some(_) => "bound without admin rights",
+    fn text(&self, text: &str, max: usize) -> String {
+        escape_within(text, max)
+    }
+
+    /// A hostname as code, escaped and capped. Nothing inside a code span is
+    /// formatted; a backtick in the name would end the span early, so it is
+    /// shown as the look-alike `ˋ` instead.
+    fn hostname(&self, name: &str) -> String {
+        format!(
+            "`{}`",
+            escape_within(&name.replace('`', "ˋ"), wording::HOSTNAME_TEXT)
+        )
+    }
+
+    fn code(&self, text: &str) -> String {
+        format!("`{text}`")
+    }
+
+    fn command(&self, args: &str) -> String {
+        match args {
+            "" => "`/tempadmin`".to_string(),
+            args => format!("`/tempadmin {args}`"),
+        }
+    }
+
+    fn bold(&self, text: &str) -> String {
+        format!("*{text}*")
+    }
+
+    fn person(&self, user: &ChatUserId) -> String {
+        format!("<@{user}>")
+    }
+
+    /// A time every reader sees in their own time zone, with a UTC fallback.
+    fn time(&self, t: Timestamp) -> String {
+        format!(
+            "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+            t.timestamp(),
+            t.format("%Y-%m-%d %H:%M UTC")
+        )
+    }
+
+    fn icon(&self, icon: Icon) -> String {
+        format!("{} ", icon.slack_code())
     }
 }
 
-/// A time every reader sees in their own time zone, with a UTC fallback.
-fn when(t: Timestamp) -> String {
-    format!(
-        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
-        t.timestamp(),
-        t.format("%Y-%m-%d %H:%M UTC")
-    )
-}
-
-fn os_name(os_family: &str) -> &str {
-    match os_family.to_ascii_lowercase().as_str() {
-        "darwin" | "mac" | "macos" => "macOS",
-        "windows" => "Windows",
-        "linux" => "Linux",
-        _ => os_family,
-    }
-}
-
-fn device_line(d: &Device) -> String {
-    format!(
-        "{} ({}, {})",
-        hostname(&d.hostname),
-        escape_within(os_name(&d.os_family), OS_TEXT),
-        if d.online { "online" } else { "offline" }
-    )
-}
-
-/// A hostname as code, escaped and capped.
-fn hostname(name: &str) -> String {
-    format!("`{}`", escape_within(name, HOSTNAME_TEXT))
-}
-
-/// An error string from JumpCloud or Slack, escaped and capped.
-fn error_text(error: &str) -> String {
-    escape_within(error, ERROR_TEXT)
-}
-
-fn host(request: &Request) -> String {
-    request
-        .device
-        .as_ref()
-        .map(|d| hostname(&d.hostname))
-        .unwrap_or_else(|| "the device".into())
+/// Our own mrkdwn. `verbatim`: Slack still reads our formatting and the
+/// mentions and dates we write as `<…>`, but links no bare URL, channel
+/// name or `@word` on its own.
+fn mrkdwn(text: String) -> SlackBlockMarkDownText {
+    SlackBlockMarkDownText::new(text).with_verbatim(true)
 }
 
 fn section(text: String) -> SlackBlock {
     SlackSectionBlock::new()
-        .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text)))
+        .with_text(SlackBlockText::MarkDown(mrkdwn(text)))
+        .into()
+}
+
+/// A section of text from outside (a reason, a hostname), shown exactly as
+/// written: `plain_text` has no formatting, and `emoji: false` keeps
+/// `:codes:` as typed. Still escaped, as Slack reads `&`, `<`, `>` as
+/// entities in any text.
+fn literal(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockText::Plain(
+            SlackBlockPlainText::new(text).with_emoji(false),
+        ))
         .into()
 }
 
 fn context(text: String) -> SlackBlock {
-    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-        SlackBlockMarkDownText::new(text),
-    )])
-    .into()
+    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(mrkdwn(text))]).into()
 }
 
 fn button(
@@ -163,289 +165,65 @@ fn message(text: String, blocks: Vec<SlackBlock>) -> SlackMessageContent {
 
 /// The approval message, as it should look in the request's current state.
 pub fn approval_card(r: &Request) -> SlackMessageContent {
-    let device = r
-        .device
-        .as_ref()
-        .map(device_line)
-        .unwrap_or_else(|| "unknown".into());
-    let head = format!(
-        ":key: *Admin rights requested* by {}\n*Device:* {}\n*For:* {}\n*Reason:* ",
-        mention(&r.requester),
-        device,
-        r.duration,
-    );
+    let m = Mrkdwn;
     // The reason gets whatever the section's limit leaves; the policy caps
     // it long before that, but a raised cap must not cost the approval.
-    let reason = if r.reason.trim().is_empty() {
-        "_none given_".to_string()
-    } else {
-        escape_within(
-            &r.reason,
-            limits::SECTION_TEXT.saturating_sub(head.chars().count()),
-        )
-    };
-    let summary = format!("{head}{reason}");
-    let decided = |verb: &str| match (&r.decided_by, r.decided_at) {
-        (Some(by), Some(at)) => format!("{verb} by {} at {}", mention(by), when(at)),
-        _ => verb.to_string(),
-    };
-    let (status, buttons) = match r.state {
-        RequestState::PendingApproval => (
-            ":hourglass_flowing_sand: Waiting for an approver.".to_string(),
-            vec![
-                button(
-                    actions::APPROVE,
-                    "Approve",
-                    r.id.as_str(),
-                    Some(SlackBlockButtonStyle::Primary),
-                ),
-                button(
-                    actions::DENY,
-                    "Deny",
-                    r.id.as_str(),
-                    Some(SlackBlockButtonStyle::Danger),
-                ),
-            ],
-        ),
-        RequestState::Approved => (
-            format!(":gear: {}. Elevating on the device…", decided("Approved")),
-            vec![button(
-                actions::REVOKE,
-                "End now",
+    let reason = wording::card_reason(&m, r, limits::SECTION_TEXT);
+    let buttons: Vec<SlackActionBlockElement> = wording::card_actions(r.state)
+        .iter()
+        .map(|action| match action {
+            CardAction::Approve => button(
+                actions::APPROVE,
+                action.label(),
+                r.id.as_str(),
+                Some(SlackBlockButtonStyle::Primary),
+            ),
+            CardAction::Deny => button(
+                actions::DENY,
+                action.label(),
                 r.id.as_str(),
                 Some(SlackBlockButtonStyle::Danger),
-            )],
-        ),
-        RequestState::Active => (
-            format!(
-                ":unlock: *Active until {}*. {}.",
-                r.expires_at.map(when).unwrap_or_default(),
-                decided("Approved")
             ),
-            vec![button(
+            CardAction::EndNow => button(
                 actions::REVOKE,
-                "End now",
+                action.label(),
                 r.id.as_str(),
                 Some(SlackBlockButtonStyle::Danger),
-            )],
-        ),
-        RequestState::Revoking => (":lock: Restoring the previous rights…".to_string(), vec![]),
-        RequestState::Ended => {
-            let how = match (r.end_cause, &r.ended_by) {
-                (Some(EndCause::EndedEarly), Some(by)) => format!("ended early by {}", mention(by)),
-                (Some(EndCause::GrantFailed), _) => "the elevation failed".to_string(),
-                _ => "expired".to_string(),
-            };
-            let at = r.ended_at.map(when).unwrap_or_default();
-            let after = if r.left_alone {
-                "The binding had been changed in JumpCloud meanwhile, so tempadmin left it as it was."
-            } else {
-                "Previous rights restored."
-            };
-            (format!(":lock: *Ended at {at}*: {how}. {after}"), vec![])
-        }
-        RequestState::Denied => (format!(":no_entry: {}.", decided("Denied")), vec![]),
-        RequestState::TimedOut => (
-            ":zzz: Nobody decided in time; the request expired.".to_string(),
-            vec![],
-        ),
-        RequestState::Cancelled => (
-            ":wastebasket: Withdrawn by the requester.".to_string(),
-            vec![],
-        ),
-        RequestState::Refused if r.decided_by.is_some() => (
-            format!(
-                ":no_entry_sign: {}, but not granted: JumpCloud no longer allowed it (see the thread). Nothing was changed.",
-                decided("Approved")
             ),
-            vec![],
-        ),
-        RequestState::Resolving | RequestState::AwaitingDevice | RequestState::Refused => {
-            (format!("State: {}", r.state.as_str()), vec![])
-        }
-    };
+        })
+        .collect();
     let mut blocks = vec![
-        section(summary),
-        context(format!("{status}  ·  request `{}`", r.id)),
+        section(wording::card_summary(&m, r)),
+        literal(wording::card_device(&m, r)),
+        literal(format!("{}{reason}", wording::REASON_LABEL)),
+        context(wording::card_footer(&m, r)),
     ];
     if !buttons.is_empty() {
         blocks.push(SlackActionsBlock::new(buttons).into());
     }
-    let fallback = format!(
-        "Admin rights requested by {} on {} for {}: {}",
-        mention(&r.requester),
-        host(r),
-        r.duration,
-        state_words(r.state)
-    );
-    message(fallback, blocks)
+    message(wording::card_fallback(&m, r), blocks)
 }
 
 /// A reply in the approval thread.
 pub fn thread_text(r: &Request, event: &Event) -> String {
-    let who = mention(&r.requester);
-    let on = host(r);
-    match event {
-        Event::Approved { by } => format!(":white_check_mark: Approved by {}. Elevating {who} on {on}…", mention(by)),
-        Event::Denied { by } => format!(":no_entry: Denied by {}.", mention(by)),
-        Event::TimedOut => ":zzz: Nobody decided in time; the request expired.".into(),
-        Event::Cancelled => ":wastebasket: The requester withdrew the request.".into(),
-        Event::Elevated { until, changed: true } => format!(":unlock: {who} is admin on {on} until {}.", when(*until)),
-        Event::Elevated { changed: false, .. } => {
-            format!(":information_source: {who} was already admin on {on}; JumpCloud was not changed.")
-        }
-        Event::GrantFailed { error } => format!(
-            ":warning: JumpCloud did not apply the elevation ({}). Anything it may have applied is being undone.",
-            error_text(error)
-        ),
-        Event::Reminder { left } => format!(":hourglass: {left} left for {who} on {on}."),
-        Event::Ended { cause, by } => match (cause, by) {
-            (EndCause::EndedEarly, Some(by)) => {
-                format!(":lock: Ended early by {}: previous rights on {on} restored.", mention(by))
-            }
-            (EndCause::GrantFailed, _) => format!(":lock: Previous rights on {on} restored after the failed elevation."),
-            _ => format!(":lock: Time is up: previous rights on {on} restored."),
-        },
-        Event::NotGranted { refusal } => format!(
-            ":no_entry_sign: Not granted: {} Nothing was changed in JumpCloud.",
-            refusal_text(refusal)
-        ),
-        Event::LeftAlone { found } => format!(
-            ":warning: Time is up, but {who}'s binding on {on} is no longer what tempadmin set ({}): \
-             somebody changed it during the grant, so tempadmin left it as it is. An IT admin may want to check it.",
-            binding_words(*found)
-        ),
-        Event::RevokeFailing { attempts, error } => format!(
-            ":rotating_light: Could not restore the previous rights on {on} yet ({attempts} attempts, last: {}). \
-             tempadmin keeps retrying; an IT admin may want to check JumpCloud.",
-            error_text(error)
-        ),
-    }
+    wording::thread_text(&Mrkdwn, r, event)
 }
 
 /// A direct message to the requester.
 pub fn direct_text(r: &Request, event: &Event) -> String {
-    let on = host(r);
-    match event {
-        Event::Approved { by } => format!("{} approved your request for admin on {on}. Applying it now…", mention(by)),
-        Event::Denied { by } => format!("{} denied your request for admin on {on}.", mention(by)),
-        Event::TimedOut if r.device.is_none() => {
-            "You did not pick a computer in time, so the request expired. You can ask again.".into()
-        }
-        Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
-        Event::Cancelled => "Your request was withdrawn.".into(),
-        Event::Elevated { until, changed: true } => format!(
-            ":unlock: You are admin on {on} until {}. On Windows, sign out and in again for it to take effect. \
-             End early with `/tempadmin revoke`.",
-            when(*until)
-        ),
-        Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
-        Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
-        Event::Reminder { left } => format!(":hourglass: {left} of admin rights left on {on}."),
-        Event::Ended { .. } => format!(":lock: Your admin rights on {on} have ended; your previous rights are back."),
-        Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
-        Event::NotGranted { refusal } => format!(
-            "Your request for admin on {on} was approved but not granted: {} Nothing was changed.",
-            refusal_text(refusal)
-        ),
-        Event::LeftAlone { .. } => format!(
-            ":lock: Your temporary admin time on {on} is over. IT changed your rights there meanwhile, so tempadmin left them as IT set them."
-        ),
-    }
+    wording::direct_text(&Mrkdwn, r, event)
 }
 
 /// Why something was refused, said to the person.
 pub fn refusal_text(refusal: &Refusal) -> String {
-    match refusal {
-        Refusal::BadDuration { input, min, max } => format!(
-            "`{}` is not a duration. Write it like `90s`, `20m`, `1h` or `1h30m`, between {min} and {max}: `/tempadmin 20m install printer driver`.",
-            escape_within(input, TYPO_TEXT)
-        ),
-        Refusal::DurationOutOfRange { requested, min, max } => format!(
-            "{requested} is outside what the policy allows: between {min} and {max}. Try `/tempadmin {max} …` or less."
-        ),
-        Refusal::ReasonRequired => "Please say why you need admin rights: `/tempadmin 20m install printer driver`.".into(),
-        Refusal::ReasonTooLong { length, max } => format!(
-            "Your reason is {length} characters long; the limit is {max} characters. Please say it more briefly: `/tempadmin 20m install printer driver`."
-        ),
-        Refusal::NoEmail => "Your Slack profile has no email address, so tempadmin cannot find your JumpCloud account. Ask IT to check your profile.".into(),
-        Refusal::NoDirectoryAccount { email } => format!(
-            "No JumpCloud account has the email {}. Ask IT to make your JumpCloud email match your Slack email.",
-            escape_within(email.as_str(), EMAIL_TEXT)
-        ),
-        Refusal::AmbiguousDirectoryAccount { email, accounts } => format!(
-            "{accounts} JumpCloud accounts have the email {}, so tempadmin will not guess which one is yours. Ask IT to remove or rename the duplicate.",
-            escape_within(email.as_str(), EMAIL_TEXT)
-        ),
-        Refusal::Suspended { email } => format!("The JumpCloud account {} is suspended. Ask IT.", escape_within(email.as_str(), EMAIL_TEXT)),
-        Refusal::NoEligibleDevice { email } => format!(
-            "No computer is bound to the JumpCloud account {} (phones and tablets don't count). Ask IT to bind your computer to your account.",
-            escape_within(email.as_str(), EMAIL_TEXT)
-        ),
-        Refusal::AlreadyAdmin { hostname, through: None } => {
-            format!("You are already an administrator on {}; there is nothing to grant.", self::hostname(hostname))
-        }
-        Refusal::AlreadyAdmin { hostname, through: Some(id) } => format!(
-            "Request `{id}` for {} is already open. See it with `/tempadmin status`.",
-            self::hostname(hostname)
-        ),
-        Refusal::DirectoryUnavailable => "JumpCloud is not answering right now. Nothing was sent to the approvers; please try again in a few minutes.".into(),
-        Refusal::DirectoryMisconfigured => "tempadmin cannot use JumpCloud: its API key was refused. Nothing was sent to the approvers; please tell IT.".into(),
-        Refusal::ChatUnavailable => "Slack did not answer a look-up tempadmin needs. Please try again in a minute.".into(),
-        Refusal::ApprovalsUnreachable { error } => format!(
-            "tempadmin could not post your request to the approvers' channel (Slack said `{}`). Nothing was changed; please tell IT.",
-            error_text(error)
-        ),
-        Refusal::NotApprover => "Only approvers can approve or deny requests.".into(),
-        Refusal::OwnRequest => "You can't decide your own request; another approver has to.".into(),
-        Refusal::AlreadyDecided { state } => format!("Nothing changed: this request is already {}.", state_words(*state)),
-        Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
-        Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
-        Refusal::Busy => "tempadmin is very busy right now, so nothing was requested. Please try again in a minute.".into(),
-        Refusal::TooManyOpenRequests { open, max } => format!(
-            "You have {open} open requests; the limit is {max} at once. See them with `/tempadmin status`, or withdraw them with `/tempadmin revoke`."
-        ),
-        Refusal::TooManyRequestsPerHour { max } => format!(
-            "You have made {max} requests in the past hour, the limit. Please try again later."
-        ),
-        Refusal::DeviceNotOffered => "That device can't be chosen for this request any more. Start again with `/tempadmin`.".into(),
-        Refusal::DeviceNoLongerBound { hostname } => format!(
-            "{} is no longer one of the computers bound to your JumpCloud account. Ask IT.",
-            self::hostname(hostname)
-        ),
-    }
-}
-
-fn state_words(state: RequestState) -> &'static str {
-    match state {
-        RequestState::Resolving => "being checked",
-        RequestState::AwaitingDevice => "waiting for a device choice",
-        RequestState::PendingApproval => "waiting for approval",
-        RequestState::Approved => "approved and being applied",
-        RequestState::Active => "active",
-        RequestState::Revoking => "being ended",
-        RequestState::Ended => "over",
-        RequestState::Refused => "refused",
-        RequestState::Denied => "denied",
-        RequestState::TimedOut => "expired without a decision",
-        RequestState::Cancelled => "withdrawn",
-    }
+    wording::refusal_text(&Mrkdwn, refusal)
 }
 
 /// A private answer (through the `response_url`).
 pub fn private_message(r: &Request, body: &PrivateBody) -> SlackMessageContent {
-    match body {
-        PrivateBody::Sent => message(
-            format!(
-                "Your request for admin on {} for {} went to the approvers (request `{}`). You'll get a direct message when someone decides.",
-                r.device.as_ref().map(device_line).unwrap_or_else(|| host(r)),
-                r.duration,
-                r.id
-            ),
-            vec![],
-        ),
-        PrivateBody::Refused(refusal) => message(refusal_text(refusal), vec![]),
-        PrivateBody::PickDevice => device_picker(r),
+    match wording::private_text(&Mrkdwn, r, body) {
+        Some(text) => message(text, vec![]),
+        None => device_picker(r),
     }
 }
 
@@ -475,25 +253,11 @@ const PICKER_BUTTONS: usize = 5;
 /// many are listed and how to name the one missing.
 fn device_picker(r: &Request) -> SlackMessageContent {
     let devices = &r.candidates;
-    let labels = device_labels(devices);
+    let labels = wording::device_labels(devices, limits::LABEL);
     let shown = devices
         .len()
         .min(limits::SELECT_OPTIONS * limits::ACTIONS_ELEMENTS);
-    let mut text = format!(
-        "You have {} computers. Which one do you need admin rights on?",
-        devices.len()
-    );
-    if shown < devices.len() {
-        text.push_str(&format!(
-            " Slack can list only the first {shown} here; if yours is not among them, name it: `/tempadmin {} HOSTNAME reason`.",
-            r.duration
-        ));
-    } else if devices.len() > PICKER_BUTTONS {
-        text.push_str(&format!(
-            " Pick it from the menu (type to filter), or name it: `/tempadmin {} HOSTNAME reason`.",
-            r.duration
-        ));
-    }
+    let text = wording::picker_text(&Mrkdwn, r, shown, devices.len() > PICKER_BUTTONS);
     let elements: Vec<SlackActionBlockElement> = if devices.len() <= PICKER_BUTTONS {
         devices
             .iter()
@@ -544,125 +308,31 @@ fn device_picker(r: &Request) -> SlackMessageContent {
     message(text.clone(), vec![section(text), picker.into()])
 }
 
-/// One label per device, each inside Slack's 75-character limit. Devices
-/// whose labels would read the same (equal hostnames, or long ones that
-/// differ only where they were shortened) also show the end of their id.
-fn device_labels(devices: &[Device]) -> Vec<String> {
-    let plain: Vec<String> = devices.iter().map(|d| device_label(d, None)).collect();
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for label in &plain {
-        *seen.entry(label.as_str()).or_default() += 1;
-    }
-    devices
-        .iter()
-        .zip(&plain)
-        .map(|(d, label)| match seen[label.as_str()] {
-            1 => label.clone(),
-            _ => device_label(d, Some(d.id.as_str())),
-        })
-        .collect()
+/// The answer to a command from another workspace or app.
+pub fn not_ours() -> SlackMessageContent {
+    SlackMessageContent::new()
+        .with_text("tempadmin is not set up for this workspace. Nothing was done.".into())
 }
 
-/// `hostname (OS, online)`, shortened in the middle of the hostname so its
-/// end, which tells `…-desk-41` from `…-desk-42`, stays visible.
-fn device_label(d: &Device, id: Option<&str>) -> String {
-    let os = shorten_middle(os_name(&d.os_family), 20);
-    let state = if d.online { "online" } else { "offline" };
-    let suffix = match id {
-        None => format!(" ({os}, {state})"),
-        Some(id) => {
-            let tail: String = {
-                let chars: Vec<char> = id.chars().collect();
-                chars[chars.len().saturating_sub(8)..].iter().collect()
-            };
-            format!(" ({os}, {state}, id …{tail})")
-        }
-    };
-    let budget = limits::LABEL - suffix.chars().count();
-    format!("{}{suffix}", shorten_middle(&d.hostname, budget))
-}
-
-/// `text` in at most `max` characters: when longer, its start and its end
-/// with `…` between (the end gets two thirds).
-fn shorten_middle(text: &str, max: usize) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= max {
-        return text.to_string();
-    }
-    if max < 2 {
-        return chars[..max].iter().collect();
-    }
-    let head = (max - 1) / 3;
-    let tail = max - 1 - head;
-    let mut out: String = chars[..head].iter().collect();
-    out.push('…');
-    out.extend(&chars[chars.len() - tail..]);
-    out
+/// The answer to a command while tempadmin has not yet learnt from Slack
+/// which workspace and app it serves.
+pub fn not_ready() -> SlackMessageContent {
+    SlackMessageContent::new().with_text(wording::NOT_READY.into())
 }
 
 /// The immediate answer to a slash command.
 pub fn reply_message(reply: &Reply) -> SlackMessageContent {
-    let text = match reply {
-        Reply::Help(policy) => help_text(policy),
-        Reply::Refused(refusal) => refusal_text(refusal),
-        Reply::Checking(r) => format!(
-            "Checking your JumpCloud account and devices for {} of admin rights…",
-            r.duration
-        ),
-        Reply::Status(requests) if requests.is_empty() => {
-            "You have no open requests and no active elevation.".into()
-        }
-        Reply::Status(requests) => requests.iter().map(status_line).collect::<Vec<_>>().join("\n"),
-        Reply::Revoking(requests) => requests
-            .iter()
-            .map(|r| match r.state {
-                RequestState::Cancelled => format!("Withdrew request `{}`.", r.id),
-                _ => format!("Ending your admin rights on {} now; you'll get a message when your previous rights are back.", host(r)),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    message(text, vec![])
-}
-
-fn status_line(r: &Request) -> String {
-    let until = match (r.state, r.expires_at) {
-        (RequestState::Active, Some(t)) => format!(", until {}", when(t)),
-        _ => String::new(),
-    };
-    format!(
-        "• `{}`: {} on {} for {}{}",
-        r.id,
-        state_words(r.state),
-        host(r),
-        r.duration,
-        until
-    )
-}
-
-fn help_text(policy: &Policy) -> String {
-    let example: GrantDuration = policy.default_duration;
-    format!(
-        "*tempadmin* gives you temporary administrator rights on your own computer after an approver agrees.\n\
-         • `/tempadmin {example} install printer driver`: ask for {example} of admin rights (between {} and {}{})\n\
-         • `/tempadmin 1h30m MY-LAPTOP reason`: name the computer when you have several\n\
-         • `/tempadmin status`: your open requests\n\
-         • `/tempadmin revoke`: end your admin rights now, or withdraw a pending request\n\
-         • `/tempadmin help`: this text",
-        policy.min_duration,
-        policy.max_duration,
-        if policy.require_reason { "; a reason is required" } else { "" }
-    )
+    message(wording::reply_text(&Mrkdwn, reply), vec![])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ChatUserId, SystemId};
+    use crate::domain::{ChatUserId, Device, EndCause, GrantDuration, RequestState, SystemId};
 
     fn request() -> Request {
         let mut r = Request::new(
-            ChatUserId::new("U1"),
+            ChatUserId::slack("U1"),
             None,
             GrantDuration::parse("20m").unwrap(),
             vec![
@@ -698,7 +368,7 @@ mod tests {
         let pending = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(pending.contains(actions::APPROVE) && pending.contains(actions::DENY));
         r.state = RequestState::Denied;
-        r.decided_by = Some(ChatUserId::new("U2"));
+        r.decided_by = Some(ChatUserId::slack("U2"));
         r.decided_at = Some(chrono::Utc::now());
         let denied = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(!denied.contains(actions::APPROVE) && !denied.contains(actions::DENY));
@@ -880,11 +550,11 @@ mod tests {
                 ..device.clone()
             })
             .collect();
-        r.decided_by = Some(ChatUserId::new("U2"));
+        r.decided_by = Some(ChatUserId::slack("U2"));
         r.decided_at = Some(chrono::Utc::now());
         r.expires_at = Some(chrono::Utc::now());
         r.ended_at = Some(chrono::Utc::now());
-        r.ended_by = Some(ChatUserId::new("U2"));
+        r.ended_by = Some(ChatUserId::slack("U2"));
         r.end_cause = Some(EndCause::EndedEarly);
         r
     }
@@ -921,13 +591,13 @@ mod tests {
         let card = approval_card(&r);
         assert_eq!(refused_by_slack(&card), Vec::<String>::new());
         let json = serde_json::to_value(&card).unwrap();
-        let text = json["blocks"][0]["text"]["text"].as_str().unwrap();
+        let text = json["blocks"][2]["text"]["text"].as_str().unwrap();
         assert!(
             text.chars().count() <= limits::SECTION_TEXT,
             "{}",
             text.chars().count()
         );
-        let reason = text.split("*Reason:* ").nth(1).unwrap();
+        let reason = text.strip_prefix("Reason: ").unwrap();
         assert!(reason.starts_with("&lt;&amp;&gt;&lt;") && reason.ends_with('…'));
         assert!(
             reason.chars().count() > 2000,
@@ -999,7 +669,7 @@ mod tests {
                 error: long.clone(),
             },
             Event::Approved {
-                by: ChatUserId::new("U2"),
+                by: ChatUserId::slack("U2"),
             },
         ];
         for event in &events {

@@ -10,9 +10,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
+use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
-    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Request, RequestId,
-    RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Platform, Request,
+    RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
 
@@ -29,10 +30,53 @@ pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Writers queue here, in order, instead of meeting SQLite's lock and
-    /// its busy handler, which sleeps in steps of milliseconds. Readers do
-    /// not take it (WAL lets them run beside the writer).
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Writers queue here, revocations first (see [`WriteQueue`]). Readers
+    /// do not (WAL lets them run beside the writer).
+    writer: std::sync::Arc<WriteQueue>,
+    /// The exclusive lock on `<database>.lock`, held from `open` until
+    /// `close` (or until the last clone is dropped, or the process ends): a
+    /// second process on the same file is refused, because `open` releases
+    /// every lease in the file, which is only safe when nobody else holds
+    /// one. `None` for in-memory databases and for readers.
+    lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+}
+
+/// Revocation writes go first in the writer queue.
+fn revocation_if(part_of_a_revocation: bool) -> Urgency {
+    if part_of_a_revocation {
+        Urgency::Revocation
+    } else {
+        Urgency::Normal
+    }
+}
+
+/// Takes the exclusive lock beside the database file, or says which file
+/// another process holds. The kernel drops the lock when the process dies,
+/// however it dies, so a crash never leaves it behind.
+fn lock_database(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => anyhow::bail!(
+            "another tempadmin process is using the SQLite database {} (it holds {}). \
+             SQLite serves one process only; stop the other one, or run several \
+             replicas on PostgreSQL (database_url = \"postgres://…\")",
+            database.display(),
+            path.display()
+        ),
+        Err(fs4::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -65,6 +109,12 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let in_memory = url.contains(":memory:");
+        // Before anything is written: a second process must change nothing.
+        let lock = if in_memory {
+            None
+        } else {
+            Some(lock_database(options.get_filename())?)
+        };
         #[cfg(unix)]
         if !in_memory {
             owner_only(options.get_filename())?;
@@ -131,6 +181,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: Default::default(),
+            lock: std::sync::Arc::new(std::sync::Mutex::new(lock)),
         };
         store.release_leases().await?;
         if !in_memory {
@@ -170,24 +221,35 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn release_leases(&self) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    /// Opens an existing database to read it (the audit export) beside a
+    /// running server: no lock, no migrations, no lease released, and
+    /// SQLite refuses any write on this connection.
+    pub async fn open_reader(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("database_url `{url}` is not a SQLite URL"))?
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {url}"))?;
+        Ok(Self {
+            pool,
+            writer: Default::default(),
+            lock: Default::default(),
+        })
     }
 
-    /// Checkpoints the log into the database file and closes the pool.
+    /// Checkpoints the log into the database file, closes the pool, and
+    /// lets the next process have the file.
     pub async fn close(&self) {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
         self.pool.close().await;
+        let held = self.lock.lock().map(|mut held| held.take());
+        drop(held);
     }
 }
 
@@ -196,9 +258,13 @@ fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
         Ok(row.try_get::<Option<String>, _>(col)?)
     };
     let state: String = row.try_get("state")?;
+    let platform: String = row.try_get("platform")?;
+    let platform =
+        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
+    let person = |id: String| ChatUserId::new(platform, id);
     Ok(Request {
         id: RequestId::from_stored(row.try_get("id")?),
-        requester: ChatUserId::new(row.try_get::<String, _>("requester")?),
+        requester: person(row.try_get("requester")?),
         reply_to: row.try_get("reply_to")?,
         duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
         words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
@@ -214,12 +280,12 @@ fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
         prior: json_opt("prior")?
             .map(|p| serde_json::from_str(&p))
             .transpose()?,
-        decided_by: json_opt("decided_by")?.map(ChatUserId::new),
+        decided_by: json_opt("decided_by")?.map(person),
         decided_at: opt_ts(row.try_get("decided_at")?),
         elevated_at: opt_ts(row.try_get("elevated_at")?),
         expires_at: opt_ts(row.try_get("expires_at")?),
         ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: json_opt("ended_by")?.map(ChatUserId::new),
+        ended_by: json_opt("ended_by")?.map(person),
         end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
         left_alone: row.try_get("left_alone")?,
         approval_message: row.try_get("approval_message")?,
@@ -245,7 +311,7 @@ fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
 }
 
 /// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
+const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -422,10 +488,11 @@ impl Store for SqliteStore {
         notices: &[Notice],
         jobs: &[NewJob],
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO requests (id, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(r.id.as_str())
+            .bind(r.platform().as_str())
             .bind(r.requester.as_str())
             .bind(&r.reply_to)
             .bind(r.duration.as_secs() as i64)
@@ -454,8 +521,9 @@ impl Store for SqliteStore {
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
         let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
+            .bind(requester.platform().as_str())
             .bind(requester.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -465,9 +533,10 @@ impl Store for SqliteStore {
     async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
         let terminal = state_list(RequestState::is_terminal);
         let sql = format!(
-            "SELECT COUNT(*) FROM requests WHERE requester = ? AND state NOT IN ({terminal})"
+            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal})"
         );
         let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(requester.platform().as_str())
             .bind(requester.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -479,12 +548,14 @@ impl Store for SqliteStore {
         requester: &ChatUserId,
         since: Timestamp,
     ) -> anyhow::Result<usize> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM requests WHERE requester = ? AND created_at >= ?")
-                .bind(requester.as_str())
-                .bind(ms(since))
-                .fetch_one(&self.pool)
-                .await?;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND created_at >= ?",
+        )
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n as usize)
     }
 
@@ -505,7 +576,13 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(matches!(
+                t.to.state,
+                RequestState::Revoking | RequestState::Ended
+            )))
+            .await;
         let r = &t.to;
         // Commits default to `synchronous = NORMAL`: safe against a process
         // crash, and cheap enough to acknowledge Slack at once. A transition
@@ -533,7 +610,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         sqlx::query("UPDATE requests SET approval_message = ? WHERE id = ?")
             .bind(reference)
             .bind(id.as_str())
@@ -543,7 +620,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
         insert_notices(&mut tx, id, notices).await?;
         tx.commit().await?;
@@ -551,11 +628,37 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        let mut tx = self.pool.begin().await?;
+        // Pruned here rather than by a timer: the table only grows when
+        // requests arrive, and each prune removes few rows through the index.
+        sqlx::query("DELETE FROM replays WHERE keep_until < ?1")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO replays (key, keep_until) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(ms(keep_until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     async fn claim_job(
@@ -564,7 +667,10 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         scope: ClaimScope,
     ) -> anyhow::Result<Option<Job>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(scope == ClaimScope::Revocations))
+            .await;
         let kind = match scope {
             ClaimScope::Revocations => Some(JobKind::Revoke.name()),
             ClaimScope::Any => None,
@@ -597,7 +703,10 @@ impl Store for SqliteStore {
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(job.kind == JobKind::Revoke))
+            .await;
         // Fenced by the attempt: a slow old attempt cannot finish a newer one.
         sqlx::query("UPDATE jobs SET done_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(now))
@@ -609,7 +718,10 @@ impl Store for SqliteStore {
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
+        let _writing = self
+            .writer
+            .turn(revocation_if(job.kind == JobKind::Revoke))
+            .await;
         sqlx::query("UPDATE jobs SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND done_at IS NULL")
             .bind(ms(due_at))
             .bind(error)
@@ -626,7 +738,7 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>> {
-        let _writing = self.writer.lock().await;
+        let _writing = self.writer.turn(Urgency::Normal).await;
         let rows = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id IN (SELECT o.id FROM outbox o \
@@ -665,31 +777,52 @@ impl Store for SqliteStore {
         Ok(messages)
     }
 
-    async fn message_delivered(&self, id: i64, now: Timestamp) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
-        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ?")
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
             .bind(ms(now))
-            .bind(id)
+            .bind(message.id)
+            .bind(message.attempt as i64)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn message_failed(&self, id: i64, now: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
-        mark_failed(&self.pool, id, now, error).await
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        sqlx::query("UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(now))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    async fn retry_message(&self, id: i64, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.lock().await;
-        sqlx::query(
-            "UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
-        )
-        .bind(ms(due_at))
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        sqlx::query("UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -733,525 +866,19 @@ impl Store for SqliteStore {
             .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
             .collect())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{GrantDuration, Notice};
-    use chrono::TimeDelta;
-    use serde_json::json;
-
-    async fn store() -> SqliteStore {
-        SqliteStore::open("sqlite::memory:").await.unwrap()
-    }
-
-    fn t0() -> Timestamp {
-        ts(1_800_000_000_000)
-    }
-
-    fn audit(r: &Request, action: &str) -> AuditEntry {
-        AuditEntry {
-            at: t0(),
-            actor: "U1".into(),
-            action: action.into(),
-            request_id: r.id.clone(),
-            before: None,
-            after: Some(r.state),
-            detail: json!({}),
-        }
-    }
-
-    async fn insert(store: &SqliteStore, jobs: &[NewJob], notices: &[Notice]) -> Request {
-        let r = Request::new(
-            ChatUserId::new("U1"),
-            Some("https://r".into()),
-            GrantDuration::from_secs(600),
-            vec!["why".into()],
-            t0(),
-        );
-        store
-            .insert_request(&r, &audit(&r, "requested"), notices, jobs)
-            .await
-            .unwrap();
-        r
-    }
-
-    fn job(kind: JobKind, after_secs: i64) -> NewJob {
-        NewJob {
-            kind,
-            due_at: t0() + TimeDelta::seconds(after_secs),
-        }
-    }
-
-    fn step(r: &Request, state: RequestState) -> Transition {
-        let mut to = r.clone();
-        to.state = state;
-        to.version = r.version + 1;
-        Transition {
-            request_id: r.id.clone(),
-            expected_version: r.version,
-            audit: audit(&to, state.as_str()),
-            to,
-            notices: vec![],
-            jobs: vec![],
-            reschedule: vec![],
-            cancel: vec![],
-        }
-    }
-
-    #[tokio::test]
-    async fn a_request_reads_back_as_written() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
-        assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
-    }
-
-    #[tokio::test]
-    async fn a_transition_from_a_stale_version_changes_nothing() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        let mut first = step(&r, RequestState::PendingApproval);
-        first.notices = vec![Notice::ApprovalCard];
-        let second = step(&r, RequestState::Refused);
-        assert!(s.transition(&first).await.unwrap());
-        assert!(!s.transition(&second).await.unwrap());
-        let stored = s.request(&r.id).await.unwrap().unwrap();
-        assert_eq!(
-            (stored.state, stored.version),
-            (RequestState::PendingApproval, 1)
-        );
-        let actions: Vec<_> = s
-            .audit_since(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert_eq!(
-            actions,
-            ["requested", "pending_approval"],
-            "the loser wrote no audit line"
-        );
-        let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
-        assert_eq!(queued.len(), 1, "nor any message");
-    }
-
-    #[tokio::test]
-    async fn jobs_are_claimed_when_due_one_per_request_and_fenced_by_attempt() {
-        let s = store().await;
-        let r = insert(
-            &s,
-            &[
-                job(JobKind::Grant, 0),
-                job(JobKind::Revoke, 0),
-                job(JobKind::Remind(60), 100),
-            ],
-            &[],
-        )
-        .await;
-        let lease = t0() + TimeDelta::minutes(5);
-        let grant = s
-            .claim_job(t0(), lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((grant.kind, grant.attempt), (JobKind::Grant, 1));
-        assert_eq!(
-            s.claim_job(t0(), lease, ClaimScope::Any).await.unwrap(),
-            None,
-            "the revoke waits for the grant"
-        );
-        s.retry_job(&grant, t0() + TimeDelta::seconds(2), "503")
-            .await
-            .unwrap();
-        let revoke = s
-            .claim_job(t0(), lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(revoke.kind, JobKind::Revoke);
-        s.complete_job(&revoke, t0()).await.unwrap();
-        assert_eq!(
-            s.next_due().await.unwrap(),
-            Some(t0() + TimeDelta::seconds(2))
-        );
-        let later = t0() + TimeDelta::seconds(2);
-        let again = s
-            .claim_job(later, later + TimeDelta::minutes(5), ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((again.kind, again.attempt), (JobKind::Grant, 2));
-        // The first attempt finishing late cannot complete the second.
-        s.complete_job(&grant, later).await.unwrap();
-        s.retry_job(&again, later + TimeDelta::seconds(4), "503")
-            .await
-            .unwrap();
-        let third = s
-            .claim_job(
-                later + TimeDelta::seconds(4),
-                later + TimeDelta::minutes(5),
-                ClaimScope::Any,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(third.attempt, 3);
-        let _ = r;
-    }
-
-    #[tokio::test]
-    async fn revocations_can_be_claimed_ahead_of_earlier_work() {
-        let s = store().await;
-        insert(&s, &[job(JobKind::Resolve, 0)], &[]).await;
-        insert(&s, &[job(JobKind::Revoke, 5)], &[]).await;
-        let at = t0() + TimeDelta::seconds(5);
-        let lease = at + TimeDelta::minutes(5);
-        assert_eq!(
-            s.next_revocation_due().await.unwrap(),
-            Some(at),
-            "the revocation's own due time"
-        );
-        let first = s
-            .claim_job(at, lease, ClaimScope::Revocations)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.kind, JobKind::Revoke, "although the resolve is older");
-        assert_eq!(
-            s.claim_job(at, lease, ClaimScope::Revocations)
-                .await
-                .unwrap(),
-            None
-        );
-        let next = s
-            .claim_job(at, lease, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(next.kind, JobKind::Resolve);
-        assert_eq!(
-            s.next_revocation_due().await.unwrap(),
-            Some(lease),
-            "a leased revocation counts from its lease's end"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_lease_left_by_a_dead_process_is_released_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = SqliteStore::open(&url).await.unwrap();
-        insert(&s, &[job(JobKind::Revoke, 0)], &[]).await;
-        assert!(s
-            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
-            .await
-            .unwrap()
-            .is_some());
-        s.close().await;
-        let reopened = SqliteStore::open(&url).await.unwrap();
-        let job = reopened
-            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((job.kind, job.attempt), (JobKind::Revoke, 2));
-    }
-
-    #[tokio::test]
-    async fn reschedule_moves_a_pending_job_or_creates_it_and_cancel_drops_it() {
-        let s = store().await;
-        let r = insert(
-            &s,
-            &[job(JobKind::Revoke, 600), job(JobKind::ApprovalTimeout, 30)],
-            &[],
-        )
-        .await;
-        let mut t = step(&r, RequestState::Active);
-        t.reschedule = vec![job(JobKind::Revoke, 60), job(JobKind::Grant, 5)];
-        t.cancel = vec![JobKind::ApprovalTimeout];
-        assert!(s.transition(&t).await.unwrap());
-        assert_eq!(
-            s.next_due().await.unwrap(),
-            Some(t0() + TimeDelta::seconds(5))
-        );
-        let far = t0() + TimeDelta::hours(1);
-        let first = s
-            .claim_job(far, far, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.kind, JobKind::Grant);
-        s.complete_job(&first, far).await.unwrap();
-        let second = s
-            .claim_job(far, far, ClaimScope::Any)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (second.kind, second.due_at),
-            (JobKind::Revoke, t0() + TimeDelta::seconds(60))
-        );
-        s.complete_job(&second, far).await.unwrap();
-        assert_eq!(
-            s.claim_job(far, far, ClaimScope::Any).await.unwrap(),
-            None,
-            "the approval timeout was cancelled"
-        );
-    }
-
-    #[tokio::test]
-    async fn messages_go_one_at_a_time_per_request_in_order() {
-        let s = store().await;
-        let thread = |n| Notice::Thread {
-            event: crate::domain::Event::Reminder {
-                left: GrantDuration::from_secs(n),
-            },
-        };
-        let a = insert(&s, &[], &[thread(1), thread(2)]).await;
-        let b = insert(&s, &[], &[thread(3)]).await;
-        let lease = t0() + TimeDelta::minutes(2);
-        let batch = s.claim_messages(t0(), lease, 10).await.unwrap();
-        assert_eq!(
-            batch
-                .iter()
-                .map(|m| (&m.request_id, &m.notice))
-                .collect::<Vec<_>>(),
-            [(&a.id, &thread(1)), (&b.id, &thread(3))]
-        );
-        s.retry_message(batch[0].id, t0() + TimeDelta::seconds(9), "429")
-            .await
-            .unwrap();
-        s.message_delivered(batch[1].id, t0()).await.unwrap();
-        assert!(
-            s.claim_messages(t0(), lease, 10).await.unwrap().is_empty(),
-            "a's second message waits behind its first"
-        );
-        let later = t0() + TimeDelta::seconds(9);
-        let retried = s.claim_messages(later, later, 10).await.unwrap();
-        assert_eq!(
-            (retried[0].notice.clone(), retried[0].attempt),
-            (thread(1), 2)
-        );
-        s.message_failed(retried[0].id, later, "channel_not_found")
-            .await
-            .unwrap();
-        let next = s.claim_messages(later, later, 10).await.unwrap();
-        assert_eq!(
-            next[0].notice,
-            thread(2),
-            "a message given up on does not block the rest"
-        );
-    }
-
-    #[tokio::test]
-    async fn two_open_requests_for_one_device_cannot_both_reach_approvers() {
-        let s = store().await;
-        let device = crate::domain::Device {
-            id: SystemId::new("sys1"),
-            hostname: "h".into(),
-            display_name: "h".into(),
-            os_family: "linux".into(),
-            online: true,
-            compiled_sudo: false,
-        };
-        let pending = |r: &Request| {
-            let mut t = step(r, RequestState::PendingApproval);
-            t.to.jc_user = Some(JcUserId::new("jc1"));
-            t.to.device = Some(device.clone());
-            t
-        };
-        let a = insert(&s, &[], &[]).await;
-        let b = insert(&s, &[], &[]).await;
-        assert!(s.transition(&pending(&a)).await.unwrap());
-        assert!(s.transition(&pending(&b)).await.is_err());
-        assert_eq!(
-            s.request(&b.id).await.unwrap().unwrap().state,
-            RequestState::Resolving
-        );
-        // Once the first has ended, the device is free again.
-        let a1 = s.request(&a.id).await.unwrap().unwrap();
-        assert!(s
-            .transition(&step(&a1, RequestState::Denied))
-            .await
-            .unwrap());
-        assert!(s.transition(&pending(&b)).await.unwrap());
-    }
-
-    async fn insert_for(store: &SqliteStore, user: &str, at: Timestamp) -> Request {
-        let r = Request::new(
-            ChatUserId::new(user),
-            None,
-            GrantDuration::from_secs(600),
-            vec![],
-            at,
-        );
-        store
-            .insert_request(&r, &audit(&r, "requested"), &[], &[])
-            .await
-            .unwrap();
-        r
-    }
-
-    #[tokio::test]
-    async fn open_requests_are_counted_per_person_until_they_end() {
-        let s = store().await;
-        let ada = ChatUserId::new("U1");
-        let first = insert_for(&s, "U1", t0()).await;
-        let second = insert_for(&s, "U1", t0()).await;
-        insert_for(&s, "U2", t0()).await;
-        assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 2);
-        let active = step(&first, RequestState::Active);
-        assert!(s.transition(&active).await.unwrap());
-        assert_eq!(
-            s.count_open_requests_of(&ada).await.unwrap(),
-            2,
-            "an active grant is open"
-        );
-        assert!(s
-            .transition(&step(&second, RequestState::Refused))
-            .await
-            .unwrap());
-        assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 1);
-        assert_eq!(
-            s.count_open_requests_of(&ChatUserId::new("U3"))
-                .await
-                .unwrap(),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn requests_are_counted_per_person_from_a_time_on_whatever_became_of_them() {
-        let s = store().await;
-        let ada = ChatUserId::new("U1");
-        let old = insert_for(&s, "U1", t0()).await;
-        insert_for(&s, "U1", t0() + TimeDelta::minutes(30)).await;
-        insert_for(&s, "U1", t0() + TimeDelta::minutes(59)).await;
-        insert_for(&s, "U2", t0() + TimeDelta::minutes(59)).await;
-        assert!(s
-            .transition(&step(&old, RequestState::Refused))
-            .await
-            .unwrap());
-        assert_eq!(s.count_requests_since(&ada, t0()).await.unwrap(), 3);
-        let since = t0() + TimeDelta::minutes(30);
-        assert_eq!(
-            s.count_requests_since(&ada, since).await.unwrap(),
-            2,
-            "from `since` on, inclusive"
-        );
-        let later = t0() + TimeDelta::minutes(60);
-        assert_eq!(s.count_requests_since(&ada, later).await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal.db");
-        let s = SqliteStore::open(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        let wal = || {
-            std::fs::metadata(dir.path().join("wal.db-wal"))
-                .unwrap()
-                .len()
-        };
-        let r = insert(&s, &[], &[]).await;
-        // A reader that started before the burst keeps every checkpoint
-        // (ours in the background too) from completing until it ends.
-        let mut reader = {
-            use sqlx::Connection;
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap()
-        };
-        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
-        sqlx::query("SELECT COUNT(*) FROM audit")
-            .execute(&mut reader)
-            .await
-            .unwrap();
-        let mut entry = audit(&r, "bulk");
-        entry.detail = json!({ "text": "x".repeat(64 * 1024) });
-        for _ in 0..160 {
-            s.append_audit(&entry).await.unwrap();
-        }
-        assert!(
-            wal() > 2 * WAL_SIZE_LIMIT,
-            "a burst grows the log: {}",
-            wal()
-        );
-        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
-        drop(reader);
-        s.checkpoint().await.unwrap();
-        // The next write starts the log afresh.
-        s.append_audit(&audit(&r, "after")).await.unwrap();
-        assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
-        s.close().await;
-    }
-
-    #[tokio::test]
-    async fn the_audit_trail_cannot_be_changed() {
-        let s = store().await;
-        insert(&s, &[], &[]).await;
-        assert!(sqlx::query("UPDATE audit SET actor = 'someone else'")
-            .execute(&s.pool)
-            .await
-            .is_err());
-        assert!(sqlx::query("DELETE FROM audit")
-            .execute(&s.pool)
-            .await
-            .is_err());
-        assert_eq!(s.audit_since(None).await.unwrap().len(), 1);
-        assert!(s
-            .audit_since(Some(t0() + TimeDelta::seconds(1)))
-            .await
-            .unwrap()
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_open_request_for_the_same_device_is_found_and_counts_by_state() {
-        let s = store().await;
-        let r = insert(&s, &[], &[]).await;
-        let mut t = step(&r, RequestState::PendingApproval);
-        t.to.jc_user = Some(JcUserId::new("jc1"));
-        t.to.device = Some(crate::domain::Device {
-            id: SystemId::new("sys1"),
-            hostname: "h".into(),
-            display_name: "h".into(),
-            os_family: "linux".into(),
-            online: false,
-            compiled_sudo: false,
-        });
-        assert!(s.transition(&t).await.unwrap());
-        let other = RequestId::generate();
-        let found = s
-            .open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &other)
-            .await
-            .unwrap();
-        assert_eq!(found.map(|f| f.id), Some(r.id.clone()));
-        assert_eq!(
-            s.open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &r.id)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            s.count_by_state().await.unwrap(),
-            vec![(RequestState::PendingApproval, 1)]
-        );
-        s.set_approval_message(&r.id, "C1/1.2").await.unwrap();
-        assert_eq!(
-            s.request(&r.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .approval_message
-                .as_deref(),
-            Some("C1/1.2")
-        );
-        s.ping().await.unwrap();
+    /// Every lease in the file is this process's: the lock file keeps any
+    /// other process out.
+    async fn release_leases(&self) -> anyhow::Result<()> {
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

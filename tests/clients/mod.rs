@@ -141,7 +141,7 @@ impl Server {
     /// A signed `/tempadmin TEXT` from `user` on a new connection: the
     /// status and the answer's `response_type`.
     pub async fn command(&self, user: &str, text: &str) -> (u16, String) {
-        let body = slack_sender::command_body(user, text, "http://127.0.0.1:9/unused");
+        let body = slack_sender::command_body(user, text, &self._slack.response_url("unused"));
         let response = slack_sender::post_signed(
             &self.http,
             &format!("http://{}/slack/commands", self.addr),
@@ -157,8 +157,13 @@ impl Server {
     }
 
     pub async fn click(&self, user: &str, action_id: &str, value: &str) -> u16 {
-        let body =
-            slack_sender::click_body(user, action_id, value, "block", "http://127.0.0.1:9/x");
+        let body = slack_sender::click_body(
+            user,
+            action_id,
+            value,
+            "block",
+            &self._slack.response_url("x"),
+        );
         slack_sender::post_signed(
             &self.http,
             &format!("http://{}/slack/interactions", self.addr),

@@ -25,21 +25,21 @@ async fn post(
     req.body(body).send().await.unwrap().status().as_u16()
 }
 
-fn command(text: &str) -> String {
-    slack_sender::command_body(ADA, text, "http://127.0.0.1:9/respond/x")
+fn command(app: &TestApp, text: &str) -> String {
+    slack_sender::command_body(ADA, text, &app.slack.response_url("x"))
 }
 
 async fn assert_nothing_happened(app: &TestApp) {
     app.settle().await;
     assert!(app.requests_of(ADA).await.is_empty());
-    assert!(app.slack.calls().is_empty());
+    assert!(app.slack_calls().is_empty());
     assert!(app.jc.calls().is_empty());
 }
 
 #[tokio::test]
 async fn missing_forged_and_stale_signatures_get_401() {
     let app = spawn_app().await;
-    let body = command("20m");
+    let body = command(&app, "20m");
     let now = app.now_unix();
     for path in ["/slack/commands", "/slack/interactions", "/slack/events"] {
         assert_eq!(
@@ -90,7 +90,7 @@ async fn missing_forged_and_stale_signatures_get_401() {
 #[tokio::test]
 async fn a_signature_within_five_minutes_is_accepted() {
     let app = spawn_app().await;
-    let body = command("help");
+    let body = command(&app, "help");
     let ts = app.now_unix() - 299;
     let sig = app.sign(ts, &body);
     assert_eq!(
@@ -102,7 +102,7 @@ async fn a_signature_within_five_minutes_is_accepted() {
 #[tokio::test]
 async fn bodies_over_64_kib_get_413() {
     let app = spawn_app().await;
-    let body = command(&"x".repeat(65 * 1024));
+    let body = command(&app, &"x".repeat(65 * 1024));
     let now = app.now_unix();
     let sig = app.sign(now, &body);
     assert_eq!(
@@ -128,7 +128,7 @@ async fn signed_but_malformed_bodies_get_400() {
                 "tempadmin_approve",
                 "'; DROP TABLE requests; --",
                 "b",
-                "http://127.0.0.1:9/r",
+                &app.slack.response_url("r"),
             ),
         ),
         ("/slack/events", "{".to_string()),

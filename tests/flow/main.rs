@@ -10,6 +10,8 @@ mod identity;
 mod ingress;
 mod on_time;
 mod outbound;
+mod provenance;
 mod refusals;
 mod slack_limits;
 mod support;
+mod teams;

@@ -354,8 +354,11 @@ async fn commands_beyond_what_the_database_keeps_up_with_are_refused_at_once() {
             let (person, _, _) = app.add_person(n);
             let http = app.http.clone();
             let url = app.url("/slack/commands");
-            let body =
-                tempadmin::sim::slack_sender::command_body(&person, "20m", "http://127.0.0.1:9/r");
+            let body = tempadmin::sim::slack_sender::command_body(
+                &person,
+                "20m",
+                &app.slack.response_url("r"),
+            );
             let signature = app.sign(app.now_unix(), &body);
             let now = app.now_unix();
             tokio::spawn(async move {

@@ -16,7 +16,8 @@ use tempadmin::engine::ports::Clock;
 use tempadmin::engine::Engine;
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::{FakeSlack, SimMessage};
-use tempadmin::sim::{self, slack_sender};
+use tempadmin::sim::teams::{FakeBotFramework, SimActivity, APPROVALS_CONVERSATION};
+use tempadmin::sim::{self, slack_sender, teams_sender};
 use tempadmin::slack::signature::SigningSecret;
 
 pub const SECRET: &str = sim::SIGNING_SECRET;
@@ -60,6 +61,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub slack: FakeSlack,
+    /// The fake Bot Framework, when the app also serves Teams.
+    pub teams: Option<FakeBotFramework>,
     pub jc: FakeJumpCloud,
     pub clock: Arc<ManualClock>,
     pub engine: Arc<Engine>,
@@ -129,6 +132,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         base,
         http: reqwest::Client::new(),
         slack,
+        teams: None,
         jc,
         clock,
         engine,
@@ -281,6 +285,17 @@ impl TestApp {
         .unwrap()
         .status()
         .as_u16()
+    }
+
+    /// Every call the fake Slack received after start-up asked who the
+    /// bot token belongs to (`auth.test`, `bots.info`).
+    pub fn slack_calls(&self) -> Vec<tempadmin::sim::slack::SlackCall> {
+        let calls = self.slack.calls();
+        let start_up = calls
+            .iter()
+            .take_while(|c| c.method == "auth.test" || c.method == "bots.info")
+            .count();
+        calls.into_iter().skip(start_up).collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -463,5 +478,173 @@ impl TestApp {
             .into_iter()
             .map(|e| e.action)
             .collect()
+    }
+}
+
+// ------------------------------------------------------------ Teams
+
+/// Teams people: Ada (the same person and JumpCloud account as Slack's Ada),
+/// Grace (an approver by email), Hopper (an approver by Entra ID object id),
+/// Mallory (nobody special) and Lin (a Teams-only requester with her own
+/// computer).
+pub fn teams_person(name: &str) -> tempadmin::sim::teams::SimUser {
+    let lower = name.to_ascii_lowercase();
+    tempadmin::sim::teams::SimUser {
+        id: format!("29:{lower}"),
+        name: match name {
+            "Ada" => "Ada Lovelace".into(),
+            "Grace" => "Grace Hopper".into(),
+            "Lin" => "Lin Chen".into(),
+            other => other.into(),
+        },
+        aad_object_id: format!("aad-{lower}"),
+        email: Some(format!("{lower}@example.com")),
+        user_principal_name: format!("{lower}@example.com"),
+    }
+}
+
+/// A fresh activity id: the builders derive ids from the (manual, often
+/// standing) clock, and two activities with one id are one delivery.
+pub fn next_activity_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "17{:011}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub const JC_LIN: &str = "jclin0000000000000000001";
+pub const LIN_PC: &str = "sys000000000000000linpc1";
+
+/// Like [`spawn_app`], serving Teams beside Slack against a fake Bot
+/// Framework; `adjust` may change any setting (drop Slack, say) first.
+pub async fn spawn_teams_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let fake = FakeBotFramework::start().await;
+    for name in ["Ada", "Grace", "Hopper", "Mallory", "Lin"] {
+        fake.add_user(teams_person(name));
+    }
+    let fake_for_config = fake.clone();
+    let mut app = spawn_app_configured(move |config| {
+        let mut settings = fake_for_config.settings();
+        settings.approvers = vec!["Grace@Example.com".into(), "aad-hopper".into()];
+        config.teams = Some(settings);
+        adjust(config);
+    })
+    .await;
+    app.jc.add_user(SimUser {
+        id: JC_LIN.into(),
+        email: "lin@example.com".into(),
+        username: "lin".into(),
+        sudo: false,
+        suspended: false,
+    });
+    app.jc.add_system(system(LIN_PC, "lin-pc", "windows"));
+    app.jc
+        .bind_via_group(JC_LIN, LIN_PC, "grp0000000000000000000001");
+    app.teams = Some(fake);
+    app
+}
+
+pub async fn spawn_teams_app() -> TestApp {
+    spawn_teams_app_configured(|_| {}).await
+}
+
+impl TestApp {
+    pub fn bf(&self) -> &FakeBotFramework {
+        self.teams.as_ref().expect("a Teams test app")
+    }
+
+    /// Posts a signed activity to `/teams/messages`; status and JSON answer.
+    pub async fn teams_post(&self, activity: &Value) -> (u16, Value) {
+        let response = teams_sender::post_activity(
+            &self.http,
+            &self.url("/teams/messages"),
+            self.bf(),
+            activity,
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The 1:1 chat of `name` with the bot.
+    pub fn teams_chat_of(&self, name: &str) -> String {
+        FakeBotFramework::personal_conversation_id(&teams_person(name).id)
+    }
+
+    /// `name` writes `text` to the bot in their 1:1 chat; the HTTP status.
+    pub async fn teams_say(&self, name: &str, text: &str) -> u16 {
+        let mut activity = teams_sender::personal_message(
+            &self.bf().service_url(),
+            &self.teams_chat_of(name),
+            &teams_person(name),
+            text,
+            self.clock.now(),
+        );
+        activity["id"] = Value::String(next_activity_id());
+        self.teams_post(&activity).await.0
+    }
+
+    /// Texts the bot posted in `name`'s 1:1 chat, in order.
+    pub fn teams_dms(&self, name: &str) -> Vec<String> {
+        let chat = self.teams_chat_of(name);
+        self.bf()
+            .activities()
+            .into_iter()
+            .filter(|a| a.conversation_id == chat)
+            .map(|a| a.activity["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The approval cards in the Teams approvals channel.
+    pub fn teams_cards(&self) -> Vec<SimActivity> {
+        self.bf()
+            .activities()
+            .into_iter()
+            .filter(|a| a.conversation_id == APPROVALS_CONVERSATION && a.reply_to.is_none())
+            .collect()
+    }
+
+    pub fn teams_card(&self) -> SimActivity {
+        self.teams_cards().pop().expect("a Teams approval card")
+    }
+
+    /// The thread under the newest Teams card, as texts.
+    pub fn teams_thread(&self) -> Vec<String> {
+        self.bf()
+            .thread(APPROVALS_CONVERSATION, &self.teams_card().id)
+            .into_iter()
+            .map(|a| a.activity["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// `name` clicks the `verb` button of the newest card; status and answer.
+    pub async fn teams_click(&self, name: &str, verb: &str, data: Value) -> (u16, Value) {
+        let card = self.teams_card();
+        let mut activity = teams_sender::card_action(
+            &self.bf().service_url(),
+            APPROVALS_CONVERSATION,
+            &card.id,
+            &teams_person(name),
+            verb,
+            data,
+            self.clock.now(),
+        );
+        activity["id"] = Value::String(format!("f:{}", next_activity_id()));
+        self.teams_post(&activity).await
+    }
+
+    /// The requests of a Teams person (by their `29:` id), oldest first.
+    pub async fn teams_requests_of(&self, name: &str) -> Vec<Request> {
+        self.requests_of(&teams_person(name).id).await
+    }
+
+    pub async fn teams_request_of(&self, name: &str) -> Request {
+        self.teams_requests_of(name)
+            .await
+            .pop()
+            .expect("a Teams request")
     }
 }

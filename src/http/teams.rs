@@ -1,0 +1,245 @@
+//! `POST /teams/messages`, the Bot Framework messaging endpoint. Verify the
+//! JWT before anything else (401 and nothing acted on otherwise), parse the
+//! activity into the engine's commands and clicks, hand over, answer:
+//!
+//! - `message`: a command, in a personal chat or in a channel that
+//!   @mentions the bot (the `<at>…</at>` mention is stripped); the grammar
+//!   of the slash command, with or without a leading `tempadmin`. The Bot
+//!   Framework takes no answer in the HTTP response of a message, so the
+//!   immediate answer is sent as a reply through the connector and the HTTP
+//!   answer is an empty 200.
+//! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
+//!   answer is the refreshed card (Teams waits about 5 s for it).
+//!   Decisions count only from the approvals channel.
+//! - `conversationUpdate` and anything else: acknowledged; nothing is
+//!   stored (1:1 chats are opened on demand with the tenant id).
+//!
+//! With `teams.tenant_id` set, activities from another tenant are
+//! acknowledged and change nothing. The same activity delivered twice acts
+//! once (its id is its delivery key).
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::{ApiError, AppState, TeamsEdge};
+use crate::domain::{ChatUserId, RequestId, SystemId};
+use crate::engine::{Click, CommandInput, Delivery};
+use crate::teams::chat::Destination;
+use crate::teams::render::{self, verbs};
+use crate::wording;
+
+/// How long an activity id is remembered: the Bot Framework may deliver
+/// the same activity again with a fresh token, so the token's own life is
+/// not enough.
+const REMEMBER_DELIVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+fn edge(state: &AppState) -> Result<&TeamsEdge, ApiError> {
+    state
+        .teams
+        .as_deref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a Teams route without Teams")))
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// `POST /teams/messages`.
+pub(super) async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let teams = edge(&state)?;
+    // The token is checked against the activity's serviceUrl and channelId,
+    // so those two are read first; nothing else is looked at before the
+    // check. A body that is not JSON has neither and fails it.
+    let activity: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let service_url = str_at(&activity, "/serviceUrl").unwrap_or_default();
+    let channel_id = str_at(&activity, "/channelId").unwrap_or_default();
+    if let Err(e) = teams
+        .auth
+        .verify(authorization, service_url, channel_id)
+        .await
+    {
+        state
+            .counters
+            .rejected_signatures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(reason = %e, "refused a Teams activity");
+        return Err(ApiError::Unauthorized);
+    }
+    if let Some(ours) = &teams.chat.settings().tenant_id {
+        let tenant = str_at(&activity, "/channelData/tenant/id")
+            .or_else(|| str_at(&activity, "/conversation/tenantId"));
+        if tenant != Some(ours.as_str()) {
+            tracing::warn!("refused a Teams activity from another tenant");
+            return Ok(().into_response());
+        }
+    }
+    match str_at(&activity, "/type").unwrap_or_default() {
+        "message" => message(&state, teams, &activity).await,
+        "invoke" if str_at(&activity, "/name") == Some("adaptiveCard/action") => {
+            invoke(&state, teams, &activity).await
+        }
+        _ => Ok(().into_response()),
+    }
+}
+
+/// Who sent the activity, its conversation and its id.
+fn parts(activity: &Value) -> Result<(ChatUserId, &str, &str), ApiError> {
+    let bad = |what: &str| ApiError::BadRequest(format!("a Teams activity without {what}"));
+    let from = str_at(activity, "/from/id").ok_or_else(|| bad("from.id"))?;
+    let conversation =
+        str_at(activity, "/conversation/id").ok_or_else(|| bad("conversation.id"))?;
+    let id = str_at(activity, "/id").ok_or_else(|| bad("id"))?;
+    Ok((ChatUserId::teams(from), conversation, id))
+}
+
+fn delivery(state: &AppState, conversation: &str, id: &str) -> Delivery {
+    Delivery {
+        key: format!("teams:{conversation}:{id}"),
+        keep_until: state.engine.clock().now() + REMEMBER_DELIVERY,
+    }
+}
+
+/// The command in a message's text: without `<at>…</at>` mentions, HTML
+/// spaces, and a leading `tempadmin` or `/tempadmin`.
+pub fn command_text(text: &str) -> String {
+    let mut rest = text.replace("&nbsp;", " ").replace('\u{a0}', " ");
+    while let Some(start) = rest.find("<at>") {
+        let end = rest[start..]
+            .find("</at>")
+            .map_or(rest.len(), |e| start + e + "</at>".len());
+        rest.replace_range(start..end, " ");
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let skip = match words.first() {
+        Some(first)
+            if first.eq_ignore_ascii_case("tempadmin")
+                || first.eq_ignore_ascii_case("/tempadmin") =>
+        {
+            1
+        }
+        _ => 0,
+    };
+    words[skip..].join(" ")
+}
+
+/// Whether the bot is among the message's mentions.
+fn mentions_bot(activity: &Value) -> bool {
+    let bot = str_at(activity, "/recipient/id");
+    activity["entities"].as_array().is_some_and(|entities| {
+        entities.iter().any(|e| {
+            e["type"] == "mention" && bot.is_some() && e["mentioned"]["id"].as_str() == bot
+        })
+    })
+}
+
+async fn message(
+    state: &AppState,
+    teams: &TeamsEdge,
+    activity: &Value,
+) -> Result<Response, ApiError> {
+    let (user, conversation, id) = parts(activity)?;
+    let personal = str_at(activity, "/conversation/conversationType") == Some("personal");
+    if !personal && !mentions_bot(activity) {
+        return Ok(().into_response());
+    }
+    let Some(text) = str_at(activity, "/text") else {
+        // A card's Action.Submit or an attachment alone: nothing to do.
+        return Ok(().into_response());
+    };
+    state.counters.commands.fetch_add(1, Ordering::Relaxed);
+    let input = CommandInput {
+        user,
+        text: command_text(text),
+        reply_to: Some(Destination::Conversation(conversation.to_owned()).encode()),
+        delivery: Some(delivery(state, conversation, id)),
+    };
+    let reply = state.engine.handle_command(input).await?;
+    // The command is recorded either way; a lost answer only costs the
+    // person the first sentence (the outbox tells them the rest).
+    if let Err(e) = teams.chat.answer(conversation, id, &reply).await {
+        tracing::warn!(error = %e, "could not answer a Teams command");
+    }
+    Ok(().into_response())
+}
+
+async fn invoke(
+    state: &AppState,
+    teams: &TeamsEdge,
+    activity: &Value,
+) -> Result<Response, ApiError> {
+    let (user, conversation, id) = parts(activity)?;
+    let verb = str_at(activity, "/value/action/verb").unwrap_or_default();
+    let data = &activity["value"]["action"]["data"];
+    let Some(request_id) = data[verbs::REQUEST_ID].as_str().and_then(RequestId::parse) else {
+        return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response());
+    };
+    state.counters.interactions.fetch_add(1, Ordering::Relaxed);
+    let in_approvals = conversation
+        .split_once(";messageid=")
+        .map_or(conversation, |c| c.0)
+        == teams.chat.settings().approvals_conversation;
+    if matches!(verb, verbs::APPROVE | verbs::DENY) && !in_approvals {
+        tracing::warn!("refused a decision from outside the approvals channel");
+        return Ok(Json(render::invoke_message_answer(wording::NOT_HERE)).into_response());
+    }
+    let click = Click {
+        user: user.clone(),
+        request_id: request_id.clone(),
+        reply_to: Some(Destination::Person(user.as_str().to_owned()).encode()),
+        delivery: Some(delivery(state, conversation, id)),
+    };
+    let engine = &state.engine;
+    match verb {
+        verbs::APPROVE => engine.decide(click, true).await?,
+        verbs::DENY => engine.decide(click, false).await?,
+        verbs::REVOKE => engine.end_now(click).await?,
+        verbs::PICK_DEVICE => {
+            let Some(system) = data[verbs::SYSTEM_ID].as_str().filter(|s| !s.is_empty()) else {
+                return Ok(
+                    Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response()
+                );
+            };
+            engine.pick_device(click, SystemId::new(system)).await?;
+            return Ok(Json(render::invoke_message_answer(wording::DEVICE_PICKED)).into_response());
+        }
+        _ => {
+            return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response())
+        }
+    }
+    let answer = match engine.store().request(&request_id).await? {
+        Some(request) => render::invoke_card_answer(teams.chat.current_card(&request)),
+        None => render::invoke_message_answer(wording::NOT_UNDERSTOOD),
+    };
+    Ok(Json(answer).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_spaces_and_the_bots_name_are_not_part_of_the_command() {
+        assert_eq!(
+            command_text("<at>tempadmin</at> 20m install"),
+            "20m install"
+        );
+        assert_eq!(command_text("<at>Temp Admin</at>&nbsp;status"), "status");
+        assert_eq!(command_text("tempadmin 1h ada-mac why"), "1h ada-mac why");
+        assert_eq!(command_text("/tempadmin help"), "help");
+        assert_eq!(command_text("20m"), "20m");
+        assert_eq!(command_text("<at>broken 20m"), "");
+    }
+}

@@ -1,0 +1,912 @@
+//! `Store` on PostgreSQL: several replicas share one database, and any
+//! replica may run any job.
+//!
+//! Invariants, across processes:
+//! - A job or message is held by one attempt at a time: claims lock rows
+//!   with `FOR UPDATE SKIP LOCKED` and lease them (`locked_until`, with
+//!   `locked_by` naming the process); an expired lease may be taken over,
+//!   and completion is fenced by `attempts`, so an old attempt that
+//!   outlived its lease changes nothing.
+//! - One job per request at a time: a claim holds the request's advisory
+//!   transaction lock while it re-checks, in a fresh snapshot, that no other
+//!   job of the request is in flight. Two claimers racing for two jobs of one
+//!   request cannot both see the other's job as idle.
+//! - Messages of one request go in id order: every write that queues
+//!   notices holds the request's row lock, so ids are handed out in commit
+//!   order, and only the oldest undelivered message of a request is
+//!   claimable.
+//! - A transition is one transaction (conditional update on `version`,
+//!   audit, outbox, jobs); the audit table refuses updates, deletes and
+//!   truncation (a trigger).
+//!
+//! Connections are plain TCP (sqlx is built without TLS): loopback, a
+//! sidecar, or a cluster network that is itself protected.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::DateTime;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+
+use crate::domain::{
+    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Platform, Request,
+    RequestId, RequestState, SystemId, Timestamp,
+};
+use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
+
+/// The channel replicas wake each other on when work is added or released.
+const WORK_CHANNEL: &str = "tempadmin_work";
+/// Connections per replica. The scheduler's workers spend most of their time
+/// waiting on JumpCloud and Slack, not on the database.
+const POOL_SIZE: u32 = 16;
+/// How many due jobs one look of a claim considers.
+const CLAIM_CANDIDATES: i64 = 8;
+/// How many looks a claim takes when every candidate was being claimed by
+/// somebody else at the same moment, before it says there is nothing.
+const CLAIM_LOOKS: usize = 4;
+/// The namespace of this program's advisory locks (the first key), so that
+/// they never meet another application's on a shared server.
+const LOCK_NAMESPACE: i32 = 0x7465_6d70; // "temp"
+/// The pause before listening again after the notification connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Requests, jobs, outbox and audit in a PostgreSQL database that several
+/// replicas share.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// This process's name in `locked_by`: host, pid and a random part.
+    owner: Arc<str>,
+    /// Woken by the listener when any process adds or releases work.
+    woken: Arc<Notify>,
+    /// The task that listens on [`WORK_CHANNEL`]; stopped by `close`.
+    listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(ts)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`), applies the migrations (sqlx
+    /// serialises replicas starting at once with an advisory lock), and
+    /// listens for work added by other replicas: once this returns, every
+    /// later notification is heard (unless the connection drops). Leases
+    /// found in the database are left alone: they may belong to live
+    /// replicas, and end by themselves.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let store = Self::connect(url).await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&store.pool)
+            .await
+            .context("cannot apply database migrations")?;
+        let first = subscribe(&store.pool).await;
+        if let Err(e) = &first {
+            tracing::warn!(error = %e, "cannot listen for work from other replicas; polling meanwhile");
+        }
+        let listening = tokio::spawn(listen(store.pool.clone(), first.ok(), store.woken.clone()));
+        if let Ok(mut slot) = store.listener.lock() {
+            *slot = Some(listening);
+        }
+        Ok(store)
+    }
+
+    /// Connects to read (the audit export): no migrations, no listener.
+    pub async fn open_reader(url: &str) -> anyhow::Result<Self> {
+        Self::connect(url).await
+    }
+
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .with_context(|| "database_url is not a PostgreSQL URL".to_string())?
+            .application_name("tempadmin");
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .context("cannot connect to the PostgreSQL database")?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "?".into());
+        let owner = format!(
+            "{host}/{}/{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Ok(Self {
+            pool,
+            owner: owner.into(),
+            woken: Arc::new(Notify::new()),
+            listener: Default::default(),
+        })
+    }
+
+    /// Stops listening and closes the pool. Leases are released before, by
+    /// `Store::release_leases`.
+    pub async fn close(&self) {
+        if let Some(listening) = self.listener.lock().ok().and_then(|mut l| l.take()) {
+            listening.abort();
+        }
+        self.pool.close().await;
+    }
+}
+
+/// A connection of its own (outside the pool) that listens on
+/// [`WORK_CHANNEL`].
+async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(WORK_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Listens until the task is aborted, waking the scheduler on each
+/// notification. After the connection dropped, notifications may have been
+/// missed, so it wakes the scheduler then too.
+async fn listen(pool: PgPool, mut first: Option<PgListener>, woken: Arc<Notify>) {
+    loop {
+        let mut listener = match first.take() {
+            Some(listener) => listener,
+            None => match subscribe(&pool).await {
+                Ok(listener) => {
+                    woken.notify_one();
+                    listener
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for work from other replicas; polling meanwhile");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => woken.notify_one(),
+                // The connection dropped; the next call reconnects.
+                Ok(None) => woken.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the notification connection; polling meanwhile");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn request_from_row(row: &PgRow) -> anyhow::Result<Request> {
+    let text = |col: &str| -> anyhow::Result<Option<String>> {
+        Ok(row.try_get::<Option<String>, _>(col)?)
+    };
+    let state: String = row.try_get("state")?;
+    let platform: String = row.try_get("platform")?;
+    let platform =
+        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
+    let person = |id: String| ChatUserId::new(platform, id);
+    Ok(Request {
+        id: RequestId::from_stored(row.try_get("id")?),
+        requester: person(row.try_get("requester")?),
+        reply_to: row.try_get("reply_to")?,
+        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
+        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
+        reason: row.try_get("reason")?,
+        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
+        created_at: ts(row.try_get("created_at")?),
+        email: text("email")?.and_then(|e| Email::parse(&e)),
+        jc_user: text("jc_user")?.map(JcUserId::new),
+        device: text("device")?
+            .map(|d| serde_json::from_str(&d))
+            .transpose()?,
+        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
+        prior: text("prior")?
+            .map(|p| serde_json::from_str(&p))
+            .transpose()?,
+        decided_by: text("decided_by")?.map(person),
+        decided_at: opt_ts(row.try_get("decided_at")?),
+        elevated_at: opt_ts(row.try_get("elevated_at")?),
+        expires_at: opt_ts(row.try_get("expires_at")?),
+        ended_at: opt_ts(row.try_get("ended_at")?),
+        ended_by: text("ended_by")?.map(person),
+        end_cause: text("end_cause")?.and_then(|c| EndCause::parse(&c)),
+        left_alone: row.try_get("left_alone")?,
+        approval_message: row.try_get("approval_message")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn audit_from_row(row: &PgRow) -> anyhow::Result<AuditEntry> {
+    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
+        Ok(row
+            .try_get::<Option<String>, _>(col)?
+            .and_then(|s| RequestState::parse(&s)))
+    };
+    Ok(AuditEntry {
+        at: ts(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        request_id: RequestId::from_stored(row.try_get("request_id")?),
+        before: state("before_state")?,
+        after: state("after_state")?,
+        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
+    })
+}
+
+fn job_from_row(row: &PgRow) -> anyhow::Result<Job> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        request_id: RequestId::from_stored(row.try_get("request_id")?),
+        kind: JobKind::from_stored(&kind, row.try_get("arg")?)
+            .with_context(|| format!("unknown job kind {kind}"))?,
+        due_at: ts(row.try_get("due_at")?),
+        attempt: row.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+/// The columns every request query selects.
+const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
+
+/// The states in which a request holds its device (the unique index of the
+/// migration names the same ones).
+const OPEN_ON_DEVICE: &str = "'pending_approval', 'approved', 'active', 'revoking'";
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+/// Tells every replica (on commit) that work was added or released.
+async fn notify_work(tx: &mut Tx<'_>) -> anyhow::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_request_row(tx: &mut Tx<'_>, r: &Request) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(r.id.as_str())
+        .bind(r.platform().as_str())
+        .bind(r.requester.as_str())
+        .bind(&r.reply_to)
+        .bind(r.duration.as_secs() as i64)
+        .bind(serde_json::to_string(&r.words)?)
+        .bind(&r.reason)
+        .bind(r.state.as_str())
+        .bind(ms(r.created_at))
+        .bind(r.version)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(ms(e.at))
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(e.request_id.as_str())
+        .bind(e.before.map(RequestState::as_str))
+        .bind(e.after.map(RequestState::as_str))
+        .bind(e.detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Holds the request's row lock until the transaction ends, so that
+/// notices of one request get their ids in commit order. `false` when the
+/// request does not exist.
+async fn lock_request_row(tx: &mut Tx<'_>, id: &RequestId) -> anyhow::Result<bool> {
+    let found = sqlx::query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Callers hold the request's row lock (or created the row in this
+/// transaction): see [`lock_request_row`].
+async fn insert_notices(tx: &mut Tx<'_>, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+    for notice in notices {
+        // Due at once: delivery order is the id order within a request.
+        sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES ($1, $2, 0)")
+            .bind(id.as_str())
+            .bind(serde_json::to_string(notice)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_jobs(tx: &mut Tx<'_>, id: &RequestId, jobs: &[NewJob]) -> anyhow::Result<()> {
+    for job in jobs {
+        sqlx::query("INSERT INTO jobs (request_id, kind, arg, due_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.as_str())
+            .bind(job.kind.name())
+            .bind(job.kind.arg())
+            .bind(ms(job.due_at))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves the pending job of that kind to the new time, or creates it.
+async fn reschedule_job(tx: &mut Tx<'_>, id: &RequestId, job: &NewJob) -> anyhow::Result<()> {
+    let moved = sqlx::query("UPDATE jobs SET due_at = $1 WHERE request_id = $2 AND kind = $3 AND arg = $4 AND done_at IS NULL")
+        .bind(ms(job.due_at))
+        .bind(id.as_str())
+        .bind(job.kind.name())
+        .bind(job.kind.arg())
+        .execute(&mut **tx)
+        .await?;
+    if moved.rows_affected() == 0 {
+        insert_jobs(tx, id, std::slice::from_ref(job)).await?;
+    }
+    Ok(())
+}
+
+/// Marks pending jobs of that kind done without running them (not one
+/// that is in flight: its worker finishes it).
+async fn cancel_jobs(
+    tx: &mut Tx<'_>,
+    id: &RequestId,
+    kind: JobKind,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE jobs SET done_at = $1, last_error = 'cancelled' WHERE request_id = $2 AND kind = $3 AND done_at IS NULL AND locked_until IS NULL")
+        .bind(ms(now))
+        .bind(id.as_str())
+        .bind(kind.name())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The conditional update of a transition: applies only if the request
+/// still has the version the engine read. A concurrent writer waits for the
+/// row lock, then finds the version changed and updates nothing.
+async fn update_request_if_version(
+    tx: &mut Tx<'_>,
+    t: &Transition,
+    r: &Request,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE requests SET state = $1, reason = $2, email = $3, jc_user = $4, system_id = $5, device = $6, candidates = $7, prior = $8, \
+         decided_by = $9, decided_at = $10, elevated_at = $11, expires_at = $12, ended_at = $13, ended_by = $14, end_cause = $15, left_alone = $16, version = $17 \
+         WHERE id = $18 AND version = $19",
+    )
+    .bind(r.state.as_str())
+    .bind(&r.reason)
+    .bind(r.email.as_ref().map(Email::as_str))
+    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
+    .bind(r.device.as_ref().map(|d| d.id.as_str()))
+    .bind(json_or_null(&r.device)?)
+    .bind(serde_json::to_string(&r.candidates)?)
+    .bind(json_or_null(&r.prior)?)
+    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
+    .bind(r.decided_at.map(ms))
+    .bind(r.elevated_at.map(ms))
+    .bind(r.expires_at.map(ms))
+    .bind(r.ended_at.map(ms))
+    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
+    .bind(r.end_cause.map(EndCause::as_str))
+    .bind(r.left_alone)
+    .bind(r.version)
+    .bind(t.request_id.as_str())
+    .bind(t.expected_version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// Due, idle jobs (of `kind`, when given) whose request has no job in
+/// flight as far as this snapshot sees, earliest first. Nothing is locked
+/// yet: another claimer may be taking any of them right now.
+async fn claimable_jobs(
+    tx: &mut Tx<'_>,
+    now: Timestamp,
+    kind: Option<&str>,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let rows = sqlx::query_as(
+        "SELECT j.id, j.request_id FROM jobs j \
+         WHERE j.done_at IS NULL AND j.due_at <= $1 AND ($2::text IS NULL OR j.kind = $2) \
+           AND (j.locked_until IS NULL OR j.locked_until <= $1) \
+           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
+                           AND k.done_at IS NULL AND k.locked_until > $1) \
+         ORDER BY j.due_at, j.id LIMIT $3",
+    )
+    .bind(ms(now))
+    .bind(kind)
+    .bind(CLAIM_CANDIDATES)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows)
+}
+
+/// Takes the request's advisory lock for the rest of the transaction, if
+/// no other claimer holds it. Whoever held it before has committed, so the
+/// next statement's snapshot sees its claim. Two requests may share a key
+/// (a 32-bit hash): that only makes a claimer skip one, never run two.
+async fn try_lock_request(tx: &mut Tx<'_>, request_id: &str) -> anyhow::Result<bool> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOCK_NAMESPACE)
+        .bind(request_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(locked)
+}
+
+/// Leases one job if, in a fresh snapshot, it is still due and idle and no
+/// other job of its request is in flight; a row another transaction has
+/// locked is skipped, not waited for.
+async fn lease_job(
+    tx: &mut Tx<'_>,
+    id: i64,
+    now: Timestamp,
+    lease_until: Timestamp,
+    owner: &str,
+) -> anyhow::Result<Option<Job>> {
+    let row = sqlx::query(
+        "UPDATE jobs SET attempts = attempts + 1, locked_until = $3, locked_by = $4 \
+         WHERE id = (SELECT j.id FROM jobs j \
+                     WHERE j.id = $1 AND j.done_at IS NULL AND j.due_at <= $2 \
+                       AND (j.locked_until IS NULL OR j.locked_until <= $2) \
+                       AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
+                                       AND k.done_at IS NULL AND k.locked_until > $2) \
+                     FOR UPDATE SKIP LOCKED) \
+         RETURNING id, request_id, kind, arg, due_at, attempts",
+    )
+    .bind(id)
+    .bind(ms(now))
+    .bind(ms(lease_until))
+    .bind(owner)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+/// Gives an outbox message up for good, whoever holds it (a row this
+/// version cannot read).
+async fn set_message_aside(
+    pool: &PgPool,
+    id: i64,
+    now: Timestamp,
+    error: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
+        .bind(ms(now))
+        .bind(error)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The stored names of the states that satisfy `pick`, as an SQL list.
+fn state_list(pick: fn(RequestState) -> bool) -> String {
+    RequestState::ALL
+        .into_iter()
+        .filter(|s| pick(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
+    value
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(Into::into)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_request(
+        &self,
+        r: &Request,
+        audit: &AuditEntry,
+        notices: &[Notice],
+        jobs: &[NewJob],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_request_row(&mut tx, r).await?;
+        insert_audit(&mut tx, audit).await?;
+        insert_notices(&mut tx, &r.id, notices).await?;
+        insert_jobs(&mut tx, &r.id, jobs).await?;
+        if !notices.is_empty() || !jobs.is_empty() {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal}) ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(requester.platform().as_str())
+            .bind(requester.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!(
+            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal})"
+        );
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(requester.platform().as_str())
+            .bind(requester.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn count_requests_since(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+    ) -> anyhow::Result<usize> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND created_at >= $3",
+        )
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
+    }
+
+    async fn open_request_for_device(
+        &self,
+        user: &JcUserId,
+        system: &SystemId,
+        except: &RequestId,
+    ) -> anyhow::Result<Option<Request>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = $1 AND system_id = $2 AND id <> $3 AND state IN ({OPEN_ON_DEVICE}) ORDER BY created_at LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(system.as_str())
+            .bind(except.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
+        // One transaction, as on SQLite: the update (which also takes the
+        // request's row lock, ordering its notices), the audit line, the
+        // notices and the jobs, so that an elevation is never recorded
+        // without its revocation job (DESIGN 1). Commits are synchronous:
+        // once this returns, a power loss forgets nothing.
+        let mut tx = self.pool.begin().await?;
+        if !update_request_if_version(&mut tx, t, &t.to).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_audit(&mut tx, &t.audit).await?;
+        insert_notices(&mut tx, &t.request_id, &t.notices).await?;
+        insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
+        for job in &t.reschedule {
+            reschedule_job(&mut tx, &t.request_id, job).await?;
+        }
+        for kind in &t.cancel {
+            cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
+        }
+        if !t.notices.is_empty() || !t.jobs.is_empty() || !t.reschedule.is_empty() {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE requests SET approval_message = $1 WHERE id = $2")
+            .bind(reference)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if !lock_request_row(&mut tx, id).await? {
+            anyhow::bail!("cannot queue messages for request {id}: it does not exist");
+        }
+        insert_notices(&mut tx, id, notices).await?;
+        notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn first_sighting(
+        &self,
+        key: &str,
+        now: Timestamp,
+        keep_until: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Pruned here rather than by a timer, as on SQLite.
+        sqlx::query("DELETE FROM replays WHERE keep_until < $1")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO replays (key, keep_until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(ms(keep_until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    async fn claim_job(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        scope: ClaimScope,
+    ) -> anyhow::Result<Option<Job>> {
+        let kind = match scope {
+            ClaimScope::Revocations => Some(JobKind::Revoke.name()),
+            ClaimScope::Any => None,
+        };
+        // A look runs in one snapshot and may be out of date by the time it
+        // returns: another claimer may have just leased a sibling job of
+        // the same request. The request's advisory lock and a second look
+        // at the one job, in a new snapshot, close that gap. When other
+        // claimers held every candidate's request, their claims are about
+        // to commit; the next look no longer offers those, so revocations
+        // further down are not mistaken for none.
+        for _ in 0..CLAIM_LOOKS {
+            let mut tx = self.pool.begin().await?;
+            let mut contended = false;
+            for (id, request_id) in claimable_jobs(&mut tx, now, kind).await? {
+                if !try_lock_request(&mut tx, &request_id).await? {
+                    contended = true;
+                    continue;
+                }
+                if let Some(job) = lease_job(&mut tx, id, now, lease_until, &self.owner).await? {
+                    tx.commit().await?;
+                    return Ok(Some(job));
+                }
+            }
+            tx.rollback().await?;
+            if !contended {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
+        // Fenced by the attempt: a slow old attempt cannot finish a newer one.
+        sqlx::query("UPDATE jobs SET done_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND done_at IS NULL")
+            .bind(ms(now))
+            .bind(job.id)
+            .bind(job.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query("UPDATE jobs SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND done_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(job.id)
+            .bind(job.attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+        if released.rows_affected() > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxMessage>> {
+        // Only the oldest undelivered message of a request is a candidate,
+        // and a message once delivered or given up stays so: of two
+        // claimers, one that sees an older snapshot is only more careful.
+        // The row lock (and PostgreSQL's re-check of a row another claimer
+        // just leased) keeps one message from being claimed twice.
+        let rows = sqlx::query(
+            "WITH picked AS ( \
+               SELECT o.id FROM outbox o \
+               WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= $1 \
+                 AND (o.locked_until IS NULL OR o.locked_until <= $1) \
+                 AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.request_id = o.request_id \
+                             AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
+               ORDER BY o.id LIMIT $3 \
+               FOR UPDATE OF o SKIP LOCKED) \
+             UPDATE outbox SET attempts = outbox.attempts + 1, locked_until = $2, locked_by = $4 \
+             FROM picked WHERE outbox.id = picked.id \
+             RETURNING outbox.id, outbox.request_id, outbox.notice, outbox.attempts",
+        )
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .bind(limit as i64)
+        .bind(&*self.owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let text: String = row.try_get("notice")?;
+            match serde_json::from_str(&text) {
+                Ok(notice) => messages.push(OutboxMessage {
+                    id,
+                    request_id: RequestId::from_stored(row.try_get("request_id")?),
+                    notice,
+                    attempt: row.try_get::<i64, _>("attempts")? as u32,
+                }),
+                // A row this version cannot read (one a newer replica wrote,
+                // during a rolling update) must not block its request's later
+                // messages: set it aside.
+                Err(e) => {
+                    tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
+                    set_message_aside(&self.pool, id, now, &format!("unreadable: {e}")).await?;
+                }
+            }
+        }
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
+    async fn message_delivered(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE outbox SET delivered_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(now))
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn message_failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(now))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_message(
+        &self,
+        message: &OutboxMessage,
+        due_at: Timestamp,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query("UPDATE outbox SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(ms(due_at))
+            .bind(error)
+            .bind(message.id)
+            .bind(message.attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+        if released.rows_affected() > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM ( \
+               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM jobs WHERE done_at IS NULL \
+               UNION ALL \
+               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(ts))
+    }
+
+    async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(GREATEST(due_at, COALESCE(locked_until, 0))) FROM jobs WHERE done_at IS NULL AND kind = $1",
+        )
+        .bind(JobKind::Revoke.name())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(ts))
+    }
+
+    async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= $1 ORDER BY id")
+            .bind(since.map(ms).unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
+            .collect())
+    }
+
+    async fn work_added(&self) {
+        self.woken.notified().await
+    }
+
+    async fn release_leases(&self) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET locked_until = NULL, locked_by = NULL WHERE locked_by = $1 AND done_at IS NULL")
+            .bind(&*self.owner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET locked_until = NULL, locked_by = NULL WHERE locked_by = $1 AND delivered_at IS NULL AND failed_at IS NULL")
+            .bind(&*self.owner)
+            .execute(&mut *tx)
+            .await?;
+        notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,528 @@
+//! Outbound: the Bot Connector REST API, as the bot.
+//!
+//! Every call carries a client-credentials token from `teams.token_url`
+//! (form `grant_type=client_credentials`, our app id and secret, scope
+//! `https://api.botframework.com/.default`), fetched once and reused until
+//! shortly before its `expires_in` runs out; one fetch at a time, so a burst
+//! of outbox messages asks Entra ID once. A call the connector refuses with
+//! 401 is tried once more with a fresh token (a token can be revoked before
+//! it expires); a second 401 is the configuration's fault.
+//!
+//! Failures are the engine's [`ChatError`], classified as the Teams
+//! documentation's "status codes from bot conversational APIs" advise:
+//! 429 → `RateLimited` (with `Retry-After`), 412/5xx/timeouts/connection
+//! failures → `Transient`, other 4xx → `Permanent`. No call follows a
+//! redirect (the bearer token must not travel), each is bounded by
+//! `teams.timeout`, and conversation and activity ids (`19:…@thread.tacv2;
+//! messageid=…`) are percent-encoded as one path segment each, as the SDKs
+//! encode them. Errors never contain the secret or a token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{header, Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    describe, is_allowed_url, read_capped, TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE,
+    CONNECTOR_SCOPE,
+};
+use crate::domain::Timestamp;
+use crate::engine::ports::{ChatError, Clock};
+
+/// A token is renewed this long before Entra ID says it expires, so a call
+/// never sets out with a token that lapses on the way.
+pub const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// What `encodeURIComponent` leaves alone (the SDKs encode ids with it):
+/// letters, digits and `-_.!~*'()`. Everything else, `:`, `@`, `;`, `=` and
+/// `/` included, is percent-encoded, so an id is always one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// A member of a conversation, as `GET …/members/{userId}` describes them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamsMember {
+    /// The Teams user id (`29:…`).
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The Entra ID object id.
+    #[serde(default)]
+    pub aad_object_id: Option<String>,
+    /// The mail address, when the account has one.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The sign-in name (often, not always, the mail address).
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    /// The member's tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+/// A message activity with text (Teams renders it as Markdown).
+pub fn text_activity(text: &str) -> Value {
+    json!({ "type": "message", "textFormat": "markdown", "text": text })
+}
+
+/// A message activity carrying one Adaptive Card.
+pub fn card_activity(card: Value) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{ "contentType": ADAPTIVE_CARD_CONTENT_TYPE, "content": card }]
+    })
+}
+
+/// The conversation id that addresses the thread under `root_activity_id`
+/// in a channel: posting to it replies in that thread.
+pub fn thread_conversation_id(channel_conversation_id: &str, root_activity_id: &str) -> String {
+    let channel = channel_conversation_id
+        .split_once(";messageid=")
+        .map_or(channel_conversation_id, |(channel, _)| channel);
+    format!("{channel};messageid={root_activity_id}")
+}
+
+/// The Bot Connector client. Cheap to share behind an `Arc`.
+pub struct Connector {
+    app_id: String,
+    app_password: SecretString,
+    token_url: String,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("app_id", &self.app_id)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
+}
+
+struct CachedToken {
+    value: SecretString,
+    renew_at: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct ResourceResponse {
+    id: String,
+}
+
+impl Connector {
+    /// A client for these settings; `clock` decides when the cached token
+    /// is due for renewal. Calls are bounded by `settings.timeout`.
+    pub fn new(settings: &TeamsSettings, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            app_id: settings.app_id.clone(),
+            app_password: settings.app_password.clone(),
+            token_url: settings.resolved_token_url(),
+            http: super::http_client(settings.timeout),
+            clock,
+            token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Posts a new activity to a conversation
+    /// (`POST {serviceUrl}/v3/conversations/{id}/activities`); its id.
+    pub async fn send_to_conversation(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        activity: &Value,
+    ) -> Result<String, ChatError> {
+        let url = endpoint(
+            service_url,
+            &["v3", "conversations", conversation_id, "activities"],
+        )?;
+        let answer: ResourceResponse = self.call(Method::POST, url, Some(activity)).await?;
+        Ok(answer.id)
+    }
+
+    /// Replies to an activity: in a channel, into its thread
+    /// (`POST …/activities/{activityId}`); the reply's id.
+    pub async fn reply_to_activity(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        activity_id: &str,
+        activity: &Value,
+    ) -> Result<String, ChatError> {
+        let url = endpoint(
+            service_url,
+            &[
+                "v3",
+                "conversations",
+                conversation_id,
+                "activities",
+                activity_id,
+            ],
+        )?;
+        let answer: ResourceResponse = self.call(Method::POST, url, Some(activity)).await?;
+        Ok(answer.id)
+    }
+
+    /// Replaces an activity the bot posted (`PUT …/activities/{activityId}`).
+    pub async fn update_activity(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        activity_id: &str,
+        activity: &Value,
+    ) -> Result<(), ChatError> {
+        let url = endpoint(
+            service_url,
+            &[
+                "v3",
+                "conversations",
+                conversation_id,
+                "activities",
+                activity_id,
+            ],
+        )?;
+        let mut activity = activity.clone();
+        if let Some(fields) = activity.as_object_mut() {
+            fields.insert("id".into(), Value::String(activity_id.to_owned()));
+        }
+        let _: Value = self.call(Method::PUT, url, Some(&activity)).await?;
+        Ok(())
+    }
+
+    /// The 1:1 conversation between the bot and `user_id` (`29:…`) in
+    /// `tenant_id` (`POST {serviceUrl}/v3/conversations`); its id. Teams
+    /// answers the existing conversation when there is one; it works once
+    /// the app is installed for the person or in a team they belong to.
+    pub async fn create_personal_conversation(
+        &self,
+        service_url: &str,
+        user_id: &str,
+        tenant_id: &str,
+    ) -> Result<String, ChatError> {
+        let url = endpoint(service_url, &["v3", "conversations"])?;
+        let body = json!({
+            "bot": { "id": format!("28:{}", self.app_id) },
+            "members": [{ "id": user_id }],
+            "isGroup": false,
+            "tenantId": tenant_id,
+            "channelData": { "tenant": { "id": tenant_id } }
+        });
+        let answer: ResourceResponse = self.call(Method::POST, url, Some(&body)).await?;
+        Ok(answer.id)
+    }
+
+    /// One member of a conversation
+    /// (`GET …/conversations/{id}/members/{userId}`); `None` when the
+    /// connector answers 404 (not a member, or no such conversation).
+    pub async fn member(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        user_id: &str,
+    ) -> Result<Option<TeamsMember>, ChatError> {
+        let url = endpoint(
+            service_url,
+            &["v3", "conversations", conversation_id, "members", user_id],
+        )?;
+        match self.send(Method::GET, url, None).await? {
+            Sent::NotFound => Ok(None),
+            Sent::Ok(body) => parse(&body).map(Some),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> Result<T, ChatError> {
+        match self.send(method, url, body).await? {
+            Sent::Ok(bytes) => parse(&bytes),
+            Sent::NotFound => Err(ChatError::Permanent(
+                "Teams: no such conversation or activity (404)".into(),
+            )),
+        }
+    }
+
+    /// One connector call, with one retry on 401 under a fresh token.
+    async fn send(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> Result<Sent, ChatError> {
+        for attempt in 0..2 {
+            let token = self.token(attempt > 0).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose_secret())
+                .header(header::ACCEPT, "application/json");
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| ChatError::Transient(format!("Teams connector: {}", describe(e))))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED {
+                if attempt == 0 {
+                    continue;
+                }
+                break;
+            }
+            let retry_after = retry_after(response.headers());
+            let bytes = read_capped(response)
+                .await
+                .map_err(|e| ChatError::Transient(format!("Teams connector: {e}")))?;
+            if status.is_success() {
+                return Ok(Sent::Ok(bytes));
+            }
+            if status == StatusCode::NOT_FOUND {
+                return Ok(Sent::NotFound);
+            }
+            return Err(classify(status, retry_after, &bytes));
+        }
+        Err(ChatError::Permanent(
+            "Teams connector refused a fresh token (401): check teams.app_id, the tenant and the bot's registration".into(),
+        ))
+    }
+
+    /// A token for the connector: the cached one unless it is due for
+    /// renewal or `renew` is set.
+    async fn token(&self, renew: bool) -> Result<SecretString, ChatError> {
+        let mut cached = self.token.lock().await;
+        let now = self.clock.now();
+        if let Some(token) = cached.as_ref() {
+            if !renew && now < token.renew_at {
+                return Ok(token.value.clone());
+            }
+        }
+        *cached = None;
+        let fresh = self.fetch_token(now).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn fetch_token(&self, now: Timestamp) -> Result<CachedToken, ChatError> {
+        let url = url::Url::parse(&self.token_url)
+            .map_err(|_| ChatError::Permanent("teams.token_url is not a URL".into()))?;
+        if !is_allowed_url(&url) {
+            return Err(ChatError::Permanent(
+                "teams.token_url must be https (plain http only on loopback)".into(),
+            ));
+        }
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.app_id.as_str()),
+            ("client_secret", self.app_password.expose_secret()),
+            ("scope", CONNECTOR_SCOPE),
+        ];
+        let response = self
+            .http
+            .post(url)
+            .header(header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ChatError::Transient(format!("Teams token endpoint: {}", describe(e))))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| ChatError::Transient(format!("Teams token endpoint: {e}")))?;
+        if !status.is_success() {
+            return Err(match status.as_u16() {
+                429 => ChatError::RateLimited { retry_after },
+                500..=599 => ChatError::Transient(format!("Teams token endpoint: HTTP {status}")),
+                _ => ChatError::Permanent(format!(
+                    "Teams token endpoint refused the app credentials (HTTP {status}{}): check teams.app_id, TEAMS_APP_PASSWORD and the tenant",
+                    entra_error(&bytes).map(|c| format!(", {c}")).unwrap_or_default()
+                )),
+            });
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|_| ChatError::Transient("Teams token endpoint: unexpected answer".into()))?;
+        let lifetime = Duration::from_secs(answer.expires_in);
+        // A short-lived token is renewed halfway through instead.
+        let keep = lifetime
+            .checked_sub(TOKEN_RENEWAL_MARGIN)
+            .filter(|keep| *keep >= lifetime / 2)
+            .unwrap_or(lifetime / 2);
+        Ok(CachedToken {
+            value: SecretString::from(answer.access_token),
+            renew_at: now + chrono::TimeDelta::from_std(keep).unwrap_or_default(),
+        })
+    }
+}
+
+enum Sent {
+    Ok(Vec<u8>),
+    NotFound,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ChatError> {
+    // A 2xx with a body we cannot read most likely did what we asked;
+    // retrying could post twice, so this is not retried.
+    serde_json::from_slice(bytes)
+        .map_err(|_| ChatError::Permanent("Teams connector: unexpected answer".into()))
+}
+
+/// `{serviceUrl}/seg/seg/…`, each segment percent-encoded; the service URL
+/// must be https (plain http only on loopback), since the bearer token
+/// goes there.
+pub fn endpoint(service_url: &str, segments: &[&str]) -> Result<url::Url, ChatError> {
+    let base = url::Url::parse(service_url)
+        .map_err(|_| ChatError::Permanent("the Teams service URL is not a URL".into()))?;
+    if !is_allowed_url(&base) || base.query().is_some() || base.cannot_be_a_base() {
+        return Err(ChatError::Permanent(
+            "the Teams service URL must be an https base URL".into(),
+        ));
+    }
+    let mut text = base.as_str().trim_end_matches('/').to_owned();
+    for segment in segments {
+        text.push('/');
+        text.extend(utf8_percent_encode(segment, SEGMENT));
+    }
+    url::Url::parse(&text).map_err(|_| ChatError::Permanent("bad Teams connector address".into()))
+}
+
+/// A failed connector answer as the engine's classification, with the Bot
+/// Framework error code (`{"error":{"code":…}}`) when there is one.
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> ChatError {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+    let what = match code {
+        Some(code) => format!("Teams connector: HTTP {status}, {code}"),
+        None => format!("Teams connector: HTTP {status}"),
+    };
+    match status.as_u16() {
+        429 => ChatError::RateLimited { retry_after },
+        // 412: a concurrent update of the same message; Teams advises retrying.
+        412 | 500..=599 => ChatError::Transient(what),
+        _ => ChatError::Permanent(what),
+    }
+}
+
+/// Entra ID's error word (`invalid_client`…) and code (`AADSTS7000215`),
+/// never its description, which can quote the request.
+fn entra_error(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let error = v["error"].as_str()?;
+    let code = v["error_codes"][0].as_u64();
+    Some(match code {
+        Some(code) => format!("{error} AADSTS{code}"),
+        None => error.to_owned(),
+    })
+}
+
+fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids_stay_one_path_segment() {
+        let url = endpoint(
+            "https://smba.trafficmanager.net/emea/",
+            &[
+                "v3",
+                "conversations",
+                "19:abc@thread.tacv2;messageid=1700000000000",
+                "activities",
+                "1/2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://smba.trafficmanager.net/emea/v3/conversations/19%3Aabc%40thread.tacv2%3Bmessageid%3D1700000000000/activities/1%2F2"
+        );
+    }
+
+    #[test]
+    fn a_service_url_without_a_trailing_slash_joins_the_same() {
+        let a = endpoint(
+            "https://smba.trafficmanager.net/amer",
+            &["v3", "conversations"],
+        );
+        let b = endpoint(
+            "https://smba.trafficmanager.net/amer/",
+            &["v3", "conversations"],
+        );
+        assert_eq!(a.unwrap(), b.unwrap());
+    }
+
+    #[test]
+    fn the_token_never_goes_to_a_plain_http_service_url() {
+        assert!(matches!(
+            endpoint("http://smba.example.net/emea/", &["v3"]),
+            Err(ChatError::Permanent(_))
+        ));
+    }
+
+    #[test]
+    fn failures_are_classified_as_teams_documents_them() {
+        let c = |s: u16| classify(StatusCode::from_u16(s).unwrap(), None, b"");
+        assert!(matches!(c(429), ChatError::RateLimited { .. }));
+        for s in [412, 500, 502, 503, 504] {
+            assert!(matches!(c(s), ChatError::Transient(_)), "{s}");
+        }
+        for s in [400, 403, 405, 413] {
+            assert!(matches!(c(s), ChatError::Permanent(_)), "{s}");
+        }
+        let body = br#"{"error":{"code":"BotNotInConversationRoster","message":"x"}}"#;
+        assert_eq!(
+            classify(StatusCode::FORBIDDEN, None, body),
+            ChatError::Permanent(
+                "Teams connector: HTTP 403 Forbidden, BotNotInConversationRoster".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_thread_is_addressed_under_its_channel_and_root() {
+        assert_eq!(
+            thread_conversation_id("19:abc@thread.tacv2", "17000"),
+            "19:abc@thread.tacv2;messageid=17000"
+        );
+        assert_eq!(
+            thread_conversation_id("19:abc@thread.tacv2;messageid=1", "2"),
+            "19:abc@thread.tacv2;messageid=2"
+        );
+    }
+}

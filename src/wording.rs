@@ -1,0 +1,690 @@
+//! Every sentence tempadmin says to people, written once for every chat
+//! service. The wording is generic over [`Markup`]: how a chat service
+//! shows text from outside (escaped and capped), a hostname, a person, a
+//! time, bold, an icon and the command a person types. The Slack renderer
+//! implements it as mrkdwn, the Teams renderer as Adaptive Card and message
+//! Markdown; the layouts (Block Kit, Adaptive Cards) stay in the renderers.
+//!
+//! Invariant: text that came from outside (reasons, hostnames, JumpCloud or
+//! chat error strings, mistyped words) only ever reaches a message through
+//! [`Markup::text`] or [`Markup::hostname`], so each service's escaping and
+//! caps apply to all of it.
+
+use crate::domain::{
+    ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, PrivateBody,
+    Refusal, Request, RequestState, Timestamp,
+};
+use crate::engine::Reply;
+
+// Caps, in characters after escaping, on text from outside that goes into a
+// message: enough to recognise it, small enough that every service's limits
+// hold whatever JumpCloud reports or a person types.
+/// A hostname.
+pub const HOSTNAME_TEXT: usize = 100;
+/// An OS name JumpCloud reported that we do not know.
+pub const OS_TEXT: usize = 30;
+/// An error string from JumpCloud or the chat service.
+pub const ERROR_TEXT: usize = 300;
+/// A mistyped duration echoed back.
+pub const TYPO_TEXT: usize = 40;
+/// An email address (RFC 5321 allows 254).
+pub const EMAIL_TEXT: usize = 254;
+
+/// The little pictures in front of some sentences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Icon {
+    /// A request for admin rights.
+    Key,
+    /// Waiting for a decision.
+    Waiting,
+    /// Work under way.
+    Gear,
+    /// Admin rights in place.
+    Unlock,
+    /// Admin rights taken back.
+    Lock,
+    /// Denied.
+    NoEntry,
+    /// Nobody decided.
+    Sleep,
+    /// Withdrawn.
+    Bin,
+    /// Approved but not granted.
+    Forbidden,
+    /// Approved.
+    Check,
+    /// For information.
+    Info,
+    /// Someone should look.
+    Warning,
+    /// Time is running.
+    Hourglass,
+    /// Something keeps failing.
+    Alarm,
+}
+
+impl Icon {
+    /// Slack's emoji code.
+    pub fn slack_code(self) -> &'static str {
+        match self {
+            Self::Key => ":key:",
+            Self::Waiting => ":hourglass_flowing_sand:",
+            Self::Gear => ":gear:",
+            Self::Unlock => ":unlock:",
+            Self::Lock => ":lock:",
+            Self::NoEntry => ":no_entry:",
+            Self::Sleep => ":zzz:",
+            Self::Bin => ":wastebasket:",
+            Self::Forbidden => ":no_entry_sign:",
+            Self::Check => ":white_check_mark:",
+            Self::Info => ":information_source:",
+            Self::Warning => ":warning:",
+            Self::Hourglass => ":hourglass:",
+            Self::Alarm => ":rotating_light:",
+        }
+    }
+
+    /// The Unicode emoji (Teams has no emoji codes).
+    pub fn unicode(self) -> &'static str {
+        match self {
+            Self::Key => "🔑",
+            Self::Waiting => "⏳",
+            Self::Gear => "⚙️",
+            Self::Unlock => "🔓",
+            Self::Lock => "🔒",
+            Self::NoEntry => "⛔",
+            Self::Sleep => "💤",
+            Self::Bin => "🗑️",
+            Self::Forbidden => "🚫",
+            Self::Check => "✅",
+            Self::Info => "ℹ️",
+            Self::Warning => "⚠️",
+            Self::Hourglass => "⌛",
+            Self::Alarm => "🚨",
+        }
+    }
+}
+
+/// How one chat service marks text up.
+pub trait Markup {
+    /// The service's name as people know it (`Slack`, `Teams`).
+    fn service(&self) -> &'static str;
+    /// Text from outside, escaped for this service and capped at `max`
+    /// characters after escaping.
+    fn text(&self, text: &str, max: usize) -> String;
+    /// A hostname from JumpCloud, shown so that nothing in it is formatted.
+    fn hostname(&self, name: &str) -> String;
+    /// Our own short literal (a request id, a duration example) as code.
+    fn code(&self, text: &str) -> String;
+    /// How a person types the command with `args` (may be empty), as code:
+    /// `/tempadmin 20m` in Slack, `tempadmin 20m` to the bot in Teams.
+    fn command(&self, args: &str) -> String;
+    /// Our own text in bold.
+    fn bold(&self, text: &str) -> String;
+    /// A person.
+    fn person(&self, user: &ChatUserId) -> String;
+    /// A moment, in the reader's time zone where the service can.
+    fn time(&self, t: Timestamp) -> String;
+    /// An icon and the space after it.
+    fn icon(&self, icon: Icon) -> String;
+}
+
+/// The buttons an approval card offers in a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardAction {
+    /// Approve (primary).
+    Approve,
+    /// Deny (destructive).
+    Deny,
+    /// End now (destructive).
+    EndNow,
+}
+
+impl CardAction {
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Approve => "Approve",
+            Self::Deny => "Deny",
+            Self::EndNow => "End now",
+        }
+    }
+}
+
+/// Which buttons the approval card shows in the request's state.
+pub fn card_actions(state: RequestState) -> &'static [CardAction] {
+    match state {
+        RequestState::PendingApproval => &[CardAction::Approve, CardAction::Deny],
+        RequestState::Approved | RequestState::Active => &[CardAction::EndNow],
+        _ => &[],
+    }
+}
+
+/// A known OS family by its usual name.
+pub fn os_name(os_family: &str) -> &str {
+    match os_family.to_ascii_lowercase().as_str() {
+        "darwin" | "mac" | "macos" => "macOS",
+        "windows" => "Windows",
+        "linux" => "Linux",
+        _ => os_family,
+    }
+}
+
+fn online(d: &Device) -> &'static str {
+    if d.online {
+        "online"
+    } else {
+        "offline"
+    }
+}
+
+/// `hostname (OS, online)` with the hostname as code.
+pub fn device_line(m: &impl Markup, d: &Device) -> String {
+    format!(
+        "{} ({}, {})",
+        m.hostname(&d.hostname),
+        m.text(os_name(&d.os_family), OS_TEXT),
+        online(d)
+    )
+}
+
+/// [`device_line`] for literal text, where a code span would show its
+/// backticks.
+pub fn device_words(m: &impl Markup, d: &Device) -> String {
+    format!(
+        "{} ({}, {})",
+        m.text(&d.hostname, HOSTNAME_TEXT),
+        m.text(os_name(&d.os_family), OS_TEXT),
+        online(d)
+    )
+}
+
+/// The request's device, or "the device" before one is known.
+pub fn host(m: &impl Markup, request: &Request) -> String {
+    request
+        .device
+        .as_ref()
+        .map(|d| m.hostname(&d.hostname))
+        .unwrap_or_else(|| "the device".into())
+}
+
+fn error_text(m: &impl Markup, error: &str) -> String {
+    m.text(error, ERROR_TEXT)
+}
+
+/// A direct binding in words, for the audit thread.
+fn binding_words(found: Option<DirectBinding>) -> &'static str {
+    match found {
+        None => "there is no direct binding any more",
+        Some(b) if b.sudo && b.without_password => "admin without password",
+        Some(b) if b.sudo => "admin",
+        Some(_) => "bound without admin rights",
+    }
+}
+
+/// A request state in words.
+pub fn state_words(state: RequestState) -> &'static str {
+    match state {
+        RequestState::Resolving => "being checked",
+        RequestState::AwaitingDevice => "waiting for a device choice",
+        RequestState::PendingApproval => "waiting for approval",
+        RequestState::Approved => "approved and being applied",
+        RequestState::Active => "active",
+        RequestState::Revoking => "being ended",
+        RequestState::Ended => "over",
+        RequestState::Refused => "refused",
+        RequestState::Denied => "denied",
+        RequestState::TimedOut => "expired without a decision",
+        RequestState::Cancelled => "withdrawn",
+    }
+}
+
+// ------------------------------------------------------------ the card
+
+/// The card's first line: who asks, for how long.
+pub fn card_summary(m: &impl Markup, r: &Request) -> String {
+    format!(
+        "{}{} by {} for {}",
+        m.icon(Icon::Key),
+        m.bold("Admin rights requested"),
+        m.person(&r.requester),
+        m.bold(&r.duration.to_string()),
+    )
+}
+
+/// The label in front of the reason.
+pub const REASON_LABEL: &str = "Reason: ";
+
+/// The reason as shown on the card (escaped and capped at `max`), or
+/// "none given".
+pub fn card_reason(m: &impl Markup, r: &Request, max: usize) -> String {
+    if r.reason.trim().is_empty() {
+        "none given".to_string()
+    } else {
+        m.text(&r.reason, max.saturating_sub(REASON_LABEL.chars().count()))
+    }
+}
+
+/// The device as shown on the card, in literal text.
+pub fn card_device(m: &impl Markup, r: &Request) -> String {
+    let device = r
+        .device
+        .as_ref()
+        .map(|d| device_words(m, d))
+        .unwrap_or_else(|| "unknown".into());
+    format!("Device: {device}")
+}
+
+/// Where the request stands, for the card's status line.
+pub fn card_status(m: &impl Markup, r: &Request) -> String {
+    let decided = |verb: &str| match (&r.decided_by, r.decided_at) {
+        (Some(by), Some(at)) => format!("{verb} by {} at {}", m.person(by), m.time(at)),
+        _ => verb.to_string(),
+    };
+    match r.state {
+        RequestState::PendingApproval => format!("{}Waiting for an approver.", m.icon(Icon::Waiting)),
+        RequestState::Approved => format!(
+            "{}{}. Elevating on the device…",
+            m.icon(Icon::Gear),
+            decided("Approved")
+        ),
+        RequestState::Active => format!(
+            "{}{}. {}.",
+            m.icon(Icon::Unlock),
+            m.bold(&format!(
+                "Active until {}",
+                r.expires_at.map(|t| m.time(t)).unwrap_or_default()
+            )),
+            decided("Approved")
+        ),
+        RequestState::Revoking => format!("{}Restoring the previous rights…", m.icon(Icon::Lock)),
+        RequestState::Ended => {
+            let how = match (r.end_cause, &r.ended_by) {
+                (Some(EndCause::EndedEarly), Some(by)) => format!("ended early by {}", m.person(by)),
+                (Some(EndCause::GrantFailed), _) => "the elevation failed".to_string(),
+                _ => "expired".to_string(),
+            };
+            let at = r.ended_at.map(|t| m.time(t)).unwrap_or_default();
+            let after = if r.left_alone {
+                "The binding had been changed in JumpCloud meanwhile, so tempadmin left it as it was."
+            } else {
+                "Previous rights restored."
+            };
+            format!(
+                "{}{}: {how}. {after}",
+                m.icon(Icon::Lock),
+                m.bold(&format!("Ended at {at}"))
+            )
+        }
+        RequestState::Denied => format!("{}{}.", m.icon(Icon::NoEntry), decided("Denied")),
+        RequestState::TimedOut => format!(
+            "{}Nobody decided in time; the request expired.",
+            m.icon(Icon::Sleep)
+        ),
+        RequestState::Cancelled => format!("{}Withdrawn by the requester.", m.icon(Icon::Bin)),
+        RequestState::Refused if r.decided_by.is_some() => format!(
+            "{}{}, but not granted: JumpCloud no longer allowed it (see the thread). Nothing was changed.",
+            m.icon(Icon::Forbidden),
+            decided("Approved")
+        ),
+        RequestState::Resolving | RequestState::AwaitingDevice | RequestState::Refused => {
+            format!("State: {}", r.state.as_str())
+        }
+    }
+}
+
+/// The card's status line with the request id after it.
+pub fn card_footer(m: &impl Markup, r: &Request) -> String {
+    format!(
+        "{}  ·  request {}",
+        card_status(m, r),
+        m.code(r.id.as_str())
+    )
+}
+
+/// The card in one sentence (notifications, clients that show no cards).
+pub fn card_fallback(m: &impl Markup, r: &Request) -> String {
+    format!(
+        "Admin rights requested by {} on {} for {}: {}",
+        m.person(&r.requester),
+        host(m, r),
+        r.duration,
+        state_words(r.state)
+    )
+}
+
+// ------------------------------------------------------------ messages
+
+/// A reply in the approval thread.
+pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
+    let who = m.person(&r.requester);
+    let on = host(m, r);
+    match event {
+        Event::Approved { by } => format!("{}Approved by {}. Elevating {who} on {on}…", m.icon(Icon::Check), m.person(by)),
+        Event::Denied { by } => format!("{}Denied by {}.", m.icon(Icon::NoEntry), m.person(by)),
+        Event::TimedOut => format!("{}Nobody decided in time; the request expired.", m.icon(Icon::Sleep)),
+        Event::Cancelled => format!("{}The requester withdrew the request.", m.icon(Icon::Bin)),
+        Event::Elevated { until, changed: true } => format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until)),
+        Event::Elevated { changed: false, .. } => {
+            format!("{}{who} was already admin on {on}; JumpCloud was not changed.", m.icon(Icon::Info))
+        }
+        Event::GrantFailed { error } => format!(
+            "{}JumpCloud did not apply the elevation ({}). Anything it may have applied is being undone.",
+            m.icon(Icon::Warning),
+            error_text(m, error)
+        ),
+        Event::Reminder { left } => format!("{}{left} left for {who} on {on}.", m.icon(Icon::Hourglass)),
+        Event::Ended { cause, by } => match (cause, by) {
+            (EndCause::EndedEarly, Some(by)) => {
+                format!("{}Ended early by {}: previous rights on {on} restored.", m.icon(Icon::Lock), m.person(by))
+            }
+            (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
+            _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
+        },
+        Event::NotGranted { refusal } => format!(
+            "{}Not granted: {} Nothing was changed in JumpCloud.",
+            m.icon(Icon::Forbidden),
+            refusal_text(m, refusal)
+        ),
+        Event::LeftAlone { found } => format!(
+            "{}Time is up, but {who}'s binding on {on} is no longer what tempadmin set ({}): \
+             somebody changed it during the grant, so tempadmin left it as it is. An IT admin may want to check it.",
+            m.icon(Icon::Warning),
+            binding_words(*found)
+        ),
+        Event::RevokeFailing { attempts, error } => format!(
+            "{}Could not restore the previous rights on {on} yet ({attempts} attempts, last: {}). \
+             tempadmin keeps retrying; an IT admin may want to check JumpCloud.",
+            m.icon(Icon::Alarm),
+            error_text(m, error)
+        ),
+    }
+}
+
+/// A direct message to the requester.
+pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
+    let on = host(m, r);
+    match event {
+        Event::Approved { by } => format!("{} approved your request for admin on {on}. Applying it now…", m.person(by)),
+        Event::Denied { by } => format!("{} denied your request for admin on {on}.", m.person(by)),
+        Event::TimedOut if r.device.is_none() => {
+            "You did not pick a computer in time, so the request expired. You can ask again.".into()
+        }
+        Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
+        Event::Cancelled => "Your request was withdrawn.".into(),
+        Event::Elevated { until, changed: true } => format!(
+            "{}You are admin on {on} until {}. On Windows, sign out and in again for it to take effect. \
+             End early with {}.",
+            m.icon(Icon::Unlock),
+            m.time(*until),
+            m.command("revoke")
+        ),
+        Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
+        Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
+        Event::Reminder { left } => format!("{}{left} of admin rights left on {on}.", m.icon(Icon::Hourglass)),
+        Event::Ended { .. } => format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock)),
+        Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
+        Event::NotGranted { refusal } => format!(
+            "Your request for admin on {on} was approved but not granted: {} Nothing was changed.",
+            refusal_text(m, refusal)
+        ),
+        Event::LeftAlone { .. } => format!(
+            "{}Your temporary admin time on {on} is over. IT changed your rights there meanwhile, so tempadmin left them as IT set them.",
+            m.icon(Icon::Lock)
+        ),
+    }
+}
+
+/// Why something was refused, said to the person.
+pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
+    let service = m.service();
+    let example = m.command("20m install printer driver");
+    match refusal {
+        Refusal::BadDuration { input, min, max } => format!(
+            "{} is not a duration. Write it like {}, {}, {} or {}, between {min} and {max}: {example}.",
+            m.code(&m.text(input, TYPO_TEXT)),
+            m.code("90s"),
+            m.code("20m"),
+            m.code("1h"),
+            m.code("1h30m"),
+        ),
+        Refusal::DurationOutOfRange { requested, min, max } => format!(
+            "{requested} is outside what the policy allows: between {min} and {max}. Try {} or less.",
+            m.command(&format!("{max} …"))
+        ),
+        Refusal::ReasonRequired => format!("Please say why you need admin rights: {example}."),
+        Refusal::ReasonTooLong { length, max } => format!(
+            "Your reason is {length} characters long; the limit is {max} characters. Please say it more briefly: {example}."
+        ),
+        Refusal::NoEmail => format!("Your {service} profile has no email address, so tempadmin cannot find your JumpCloud account. Ask IT to check your profile."),
+        Refusal::NoDirectoryAccount { email } => format!(
+            "No JumpCloud account has the email {}. Ask IT to make your JumpCloud email match your {service} email.",
+            m.text(email.as_str(), EMAIL_TEXT)
+        ),
+        Refusal::AmbiguousDirectoryAccount { email, accounts } => format!(
+            "{accounts} JumpCloud accounts have the email {}, so tempadmin will not guess which one is yours. Ask IT to remove or rename the duplicate.",
+            m.text(email.as_str(), EMAIL_TEXT)
+        ),
+        Refusal::Suspended { email } => format!("The JumpCloud account {} is suspended. Ask IT.", m.text(email.as_str(), EMAIL_TEXT)),
+        Refusal::NoEligibleDevice { email } => format!(
+            "No computer is bound to the JumpCloud account {} (phones and tablets don't count). Ask IT to bind your computer to your account.",
+            m.text(email.as_str(), EMAIL_TEXT)
+        ),
+        Refusal::AlreadyAdmin { hostname, through: None } => {
+            format!("You are already an administrator on {}; there is nothing to grant.", m.hostname(hostname))
+        }
+        Refusal::AlreadyAdmin { hostname, through: Some(id) } => format!(
+            "Request {} for {} is already open. See it with {}.",
+            m.code(id.as_str()),
+            m.hostname(hostname),
+            m.command("status")
+        ),
+        Refusal::DirectoryUnavailable => "JumpCloud is not answering right now. Nothing was sent to the approvers; please try again in a few minutes.".into(),
+        Refusal::DirectoryMisconfigured => "tempadmin cannot use JumpCloud: its API key was refused. Nothing was sent to the approvers; please tell IT.".into(),
+        Refusal::ChatUnavailable => format!("{service} did not answer a look-up tempadmin needs. Please try again in a minute."),
+        Refusal::ApprovalsUnreachable { error } => format!(
+            "tempadmin could not post your request to the approvers' channel ({service} said {}). Nothing was changed; please tell IT.",
+            m.code(&error_text(m, error))
+        ),
+        Refusal::NotApprover => "Only approvers can approve or deny requests.".into(),
+        Refusal::OwnRequest => "You can't decide your own request; another approver has to.".into(),
+        Refusal::AlreadyDecided { state } => format!("Nothing changed: this request is already {}.", state_words(*state)),
+        Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
+        Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
+        Refusal::Busy => "tempadmin is very busy right now, so nothing was requested. Please try again in a minute.".into(),
+        Refusal::TooManyOpenRequests { open, max } => format!(
+            "You have {open} open requests; the limit is {max} at once. See them with {}, or withdraw them with {}.",
+            m.command("status"),
+            m.command("revoke")
+        ),
+        Refusal::TooManyRequestsPerHour { max } => format!(
+            "You have made {max} requests in the past hour, the limit. Please try again later."
+        ),
+        Refusal::DeviceNotOffered => format!("That device can't be chosen for this request any more. Start again with {}.", m.command("")),
+        Refusal::DeviceNoLongerBound { hostname } => format!(
+            "{} is no longer one of the computers bound to your JumpCloud account. Ask IT.",
+            m.hostname(hostname)
+        ),
+    }
+}
+
+/// The private answer that the request went to the approvers.
+pub fn sent_text(m: &impl Markup, r: &Request) -> String {
+    format!(
+        "Your request for admin on {} for {} went to the approvers (request {}). You'll get a direct message when someone decides.",
+        r.device
+            .as_ref()
+            .map(|d| device_line(m, d))
+            .unwrap_or_else(|| host(m, r)),
+        r.duration,
+        m.code(r.id.as_str())
+    )
+}
+
+/// The question above the device picker. `shown` of the request's
+/// candidates can be listed; `menu` says whether they are in a menu.
+pub fn picker_text(m: &impl Markup, r: &Request, shown: usize, menu: bool) -> String {
+    let count = r.candidates.len();
+    let mut text = format!("You have {count} computers. Which one do you need admin rights on?");
+    let name_it = m.command(&format!("{} HOSTNAME reason", r.duration));
+    if shown < count {
+        text.push_str(&format!(
+            " {} can list only the first {shown} here; if yours is not among them, name it: {name_it}.",
+            m.service()
+        ));
+    } else if menu {
+        text.push_str(&format!(
+            " Pick it from the menu (type to filter), or name it: {name_it}."
+        ));
+    }
+    text
+}
+
+/// The private answer to a notice's body, for the bodies that are text.
+pub fn private_text(m: &impl Markup, r: &Request, body: &PrivateBody) -> Option<String> {
+    match body {
+        PrivateBody::Sent => Some(sent_text(m, r)),
+        PrivateBody::Refused(refusal) => Some(refusal_text(m, refusal)),
+        PrivateBody::PickDevice => None,
+    }
+}
+
+/// The immediate answer to a command.
+pub fn reply_text(m: &impl Markup, reply: &Reply) -> String {
+    match reply {
+        Reply::Help(policy) => help_text(m, policy),
+        Reply::AlreadyReceived => {
+            "Already received: tempadmin has this command and answered it. Nothing more was done.".into()
+        }
+        Reply::Refused(refusal) => refusal_text(m, refusal),
+        Reply::Checking(r) => format!(
+            "Checking your JumpCloud account and devices for {} of admin rights…",
+            r.duration
+        ),
+        Reply::Status(requests) if requests.is_empty() => {
+            "You have no open requests and no active elevation.".into()
+        }
+        Reply::Status(requests) => requests
+            .iter()
+            .map(|r| status_line(m, r))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Reply::Revoking(requests) => requests
+            .iter()
+            .map(|r| match r.state {
+                RequestState::Cancelled => format!("Withdrew request {}.", m.code(r.id.as_str())),
+                _ => format!("Ending your admin rights on {} now; you'll get a message when your previous rights are back.", host(m, r)),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn status_line(m: &impl Markup, r: &Request) -> String {
+    let until = match (r.state, r.expires_at) {
+        (RequestState::Active, Some(t)) => format!(", until {}", m.time(t)),
+        _ => String::new(),
+    };
+    format!(
+        "• {}: {} on {} for {}{}",
+        m.code(r.id.as_str()),
+        state_words(r.state),
+        host(m, r),
+        r.duration,
+        until
+    )
+}
+
+/// How to use the bot.
+pub fn help_text(m: &impl Markup, policy: &Policy) -> String {
+    let example: GrantDuration = policy.default_duration;
+    format!(
+        "{} gives you temporary administrator rights on your own computer after an approver agrees.\n\
+         • {}: ask for {example} of admin rights (between {} and {}{})\n\
+         • {}: name the computer when you have several\n\
+         • {}: your open requests\n\
+         • {}: end your admin rights now, or withdraw a pending request\n\
+         • {}: this text",
+        m.bold("tempadmin"),
+        m.command(&format!("{example} install printer driver")),
+        policy.min_duration,
+        policy.max_duration,
+        if policy.require_reason { "; a reason is required" } else { "" },
+        m.command("1h30m MY-LAPTOP reason"),
+        m.command("status"),
+        m.command("revoke"),
+        m.command("help"),
+    )
+}
+
+/// The answer while tempadmin cannot take commands yet.
+pub const NOT_READY: &str =
+    "tempadmin is starting up and cannot take commands yet. Nothing was done; please try again in a minute.";
+
+/// One label per device for a picker, each at most `max` characters.
+/// Devices whose labels would read the same (equal hostnames, or long ones
+/// that differ only where they were shortened) also show the end of their
+/// id. Labels are plain: the renderer escapes them if it must.
+pub fn device_labels(devices: &[Device], max: usize) -> Vec<String> {
+    let plain: Vec<String> = devices.iter().map(|d| device_label(d, None, max)).collect();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for label in &plain {
+        *seen.entry(label.as_str()).or_default() += 1;
+    }
+    devices
+        .iter()
+        .zip(&plain)
+        .map(|(d, label)| match seen[label.as_str()] {
+            1 => label.clone(),
+            _ => device_label(d, Some(d.id.as_str()), max),
+        })
+        .collect()
+}
+
+/// `hostname (OS, online)`, shortened in the middle of the hostname so its
+/// end, which tells `…-desk-41` from `…-desk-42`, stays visible.
+fn device_label(d: &Device, id: Option<&str>, max: usize) -> String {
+    let os = shorten_middle(os_name(&d.os_family), 20);
+    let state = online(d);
+    let suffix = match id {
+        None => format!(" ({os}, {state})"),
+        Some(id) => {
+            let tail: String = {
+                let chars: Vec<char> = id.chars().collect();
+                chars[chars.len().saturating_sub(8)..].iter().collect()
+            };
+            format!(" ({os}, {state}, id …{tail})")
+        }
+    };
+    let budget = max.saturating_sub(suffix.chars().count());
+    format!("{}{suffix}", shorten_middle(&d.hostname, budget))
+}
+
+/// `text` in at most `max` characters: when longer, its start and its end
+/// with `…` between (the end gets two thirds).
+pub fn shorten_middle(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    if max < 2 {
+        return chars[..max].iter().collect();
+    }
+    let head = (max - 1) / 3;
+    let tail = max - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// The answer to a click on a card whose action tempadmin cannot read.
+pub const NOT_UNDERSTOOD: &str =
+    "tempadmin could not read this button's request. Nothing was done.";
+
+/// The answer to Approve or Deny clicked outside the approvers' channel.
+pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only. Nothing was done.";
+
+/// The answer to a device pick: the rest follows as messages.
+pub const DEVICE_PICKED: &str =
+    "Thanks. tempadmin is checking that computer and will tell you what happens next.";

@@ -1,0 +1,457 @@
+//! The same story in Microsoft Teams: a message to the bot, an Adaptive
+//! Card with Action.Execute buttons in the approvals channel, the thread as
+//! the audit trail, and the rights taken back on time, beside Slack in one
+//! process, against the fake Bot Framework.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tempadmin::domain::RequestState;
+use tempadmin::engine::ports::Clock;
+use tempadmin::sim::teams::APPROVALS_CONVERSATION;
+use tempadmin::sim::teams_sender;
+
+use crate::support::*;
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// Ada asks in her 1:1 chat and the card reaches the approvals channel.
+async fn pending(app: &TestApp, text: &str) -> String {
+    assert_eq!(app.teams_say("Ada", text).await, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    assert_eq!(r.state, RequestState::PendingApproval, "{r:?}");
+    r.id.to_string()
+}
+
+fn verbs(card: &Value) -> Vec<String> {
+    card["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["verb"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn card_of(activity: &Value) -> &Value {
+    &activity["attachments"][0]["content"]
+}
+
+#[tokio::test]
+async fn a_teams_request_is_approved_elevated_counted_down_and_restored_on_time() {
+    let app = spawn_teams_app().await;
+    assert_eq!(
+        app.teams_say("Ada", "tempadmin 20m install printer driver")
+            .await,
+        200
+    );
+    let answer = app.teams_dms("Ada");
+    assert!(
+        answer[0].contains("Checking your JumpCloud account"),
+        "{answer:?}"
+    );
+    assert!(
+        app.teams_cards().is_empty(),
+        "nothing is posted before the look-ups"
+    );
+
+    app.settle().await;
+    let card = app.teams_card();
+    let content = card_of(&card.activity);
+    assert_eq!(content["version"], "1.4");
+    assert_eq!(verbs(content), ["tempadmin_approve", "tempadmin_deny"]);
+    let r = app.teams_request_of("Ada").await;
+    assert_eq!(
+        r.approval_message,
+        Some(format!("{APPROVALS_CONVERSATION}|{}", card.id))
+    );
+    let shown = content.to_string();
+    assert!(
+        shown.contains("ada-mac") && shown.contains("install printer driver"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Ada Lovelace"),
+        "the requester is shown by name: {shown}"
+    );
+    assert!(app.teams_dms("Ada")[1].contains("went to the approvers"));
+    assert!(
+        app.slack.messages().is_empty(),
+        "a Teams request stays in Teams"
+    );
+
+    let id = r.id.to_string();
+    let (status, answer) = app
+        .teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["statusCode"], 200);
+    assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        verbs(&answer["value"]),
+        ["tempadmin_revoke"],
+        "the clicked card is refreshed"
+    );
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(app.jc_ops(), ["add"]);
+    assert!(app.jc.is_admin(JC_ADA, LAPTOP));
+    let live = card_of(&app.teams_card().activity).clone();
+    assert_eq!(verbs(&live), ["tempadmin_revoke"], "End now is offered");
+    assert!(live.to_string().contains("Grace Hopper"), "{live}");
+
+    app.advance(5 * MIN).await;
+    assert!(app.teams_thread().last().unwrap().contains("15m left"));
+    app.advance(10 * MIN).await;
+    assert!(app.teams_thread().last().unwrap().contains("5m left"));
+    app.advance(4 * MIN).await;
+    assert!(app.teams_thread().last().unwrap().contains("1m left"));
+    assert!(app.jc.is_admin(JC_ADA, LAPTOP));
+    app.advance(MIN).await;
+    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(app.jc_ops(), ["add", "remove"]);
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+
+    let thread = app.teams_thread();
+    assert!(thread[0].contains("Approved by Grace Hopper"), "{thread:?}");
+    assert!(
+        thread[1].contains("is admin on `ada-mac` until"),
+        "{thread:?}"
+    );
+    assert!(thread.last().unwrap().contains("Time is up"), "{thread:?}");
+    let ended = app.teams_card();
+    assert!(card_of(&ended.activity).to_string().contains("Ended at"));
+    assert!(verbs(card_of(&ended.activity)).is_empty());
+    assert!(ended.history.len() >= 3, "the card was updated in place");
+    let dms = app.teams_dms("Ada");
+    assert!(
+        dms.iter().any(|m| m.contains("You are admin on")),
+        "{dms:?}"
+    );
+    assert!(dms.last().unwrap().contains("have ended"), "{dms:?}");
+}
+
+#[tokio::test]
+async fn non_approvers_and_the_requester_cannot_decide_in_teams() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    assert_eq!(
+        app.teams_click("Mallory", "tempadmin_approve", data.clone())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.teams_click("Ada", "tempadmin_approve", data.clone())
+            .await
+            .0,
+        200
+    );
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(app
+        .teams_dms("Mallory")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+    assert!(app
+        .teams_dms("Ada")
+        .iter()
+        .any(|t| t.contains("can't decide your own request")));
+
+    // Hopper is an approver by Entra ID object id.
+    app.teams_click("Hopper", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+#[tokio::test]
+async fn a_denied_teams_request_changes_nothing_and_the_card_says_so() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let (_, answer) = app
+        .teams_click("Grace", "tempadmin_deny", json!({ "request_id": id }))
+        .await;
+    assert!(
+        verbs(&answer["value"]).is_empty(),
+        "no buttons on a decided card"
+    );
+    assert!(answer["value"].to_string().contains("Denied by"));
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Denied
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(card_of(&app.teams_card().activity)
+        .to_string()
+        .contains("Denied by Grace Hopper"));
+    assert!(app
+        .teams_dms("Ada")
+        .last()
+        .unwrap()
+        .contains("denied your request"));
+    // A second click on the stale card changes nothing.
+    app.teams_click("Hopper", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Denied
+    );
+}
+
+#[tokio::test]
+async fn an_active_teams_grant_is_revoked_on_time_after_a_restart() {
+    let mut app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    app.restart().await;
+    app.advance(21 * MIN).await;
+    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(app.jc_ops(), ["add", "remove"]);
+    assert!(app.teams_thread().last().unwrap().contains("Time is up"));
+}
+
+#[tokio::test]
+async fn teams_down_at_expiry_does_not_delay_revocation_and_messages_follow() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    app.advance(19 * MIN).await;
+    let before = app.teams_thread().len();
+    app.bf().set_down(true);
+    app.advance(MIN).await;
+    assert_eq!(
+        app.jc_ops(),
+        ["add", "remove"],
+        "JumpCloud is restored on time"
+    );
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(
+        app.teams_thread().len(),
+        before,
+        "nothing reached Teams yet"
+    );
+    app.bf().set_down(false);
+    app.advance(2 * MIN).await;
+    let thread = app.teams_thread();
+    assert!(thread.last().unwrap().contains("Time is up"), "{thread:?}");
+    assert!(app.teams_dms("Ada").last().unwrap().contains("have ended"));
+}
+
+#[tokio::test]
+async fn slack_and_teams_requests_run_side_by_side_each_on_its_own_platform() {
+    let app = spawn_teams_app().await;
+    app.ask(ADA, "20m slack side").await;
+    assert_eq!(
+        app.teams_say("Lin", "<at>ignored</at> 30m teams side")
+            .await,
+        200
+    );
+    app.settle().await;
+    let slack_request = app.request_of(ADA).await;
+    let teams_request = app.teams_request_of("Lin").await;
+    assert_eq!(slack_request.state, RequestState::PendingApproval);
+    assert_eq!(teams_request.state, RequestState::PendingApproval);
+    assert_eq!(app.cards().len(), 1, "one Slack card");
+    assert_eq!(app.teams_cards().len(), 1, "one Teams card");
+    assert!(card_of(&app.teams_card().activity)
+        .to_string()
+        .contains("lin-pc"));
+
+    // A Slack approver cannot decide a Teams request through Slack.
+    app.click(GRACE, "tempadmin_approve", teams_request.id.as_str())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Lin").await.state,
+        RequestState::PendingApproval
+    );
+
+    app.click(GRACE, "tempadmin_approve", slack_request.id.as_str())
+        .await;
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": teams_request.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Active);
+    assert_eq!(
+        app.teams_request_of("Lin").await.state,
+        RequestState::Active
+    );
+    assert!(app.jc.is_admin(JC_ADA, LAPTOP) && app.jc.is_admin(JC_LIN, LIN_PC));
+    assert!(app.thread()[0].contains("Approved by <@U0GRACE>"));
+    assert!(app.teams_thread()[0].contains("Approved by Grace Hopper"));
+
+    // Status sees only the person's own requests.
+    assert_eq!(app.teams_say("Lin", "status").await, 200);
+    let status = app.teams_dms("Lin").last().unwrap().clone();
+    assert!(status.contains(teams_request.id.as_str()), "{status}");
+    assert!(!status.contains(slack_request.id.as_str()), "{status}");
+}
+
+#[tokio::test]
+async fn a_command_in_a_channel_counts_only_when_it_mentions_the_bot() {
+    let app = spawn_teams_app().await;
+    let channel = "19:general0000@thread.tacv2";
+    app.bf().add_channel(channel, &["29:lin"]);
+    let mut unmentioned = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &teams_person("Lin"),
+        "20m",
+        app.clock.now(),
+    );
+    unmentioned["id"] = json!(next_activity_id());
+    unmentioned["entities"] = json!([]);
+    assert_eq!(app.teams_post(&unmentioned).await.0, 200);
+    assert!(app.teams_requests_of("Lin").await.is_empty());
+
+    let mut mentioned = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &teams_person("Lin"),
+        "tempadmin 20m lin-pc driver",
+        app.clock.now(),
+    );
+    mentioned["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&mentioned).await.0, 200);
+    let r = app.teams_request_of("Lin").await;
+    assert_eq!(r.words, ["lin-pc", "driver"]);
+    let answer = app.bf().thread(channel, mentioned["id"].as_str().unwrap());
+    assert!(
+        answer[0].activity["text"]
+            .as_str()
+            .unwrap()
+            .contains("Checking"),
+        "the answer is a reply to the command"
+    );
+    // The same activity delivered again acts once.
+    app.teams_post(&mentioned).await;
+    assert_eq!(app.teams_requests_of("Lin").await.len(), 1);
+}
+
+#[tokio::test]
+async fn unsigned_and_forged_activities_get_401_and_change_nothing() {
+    let app = spawn_teams_app().await;
+    let activity = teams_sender::personal_message(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Ada"),
+        &teams_person("Ada"),
+        "20m",
+        app.clock.now(),
+    );
+    let unsigned = app
+        .http
+        .post(app.url("/teams/messages"))
+        .json(&activity)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    let mut claims = app.bf().claims(app.clock.now(), &app.bf().service_url());
+    claims.aud = "another-app".into();
+    let forged = app
+        .http
+        .post(app.url("/teams/messages"))
+        .header(
+            "authorization",
+            format!("Bearer {}", app.bf().sign(&claims)),
+        )
+        .json(&activity)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+
+    // A token for another serviceUrl cannot send our answers elsewhere.
+    let mut elsewhere = activity.clone();
+    elsewhere["serviceUrl"] = json!("http://127.0.0.1:9/evil/");
+    let claims = app.bf().claims(app.clock.now(), &app.bf().service_url());
+    let moved = app
+        .http
+        .post(app.url("/teams/messages"))
+        .header(
+            "authorization",
+            format!("Bearer {}", app.bf().sign(&claims)),
+        )
+        .json(&elsewhere)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status().as_u16(), 401);
+
+    assert!(app.teams_requests_of("Ada").await.is_empty());
+    assert!(app.bf().activities().is_empty(), "nothing was answered");
+}
+
+#[tokio::test]
+async fn with_two_computers_the_requester_picks_one_on_a_card() {
+    let app = spawn_teams_app().await;
+    app.jc
+        .add_system(system("sys000000000000000linmac", "lin-mac", "darwin"));
+    app.jc.bind_via_group(
+        JC_LIN,
+        "sys000000000000000linmac",
+        "grp0000000000000000000001",
+    );
+    assert_eq!(app.teams_say("Lin", "20m driver").await, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Lin").await;
+    assert_eq!(r.state, RequestState::AwaitingDevice);
+    let picker = app
+        .bf()
+        .activities()
+        .into_iter()
+        .rfind(|a| a.conversation_id == app.teams_chat_of("Lin"))
+        .unwrap();
+    let card = card_of(&picker.activity);
+    let buttons = card["actions"].as_array().unwrap();
+    assert_eq!(buttons.len(), 2);
+    assert!(buttons.iter().all(|b| b["verb"] == "tempadmin_pick_device"));
+    let chosen = buttons
+        .iter()
+        .find(|b| b["title"].as_str().unwrap().starts_with("lin-mac"))
+        .unwrap();
+    let mut click = teams_sender::card_action(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Lin"),
+        &picker.id,
+        &teams_person("Lin"),
+        "tempadmin_pick_device",
+        chosen["data"].clone(),
+        app.clock.now(),
+    );
+    click["id"] = json!(format!("f:{}", next_activity_id()));
+    let (status, answer) = app.teams_post(&click).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
+    app.settle().await;
+    let r = app.teams_request_of("Lin").await;
+    assert_eq!(r.state, RequestState::PendingApproval);
+    assert_eq!(r.device.unwrap().hostname, "lin-mac");
+}

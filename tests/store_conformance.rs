@@ -1,0 +1,1149 @@
+//! The store conformance suite: every behaviour the engine relies on from
+//! its `Store` port, run once against SQLite and once against PostgreSQL
+//! (a fresh database per test on the local server, so tests run in
+//! parallel). A `Db` is a factory: the store under test, a second handle
+//! (on PostgreSQL another replica with its own pool; on SQLite the same
+//! process, since a second one is refused), and raw SQL for what the port
+//! does not offer.
+//!
+//! The PostgreSQL server is `postgres://postgres@127.0.0.1:5432/postgres`
+//! unless `TEMPADMIN_TEST_POSTGRES` names another (an administrator URL:
+//! the suite creates and drops databases). `.ci/run` starts it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta};
+use serde_json::json;
+use tempadmin::domain::{
+    AuditEntry, ChatUserId, Device, Event, GrantDuration, JcUserId, Notice, Request, RequestId,
+    RequestState, SystemId, Timestamp,
+};
+use tempadmin::engine::ports::{
+    ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition,
+};
+use tempadmin::store::{Database, PostgresStore, SqliteStore};
+
+// ---------------------------------------------------------------- backends
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("TEMPADMIN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+/// One backend with a fresh, empty database.
+struct Db {
+    store: Arc<dyn Store>,
+    database: Database,
+    url: String,
+    /// The PostgreSQL database to drop afterwards.
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let database = Database::Sqlite(SqliteStore::open(&url).await.unwrap());
+        Self {
+            store: database.store(),
+            database,
+            url,
+            postgres_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Self {
+        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tempadmin_test_{}_{}_{:08x}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let admin = sqlx::PgPool::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the store suite needs PostgreSQL at {} ({e}); start it (.ci/run does) \
+                 or point TEMPADMIN_TEST_POSTGRES at one",
+                    admin_url()
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(&name);
+        let url = url.to_string();
+        let database = Database::Postgres(PostgresStore::open(&url).await.unwrap());
+        Self {
+            store: database.store(),
+            database,
+            url,
+            postgres_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.postgres_name.is_some()
+    }
+
+    /// Another process on the same database, where the backend allows one;
+    /// on SQLite the store itself (its one process).
+    async fn replica(&self) -> Arc<dyn Store> {
+        if self.is_postgres() {
+            Arc::new(PostgresStore::open(&self.url).await.unwrap())
+        } else {
+            self.store.clone()
+        }
+    }
+
+    /// Runs one statement outside the store, as someone with the
+    /// application's credentials and another tool would.
+    async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        if self.is_postgres() {
+            let pool = sqlx::PgPool::connect(&self.url).await?;
+            let done = sqlx::query(sql).execute(&pool).await;
+            pool.close().await;
+            Ok(done?.rows_affected())
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.url).await?;
+            let done = sqlx::query(sql).execute(&pool).await;
+            pool.close().await;
+            Ok(done?.rows_affected())
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Also after a failed assertion: a thread with its own runtime,
+        // since Drop cannot await. FORCE ends the store's connections.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let admin = sqlx::PgPool::connect(&admin_url()).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e}");
+        }
+    }
+}
+
+/// Declares each test once and runs it on both backends:
+/// `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Db::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Db::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_request_reads_back_as_written,
+    a_request_stays_on_its_platform_and_only_its_requester_sees_it,
+    a_transition_from_a_stale_version_changes_nothing,
+    of_two_concurrent_transitions_from_one_version_exactly_one_applies,
+    jobs_are_claimed_when_due_one_per_request_and_fenced_by_attempt,
+    revocations_can_be_claimed_ahead_of_earlier_work,
+    an_expired_lease_is_taken_over_and_the_old_attempt_changes_nothing,
+    reschedule_moves_a_pending_job_or_creates_it_and_cancel_drops_it,
+    messages_go_one_at_a_time_per_request_in_order,
+    a_message_whose_lease_was_taken_over_cannot_be_finished_by_the_old_attempt,
+    concurrent_claimers_never_share_a_job_nor_run_two_jobs_of_one_request,
+    concurrent_message_claimers_never_share_a_message_nor_break_the_order,
+    two_open_requests_for_one_device_cannot_both_reach_approvers,
+    the_audit_trail_cannot_be_changed,
+    an_open_request_for_the_same_device_is_found_and_counts_by_state,
+    released_leases_can_be_claimed_again_at_once,
+    a_key_is_first_seen_once_until_it_is_kept_no_longer,
+    open_requests_are_counted_per_person_until_they_end,
+    requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
+);
+
+// ---------------------------------------------------------------- helpers
+
+fn t0() -> Timestamp {
+    DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
+}
+
+fn audit(r: &Request, action: &str) -> AuditEntry {
+    AuditEntry {
+        at: t0(),
+        actor: "U1".into(),
+        action: action.into(),
+        request_id: r.id.clone(),
+        before: None,
+        after: Some(r.state),
+        detail: json!({}),
+    }
+}
+
+async fn insert(store: &dyn Store, jobs: &[NewJob], notices: &[Notice]) -> Request {
+    let r = Request::new(
+        ChatUserId::slack("U1"),
+        Some("https://r".into()),
+        GrantDuration::from_secs(600),
+        vec!["why".into()],
+        t0(),
+    );
+    store
+        .insert_request(&r, &audit(&r, "requested"), notices, jobs)
+        .await
+        .unwrap();
+    r
+}
+
+fn job(kind: JobKind, after_secs: i64) -> NewJob {
+    NewJob {
+        kind,
+        due_at: t0() + TimeDelta::seconds(after_secs),
+    }
+}
+
+fn step(r: &Request, state: RequestState) -> Transition {
+    let mut to = r.clone();
+    to.state = state;
+    to.version = r.version + 1;
+    Transition {
+        request_id: r.id.clone(),
+        expected_version: r.version,
+        audit: audit(&to, state.as_str()),
+        to,
+        notices: vec![],
+        jobs: vec![],
+        reschedule: vec![],
+        cancel: vec![],
+    }
+}
+
+fn device(id: &str) -> Device {
+    Device {
+        id: SystemId::new(id),
+        hostname: "h".into(),
+        display_name: "h".into(),
+        os_family: "linux".into(),
+        online: true,
+        compiled_sudo: false,
+    }
+}
+
+fn thread(n: u64) -> Notice {
+    Notice::Thread {
+        event: Event::Reminder {
+            left: GrantDuration::from_secs(n),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- requests
+
+async fn a_request_reads_back_as_written(db: Db) {
+    let s = &*db.store;
+    let r = insert(s, &[], &[]).await;
+    assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
+    assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
+}
+
+async fn a_request_stays_on_its_platform_and_only_its_requester_sees_it(db: Db) {
+    let s = &*db.store;
+    let mut r = Request::new(
+        ChatUserId::teams("29:1ada"),
+        None,
+        tempadmin::domain::GrantDuration::from_secs(600),
+        vec![],
+        t0(),
+    );
+    r.reason = "teams".into();
+    s.insert_request(&r, &audit(&r, "requested"), &[], &[])
+        .await
+        .unwrap();
+    let back = s.request(&r.id).await.unwrap().unwrap();
+    assert_eq!(back.platform(), tempadmin::domain::Platform::Teams);
+    assert_eq!(back, r);
+    let same_id_on_slack = ChatUserId::slack("29:1ada");
+    assert!(s
+        .open_requests_of(&same_id_on_slack)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.open_requests_of(&r.requester).await.unwrap().len(), 1);
+}
+
+async fn a_transition_from_a_stale_version_changes_nothing(db: Db) {
+    let s = &*db.store;
+    let r = insert(s, &[], &[]).await;
+    let mut first = step(&r, RequestState::PendingApproval);
+    first.notices = vec![Notice::ApprovalCard];
+    let second = step(&r, RequestState::Refused);
+    assert!(s.transition(&first).await.unwrap());
+    assert!(!s.transition(&second).await.unwrap());
+    let stored = s.request(&r.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.version),
+        (RequestState::PendingApproval, 1)
+    );
+    let actions: Vec<_> = s
+        .audit_since(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["requested", "pending_approval"],
+        "the loser wrote no audit line"
+    );
+    let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "nor any message");
+}
+
+async fn of_two_concurrent_transitions_from_one_version_exactly_one_applies(db: Db) {
+    let replica = db.replica().await;
+    let r = insert(&*db.store, &[], &[]).await;
+    for round in 0..10 {
+        let current = db.store.request(&r.id).await.unwrap().unwrap();
+        let mut approve = step(&current, RequestState::PendingApproval);
+        approve.jobs = vec![job(JobKind::ApprovalTimeout, round)];
+        let mut deny = step(&current, RequestState::AwaitingDevice);
+        deny.jobs = vec![job(JobKind::Resolve, round)];
+        let (a, b) = tokio::join!(db.store.transition(&approve), replica.transition(&deny));
+        assert!(
+            a.unwrap() ^ b.unwrap(),
+            "round {round}: exactly one writer wins"
+        );
+    }
+    let stored = db.store.request(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 10);
+    assert_eq!(
+        db.store.audit_since(None).await.unwrap().len(),
+        11,
+        "one audit line per applied transition"
+    );
+    let far = t0() + TimeDelta::hours(1);
+    let mut jobs = 0;
+    while let Some(j) = db.store.claim_job(far, far, ClaimScope::Any).await.unwrap() {
+        db.store.complete_job(&j, far).await.unwrap();
+        jobs += 1;
+    }
+    assert_eq!(jobs, 10, "and the losers' jobs were never written");
+}
+
+async fn two_open_requests_for_one_device_cannot_both_reach_approvers(db: Db) {
+    let s = &*db.store;
+    let pending = |r: &Request| {
+        let mut t = step(r, RequestState::PendingApproval);
+        t.to.jc_user = Some(JcUserId::new("jc1"));
+        t.to.device = Some(device("sys1"));
+        t
+    };
+    let a = insert(s, &[], &[]).await;
+    let b = insert(s, &[], &[]).await;
+    assert!(s.transition(&pending(&a)).await.unwrap());
+    assert!(s.transition(&pending(&b)).await.is_err());
+    assert_eq!(
+        s.request(&b.id).await.unwrap().unwrap().state,
+        RequestState::Resolving
+    );
+    // Once the first has ended, the device is free again.
+    let a1 = s.request(&a.id).await.unwrap().unwrap();
+    assert!(s
+        .transition(&step(&a1, RequestState::Denied))
+        .await
+        .unwrap());
+    assert!(s.transition(&pending(&b)).await.unwrap());
+}
+
+async fn an_open_request_for_the_same_device_is_found_and_counts_by_state(db: Db) {
+    let s = &*db.store;
+    let r = insert(s, &[], &[]).await;
+    let mut t = step(&r, RequestState::PendingApproval);
+    t.to.jc_user = Some(JcUserId::new("jc1"));
+    t.to.device = Some(Device {
+        online: false,
+        ..device("sys1")
+    });
+    assert!(s.transition(&t).await.unwrap());
+    let other = RequestId::generate();
+    let found = s
+        .open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &other)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.id), Some(r.id.clone()));
+    assert_eq!(
+        s.open_request_for_device(&JcUserId::new("jc1"), &SystemId::new("sys1"), &r.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.count_by_state().await.unwrap(),
+        vec![(RequestState::PendingApproval, 1)]
+    );
+    s.set_approval_message(&r.id, "C1/1.2").await.unwrap();
+    assert_eq!(
+        s.request(&r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .approval_message
+            .as_deref(),
+        Some("C1/1.2")
+    );
+    s.ping().await.unwrap();
+}
+
+async fn the_audit_trail_cannot_be_changed(db: Db) {
+    let s = &*db.store;
+    insert(s, &[], &[]).await;
+    assert!(db
+        .execute("UPDATE audit SET actor = 'someone else'")
+        .await
+        .is_err());
+    assert!(db.execute("DELETE FROM audit").await.is_err());
+    assert_eq!(s.audit_since(None).await.unwrap().len(), 1);
+    assert_eq!(s.audit_since(None).await.unwrap()[0].actor, "U1");
+    assert!(s
+        .audit_since(Some(t0() + TimeDelta::seconds(1)))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+// ---------------------------------------------------------------- jobs
+
+async fn jobs_are_claimed_when_due_one_per_request_and_fenced_by_attempt(db: Db) {
+    let s = &*db.store;
+    insert(
+        s,
+        &[
+            job(JobKind::Grant, 0),
+            job(JobKind::Revoke, 0),
+            job(JobKind::Remind(60), 100),
+        ],
+        &[],
+    )
+    .await;
+    let lease = t0() + TimeDelta::minutes(5);
+    let grant = s
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((grant.kind, grant.attempt), (JobKind::Grant, 1));
+    assert_eq!(
+        s.claim_job(t0(), lease, ClaimScope::Any).await.unwrap(),
+        None,
+        "the revoke waits for the grant"
+    );
+    s.retry_job(&grant, t0() + TimeDelta::seconds(2), "503")
+        .await
+        .unwrap();
+    let revoke = s
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoke.kind, JobKind::Revoke);
+    s.complete_job(&revoke, t0()).await.unwrap();
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(t0() + TimeDelta::seconds(2))
+    );
+    let later = t0() + TimeDelta::seconds(2);
+    let again = s
+        .claim_job(later, later + TimeDelta::minutes(5), ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.kind, again.attempt), (JobKind::Grant, 2));
+    // The first attempt finishing late cannot complete the second.
+    s.complete_job(&grant, later).await.unwrap();
+    s.retry_job(&again, later + TimeDelta::seconds(4), "503")
+        .await
+        .unwrap();
+    let third = s
+        .claim_job(
+            later + TimeDelta::seconds(4),
+            later + TimeDelta::minutes(5),
+            ClaimScope::Any,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.attempt, 3);
+}
+
+async fn revocations_can_be_claimed_ahead_of_earlier_work(db: Db) {
+    let s = &*db.store;
+    insert(s, &[job(JobKind::Resolve, 0)], &[]).await;
+    insert(s, &[job(JobKind::Revoke, 5)], &[]).await;
+    let at = t0() + TimeDelta::seconds(5);
+    let lease = at + TimeDelta::minutes(5);
+    assert_eq!(
+        s.next_revocation_due().await.unwrap(),
+        Some(at),
+        "the revocation's own due time"
+    );
+    let first = s
+        .claim_job(at, lease, ClaimScope::Revocations)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.kind, JobKind::Revoke, "although the resolve is older");
+    assert_eq!(
+        s.claim_job(at, lease, ClaimScope::Revocations)
+            .await
+            .unwrap(),
+        None
+    );
+    let next = s
+        .claim_job(at, lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.kind, JobKind::Resolve);
+    assert_eq!(
+        s.next_revocation_due().await.unwrap(),
+        Some(lease),
+        "a leased revocation counts from its lease's end"
+    );
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_attempt_changes_nothing(db: Db) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    insert(&*a, &[job(JobKind::Revoke, 0), job(JobKind::Grant, 0)], &[]).await;
+    let lease = t0() + TimeDelta::minutes(5);
+    let stalled = a
+        .claim_job(t0(), lease, ClaimScope::Revocations)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.claim_job(lease - TimeDelta::milliseconds(1), lease, ClaimScope::Any)
+            .await
+            .unwrap(),
+        None,
+        "nothing of the request is claimable while the lease runs"
+    );
+    assert_eq!(a.next_due().await.unwrap(), Some(t0()), "the grant is due");
+    let taken = b
+        .claim_job(
+            lease,
+            lease + TimeDelta::minutes(5),
+            ClaimScope::Revocations,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id, taken.attempt), (stalled.id, 2));
+    // The stalled attempt wakes up: it can neither release nor finish the
+    // job that now belongs to attempt 2.
+    a.retry_job(&stalled, t0(), "late").await.unwrap();
+    a.complete_job(&stalled, lease).await.unwrap();
+    assert_eq!(
+        b.claim_job(lease, lease, ClaimScope::Any).await.unwrap(),
+        None,
+        "attempt 2 still holds the request"
+    );
+    b.complete_job(&taken, lease).await.unwrap();
+    let grant = b
+        .claim_job(lease, lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.kind, JobKind::Grant);
+    b.complete_job(&grant, lease).await.unwrap();
+    assert_eq!(a.next_due().await.unwrap(), None, "both done, once");
+}
+
+async fn reschedule_moves_a_pending_job_or_creates_it_and_cancel_drops_it(db: Db) {
+    let s = &*db.store;
+    let r = insert(
+        s,
+        &[job(JobKind::Revoke, 600), job(JobKind::ApprovalTimeout, 30)],
+        &[],
+    )
+    .await;
+    let mut t = step(&r, RequestState::Active);
+    t.reschedule = vec![job(JobKind::Revoke, 60), job(JobKind::Grant, 5)];
+    t.cancel = vec![JobKind::ApprovalTimeout];
+    assert!(s.transition(&t).await.unwrap());
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(t0() + TimeDelta::seconds(5))
+    );
+    let far = t0() + TimeDelta::hours(1);
+    let first = s
+        .claim_job(far, far, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.kind, JobKind::Grant);
+    s.complete_job(&first, far).await.unwrap();
+    let second = s
+        .claim_job(far, far, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.kind, second.due_at),
+        (JobKind::Revoke, t0() + TimeDelta::seconds(60))
+    );
+    s.complete_job(&second, far).await.unwrap();
+    assert_eq!(
+        s.claim_job(far, far, ClaimScope::Any).await.unwrap(),
+        None,
+        "the approval timeout was cancelled"
+    );
+}
+
+/// Claims jobs until none is left, as a scheduler would (revocations
+/// first), without finishing any.
+async fn claim_all(store: Arc<dyn Store>, at: Timestamp) -> Vec<Job> {
+    let lease = at + TimeDelta::minutes(5);
+    let mut claimed = Vec::new();
+    loop {
+        let job = match store
+            .claim_job(at, lease, ClaimScope::Revocations)
+            .await
+            .unwrap()
+        {
+            Some(job) => Some(job),
+            None => store.claim_job(at, lease, ClaimScope::Any).await.unwrap(),
+        };
+        match job {
+            Some(job) => claimed.push(job),
+            None => return claimed,
+        }
+    }
+}
+
+async fn concurrent_claimers_never_share_a_job_nor_run_two_jobs_of_one_request(db: Db) {
+    const REQUESTS: usize = 40;
+    let replica = db.replica().await;
+    // Rounds of fresh requests; what earlier rounds claimed stays leased.
+    for round in 0..3 {
+        for _ in 0..REQUESTS {
+            insert(
+                &*db.store,
+                &[
+                    job(JobKind::Grant, 0),
+                    job(JobKind::Revoke, 0),
+                    job(JobKind::Remind(60), 0),
+                ],
+                &[],
+            )
+            .await;
+        }
+        // Eight claimers, half on each process, all at once.
+        let start = Arc::new(tokio::sync::Barrier::new(8));
+        let mut claimers = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let store = if n % 2 == 0 {
+                db.store.clone()
+            } else {
+                replica.clone()
+            };
+            let start = start.clone();
+            claimers.spawn(async move {
+                start.wait().await;
+                claim_all(store, t0()).await
+            });
+        }
+        let mut claimed: Vec<Job> = claimers.join_all().await.into_iter().flatten().collect();
+        // A claimer may stop early when the rest were being claimed by the
+        // others; one more pass afterwards takes whatever they left.
+        claimed.extend(claim_all(db.store.clone(), t0()).await);
+        let ids: HashSet<i64> = claimed.iter().map(|j| j.id).collect();
+        assert_eq!(
+            ids.len(),
+            claimed.len(),
+            "round {round}: no job was claimed twice"
+        );
+        let mut per_request: HashMap<&RequestId, usize> = HashMap::new();
+        for job in &claimed {
+            *per_request.entry(&job.request_id).or_default() += 1;
+        }
+        assert_eq!(
+            per_request.values().filter(|n| **n > 1).count(),
+            0,
+            "round {round}: requests with two jobs in flight"
+        );
+        assert_eq!(
+            per_request.len(),
+            REQUESTS,
+            "round {round}: every new request has one job running"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- outbox
+
+async fn messages_go_one_at_a_time_per_request_in_order(db: Db) {
+    let s = &*db.store;
+    let a = insert(s, &[], &[thread(1), thread(2)]).await;
+    let b = insert(s, &[], &[thread(3)]).await;
+    let lease = t0() + TimeDelta::minutes(2);
+    let batch = s.claim_messages(t0(), lease, 10).await.unwrap();
+    assert_eq!(
+        batch
+            .iter()
+            .map(|m| (&m.request_id, &m.notice))
+            .collect::<Vec<_>>(),
+        [(&a.id, &thread(1)), (&b.id, &thread(3))]
+    );
+    s.retry_message(&batch[0], t0() + TimeDelta::seconds(9), "429")
+        .await
+        .unwrap();
+    s.message_delivered(&batch[1], t0()).await.unwrap();
+    assert!(
+        s.claim_messages(t0(), lease, 10).await.unwrap().is_empty(),
+        "a's second message waits behind its first"
+    );
+    let later = t0() + TimeDelta::seconds(9);
+    let retried = s.claim_messages(later, later, 10).await.unwrap();
+    assert_eq!(
+        (retried[0].notice.clone(), retried[0].attempt),
+        (thread(1), 2)
+    );
+    s.message_failed(&retried[0], later, "channel_not_found")
+        .await
+        .unwrap();
+    let next = s.claim_messages(later, later, 10).await.unwrap();
+    assert_eq!(
+        next[0].notice,
+        thread(2),
+        "a message given up on does not block the rest"
+    );
+}
+
+async fn a_message_whose_lease_was_taken_over_cannot_be_finished_by_the_old_attempt(db: Db) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    insert(&*a, &[], &[thread(1), thread(2)]).await;
+    let lease = t0() + TimeDelta::minutes(2);
+    let stalled = a.claim_messages(t0(), lease, 10).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    assert!(b
+        .claim_messages(lease - TimeDelta::milliseconds(1), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let taken = b
+        .claim_messages(lease, lease + TimeDelta::minutes(2), 10)
+        .await
+        .unwrap();
+    assert_eq!((taken[0].id, taken[0].attempt), (stalled[0].id, 2));
+    let old: &OutboxMessage = &stalled[0];
+    a.message_delivered(old, lease).await.unwrap();
+    a.message_failed(old, lease, "late").await.unwrap();
+    a.retry_message(old, lease, "late").await.unwrap();
+    assert!(
+        b.claim_messages(lease, lease, 10).await.unwrap().is_empty(),
+        "the second message still waits for the attempt that holds the first"
+    );
+    b.message_delivered(&taken[0], lease).await.unwrap();
+    let next = b.claim_messages(lease, lease, 10).await.unwrap();
+    assert_eq!(next[0].notice, thread(2));
+}
+
+async fn concurrent_message_claimers_never_share_a_message_nor_break_the_order(db: Db) {
+    const REQUESTS: usize = 30;
+    let replica = db.replica().await;
+    for _ in 0..REQUESTS {
+        insert(&*db.store, &[], &[thread(1), thread(2), thread(3)]).await;
+    }
+    // Rounds: claim concurrently from both processes, check, deliver all.
+    let mut delivered: HashMap<RequestId, Vec<Notice>> = HashMap::new();
+    for round in 0..3 {
+        let lease = t0() + TimeDelta::minutes(2);
+        let mut claimers = tokio::task::JoinSet::new();
+        for n in 0..6 {
+            let store = if n % 2 == 0 {
+                db.store.clone()
+            } else {
+                replica.clone()
+            };
+            claimers.spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_messages(t0(), lease, 4).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch);
+                }
+            });
+        }
+        let claimed: Vec<OutboxMessage> = claimers.join_all().await.into_iter().flatten().collect();
+        let mut per_request = HashSet::new();
+        for m in &claimed {
+            assert!(
+                per_request.insert(m.request_id.clone()),
+                "round {round}: two messages of one request in flight"
+            );
+        }
+        assert_eq!(claimed.len(), REQUESTS, "round {round}: one per request");
+        for m in &claimed {
+            db.store.message_delivered(m, t0()).await.unwrap();
+            delivered
+                .entry(m.request_id.clone())
+                .or_default()
+                .push(m.notice.clone());
+        }
+    }
+    assert!(delivered
+        .values()
+        .all(|notices| notices == &[thread(1), thread(2), thread(3)]));
+}
+
+async fn released_leases_can_be_claimed_again_at_once(db: Db) {
+    let s = &*db.store;
+    insert(s, &[job(JobKind::Revoke, 0)], &[thread(1)]).await;
+    let lease = t0() + TimeDelta::minutes(5);
+    let job = s
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.claim_messages(t0(), lease, 10).await.unwrap().len(), 1);
+    s.release_leases().await.unwrap();
+    let again = s
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (job.id, 2));
+    assert_eq!(
+        s.claim_messages(t0(), lease, 10).await.unwrap()[0].attempt,
+        2
+    );
+}
+
+// ---------------------------------------------------------------- per-person counts
+
+async fn insert_for(store: &dyn Store, user: &ChatUserId, at: Timestamp) -> Request {
+    let r = Request::new(
+        user.clone(),
+        None,
+        GrantDuration::from_secs(600),
+        vec![],
+        at,
+    );
+    store
+        .insert_request(&r, &audit(&r, "requested"), &[], &[])
+        .await
+        .unwrap();
+    r
+}
+
+async fn open_requests_are_counted_per_person_until_they_end(db: Db) {
+    let s = &*db.store;
+    let ada = ChatUserId::slack("U1");
+    let first = insert_for(s, &ada, t0()).await;
+    let second = insert_for(s, &ada, t0()).await;
+    insert_for(s, &ChatUserId::slack("U2"), t0()).await;
+    insert_for(s, &ChatUserId::teams("U1"), t0()).await;
+    assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 2);
+    assert!(s
+        .transition(&step(&first, RequestState::Active))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.count_open_requests_of(&ada).await.unwrap(),
+        2,
+        "an active grant is open"
+    );
+    assert!(s
+        .transition(&step(&second, RequestState::Refused))
+        .await
+        .unwrap());
+    assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 1);
+    assert_eq!(
+        s.count_open_requests_of(&ChatUserId::slack("U3"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn requests_are_counted_per_person_from_a_time_on_whatever_became_of_them(db: Db) {
+    let s = &*db.store;
+    let ada = ChatUserId::slack("U1");
+    let old = insert_for(s, &ada, t0()).await;
+    insert_for(s, &ada, t0() + TimeDelta::minutes(30)).await;
+    insert_for(s, &ada, t0() + TimeDelta::minutes(59)).await;
+    insert_for(s, &ChatUserId::slack("U2"), t0() + TimeDelta::minutes(59)).await;
+    insert_for(s, &ChatUserId::teams("U1"), t0() + TimeDelta::minutes(59)).await;
+    assert!(s
+        .transition(&step(&old, RequestState::Refused))
+        .await
+        .unwrap());
+    assert_eq!(s.count_requests_since(&ada, t0()).await.unwrap(), 3);
+    let since = t0() + TimeDelta::minutes(30);
+    assert_eq!(
+        s.count_requests_since(&ada, since).await.unwrap(),
+        2,
+        "from `since` on, inclusive"
+    );
+    let later = t0() + TimeDelta::minutes(60);
+    assert_eq!(s.count_requests_since(&ada, later).await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------- SQLite only
+
+#[tokio::test]
+async fn a_lease_left_by_a_dead_process_is_released_when_sqlite_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let s = SqliteStore::open(&url).await.unwrap();
+    insert(&s, &[job(JobKind::Revoke, 0)], &[]).await;
+    assert!(s
+        .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+        .await
+        .unwrap()
+        .is_some());
+    // Closed without releasing, as a killed process leaves it.
+    s.close().await;
+    let reopened = SqliteStore::open(&url).await.unwrap();
+    let job = reopened
+        .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.kind, job.attempt), (JobKind::Revoke, 2));
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let url = format!("sqlite://{}", path.display());
+    let first = SqliteStore::open(&url).await.unwrap();
+    insert(&first, &[job(JobKind::Revoke, 0)], &[]).await;
+    let held = first
+        .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let refused = SqliteStore::open(&url).await.unwrap_err();
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("another tempadmin process") && message.contains("t.db.lock"),
+        "{message}"
+    );
+    assert_eq!(
+        first
+            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+            .await
+            .unwrap(),
+        None,
+        "the first process's lease was not released by the second"
+    );
+    first.complete_job(&held, t0()).await.unwrap();
+    first.close().await;
+    let after = SqliteStore::open(&url).await.unwrap();
+    after.close().await;
+}
+
+#[tokio::test]
+async fn the_audit_export_reads_an_sqlite_file_that_a_server_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let server = SqliteStore::open(&url).await.unwrap();
+    insert(&server, &[job(JobKind::Revoke, 0)], &[]).await;
+    assert!(server
+        .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+        .await
+        .unwrap()
+        .is_some());
+    let reader = Database::open_reader(&url).await.unwrap();
+    assert_eq!(reader.store().audit_since(None).await.unwrap().len(), 1);
+    reader.close().await;
+    assert_eq!(
+        server
+            .claim_job(t0(), t0() + TimeDelta::hours(1), ClaimScope::Any)
+            .await
+            .unwrap(),
+        None,
+        "reading released no lease"
+    );
+    server.close().await;
+}
+
+#[tokio::test]
+async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint() {
+    use tempadmin::store::WAL_SIZE_LIMIT;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let url = format!("sqlite://{}", path.display());
+    let s = SqliteStore::open(&url).await.unwrap();
+    let wal = || {
+        std::fs::metadata(dir.path().join("wal.db-wal"))
+            .unwrap()
+            .len()
+    };
+    let r = insert(&s, &[], &[]).await;
+    // A reader that started before the burst keeps every checkpoint (the
+    // store's own in the background too) from completing until it ends.
+    let mut reader = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&url).await.unwrap()
+    };
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM audit")
+        .execute(&mut reader)
+        .await
+        .unwrap();
+    let mut entry = audit(&r, "bulk");
+    entry.detail = json!({ "text": "x".repeat(64 * 1024) });
+    for _ in 0..160 {
+        s.append_audit(&entry).await.unwrap();
+    }
+    assert!(
+        wal() > 2 * WAL_SIZE_LIMIT,
+        "a burst grows the log: {}",
+        wal()
+    );
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    drop(reader);
+    s.checkpoint().await.unwrap();
+    // The next write starts the log afresh.
+    s.append_audit(&audit(&r, "after")).await.unwrap();
+    assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
+    s.close().await;
+}
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+#[tokio::test]
+async fn a_replica_shutting_down_releases_its_own_leases_and_nobody_elses() {
+    let db = Db::postgres().await;
+    let other = db.replica().await;
+    insert(&*db.store, &[job(JobKind::Revoke, 0)], &[]).await;
+    insert(&*db.store, &[job(JobKind::Revoke, 0)], &[]).await;
+    let lease = t0() + TimeDelta::minutes(5);
+    let mine = db
+        .store
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs = other
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    db.database.shut_down().await;
+    let again = other
+        .claim_job(t0(), lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (mine.id, 2));
+    assert_eq!(
+        other.claim_job(t0(), lease, ClaimScope::Any).await.unwrap(),
+        None,
+        "the other replica's job {} is still held",
+        theirs.id
+    );
+}
+
+#[tokio::test]
+async fn a_replica_hears_when_another_adds_work() {
+    let db = Db::postgres().await;
+    let other = db.replica().await;
+    insert(&*db.store, &[job(JobKind::Revoke, 600)], &[]).await;
+    // An upper bound on a wake-up that should take milliseconds: without the
+    // notification this waits forever.
+    let heard = tokio::time::timeout(Duration::from_secs(30), other.work_added()).await;
+    assert!(heard.is_ok(), "the other replica was never woken");
+}
+
+#[tokio::test]
+async fn the_default_work_added_never_resolves_on_sqlite() {
+    let db = Db::sqlite().await;
+    insert(&*db.store, &[job(JobKind::Revoke, 0)], &[]).await;
+    let woken = futures::FutureExt::now_or_never(db.store.work_added());
+    assert!(woken.is_none(), "SQLite's scheduler polls; nothing to hear");
+}
+
+#[tokio::test]
+async fn the_postgres_audit_trail_cannot_be_emptied() {
+    let db = Db::postgres().await;
+    insert(&*db.store, &[], &[]).await;
+    assert!(db.execute("TRUNCATE audit").await.is_err());
+    assert_eq!(db.store.audit_since(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_url_that_names_neither_backend_is_refused() {
+    let refused = Database::open("mysql://localhost/x").await.unwrap_err();
+    assert!(refused.to_string().contains("postgres://"), "{refused}");
+}
+
+// ---------------------------------------------------------------- replays
+
+async fn a_key_is_first_seen_once_until_it_is_kept_no_longer(db: Db) {
+    let s = &*db.store;
+    let later = |secs| t0() + TimeDelta::seconds(secs);
+    assert!(s.first_sighting("v0=a", t0(), later(300)).await.unwrap());
+    assert!(!s
+        .first_sighting("v0=a", later(299), later(600))
+        .await
+        .unwrap());
+    assert!(s
+        .first_sighting("v0=b", later(1), later(300))
+        .await
+        .unwrap());
+    // Once its time has passed the key is pruned, and may be seen anew.
+    assert!(s
+        .first_sighting("v0=a", later(301), later(700))
+        .await
+        .unwrap());
+    assert!(
+        !s.first_sighting("v0=a", later(302), later(700))
+            .await
+            .unwrap(),
+        "and is remembered again"
+    );
+}
