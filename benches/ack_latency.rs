@@ -76,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
         max_duration: d("4h"),
         require_reason: false,
         max_reason_length: 500,
+        // Each simulated user asks many times: this measures the engine,
+        // not the per-person limits.
+        max_open_requests: usize::MAX,
+        max_requests_per_hour: usize::MAX,
         approval_timeout: d("30m"),
         reminders: vec![],
     };

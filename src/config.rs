@@ -161,6 +161,8 @@ struct FilePolicy {
     max_duration: Option<GrantDuration>,
     require_reason: Option<bool>,
     max_reason_length: Option<usize>,
+    max_open_requests: Option<usize>,
+    max_requests_per_hour: Option<usize>,
     approval_timeout: Option<GrantDuration>,
     reminders: Option<Vec<GrantDuration>>,
 }
@@ -394,6 +396,10 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
         max_duration: p.max_duration.unwrap_or(defaults.max_duration),
         require_reason: p.require_reason.unwrap_or(defaults.require_reason),
         max_reason_length: p.max_reason_length.unwrap_or(defaults.max_reason_length),
+        max_open_requests: p.max_open_requests.unwrap_or(defaults.max_open_requests),
+        max_requests_per_hour: p
+            .max_requests_per_hour
+            .unwrap_or(defaults.max_requests_per_hour),
         approval_timeout: p.approval_timeout.unwrap_or(defaults.approval_timeout),
         reminders: p.reminders.unwrap_or(defaults.reminders),
     };
@@ -404,8 +410,19 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
             policy.max_duration
         );
     }
-    if policy.max_reason_length == 0 {
-        bail!("policy.max_reason_length must be at least 1 (characters)");
+    let longest = crate::domain::request::bounds::MAX_REASON_LENGTH;
+    if !(1..=longest).contains(&policy.max_reason_length) {
+        bail!("policy.max_reason_length must be between 1 and {longest} (characters)");
+    }
+    if policy.max_open_requests == 0 {
+        bail!("policy.max_open_requests must be at least 1");
+    }
+    if policy.max_requests_per_hour < policy.max_open_requests {
+        bail!(
+            "policy.max_requests_per_hour ({}) must be at least policy.max_open_requests ({})",
+            policy.max_requests_per_hour,
+            policy.max_open_requests
+        );
     }
     if policy.min_duration.as_secs() < 10 {
         bail!("policy.min_duration must be at least 10s");
@@ -483,6 +500,16 @@ mod tests {
         let text = format!("{MINIMAL}\n[policy]\nmax_reason_length = 2000");
         let c = Config::parse(&text, env_with_secrets).unwrap();
         assert_eq!(c.policy.max_reason_length, 2000);
+    }
+
+    #[test]
+    fn per_person_limits_are_read_from_the_policy_section() {
+        let text = format!("{MINIMAL}\n[policy]\nmax_open_requests = 1\nmax_requests_per_hour = 4");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(
+            (c.policy.max_open_requests, c.policy.max_requests_per_hour),
+            (1, 4)
+        );
     }
 
     #[test]
@@ -626,6 +653,18 @@ mod tests {
             (
                 &format!("{MINIMAL}\n[policy]\nmax_reason_length = 0"),
                 "max_reason_length",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_reason_length = 3001"),
+                "max_reason_length",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_open_requests = 0"),
+                "max_open_requests",
+            ),
+            (
+                &format!("{MINIMAL}\n[policy]\nmax_requests_per_hour = 2"),
+                "max_requests_per_hour",
             ),
             (
                 &format!("{MINIMAL}\n[policy]\nmax_reason_length = -5"),

@@ -57,6 +57,8 @@ pub async fn run() -> anyhow::Result<()> {
         max_duration: d("1h"),
         require_reason: false,
         max_reason_length: 500,
+        max_open_requests: 3,
+        max_requests_per_hour: 10,
         approval_timeout: d("5m"),
         reminders: vec![d("30s"), d("15s")],
     };

@@ -492,6 +492,14 @@ pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
         Refusal::NotAllowedToEnd => "Only the requester or an approver can end this elevation.".into(),
         Refusal::NothingToRevoke => "You have no active elevation and no pending request.".into(),
         Refusal::Busy => "tempadmin is very busy right now, so nothing was requested. Please try again in a minute.".into(),
+        Refusal::TooManyOpenRequests { open, max } => format!(
+            "You have {open} open requests; the limit is {max} at once. See them with {}, or withdraw them with {}.",
+            m.command("status"),
+            m.command("revoke")
+        ),
+        Refusal::TooManyRequestsPerHour { max } => format!(
+            "You have made {max} requests in the past hour, the limit. Please try again later."
+        ),
         Refusal::DeviceNotOffered => format!("That device can't be chosen for this request any more. Start again with {}.", m.command("")),
         Refusal::DeviceNoLongerBound { hostname } => format!(
             "{} is no longer one of the computers bound to your JumpCloud account. Ask IT.",

@@ -193,6 +193,8 @@ on_both_backends!(
     an_open_request_for_the_same_device_is_found_and_counts_by_state,
     released_leases_can_be_claimed_again_at_once,
     a_key_is_first_seen_once_until_it_is_kept_no_longer,
+    open_requests_are_counted_per_person_until_they_end,
+    requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -855,6 +857,76 @@ async fn released_leases_can_be_claimed_again_at_once(db: Db) {
     );
 }
 
+// ---------------------------------------------------------------- per-person counts
+
+async fn insert_for(store: &dyn Store, user: &ChatUserId, at: Timestamp) -> Request {
+    let r = Request::new(
+        user.clone(),
+        None,
+        GrantDuration::from_secs(600),
+        vec![],
+        at,
+    );
+    store
+        .insert_request(&r, &audit(&r, "requested"), &[], &[])
+        .await
+        .unwrap();
+    r
+}
+
+async fn open_requests_are_counted_per_person_until_they_end(db: Db) {
+    let s = &*db.store;
+    let ada = ChatUserId::slack("U1");
+    let first = insert_for(s, &ada, t0()).await;
+    let second = insert_for(s, &ada, t0()).await;
+    insert_for(s, &ChatUserId::slack("U2"), t0()).await;
+    insert_for(s, &ChatUserId::teams("U1"), t0()).await;
+    assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 2);
+    assert!(s
+        .transition(&step(&first, RequestState::Active))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.count_open_requests_of(&ada).await.unwrap(),
+        2,
+        "an active grant is open"
+    );
+    assert!(s
+        .transition(&step(&second, RequestState::Refused))
+        .await
+        .unwrap());
+    assert_eq!(s.count_open_requests_of(&ada).await.unwrap(), 1);
+    assert_eq!(
+        s.count_open_requests_of(&ChatUserId::slack("U3"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn requests_are_counted_per_person_from_a_time_on_whatever_became_of_them(db: Db) {
+    let s = &*db.store;
+    let ada = ChatUserId::slack("U1");
+    let old = insert_for(s, &ada, t0()).await;
+    insert_for(s, &ada, t0() + TimeDelta::minutes(30)).await;
+    insert_for(s, &ada, t0() + TimeDelta::minutes(59)).await;
+    insert_for(s, &ChatUserId::slack("U2"), t0() + TimeDelta::minutes(59)).await;
+    insert_for(s, &ChatUserId::teams("U1"), t0() + TimeDelta::minutes(59)).await;
+    assert!(s
+        .transition(&step(&old, RequestState::Refused))
+        .await
+        .unwrap());
+    assert_eq!(s.count_requests_since(&ada, t0()).await.unwrap(), 3);
+    let since = t0() + TimeDelta::minutes(30);
+    assert_eq!(
+        s.count_requests_since(&ada, since).await.unwrap(),
+        2,
+        "from `since` on, inclusive"
+    );
+    let later = t0() + TimeDelta::minutes(60);
+    assert_eq!(s.count_requests_since(&ada, later).await.unwrap(), 0);
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 #[tokio::test]
@@ -936,6 +1008,49 @@ async fn the_audit_export_reads_an_sqlite_file_that_a_server_holds() {
         "reading released no lease"
     );
     server.close().await;
+}
+
+#[tokio::test]
+async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint() {
+    use tempadmin::store::WAL_SIZE_LIMIT;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let url = format!("sqlite://{}", path.display());
+    let s = SqliteStore::open(&url).await.unwrap();
+    let wal = || {
+        std::fs::metadata(dir.path().join("wal.db-wal"))
+            .unwrap()
+            .len()
+    };
+    let r = insert(&s, &[], &[]).await;
+    // A reader that started before the burst keeps every checkpoint (the
+    // store's own in the background too) from completing until it ends.
+    let mut reader = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&url).await.unwrap()
+    };
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM audit")
+        .execute(&mut reader)
+        .await
+        .unwrap();
+    let mut entry = audit(&r, "bulk");
+    entry.detail = json!({ "text": "x".repeat(64 * 1024) });
+    for _ in 0..160 {
+        s.append_audit(&entry).await.unwrap();
+    }
+    assert!(
+        wal() > 2 * WAL_SIZE_LIMIT,
+        "a burst grows the log: {}",
+        wal()
+    );
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    drop(reader);
+    s.checkpoint().await.unwrap();
+    // The next write starts the log afresh.
+    s.append_audit(&audit(&r, "after")).await.unwrap();
+    assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
+    s.close().await;
 }
 
 // ---------------------------------------------------------------- PostgreSQL only

@@ -15,7 +15,7 @@ pub struct DurationParseError(pub String);
 
 impl GrantDuration {
     /// Longest duration the parser accepts (a week), so arithmetic never overflows.
-    const MAX_SECS: u64 = 7 * 24 * 3600;
+    pub const MAX_SECS: u64 = 7 * 24 * 3600;
 
     /// Parses `90s`, `20m`, `1h`, `1h30m`, `1h30m15s` (case-insensitive).
     /// Units must appear at most once each, in the order h, m, s; zero is refused.
@@ -147,5 +147,82 @@ mod tests {
         }
         assert_eq!(GrantDuration::parse("90s").unwrap().to_string(), "1m30s");
         assert_eq!(GrantDuration::parse("1h30m").unwrap().to_string(), "1h30m");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a duration is, its display parses back to it.
+        #[test]
+        fn every_duration_displays_as_text_that_parses_back_to_it(
+            secs in 1..=GrantDuration::MAX_SECS,
+        ) {
+            let d = GrantDuration::from_secs(secs);
+            prop_assert_eq!(d.as_secs(), secs);
+            prop_assert_eq!(GrantDuration::parse(&d.to_string()), Ok(d));
+        }
+
+        /// `XhYmZs` in any case, with any unit left out, means what it says
+        /// whenever it is between a second and a week.
+        #[test]
+        fn hours_minutes_and_seconds_add_up(
+            h in proptest::option::of(0u64..200),
+            m in proptest::option::of(0u64..6000),
+            s in proptest::option::of(0u64..100_000),
+            upper in any::<bool>(),
+        ) {
+            let mut text = String::new();
+            for (n, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+                if let Some(n) = n {
+                    text.push_str(&format!("{n}{unit}"));
+                }
+            }
+            if upper {
+                text = text.to_uppercase();
+            }
+            let total = h.unwrap_or(0) * 3600 + m.unwrap_or(0) * 60 + s.unwrap_or(0);
+            let valid = !text.is_empty() && (1..=GrantDuration::MAX_SECS).contains(&total);
+            match GrantDuration::parse(&text) {
+                Ok(d) => prop_assert!(valid && d.as_secs() == total, "{} gave {}", text, d),
+                Err(_) => prop_assert!(!valid, "{} refused", text),
+            }
+        }
+
+        /// Any text at all: either refused, or a duration within the
+        /// bounds whose display is a fixed point.
+        #[test]
+        fn anything_that_parses_is_within_bounds_and_canonical(text in "\\PC{0,12}|[0-9hmsHMS]{1,12}") {
+            if let Ok(d) = GrantDuration::parse(&text) {
+                prop_assert!((1..=GrantDuration::MAX_SECS).contains(&d.as_secs()));
+                let shown = d.to_string();
+                prop_assert_eq!(GrantDuration::parse(&shown).unwrap().to_string(), shown);
+            }
+        }
+
+        /// `from_secs` clamps, so no out-of-range duration can be made.
+        #[test]
+        fn from_secs_never_leaves_the_bounds(secs in any::<u64>()) {
+            let d = GrantDuration::from_secs(secs);
+            prop_assert!((1..=GrantDuration::MAX_SECS).contains(&d.as_secs()));
+        }
+
+        /// The policy accepts exactly the durations between its bounds.
+        #[test]
+        fn the_policy_accepts_exactly_what_lies_between_its_bounds(
+            a in 1..=GrantDuration::MAX_SECS,
+            b in 1..=GrantDuration::MAX_SECS,
+            asked in 1..=GrantDuration::MAX_SECS,
+        ) {
+            let policy = crate::domain::Policy {
+                min_duration: GrantDuration::from_secs(a.min(b)),
+                max_duration: GrantDuration::from_secs(a.max(b)),
+                ..Default::default()
+            };
+            let asked = GrantDuration::from_secs(asked);
+            prop_assert_eq!(
+                policy.check_duration(asked).is_ok(),
+                policy.min_duration <= asked && asked <= policy.max_duration
+            );
+        }
     }
 }

@@ -94,6 +94,18 @@ pub enum Refusal {
     NothingToRevoke,
     /// Too many commands at once: nothing was recorded; try again shortly.
     Busy,
+    /// The person has `policy.max_open_requests` open already.
+    TooManyOpenRequests {
+        /// Open now.
+        open: usize,
+        /// Policy maximum.
+        max: usize,
+    },
+    /// The person made `policy.max_requests_per_hour` requests in the past hour.
+    TooManyRequestsPerHour {
+        /// Policy maximum.
+        max: usize,
+    },
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
     /// At grant time the device is no longer bound to the person's JumpCloud
@@ -289,6 +301,14 @@ mod tests {
                     length: 2900,
                     max: 500,
                 }),
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Refused(Refusal::TooManyOpenRequests { open: 3, max: 3 }),
+            },
+            Notice::Private {
+                reply_to: None,
+                body: PrivateBody::Refused(Refusal::TooManyRequestsPerHour { max: 10 }),
             },
             Notice::Private {
                 reply_to: None,

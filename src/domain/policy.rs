@@ -1,6 +1,7 @@
 //! `Policy`: the limits an organisation sets on requests (duration bounds,
-//! whether a reason is required and how long it may be, how long approvers
-//! have, when to remind).
+//! whether a reason is required and how long it may be, how many requests
+//! one person may have open and make in an hour, how long approvers have,
+//! when to remind).
 
 use super::{GrantDuration, Refusal};
 
@@ -18,6 +19,12 @@ pub struct Policy {
     /// The longest reason accepted, in characters. Approvers read it in one
     /// chat message, which has its own limits.
     pub max_reason_length: usize,
+    /// How many requests one person may have open at once (not yet ended,
+    /// refused, denied, expired or withdrawn; an active grant counts).
+    pub max_open_requests: usize,
+    /// How many requests one person may make in any hour. Each accepted
+    /// command costs JumpCloud and Slack look-ups and may post a card.
+    pub max_requests_per_hour: usize,
     /// How long a request waits for a decision before it expires.
     pub approval_timeout: GrantDuration,
     /// Remaining-time marks at which countdown replies are sent, longest first.
@@ -33,6 +40,8 @@ impl Default for Policy {
             max_duration: d(4 * 3600),
             require_reason: false,
             max_reason_length: 500,
+            max_open_requests: 3,
+            max_requests_per_hour: 10,
             approval_timeout: d(30 * 60),
             reminders: vec![d(15 * 60), d(5 * 60), d(60)],
         }
@@ -62,6 +71,23 @@ impl Policy {
             return Err(Refusal::ReasonTooLong {
                 length,
                 max: self.max_reason_length,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks one person's request counts against the per-person limits:
+    /// `open` requests now, `last_hour` made in the past hour.
+    pub fn check_volume(&self, open: usize, last_hour: usize) -> Result<(), Refusal> {
+        if open >= self.max_open_requests {
+            return Err(Refusal::TooManyOpenRequests {
+                open,
+                max: self.max_open_requests,
+            });
+        }
+        if last_hour >= self.max_requests_per_hour {
+            return Err(Refusal::TooManyRequestsPerHour {
+                max: self.max_requests_per_hour,
             });
         }
         Ok(())
@@ -131,6 +157,21 @@ mod tests {
         assert!(p.check_reason(&"é".repeat(500)).is_ok());
         p.max_reason_length = 10_000;
         assert!(p.check_reason(&"a".repeat(2900)).is_ok());
+    }
+
+    #[test]
+    fn a_person_at_either_limit_is_refused_with_that_limit_named() {
+        let p = Policy::default();
+        assert_eq!((p.max_open_requests, p.max_requests_per_hour), (3, 10));
+        assert!(p.check_volume(2, 9).is_ok());
+        assert_eq!(
+            p.check_volume(3, 3),
+            Err(Refusal::TooManyOpenRequests { open: 3, max: 3 })
+        );
+        assert_eq!(
+            p.check_volume(0, 10),
+            Err(Refusal::TooManyRequestsPerHour { max: 10 })
+        );
     }
 
     #[test]

@@ -2,20 +2,84 @@
 //!
 //! ```text
 //! resolving ─► awaiting_device ─► resolving
-//!     │                └──────────► timed_out
-//!     ├─► refused
-//!     └─► pending_approval ─► denied | timed_out | cancelled
+//!     │              ├──────────► timed_out | cancelled
+//!     ├─► refused | cancelled
+//!     └─► pending_approval ─► denied | timed_out | cancelled | refused
 //!               └─► approved ─► active ─► revoking ─► ended
-//!                      └───────────────────┘
+//!                    │  ▲ └───────────────────┘
+//!                    └──┘ (prior state recorded)   approved ─► refused
 //! ```
-//! `approved` means "elevation under way"; `revoking` means "restoration under
-//! way". Each arrow is a conditional update in the store (on the request's
-//! `version`), so of two racing transitions exactly one wins (DESIGN 3).
+//! The moves are data: [`RequestState::MOVES`], asked through
+//! [`RequestState::can_become`]. `approved` means "elevation under way";
+//! `revoking` means "restoration under way". Each arrow is a conditional
+//! update in the store (on the request's `version`), so of two racing
+//! transitions exactly one wins (DESIGN 3).
+//!
+//! Invariant (DESIGN 1, at the level of states): once a request is
+//! approved, the only way to a terminal state is through `revoking` to
+//! `ended`, with one exception, `approved ─► refused`, which the engine
+//! takes only before its first elevation call (today's facts forbid the
+//! grant, and the prior state is not yet recorded). The states alone
+//! cannot tell that "before": an engine that checks moves should also
+//! require `prior` to be unset for that one.
 
 use super::{
     ChatUserId, Email, EndCause, GrantDuration, JcUserId, PriorState, RequestId, SystemId,
     Timestamp,
 };
+
+/// Upper bounds on what a person's command makes the bot store, whatever
+/// the policy says. A signed body may be 64 KiB, and every accepted command
+/// is a row that stays (the audit trail is append-only).
+pub mod bounds {
+    /// Characters of the command text kept in the `requested` audit line
+    /// (enough for a duration, a hostname and the longest reason policy
+    /// allows, with room for white space).
+    pub const AUDITED_TEXT: usize = 5_000;
+    /// Characters of the words after the duration, joined by single
+    /// spaces: more than the approval card can show (its section holds
+    /// 3,000), so only what nobody could read is cut.
+    pub const WORDS: usize = 4_000;
+    /// Bytes of a `reply_to` address. Slack's `response_url` is about 100;
+    /// a longer one is not kept (answers then go by direct message).
+    pub const REPLY_TO: usize = 1_024;
+    /// The longest `policy.max_reason_length` the configuration accepts:
+    /// the approval card's section, so that a longer limit never lets
+    /// through a reason nobody can read, and [`WORDS`] has room for a
+    /// hostname besides.
+    pub const MAX_REASON_LENGTH: usize = 3_000;
+}
+
+/// At most `max` characters of `text`, cut at a character boundary, with
+/// `…` in place of what was cut.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
+/// The leading words that fit in `max` characters joined by single spaces;
+/// the first that does not fit is cut to the room left.
+fn leading_words(words: Vec<String>, max: usize) -> Vec<String> {
+    let mut room = max;
+    let mut kept = Vec::new();
+    for word in words {
+        let space = usize::from(!kept.is_empty());
+        if room <= space {
+            break;
+        }
+        room -= space;
+        let length = word.chars().count();
+        if length > room {
+            kept.push(word.chars().take(room).collect());
+            break;
+        }
+        room -= length;
+        kept.push(word);
+    }
+    kept
+}
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -89,6 +153,57 @@ impl RequestState {
             self,
             Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled
         )
+    }
+
+    /// Admin rights may be in place, or about to be: from here the request
+    /// must end through restoration (see the module's invariant).
+    pub fn is_elevated(self) -> bool {
+        matches!(self, Self::Approved | Self::Active | Self::Revoking)
+    }
+
+    /// Every move the engine makes, `(from, to)`, named after the audit
+    /// action that records it. Nothing else is a legal transition.
+    pub const MOVES: [(RequestState, RequestState); 18] = {
+        use RequestState::*;
+        [
+            // Resolve job.
+            (Resolving, AwaitingDevice),  // device_choice_asked
+            (Resolving, PendingApproval), // sent_to_approvers
+            (Resolving, Refused),         // refused (no account, no device, …)
+            // The requester.
+            (AwaitingDevice, Resolving),  // device_picked
+            (Resolving, Cancelled),       // withdrawn (`/tempadmin revoke`)
+            (AwaitingDevice, Cancelled),  // withdrawn
+            (PendingApproval, Cancelled), // withdrawn
+            // Approvers and the approval timer.
+            (PendingApproval, Approved), // approved
+            (PendingApproval, Denied),   // denied
+            (PendingApproval, TimedOut), // timed_out
+            (AwaitingDevice, TimedOut),  // timed_out (no device picked)
+            (PendingApproval, Refused),  // refused (approvers' channel unreachable)
+            // Grant job.
+            (Approved, Approved), // prior_state_recorded (same state, new facts)
+            (Approved, Active),   // elevated
+            (Approved, Refused),  // not_granted (before any elevation call)
+            (Approved, Revoking), // grant_failed, end_requested, expired (safety net)
+            // End now, `/tempadmin revoke`, expiry.
+            (Active, Revoking), // end_requested, expired
+            // Revoke job.
+            (Revoking, Ended), // restored, left_alone
+        ]
+    };
+
+    /// Whether the state machine allows moving from `self` to `next`.
+    pub fn can_become(self, next: RequestState) -> bool {
+        Self::MOVES.contains(&(self, next))
+    }
+
+    /// The states `self` may move to, in [`Self::MOVES`] order.
+    pub fn next_states(self) -> impl Iterator<Item = RequestState> {
+        Self::MOVES
+            .into_iter()
+            .filter(move |(from, _)| *from == self)
+            .map(|(_, to)| to)
     }
 }
 
@@ -185,7 +300,8 @@ impl Request {
         self.requester.platform()
     }
 
-    /// A new request that is about to be resolved.
+    /// A new request that is about to be resolved. What the person
+    /// supplied is kept within [`bounds`].
     pub fn new(
         requester: ChatUserId,
         reply_to: Option<String>,
@@ -193,6 +309,8 @@ impl Request {
         words: Vec<String>,
         now: Timestamp,
     ) -> Self {
+        let reply_to = reply_to.filter(|r| r.len() <= bounds::REPLY_TO);
+        let words = leading_words(words, bounds::WORDS);
         let reason = words.join(" ");
         Self {
             id: RequestId::generate(),
@@ -286,9 +404,202 @@ mod tests {
     }
 
     #[test]
+    fn what_a_person_supplies_is_stored_within_bounds() {
+        let now = chrono::Utc::now();
+        let long_url = format!("https://hooks.slack.com/{}", "x".repeat(bounds::REPLY_TO));
+        let many = words(&"ab ".repeat(5_000));
+        let r = Request::new(
+            ChatUserId::slack("U1"),
+            Some(long_url),
+            GrantDuration::from_secs(60),
+            many,
+            now,
+        );
+        assert_eq!(
+            r.reply_to, None,
+            "an address too long to be Slack's is not kept"
+        );
+        assert_eq!(r.reason.chars().count(), bounds::WORDS);
+        assert_eq!(r.reason, r.words.join(" "));
+        assert_eq!(r.words.last().unwrap(), "a", "the last word is cut to fit");
+
+        let one_long_word = vec!["a".repeat(20_000)];
+        let r = Request::new(
+            ChatUserId::slack("U1"),
+            None,
+            GrantDuration::from_secs(60),
+            one_long_word,
+            now,
+        );
+        assert_eq!(r.reason, "a".repeat(bounds::WORDS));
+
+        let fits = "é".repeat(bounds::WORDS);
+        let url = "https://hooks.slack.com/commands/T0/1/x".to_string();
+        let r = Request::new(
+            ChatUserId::slack("U1"),
+            Some(url.clone()),
+            GrantDuration::from_secs(60),
+            vec![fits.clone()],
+            now,
+        );
+        assert_eq!(
+            (r.reply_to, r.reason),
+            (Some(url), fits),
+            "within bounds, all is kept"
+        );
+    }
+
+    #[test]
+    fn clipping_cuts_at_a_character_boundary_and_says_so() {
+        assert_eq!(clip("héllo", 5), "héllo");
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("", 0), "");
+        assert_eq!(clip(&"\u{1F600}".repeat(10), 3).chars().count(), 4);
+    }
+
+    #[test]
     fn state_names_round_trip() {
         for s in RequestState::ALL {
             assert_eq!(RequestState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    use RequestState::*;
+
+    #[test]
+    fn the_moves_the_engine_makes_are_allowed() {
+        for (from, to) in [
+            (Resolving, PendingApproval),
+            (AwaitingDevice, Resolving),
+            (PendingApproval, Approved),
+            (PendingApproval, Refused),
+            (Approved, Approved),
+            (Approved, Refused),
+            (Approved, Revoking),
+            (Active, Revoking),
+            (Revoking, Ended),
+        ] {
+            assert!(from.can_become(to), "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn shortcuts_around_approval_and_restoration_are_not_moves() {
+        for (from, to) in [
+            (Resolving, Approved),
+            (PendingApproval, Active),
+            (AwaitingDevice, Approved),
+            (Active, Ended),
+            (Active, Refused),
+            (Approved, Cancelled),
+            (Approved, Ended),
+            (Revoking, Active),
+            (Active, Approved),
+            (Active, Active),
+            (Denied, Approved),
+        ] {
+            assert!(!from.can_become(to), "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_leaves_a_terminal_state_and_every_open_state_can_end() {
+        for s in RequestState::ALL {
+            assert_eq!(
+                s.next_states().next().is_none(),
+                s.is_terminal(),
+                "{s:?}: terminal exactly when it has no move"
+            );
+            assert!(reachable(s).iter().any(|r| r.is_terminal()), "{s:?}");
+        }
+        for s in [Approved, Active, Revoking] {
+            assert!(reachable(s).contains(&Ended), "{s:?} can be restored");
+        }
+        assert_eq!(
+            RequestState::MOVES.len(),
+            RequestState::MOVES
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            "no move is listed twice"
+        );
+    }
+
+    fn reachable(from: RequestState) -> Vec<RequestState> {
+        let mut seen = vec![from];
+        let mut i = 0;
+        while i < seen.len() {
+            for next in seen[i].next_states() {
+                if !seen.contains(&next) {
+                    seen.push(next);
+                }
+            }
+            i += 1;
+        }
+        seen
+    }
+
+    /// Follows `choices` through the allowed moves (each choice picks one of
+    /// the current state's next states) until a terminal state.
+    fn walk(from: RequestState, choices: &[usize]) -> Vec<RequestState> {
+        let mut path = vec![from];
+        for choice in choices {
+            let here = *path.last().unwrap();
+            let next: Vec<_> = here.next_states().collect();
+            if next.is_empty() {
+                break;
+            }
+            path.push(next[choice % next.len()]);
+        }
+        path
+    }
+
+    proptest::proptest! {
+        /// DESIGN 1 at the level of states: from approval on, every
+        /// sequence of moves keeps the request elevated (so its revocation
+        /// stays due) until it is restored through `revoking` to `ended`;
+        /// the one other way out is `approved ─► refused` straight from
+        /// `approved`, before the elevation was ever confirmed.
+        #[test]
+        fn no_sequence_of_moves_leaves_an_elevated_request_unrestored(
+            start in proptest::sample::select(vec![Approved, Active, Revoking]),
+            choices in proptest::collection::vec(0usize..8, 0..40),
+        ) {
+            let path = walk(start, &choices);
+            for pair in path.windows(2) {
+                let (from, to) = (pair[0], pair[1]);
+                proptest::prop_assert!(from.is_elevated(), "{:?}", path);
+                proptest::prop_assert!(
+                    to.is_elevated()
+                        || (from, to) == (Revoking, Ended)
+                        || ((from, to) == (Approved, Refused) && !path.contains(&Active)),
+                    "{:?} -> {:?} in {:?}", from, to, path
+                );
+            }
+        }
+
+        /// From any start, `ended` is only ever reached through `revoking`,
+        /// and `active` only through `approved`: no path elevates without
+        /// an approval, or ends an elevation without restoring it.
+        #[test]
+        fn elevation_needs_approval_and_ending_needs_restoration(
+            start in proptest::sample::select(RequestState::ALL.to_vec()),
+            choices in proptest::collection::vec(0usize..8, 0..40),
+        ) {
+            let path = walk(start, &choices);
+            for pair in path.windows(2) {
+                if pair[1] == Ended {
+                    proptest::prop_assert_eq!(pair[0], Revoking);
+                }
+                if pair[1] == Approved {
+                    proptest::prop_assert!(matches!(pair[0], PendingApproval | Approved));
+                }
+                if pair[1] == Active {
+                    proptest::prop_assert_eq!(pair[0], Approved);
+                }
+                proptest::prop_assert!(!pair[0].is_elevated() || pair[1].is_elevated()
+                    || matches!(pair[1], Ended | Refused));
+            }
         }
     }
 

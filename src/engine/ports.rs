@@ -295,6 +295,16 @@ pub trait Store: Send + Sync {
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
+    /// How many of a person's requests have not reached a terminal state
+    /// (`policy.max_open_requests`).
+    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize>;
+    /// How many requests a person made at or after `since`, whatever became
+    /// of them (`policy.max_requests_per_hour`).
+    async fn count_requests_since(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+    ) -> anyhow::Result<usize>;
     /// Another open request (pending or elevated) of this JumpCloud user on this device.
     async fn open_request_for_device(
         &self,

@@ -14,7 +14,7 @@ mod write_queue;
 use std::sync::Arc;
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WAL_SIZE_LIMIT};
 
 use crate::engine::ports::Store;
 

@@ -557,6 +557,35 @@ impl Store for PostgresStore {
         rows.iter().map(request_from_row).collect()
     }
 
+    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!(
+            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal})"
+        );
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(requester.platform().as_str())
+            .bind(requester.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn count_requests_since(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+    ) -> anyhow::Result<usize> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND created_at >= $3",
+        )
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
+    }
+
     async fn open_request_for_device(
         &self,
         user: &JcUserId,

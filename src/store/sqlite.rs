@@ -20,6 +20,12 @@ use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Stor
 /// How often the write-ahead log is folded into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The size the write-ahead log is cut back to once a checkpoint has
+/// copied it all (`journal_size_limit`). SQLite otherwise keeps the file at
+/// its largest, so one burst of writes (a flood of commands) would hold
+/// that much disk for good.
+pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Requests, jobs, outbox and audit in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -100,7 +106,8 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(10))
             // Checkpoints run in the background (see `checkpoint_every`), not
             // inside whichever request's commit crosses the threshold.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let in_memory = url.contains(":memory:");
         // Before anything is written: a second process must change nothing.
         let lock = if in_memory {
@@ -194,16 +201,24 @@ impl SqliteStore {
             if self.pool.is_closed() {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await
-            {
+            if let Err(e) = self.checkpoint().await {
                 if self.pool.is_closed() {
                     return;
                 }
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
+    }
+
+    /// One passive checkpoint: copies what it can of the log into the
+    /// database file without waiting for anybody. Once the whole log is
+    /// copied, the next write starts it afresh and cuts the file back to
+    /// [`WAL_SIZE_LIMIT`].
+    pub async fn checkpoint(&self) -> anyhow::Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Opens an existing database to read it (the audit export) beside a
@@ -513,6 +528,35 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
+    }
+
+    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
+        let terminal = state_list(RequestState::is_terminal);
+        let sql = format!(
+            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal})"
+        );
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(requester.platform().as_str())
+            .bind(requester.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn count_requests_since(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+    ) -> anyhow::Result<usize> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND created_at >= ?",
+        )
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
     }
 
     async fn open_request_for_device(

@@ -5,6 +5,7 @@ mod approval;
 mod binary;
 mod durability;
 mod failures;
+mod floods;
 mod identity;
 mod ingress;
 mod on_time;

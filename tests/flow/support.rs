@@ -108,6 +108,8 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         max_duration: d("4h"),
         require_reason: false,
         max_reason_length: 500,
+        max_open_requests: 3,
+        max_requests_per_hour: 10,
         approval_timeout: d("30m"),
         reminders: vec![d("15m"), d("5m"), d("1m")],
     };
