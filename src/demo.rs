@@ -307,6 +307,11 @@ async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
     let ada_chat = FakeBotFramework::personal_conversation_id(&ada.id);
     let printer = tokio::spawn(watch_teams(teams.clone(), ada_chat.clone(), stamper()));
     let http = reqwest::Client::new();
+    println!("Ada installs tempadmin for herself in Teams.");
+    let install = teams_sender::personal_install(&service_url, &ada, Utc::now());
+    teams_sender::post_activity(&http, &messages, &teams, &install, Utc::now())
+        .await?
+        .error_for_status()?;
     let text = "tempadmin 20s install printer driver";
     println!("Ada writes to tempadmin in her chat with it: {text}");
     let message = teams_sender::personal_message(&service_url, &ada_chat, &ada, text, Utc::now());
