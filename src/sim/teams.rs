@@ -21,7 +21,7 @@
 //!   Bot Framework's `{"error":{"code","message"}}` shape and the status
 //!   codes of Teams' documentation (404 `ConversationNotFound`,
 //!   `ActivityNotFoundInConversation`, 400 `BadArgument`, 413
-//!   `MessageSizeTooBig`, 429 with `Retry-After`, 503). Activities need a
+//!   `MessageSizeTooBig` over 100 KB counted as UTF-16, 429 with `Retry-After`, 503). Activities need a
 //!   `type`; a message needs text or attachments; an Adaptive Card
 //!   attachment needs `contentType: application/vnd.microsoft.card.adaptive`
 //!   and content of `type: AdaptiveCard` with a `version`. Conversations and
@@ -64,8 +64,16 @@ pub const APPROVALS_CONVERSATION: &str = "19:approvals0000@thread.tacv2";
 /// The channel id the Bot Framework gives Teams activities.
 pub const CHANNEL_ID: &str = "msteams";
 
-/// Teams refuses messages over about 100 KB with 413 `MessageSizeTooBig`.
-const MAX_ACTIVITY_BYTES: usize = 100 * 1024;
+/// Teams refuses a bot message over 100 KB with 413 `MessageSizeTooBig`,
+/// the size counted on the payload encoded as UTF-16 ("Format your bot
+/// messages", Teams platform docs; older versions of that page said 40 KB).
+/// So an all-ASCII activity may have about 51,000 characters, not 102,400.
+pub const MAX_ACTIVITY_UTF16_BYTES: usize = 100 * 1024;
+
+/// What an activity weighs by Teams' measure: its JSON as UTF-16 bytes.
+pub fn utf16_size(body: &[u8]) -> usize {
+    String::from_utf8_lossy(body).encode_utf16().count() * 2
+}
 
 /// An activity the bot posted, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -697,21 +705,21 @@ impl FakeBotFramework {
         match (method.clone(), rest) {
             (Method::POST, []) => create_conversation(&mut inner, region, body_value),
             (Method::POST, [conversation, "activities"]) => {
-                post_activity(&mut inner, conversation, None, body_value, body.len())
+                post_activity(&mut inner, conversation, None, body_value, utf16_size(body))
             }
             (Method::POST, [conversation, "activities", activity_id]) => post_activity(
                 &mut inner,
                 conversation,
                 Some(activity_id),
                 body_value,
-                body.len(),
+                utf16_size(body),
             ),
             (Method::PUT, [conversation, "activities", activity_id]) => update_activity(
                 &mut inner,
                 conversation,
                 activity_id,
                 body_value,
-                body.len(),
+                utf16_size(body),
             ),
             (Method::GET, [conversation, "members", user]) => {
                 get_member(&inner, conversation, user)
@@ -921,7 +929,7 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
 /// What Teams refuses in an activity the bot sends.
 fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Refusal> {
     let bad = |message: &'static str| Refusal(StatusCode::BAD_REQUEST, "BadArgument", message);
-    if size > MAX_ACTIVITY_BYTES {
+    if size > MAX_ACTIVITY_UTF16_BYTES {
         return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "MessageSizeTooBig",
