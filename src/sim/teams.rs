@@ -21,8 +21,8 @@
 //!   Bot Framework's `{"error":{"code","message"}}` shape and the status
 //!   codes of Teams' documentation (404 `ConversationNotFound`,
 //!   `ActivityNotFoundInConversation`, 400 `BadArgument`, 413
-//!   `MessageSizeTooBig` over 100 KB counted as UTF-16, 429 with `Retry-After`, 503). Activities need a
-//!   `type`; a message needs text or attachments; an Adaptive Card
+//!   `MessageSizeTooBig` over 100 KB counted as UTF-16, 429 with
+//!   `Retry-After`, 503). Activities need a `type`; a message needs text or attachments; an Adaptive Card
 //!   attachment needs `contentType: application/vnd.microsoft.card.adaptive`
 //!   and content of `type: AdaptiveCard` with a `version`. Conversations and
 //!   threads are kept (a channel thread is addressed by reply or by
