@@ -60,7 +60,11 @@ impl App {
         }
         let mut teams_edge = None;
         if let Some(settings) = &config.teams {
-            let teams = Arc::new(TeamsChat::new(settings.clone(), clock.clone()));
+            let teams = Arc::new(TeamsChat::new(
+                settings.clone(),
+                clock.clone(),
+                store.store(),
+            ));
             let auth = BotFrameworkAuth::new(
                 settings,
                 crate::teams::http_client(settings.timeout),

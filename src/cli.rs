@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::{shutdown_signal, App};
 use crate::config::Config;
-use crate::domain::{AuditEntry, GrantDuration, Timestamp};
+use crate::domain::{AuditEntry, GrantDuration, Platform, Timestamp};
 use crate::engine::clock::SystemClock;
 use crate::store::Database;
 
@@ -41,10 +41,17 @@ pub enum CliCommand {
         config: PathBuf,
     },
     /// Play a whole request, approval, elevation, countdown and revocation
-    /// against built-in simulated Slack and JumpCloud servers on loopback.
-    /// Needs no account; takes about a minute; exits 0 when the story ends
-    /// with the previous rights restored.
-    Demo,
+    /// against built-in simulated Slack (or Teams) and JumpCloud servers on
+    /// loopback. Needs no account; takes about a minute (Teams: about 25
+    /// seconds); exits 0 when the story ends with the previous rights
+    /// restored.
+    Demo {
+        /// Play it in Microsoft Teams (a personal chat with the bot, an
+        /// Adaptive Card in the approvals channel) against a simulated Bot
+        /// Framework.
+        #[arg(long)]
+        teams: bool,
+    },
     /// Microsoft Teams helpers.
     Teams {
         /// What to do.
@@ -138,7 +145,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             app.run(shutdown_signal()).await
         }
-        CliCommand::Demo => crate::demo::run().await,
+        CliCommand::Demo { teams } => {
+            let platform = if teams {
+                Platform::Teams
+            } else {
+                Platform::Slack
+            };
+            crate::demo::run(platform).await
+        }
         CliCommand::Teams {
             command: TeamsCommand::Package { app_id, host, out },
         } => {

@@ -1,23 +1,33 @@
-//! `tempadmin demo`: the real server, engine, scheduler and SQLite (in a
-//! temporary folder) against the loopback simulators of Slack and JumpCloud.
-//! It plays Ada asking for admin and Grace approving, prints the thread as it
-//! happens, and checks at the end that JumpCloud holds Ada's previous rights.
+//! `tempadmin demo` and `tempadmin demo --teams`: the real server, engine,
+//! scheduler and SQLite (in a temporary folder) against the loopback
+//! simulators of JumpCloud and of Slack or the Bot Framework. Ada asks for
+//! admin, Grace approves, the conversation is printed as it happens, and at
+//! the end the demo checks that JumpCloud holds Ada's previous rights.
+//!
+//! One story, two chat platforms: the set-up, the running server, the
+//! waiting and the final check are shared; only how Ada asks, how Grace
+//! clicks and how the chat is watched differ.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
 use secrecy::SecretString;
+use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::domain::{GrantDuration, Policy};
+use crate::domain::{ChatUserId, GrantDuration, Platform, Policy};
 use crate::engine::clock::SystemClock;
+use crate::engine::Engine;
 use crate::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use crate::sim::slack::{FakeSlack, SimEvent};
-use crate::sim::{self, slack_sender};
+use crate::sim::teams::{self as bf, FakeBotFramework, APPROVALS_CONVERSATION};
+use crate::sim::{self, slack_sender, teams_sender};
 use crate::slack::actions;
 use crate::slack::signature::SigningSecret;
+use crate::teams::render::verbs;
 
 const ADA: &str = "U0ADA";
 const GRACE: &str = "U0GRACE";
@@ -28,12 +38,10 @@ fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).expect("demo durations are valid")
 }
 
-/// Runs the demo story; `Ok` when it ends with the rights restored.
-pub async fn run() -> anyhow::Result<()> {
-    let slack = FakeSlack::start("xoxb-demo").await;
+/// Runs the demo story on `platform`; `Ok` when it ends with the rights
+/// restored.
+pub async fn run(platform: Platform) -> anyhow::Result<()> {
     let jumpcloud = FakeJumpCloud::start("demo-api-key").await;
-    slack.add_user(ADA, "ada", Some("ada@example.com"));
-    slack.add_user(GRACE, "grace", Some("grace@example.com"));
     jumpcloud.add_user(SimUser {
         id: JC_ADA.into(),
         email: "ada@example.com".into(),
@@ -51,8 +59,35 @@ pub async fn run() -> anyhow::Result<()> {
     jumpcloud.bind_via_group(JC_ADA, LAPTOP, "5f1e0grp0000000000000001");
 
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let policy = Policy {
-        default_duration: d("45s"),
+    let database_url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    match platform {
+        Platform::Slack => slack_story(&jumpcloud, database_url).await?,
+        Platform::Teams => teams_story(&jumpcloud, database_url).await?,
+    }
+
+    let writes: Vec<String> = jumpcloud
+        .writes()
+        .into_iter()
+        .filter_map(|c| {
+            c.body
+                .and_then(|b| b.get("op").and_then(|o| o.as_str()).map(str::to_string))
+        })
+        .collect();
+    println!(
+        "\nJumpCloud association changes made by tempadmin: {}",
+        writes.join(", ")
+    );
+    if jumpcloud.is_admin(JC_ADA, LAPTOP) || jumpcloud.direct_binding(JC_ADA, LAPTOP).is_some() {
+        bail!("Ada is still admin on the MacBook: the demo failed");
+    }
+    println!("Ada is no longer admin; her MacBook is bound only through her group, as before. Demo complete.");
+    Ok(())
+}
+
+/// A grant of `grant` with countdown replies at `reminders` left.
+fn policy(grant: &str, reminders: &[&str]) -> Policy {
+    Policy {
+        default_duration: d(grant),
         min_duration: d("10s"),
         max_duration: d("1h"),
         require_reason: false,
@@ -60,27 +95,76 @@ pub async fn run() -> anyhow::Result<()> {
         max_open_requests: 3,
         max_requests_per_hour: 10,
         approval_timeout: d("5m"),
-        reminders: vec![d("30s"), d("15s")],
-    };
-    let database_url = format!("sqlite://{}", dir.path().join("demo.db").display());
+        reminders: reminders.iter().map(|r| d(r)).collect(),
+    }
+}
+
+/// The server, engine and scheduler, running on the real clock.
+struct Running {
+    base: String,
+    engine: Arc<Engine>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let app = App::build(config, Arc::new(SystemClock)).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let engine = app.engine.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base,
+            engine,
+            stop,
+            server,
+        })
+    }
+
+    /// The id of `user`'s open request, once it exists.
+    async fn request_of(&self, user: &ChatUserId) -> anyhow::Result<String> {
+        self.engine
+            .store()
+            .open_requests_of(user)
+            .await?
+            .first()
+            .map(|r| r.id.to_string())
+            .context("no open request for Ada")
+    }
+
+    /// Stops once the last messages had time to go out.
+    async fn stop(self) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = self.stop.send(());
+        self.server.await.context("the server task failed")?
+    }
+}
+
+/// `[  1.2s]`, the time since the story began.
+fn stamper() -> impl Fn() -> String + Send + 'static {
+    let started = Instant::now();
+    move || format!("[{:>5.1}s]", started.elapsed().as_secs_f64())
+}
+
+/// Ada types a slash command for 45 seconds, Grace clicks Approve.
+async fn slack_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow::Result<()> {
+    let slack = FakeSlack::start("xoxb-demo").await;
+    slack.add_user(ADA, "ada", Some("ada@example.com"));
+    slack.add_user(GRACE, "grace", Some("grace@example.com"));
     let config = sim::config(
         &slack,
-        &jumpcloud,
+        jumpcloud,
         database_url,
         vec![GRACE.into()],
-        policy,
+        policy("45s", &["30s", "15s"]),
         Duration::from_secs(5),
     );
-    let app = App::build(&config, Arc::new(SystemClock)).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let engine = app.engine.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-
-    let started = std::time::Instant::now();
-    let stamp = move || format!("[{:>5.1}s]", started.elapsed().as_secs_f64());
+    let running = Running::start(&config).await?;
+    let base = running.base.clone();
+    let stamp = stamper();
     println!(
         "tempadmin demo: simulated Slack at {} and JumpCloud at {}",
         slack.api_url(),
@@ -128,7 +212,7 @@ pub async fn run() -> anyhow::Result<()> {
     let text = "45s install printer driver";
     println!("Ada types: /tempadmin {text}");
     let body = slack_sender::command_body(ADA, text, &slack.response_url("ada-command"));
-    let answer: serde_json::Value = slack_sender::post_signed(
+    let answer: Value = slack_sender::post_signed(
         &http,
         &format!("{base}/slack/commands"),
         &secret,
@@ -152,13 +236,7 @@ pub async fn run() -> anyhow::Result<()> {
     })
     .await
     .context("the approval request never reached the approvals channel")?;
-    let request_id = engine
-        .store()
-        .open_requests_of(&crate::domain::ChatUserId::slack(ADA))
-        .await?
-        .first()
-        .map(|r| r.id.to_string())
-        .context("no open request for Ada")?;
+    let request_id = running.request_of(&ChatUserId::slack(ADA)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("Grace clicks Approve on request {request_id}.");
     let click = slack_sender::click_body(
@@ -185,32 +263,184 @@ pub async fn run() -> anyhow::Result<()> {
             .find(|m| m.text.contains("restored"))
     })
     .await;
-    // Let the last direct message and card update go out before stopping.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = stop.send(());
-    server.await.context("the server task failed")??;
+    running.stop().await?;
     printer.abort();
-
     if ended.is_none() {
         bail!("the grant did not end within the demo's time limit");
     }
-    let writes: Vec<String> = jumpcloud
-        .writes()
+    Ok(())
+}
+
+/// Ada writes to the bot in her personal chat for 20 seconds, Grace clicks
+/// Approve on the card in the approvals channel.
+async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow::Result<()> {
+    let teams = FakeBotFramework::start().await;
+    let person = |id: &str, name: &str, email: &str| bf::SimUser {
+        id: id.into(),
+        name: name.into(),
+        aad_object_id: format!("aad-{id}"),
+        email: Some(email.into()),
+        user_principal_name: email.into(),
+    };
+    let ada = person("29:ada", "Ada Lovelace", "ada@example.com");
+    let grace = person("29:grace", "Grace Hopper", "grace@example.com");
+    teams.add_user(ada.clone());
+    teams.add_user(grace.clone());
+    let config = sim::teams_config(
+        &teams,
+        jumpcloud,
+        database_url,
+        vec!["grace@example.com".into()],
+        policy("20s", &["10s", "5s"]),
+        Duration::from_secs(5),
+    );
+    let running = Running::start(&config).await?;
+    let messages = format!("{}/teams/messages", running.base);
+    let service_url = teams.service_url();
+    println!(
+        "tempadmin demo --teams: simulated Bot Framework at {service_url} and JumpCloud at {}",
+        jumpcloud.url()
+    );
+    println!("Ada Lovelace has a MacBook bound through a user group, without admin rights.");
+    println!(
+        "Grace Hopper (grace@example.com) is the approver. The approvals channel is {APPROVALS_CONVERSATION}.\n"
+    );
+
+    let ada_chat = FakeBotFramework::personal_conversation_id(&ada.id);
+    let printer = tokio::spawn(watch_teams(teams.clone(), ada_chat.clone(), stamper()));
+    let http = reqwest::Client::new();
+    println!("Ada installs tempadmin for herself in Teams.");
+    let install = teams_sender::personal_install(&service_url, &ada, Utc::now());
+    teams_sender::post_activity(&http, &messages, &teams, &install, Utc::now())
+        .await?
+        .error_for_status()?;
+    let text = "tempadmin 20s install printer driver";
+    println!("Ada writes to tempadmin in her chat with it: {text}");
+    let message = teams_sender::personal_message(&service_url, &ada_chat, &ada, text, Utc::now());
+    teams_sender::post_activity(&http, &messages, &teams, &message, Utc::now())
+        .await?
+        .error_for_status()?;
+
+    let card = wait_for(Duration::from_secs(20), || {
+        teams
+            .activities()
+            .into_iter()
+            .find(|a| a.conversation_id == APPROVALS_CONVERSATION && a.reply_to.is_none())
+    })
+    .await
+    .context("the approval card never reached the approvals channel")?;
+    let request_id = running.request_of(&ChatUserId::teams(&ada.id)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("Grace clicks Approve on the card for request {request_id}.");
+    let click = teams_sender::card_action(
+        &service_url,
+        APPROVALS_CONVERSATION,
+        &card.id,
+        &grace,
+        verbs::APPROVE,
+        json!({ verbs::REQUEST_ID: request_id }),
+        Utc::now(),
+    );
+    let answer: Value = teams_sender::post_activity(&http, &messages, &teams, &click, Utc::now())
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let buttons: Vec<&str> = answer["value"]["actions"]
+        .as_array()
         .into_iter()
-        .filter_map(|c| {
-            c.body
-                .and_then(|b| b.get("op").and_then(|o| o.as_str()).map(str::to_string))
-        })
+        .flatten()
+        .filter_map(|a| a["title"].as_str())
         .collect();
     println!(
-        "\nJumpCloud association changes made by tempadmin: {}",
-        writes.join(", ")
+        "Teams shows Grace the refreshed card at once, with the buttons: {}",
+        buttons.join(", ")
     );
-    if jumpcloud.is_admin(JC_ADA, LAPTOP) || jumpcloud.direct_binding(JC_ADA, LAPTOP).is_some() {
-        bail!("Ada is still admin on the MacBook: the demo failed");
+
+    let ended = wait_for(Duration::from_secs(60), || {
+        teams
+            .thread(APPROVALS_CONVERSATION, &card.id)
+            .into_iter()
+            .find(|a| shown(&a.activity).contains("restored"))
+    })
+    .await;
+    running.stop().await?;
+    printer.abort();
+    if ended.is_none() {
+        bail!("the grant did not end within the demo's time limit");
     }
-    println!("Ada is no longer admin; her MacBook is bound only through her group, as before. Demo complete.");
     Ok(())
+}
+
+/// Prints every activity the bot posts, and every update of one, as the
+/// fake Bot Framework records them.
+async fn watch_teams(
+    teams: FakeBotFramework,
+    ada_chat: String,
+    stamp: impl Fn() -> String + Send + 'static,
+) {
+    let mut versions: HashMap<String, usize> = HashMap::new();
+    loop {
+        for a in teams.activities() {
+            let now = a.history.len();
+            let before = versions.insert(a.id.clone(), now);
+            if before == Some(now) {
+                continue;
+            }
+            let place = if a.conversation_id == ada_chat {
+                "Ada's chat with tempadmin"
+            } else if a.reply_to.is_some() {
+                "#approvals thread ↳"
+            } else {
+                "#approvals card"
+            };
+            let updated = if before.is_some() { " (updated)" } else { "" };
+            println!("{} {place}{updated}: {}", stamp(), shown(&a.activity));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a person sees of an activity: its text, or its card's first and
+/// last lines (what is asked, and where it stands).
+fn shown(activity: &Value) -> String {
+    let text = match activity["text"].as_str() {
+        Some(text) => text.to_owned(),
+        None => {
+            let body = activity["attachments"][0]["content"]["body"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let lines: Vec<&str> = [body.first(), body.last()]
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["text"].as_str())
+                .collect();
+            lines.join(" · ")
+        }
+    };
+    card_dates(&text.replace("**", ""))
+}
+
+/// Adaptive Cards' `{{DATE(…)}}` and `{{TIME(…)}}` as a terminal shows
+/// them: `2026-12-02` and `11:45 UTC`.
+fn card_dates(text: &str) -> String {
+    let mut out = text.to_owned();
+    for (open, keep) in [("{{DATE(", 0..10), ("{{TIME(", 11..16)] {
+        while let Some(start) = out.find(open) {
+            let Some(len) = out[start..].find(")}}") else {
+                break;
+            };
+            let inner = &out[start + open.len()..start + len];
+            let stamp = inner.split(',').next().unwrap_or_default();
+            let mut shown = stamp.get(keep.clone()).unwrap_or(stamp).to_owned();
+            if open == "{{TIME(" {
+                shown.push_str(" UTC");
+            }
+            out.replace_range(start..start + len + 3, &shown);
+        }
+    }
+    out
 }
 
 /// Slack markup as a terminal should show it: mentions as names, dates as

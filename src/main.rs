@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_env("TEMPADMIN_LOG").unwrap_or_else(|_| {
         let default = match cli.command {
             // The demo prints its own story; only problems go to the log.
-            tempadmin::cli::CliCommand::Demo => "warn",
+            tempadmin::cli::CliCommand::Demo { .. } => "warn",
             _ => "info,sqlx=warn",
         };
         EnvFilter::new(default)

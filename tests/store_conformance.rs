@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta};
 use serde_json::json;
 use tempadmin::domain::{
-    AuditEntry, ChatUserId, Device, Event, GrantDuration, JcUserId, Notice, Request, RequestId,
-    RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, Device, Event, GrantDuration, JcUserId, Notice,
+    Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition,
@@ -195,6 +195,7 @@ on_both_backends!(
     a_key_is_first_seen_once_until_it_is_kept_no_longer,
     open_requests_are_counted_per_person_until_they_end,
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
+    a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1145,5 +1146,67 @@ async fn a_key_is_first_seen_once_until_it_is_kept_no_longer(db: Db) {
             .await
             .unwrap(),
         "and is remembered again"
+    );
+}
+
+// ---------------------------------------------------------------- references
+
+async fn a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins(db: Db) {
+    let s = &*db.store;
+    let ada = ChatUserId::teams("29:ada");
+    let at = |secs| t0() + TimeDelta::seconds(secs);
+    assert_eq!(s.conversation_reference(&ada).await.unwrap(), None);
+    let installed = ConversationReference {
+        user: ada.clone(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+        conversation_id: Some("a:1ada".into()),
+        tenant_id: Some("tenant-1".into()),
+        seen_at: at(0),
+    };
+    s.remember_conversation_reference(&installed).await.unwrap();
+    assert_eq!(
+        s.conversation_reference(&ada).await.unwrap().as_ref(),
+        Some(&installed)
+    );
+
+    // A channel message names her region anew, but no 1:1 chat or tenant.
+    let in_channel = ConversationReference {
+        service_url: "https://smba.trafficmanager.net/amer/".into(),
+        conversation_id: None,
+        tenant_id: None,
+        seen_at: at(10),
+        ..installed.clone()
+    };
+    s.remember_conversation_reference(&in_channel)
+        .await
+        .unwrap();
+    let now = s.conversation_reference(&ada).await.unwrap().unwrap();
+    assert_eq!(now.service_url, "https://smba.trafficmanager.net/amer/");
+    assert_eq!(now.conversation_id.as_deref(), Some("a:1ada"));
+    assert_eq!(now.tenant_id.as_deref(), Some("tenant-1"));
+    assert_eq!(now.seen_at, at(10));
+
+    // A late, older sighting changes nothing.
+    let stale = ConversationReference {
+        service_url: "https://smba.trafficmanager.net/apac/".into(),
+        conversation_id: Some("a:1old".into()),
+        seen_at: at(5),
+        ..installed.clone()
+    };
+    s.remember_conversation_reference(&stale).await.unwrap();
+    assert_eq!(s.conversation_reference(&ada).await.unwrap(), Some(now));
+
+    // People are told apart by platform as well as id.
+    assert_eq!(
+        s.conversation_reference(&ChatUserId::slack("29:ada"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.conversation_reference(&ChatUserId::teams("29:grace"))
+            .await
+            .unwrap(),
+        None
     );
 }

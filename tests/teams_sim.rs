@@ -153,3 +153,45 @@ async fn activities_from_the_sender_carry_a_header_that_verifies() {
         "r-1"
     );
 }
+
+#[tokio::test]
+async fn the_connector_measures_a_message_as_utf16_and_refuses_it_over_100_kb() {
+    let fake = FakeBotFramework::start().await;
+    let (_, token) = token_answer(
+        &fake,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP_ID),
+            ("client_secret", APP_PASSWORD),
+            ("scope", "https://api.botframework.com/.default"),
+        ],
+    )
+    .await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let url = format!(
+        "{}v3/conversations/{}/activities",
+        fake.service_url(),
+        APPROVALS_CONVERSATION
+    );
+    let post = |chars: usize| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let body = json!({ "type": "message", "text": "x".repeat(chars) });
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    // 60,000 ASCII characters are 60 KB as UTF-8 but 120 KB as UTF-16.
+    let (status, body) = post(60_000).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "MessageSizeTooBig");
+    assert_eq!(post(40_000).await.0, 201, "80 KB as UTF-16 goes through");
+    assert_eq!(fake.activities().len(), 1);
+}

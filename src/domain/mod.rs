@@ -11,6 +11,7 @@ pub mod ids;
 pub mod notice;
 pub mod policy;
 pub mod prior;
+pub mod reference;
 pub mod request;
 
 pub use audit::AuditEntry;
@@ -20,6 +21,7 @@ pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
 pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
 pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
+pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
 
 /// A point in time. Milliseconds are the resolution the store keeps.

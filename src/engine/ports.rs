@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AssociationOp, AuditEntry, ChatUserId, Device, DirectBinding, Email, JcUserId, Notice,
-    PriorState, Request, RequestId, RequestState, SystemId, Timestamp,
+    AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding, Email,
+    JcUserId, Notice, PriorState, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 
 // ---------------------------------------------------------------- Clock
@@ -332,6 +332,18 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         keep_until: Timestamp,
     ) -> anyhow::Result<bool>;
+    /// Keeps how to reach a person (see [`ConversationReference`]): the
+    /// newest sighting wins (an older `seen_at` changes nothing), and a
+    /// sighting without a conversation or tenant keeps the known ones.
+    async fn remember_conversation_reference(
+        &self,
+        reference: &ConversationReference,
+    ) -> anyhow::Result<()>;
+    /// How to reach `user`, when their platform ever told us.
+    async fn conversation_reference(
+        &self,
+        user: &ChatUserId,
+    ) -> anyhow::Result<Option<ConversationReference>>;
 
     /// Claims the next due job (of `scope`) whose request has no other job
     /// in flight, leasing it until `lease_until`; the earliest due first.

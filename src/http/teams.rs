@@ -11,8 +11,11 @@
 //! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
 //!   answer is the refreshed card (Teams waits about 5 s for it).
 //!   Decisions count only from the approvals channel.
-//! - `conversationUpdate` and anything else: acknowledged; nothing is
-//!   stored (1:1 chats are opened on demand with the tenant id).
+//! - `conversationUpdate` (the bot installed for a person or added to a
+//!   team, people added to a team): the conversation reference of whoever
+//!   did it and of every person added is kept (their `serviceUrl`, tenant,
+//!   and in a personal chat its id), as it is for whoever sends a command;
+//!   nothing else happens. Anything else: acknowledged.
 //!
 //! With `teams.tenant_id` set, activities from another tenant are
 //! acknowledged and change nothing. The same activity delivered twice acts
@@ -28,7 +31,7 @@ use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, TeamsEdge};
-use crate::domain::{ChatUserId, RequestId, SystemId};
+use crate::domain::{ChatUserId, ConversationReference, RequestId, SystemId};
 use crate::engine::{Click, CommandInput, Delivery};
 use crate::teams::chat::Destination;
 use crate::teams::render::{self, verbs};
@@ -90,6 +93,10 @@ pub(super) async fn messages(
         "message" => message(&state, teams, &activity).await,
         "invoke" if str_at(&activity, "/name") == Some("adaptiveCard/action") => {
             invoke(&state, teams, &activity).await
+        }
+        "conversationUpdate" => {
+            conversation_update(&state, teams, &activity).await;
+            Ok(().into_response())
         }
         _ => Ok(().into_response()),
     }
@@ -160,6 +167,12 @@ async fn message(
         return Ok(().into_response());
     };
     state.counters.commands.fetch_add(1, Ordering::Relaxed);
+    // Kept before the command is handled: its look-ups and direct messages
+    // go where this activity came from.
+    if let Some(reference) = reference(state, activity, &user, personal) {
+        teams.chat.note_reference(&reference).await;
+    }
+    let service_url = str_at(activity, "/serviceUrl").unwrap_or_default();
     let input = CommandInput {
         user,
         text: command_text(text),
@@ -169,10 +182,61 @@ async fn message(
     let reply = state.engine.handle_command(input).await?;
     // The command is recorded either way; a lost answer only costs the
     // person the first sentence (the outbox tells them the rest).
-    if let Err(e) = teams.chat.answer(conversation, id, &reply).await {
+    if let Err(e) = teams
+        .chat
+        .answer(service_url, conversation, id, &reply)
+        .await
+    {
         tracing::warn!(error = %e, "could not answer a Teams command");
     }
     Ok(().into_response())
+}
+
+/// The conversation reference of `user` that `activity` (already
+/// verified, so its `serviceUrl` is the one its token names) tells of; the
+/// conversation's id only when it is `user`'s personal chat with the bot.
+fn reference(
+    state: &AppState,
+    activity: &Value,
+    user: &ChatUserId,
+    personal: bool,
+) -> Option<ConversationReference> {
+    let service_url = str_at(activity, "/serviceUrl").filter(|u| !u.is_empty())?;
+    let tenant = str_at(activity, "/channelData/tenant/id")
+        .or_else(|| str_at(activity, "/conversation/tenantId"));
+    Some(ConversationReference {
+        user: user.clone(),
+        service_url: service_url.to_owned(),
+        conversation_id: personal
+            .then(|| str_at(activity, "/conversation/id"))
+            .flatten()
+            .map(str::to_owned),
+        tenant_id: tenant.map(str::to_owned),
+        seen_at: state.engine.clock().now(),
+    })
+}
+
+/// Keeps the conversation references a `conversationUpdate` tells of: of
+/// whoever installed the bot or added people (in a personal chat, with the
+/// chat's id), and of every person added (the bot itself is not a person).
+async fn conversation_update(state: &AppState, teams: &TeamsEdge, activity: &Value) {
+    let bot = str_at(activity, "/recipient/id");
+    let personal = str_at(activity, "/conversation/conversationType") == Some("personal");
+    let mut people: Vec<&str> = str_at(activity, "/from/id").into_iter().collect();
+    if let Some(added) = activity["membersAdded"].as_array() {
+        people.extend(added.iter().filter_map(|m| m["id"].as_str()));
+    }
+    people.retain(|id| Some(*id) != bot && id.starts_with("29:"));
+    people.sort_unstable();
+    people.dedup();
+    let installer = str_at(activity, "/from/id");
+    for id in people {
+        let user = ChatUserId::teams(id);
+        let own_chat = personal && Some(id) == installer;
+        if let Some(reference) = reference(state, activity, &user, own_chat) {
+            teams.chat.note_reference(&reference).await;
+        }
+    }
 }
 
 async fn invoke(

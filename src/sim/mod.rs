@@ -35,20 +35,49 @@ pub fn config(
     policy: Policy,
     call_timeout: Duration,
 ) -> Config {
+    let mut config = jumpcloud_config(jumpcloud, database_url, policy, call_timeout);
+    config.slack = Some(SlackConfig {
+        api: SlackSettings {
+            api_url: slack.api_url(),
+            bot_token: SecretString::from(slack.bot_token()),
+            approvals_channel: APPROVALS_CHANNEL.into(),
+            approvers,
+            timeout: call_timeout,
+        },
+        signing_secret: SecretString::from(SIGNING_SECRET),
+        team_ids: Vec::new(),
+    });
+    config
+}
+
+/// A configuration that points the bot at the fake Bot Framework (Teams
+/// alone, `approvers` as `teams.approvers`) and the fake JumpCloud.
+pub fn teams_config(
+    bot_framework: &teams::FakeBotFramework,
+    jumpcloud: &jumpcloud::FakeJumpCloud,
+    database_url: String,
+    approvers: Vec<String>,
+    policy: Policy,
+    call_timeout: Duration,
+) -> Config {
+    let mut config = jumpcloud_config(jumpcloud, database_url, policy, call_timeout);
+    let mut settings = bot_framework.settings();
+    settings.approvers = approvers;
+    config.teams = Some(settings);
+    config
+}
+
+/// The fake JumpCloud and everything else, with no chat platform yet.
+fn jumpcloud_config(
+    jumpcloud: &jumpcloud::FakeJumpCloud,
+    database_url: String,
+    policy: Policy,
+    call_timeout: Duration,
+) -> Config {
     Config {
         listen: "127.0.0.1:0".into(),
         database_url,
-        slack: Some(SlackConfig {
-            api: SlackSettings {
-                api_url: slack.api_url(),
-                bot_token: SecretString::from(slack.bot_token()),
-                approvals_channel: APPROVALS_CHANNEL.into(),
-                approvers,
-                timeout: call_timeout,
-            },
-            signing_secret: SecretString::from(SIGNING_SECRET),
-            team_ids: Vec::new(),
-        }),
+        slack: None,
         teams: None,
         jumpcloud: JumpCloudSettings {
             api_url: jumpcloud.url(),

@@ -12,14 +12,17 @@
 //!   `https://api.botframework.com/.default`, the tenant) and answers with
 //!   Entra ID's error shape (`invalid_client` under 401, `invalid_scope`…
 //!   under 400) when something is wrong.
-//! - **Bot Connector** (under [`FakeBotFramework::service_url`], `/emea/v3/…`):
+//! - **Bot Connector** (under [`FakeBotFramework::service_url`], `/emea/v3/…`,
+//!   and the other [`REGIONS`]; a conversation answers only under its own
+//!   region's service URL, and a person's 1:1 chat is opened only under
+//!   theirs, [`FakeBotFramework::set_region`]):
 //!   post, reply, update, create a 1:1 conversation, get a member. Every
 //!   call needs a bearer token the token endpoint issued; refusals use the
 //!   Bot Framework's `{"error":{"code","message"}}` shape and the status
 //!   codes of Teams' documentation (404 `ConversationNotFound`,
 //!   `ActivityNotFoundInConversation`, 400 `BadArgument`, 413
-//!   `MessageSizeTooBig`, 429 with `Retry-After`, 503). Activities need a
-//!   `type`; a message needs text or attachments; an Adaptive Card
+//!   `MessageSizeTooBig` over 100 KB counted as UTF-16, 429 with
+//!   `Retry-After`, 503). Activities need a `type`; a message needs text or attachments; an Adaptive Card
 //!   attachment needs `contentType: application/vnd.microsoft.card.adaptive`
 //!   and content of `type: AdaptiveCard` with a `version`. Conversations and
 //!   threads are kept (a channel thread is addressed by reply or by
@@ -61,8 +64,16 @@ pub const APPROVALS_CONVERSATION: &str = "19:approvals0000@thread.tacv2";
 /// The channel id the Bot Framework gives Teams activities.
 pub const CHANNEL_ID: &str = "msteams";
 
-/// Teams refuses messages over about 100 KB with 413 `MessageSizeTooBig`.
-const MAX_ACTIVITY_BYTES: usize = 100 * 1024;
+/// Teams refuses a bot message over 100 KB with 413 `MessageSizeTooBig`,
+/// the size counted on the payload encoded as UTF-16 ("Format your bot
+/// messages", Teams platform docs; older versions of that page said 40 KB).
+/// So an all-ASCII activity may have about 51,000 characters, not 102,400.
+pub const MAX_ACTIVITY_UTF16_BYTES: usize = 100 * 1024;
+
+/// What an activity weighs by Teams' measure: its JSON as UTF-16 bytes.
+pub fn utf16_size(body: &[u8]) -> usize {
+    String::from_utf8_lossy(body).encode_utf16().count() * 2
+}
 
 /// An activity the bot posted, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,7 +153,15 @@ struct SimKey {
 struct Conversation {
     is_group: bool,
     members: Vec<String>,
+    /// The region whose service URL serves it (`emea`, `amer`, `apac`).
+    region: String,
 }
+
+/// The regions the fake serves, each under `/{region}/`.
+pub const REGIONS: [&str; 3] = ["emea", "amer", "apac"];
+
+/// The region people and channels are in unless a test moves them.
+const HOME_REGION: &str = "emea";
 
 #[derive(Default)]
 struct Inner {
@@ -151,6 +170,8 @@ struct Inner {
     tokens: Vec<String>,
     token_lifetime: u64,
     users: BTreeMap<String, SimUser>,
+    /// People served by another region than [`HOME_REGION`].
+    regions: BTreeMap<String, String>,
     conversations: BTreeMap<String, Conversation>,
     activities: Vec<SimActivity>,
     /// Activities people sent (conversation, id): a bot may reply to them.
@@ -210,6 +231,7 @@ impl FakeBotFramework {
             Conversation {
                 is_group: true,
                 members: Vec::new(),
+                region: HOME_REGION.into(),
             },
         );
         let fake = FakeBotFramework {
@@ -239,6 +261,29 @@ impl FakeBotFramework {
     /// name it as their `serviceUrl`.
     pub fn service_url(&self) -> String {
         format!("http://{}/emea/", self.addr)
+    }
+
+    /// The Bot Connector base of `region` (one of [`REGIONS`]).
+    pub fn service_url_in(&self, region: &str) -> String {
+        format!("http://{}/{region}/", self.addr)
+    }
+
+    /// The Bot Connector base that serves `user_id`: what their
+    /// activities name as `serviceUrl`.
+    pub fn service_url_of(&self, user_id: &str) -> String {
+        let region = self.lock().regions.get(user_id).cloned();
+        self.service_url_in(region.as_deref().unwrap_or(HOME_REGION))
+    }
+
+    /// Serves `user_id` from `region` from now on: their 1:1 chat with the
+    /// bot is opened and reached only through that region's service URL,
+    /// and the other regions answer as if it did not exist (Microsoft asks
+    /// bots to use the `serviceUrl` of the person's activities).
+    pub fn set_region(&self, user_id: &str, region: &str) {
+        assert!(REGIONS.contains(&region), "no region {region}");
+        self.lock()
+            .regions
+            .insert(user_id.to_owned(), region.to_owned());
     }
 
     /// Settings that point a bot at this fake, as a single-tenant bot.
@@ -277,6 +322,7 @@ impl FakeBotFramework {
             Conversation {
                 is_group: true,
                 members: members.iter().map(|m| (*m).to_owned()).collect(),
+                region: HOME_REGION.into(),
             },
         );
     }
@@ -305,11 +351,17 @@ impl FakeBotFramework {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
+            let region = activity["serviceUrl"]
+                .as_str()
+                .and_then(region_of)
+                .unwrap_or(HOME_REGION)
+                .to_owned();
             inner.conversations.insert(
                 base.to_owned(),
                 Conversation {
                     is_group: activity["conversation"]["isGroup"].as_bool() == Some(true),
                     members: vec![sender],
+                    region,
                 },
             );
         }
@@ -488,8 +540,8 @@ impl FakeBotFramework {
             (Method::POST, [tenant, "oauth2", "v2.0", "token"]) => {
                 self.token(tenant, headers, body)
             }
-            (_, ["emea", "v3", "conversations", rest @ ..]) => {
-                self.connector(method, rest, headers, body)
+            (_, [region, "v3", "conversations", rest @ ..]) if REGIONS.contains(region) => {
+                self.connector(region, method, rest, headers, body)
             }
             _ => bf_error(StatusCode::NOT_FOUND, "NotFound", "No such resource."),
         }
@@ -597,6 +649,7 @@ impl FakeBotFramework {
 
     fn connector(
         &self,
+        region: &str,
         method: &Method,
         rest: &[&str],
         headers: &HeaderMap,
@@ -638,24 +691,35 @@ impl FakeBotFramework {
                 }
             }
         };
+        // A conversation lives in one region; elsewhere it is unknown.
+        if let [conversation, ..] = rest {
+            let (base, _) = split_thread(conversation);
+            if inner
+                .conversations
+                .get(base)
+                .is_some_and(|c| c.region != region)
+            {
+                return conversation_not_found();
+            }
+        }
         match (method.clone(), rest) {
-            (Method::POST, []) => create_conversation(&mut inner, body_value),
+            (Method::POST, []) => create_conversation(&mut inner, region, body_value),
             (Method::POST, [conversation, "activities"]) => {
-                post_activity(&mut inner, conversation, None, body_value, body.len())
+                post_activity(&mut inner, conversation, None, body_value, utf16_size(body))
             }
             (Method::POST, [conversation, "activities", activity_id]) => post_activity(
                 &mut inner,
                 conversation,
                 Some(activity_id),
                 body_value,
-                body.len(),
+                utf16_size(body),
             ),
             (Method::PUT, [conversation, "activities", activity_id]) => update_activity(
                 &mut inner,
                 conversation,
                 activity_id,
                 body_value,
-                body.len(),
+                utf16_size(body),
             ),
             (Method::GET, [conversation, "members", user]) => {
                 get_member(&inner, conversation, user)
@@ -679,7 +743,7 @@ fn personal_id(user_id: &str) -> String {
     format!("a:1{}", user_id.trim_start_matches("29:"))
 }
 
-fn create_conversation(inner: &mut Inner, body: Option<Value>) -> Response {
+fn create_conversation(inner: &mut Inner, region: &str, body: Option<Value>) -> Response {
     let Some(body) = body else {
         return bf_error(
             StatusCode::BAD_REQUEST,
@@ -729,16 +793,33 @@ fn create_conversation(inner: &mut Inner, body: Option<Value>) -> Response {
             "The member is not in this tenant.",
         );
     };
+    let home = inner.regions.get(user).map_or(HOME_REGION, String::as_str);
+    if home != region {
+        return bf_error(
+            StatusCode::NOT_FOUND,
+            "MemberNotFoundInConversation",
+            "The member is not served by this service URL.",
+        );
+    }
     let id = personal_id(user);
     let user = user.to_owned();
+    let region = region.to_owned();
     inner
         .conversations
         .entry(id.clone())
         .or_insert(Conversation {
             is_group: false,
             members: vec![user],
+            region,
         });
     json_response(StatusCode::CREATED, json!({ "id": id }))
+}
+
+/// The region a service URL names (`http://…/amer/` → `amer`).
+fn region_of(service_url: &str) -> Option<&str> {
+    let path = url::Url::parse(service_url).ok()?;
+    let first = path.path_segments()?.next()?.to_owned();
+    REGIONS.into_iter().find(|r| *r == first)
 }
 
 /// Splits `{channel};messageid={root}` into the channel and the root.
@@ -848,7 +929,7 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
 /// What Teams refuses in an activity the bot sends.
 fn validate_activity(body: Option<Value>, size: usize) -> Result<Value, Refusal> {
     let bad = |message: &'static str| Refusal(StatusCode::BAD_REQUEST, "BadArgument", message);
-    if size > MAX_ACTIVITY_BYTES {
+    if size > MAX_ACTIVITY_UTF16_BYTES {
         return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "MessageSizeTooBig",

@@ -147,6 +147,16 @@ pub fn conversation_update(
     activity
 }
 
+/// `user` installed the bot for themselves: a `conversationUpdate` in
+/// their new 1:1 chat with the bot, from them, adding the bot.
+pub fn personal_install(service_url: &str, user: &SimUser, now: Timestamp) -> Value {
+    let chat = FakeBotFramework::personal_conversation_id(&user.id);
+    let mut activity = conversation_update(service_url, &chat, &[bot_account()], now);
+    activity["from"] = user_account(user);
+    activity["channelData"] = json!({ "tenant": { "id": TENANT_ID } });
+    activity
+}
+
 /// The bot's own account, as `membersAdded` names it when it is installed.
 pub fn bot_member() -> Value {
     bot_account()

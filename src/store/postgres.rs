@@ -34,8 +34,8 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 
 use crate::domain::{
-    AuditEntry, ChatUserId, Email, EndCause, GrantDuration, JcUserId, Notice, Platform, Request,
-    RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
+    Notice, Platform, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
 
@@ -66,6 +66,15 @@ pub struct PostgresStore {
     woken: Arc<Notify>,
     /// The task that listens on [`WORK_CHANNEL`]; stopped by `close`.
     listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+/// A row of `conversation_references`.
+#[derive(sqlx::FromRow)]
+struct ReferenceRow {
+    service_url: String,
+    conversation_id: Option<String>,
+    tenant_id: Option<String>,
+    seen_at: i64,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -678,6 +687,53 @@ impl Store for PostgresStore {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    async fn remember_conversation_reference(
+        &self,
+        reference: &ConversationReference,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO conversation_references \
+               (platform, user_id, service_url, conversation_id, tenant_id, seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (platform, user_id) DO UPDATE SET \
+               service_url = excluded.service_url, \
+               conversation_id = COALESCE(excluded.conversation_id, conversation_references.conversation_id), \
+               tenant_id = COALESCE(excluded.tenant_id, conversation_references.tenant_id), \
+               seen_at = excluded.seen_at \
+             WHERE excluded.seen_at >= conversation_references.seen_at",
+        )
+        .bind(reference.user.platform().as_str())
+        .bind(reference.user.as_str())
+        .bind(&reference.service_url)
+        .bind(&reference.conversation_id)
+        .bind(&reference.tenant_id)
+        .bind(ms(reference.seen_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn conversation_reference(
+        &self,
+        user: &ChatUserId,
+    ) -> anyhow::Result<Option<ConversationReference>> {
+        let row: Option<ReferenceRow> = sqlx::query_as(
+            "SELECT service_url, conversation_id, tenant_id, seen_at \
+             FROM conversation_references WHERE platform = $1 AND user_id = $2",
+        )
+        .bind(user.platform().as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| ConversationReference {
+            user: user.clone(),
+            service_url: r.service_url,
+            conversation_id: r.conversation_id,
+            tenant_id: r.tenant_id,
+            seen_at: ts(r.seen_at),
+        }))
     }
 
     async fn claim_job(

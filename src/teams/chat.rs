@@ -3,9 +3,11 @@
 //! - The approval card is posted to `teams.approvals_conversation`; its
 //!   reference is `"{conversationId}|{activityId}"`. Refreshes replace that
 //!   activity in place (`PUT`), thread replies and countdowns go under it.
-//! - Direct messages go to the requester's 1:1 chat with the bot
-//!   (`POST /v3/conversations` with the tenant id; Teams answers the
-//!   existing chat when there is one).
+//! - Direct messages go to the person's 1:1 chat with the bot: the one
+//!   their conversation reference names (kept from the activities they
+//!   send, see [`ConversationReference`]), or one opened with
+//!   `POST /v3/conversations` and their tenant (Teams answers the existing
+//!   chat when there is one), which is then kept.
 //! - Private answers go where the engine says (`reply_to`, see
 //!   [`Destination`]): the conversation a command came from, or the 1:1
 //!   chat of a person whose click was refused. Teams has no ephemeral
@@ -17,7 +19,11 @@
 //!   in the approvals channel, so a changed email or a person who left the
 //!   channel counts at once.
 //!
-//! Every call goes to the configured `teams.service_url`, and is bounded
+//! Calls about the approvals channel go to the configured
+//! `teams.service_url`; calls about a person's own conversations (their
+//! 1:1 chat, the chat or thread a command came from, the answer to it) go
+//! to the `serviceUrl` their activities named, as Microsoft asks bots to
+//! do, and to `teams.service_url` while none is known. Every call is bounded
 //! by `teams.timeout` (an approver check by at most 3 s: it runs inside the
 //! invoke, which Teams abandons after about 5 s). Display names learnt from
 //! member look-ups are kept in memory to show people by name; they are
@@ -32,8 +38,8 @@ use async_trait::async_trait;
 use super::connector::{Connector, TeamsMember};
 use super::render::{self, People};
 use super::TeamsSettings;
-use crate::domain::{ChatUserId, Email, Event, Notice, Request};
-use crate::engine::ports::{Chat, ChatError, Clock};
+use crate::domain::{ChatUserId, ConversationReference, Email, Event, Notice, Request};
+use crate::engine::ports::{Chat, ChatError, Clock, Store};
 use crate::engine::Reply;
 
 /// The most an approver check may take inside an invoke.
@@ -79,6 +85,9 @@ fn channel_of(conversation_id: &str) -> &str {
 pub struct TeamsChat {
     connector: Connector,
     settings: TeamsSettings,
+    /// Where people's conversation references are kept.
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     /// User id → display name or email, from member look-ups.
     names: Mutex<HashMap<String, String>>,
 }
@@ -102,13 +111,44 @@ async fn bounded<T>(
 
 impl TeamsChat {
     /// An adapter for these settings; `clock` decides when the connector's
-    /// token is due for renewal.
-    pub fn new(settings: TeamsSettings, clock: Arc<dyn Clock>) -> Self {
+    /// token is due for renewal; `store` keeps people's conversation
+    /// references.
+    pub fn new(settings: TeamsSettings, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Self {
         Self {
-            connector: Connector::new(&settings, clock),
+            connector: Connector::new(&settings, clock.clone()),
             settings,
+            store,
+            clock,
             names: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps how to reach a person, from an activity of theirs whose token
+    /// was verified. A failure only costs the shortcut: direct messages
+    /// then open the 1:1 chat as before.
+    pub async fn note_reference(&self, reference: &ConversationReference) {
+        if let Err(e) = self.store.remember_conversation_reference(reference).await {
+            tracing::warn!(error = %e, "could not keep a Teams conversation reference");
+        }
+    }
+
+    /// The person's conversation reference, when one is kept.
+    async fn reference_of(&self, user: &ChatUserId) -> Option<ConversationReference> {
+        match self.store.conversation_reference(user).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a Teams conversation reference");
+                None
+            }
+        }
+    }
+
+    /// The Bot Connector that serves `user`: the `serviceUrl` their own
+    /// activities named, or `teams.service_url` when none did.
+    async fn service_url_of(&self, user: &ChatUserId) -> String {
+        self.reference_of(user)
+            .await
+            .map_or_else(|| self.service_url().to_owned(), |r| r.service_url)
     }
 
     /// The settings in force.
@@ -121,9 +161,11 @@ impl TeamsChat {
     }
 
     /// Sends the immediate answer to a command as a reply to the activity
-    /// that carried it (`conversation_id` as the activity named it).
+    /// that carried it (`service_url` and `conversation_id` as the activity
+    /// named them).
     pub async fn answer(
         &self,
+        service_url: &str,
         conversation_id: &str,
         activity_id: &str,
         reply: &Reply,
@@ -131,12 +173,8 @@ impl TeamsChat {
         let activity = render::reply_activity(reply, &People::new());
         bounded(
             self.settings.timeout,
-            self.connector.reply_to_activity(
-                self.service_url(),
-                conversation_id,
-                activity_id,
-                &activity,
-            ),
+            self.connector
+                .reply_to_activity(service_url, conversation_id, activity_id, &activity),
         )
         .await
         .map(|_| ())
@@ -149,7 +187,7 @@ impl TeamsChat {
         render::approval_card(request, &self.known_people(request, None))
     }
 
-    fn remember(&self, member: &TeamsMember) {
+    fn remember_name(&self, member: &TeamsMember) {
         let shown = member
             .name
             .clone()
@@ -203,7 +241,7 @@ impl TeamsChat {
                 )
                 .await
             {
-                Ok(Some(member)) => self.remember(&member),
+                Ok(Some(member)) => self.remember_name(&member),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "a Teams name look-up failed"),
             }
@@ -222,46 +260,85 @@ impl TeamsChat {
         Ok((conversation.to_owned(), activity.to_owned()))
     }
 
-    /// The bot's 1:1 chat with `user_id`.
-    async fn personal_conversation(&self, user_id: &str) -> Result<String, ChatError> {
-        let tenant = self.settings.tenant_id.as_deref().ok_or_else(|| {
-            ChatError::Permanent("teams.tenant_id is needed to message a person directly".into())
-        })?;
-        self.connector
-            .create_personal_conversation(self.service_url(), user_id, tenant)
-            .await
+    /// The bot's 1:1 chat with `user_id` and the Bot Connector it lives
+    /// on: the stored reference's, or one opened (`POST /v3/conversations`)
+    /// on the person's service URL with their tenant, and kept for next time.
+    async fn personal_conversation(&self, user_id: &str) -> Result<(String, String), ChatError> {
+        let user = ChatUserId::teams(user_id);
+        let known = self.reference_of(&user).await;
+        if let Some(ConversationReference {
+            service_url,
+            conversation_id: Some(conversation),
+            ..
+        }) = &known
+        {
+            return Ok((service_url.clone(), conversation.clone()));
+        }
+        let service_url = known
+            .as_ref()
+            .map_or_else(|| self.service_url().to_owned(), |r| r.service_url.clone());
+        let tenant = known
+            .as_ref()
+            .and_then(|r| r.tenant_id.clone())
+            .or_else(|| self.settings.tenant_id.clone())
+            .ok_or_else(|| {
+                ChatError::Permanent(
+                    "teams.tenant_id is needed to message a person directly".into(),
+                )
+            })?;
+        let conversation = self
+            .connector
+            .create_personal_conversation(&service_url, user_id, &tenant)
+            .await?;
+        self.note_reference(&ConversationReference {
+            user,
+            service_url: service_url.clone(),
+            conversation_id: Some(conversation.clone()),
+            tenant_id: Some(tenant),
+            // Not a sighting of the person: any newer one still wins.
+            seen_at: known.map_or_else(|| self.clock.now(), |r| r.seen_at),
+        })
+        .await;
+        Ok((service_url, conversation))
     }
 
+    /// Sends `activity` to `destination`; a conversation the requester's
+    /// command came from is on the requester's service URL.
     async fn send_to(
         &self,
+        request: &Request,
         destination: &Destination,
         activity: &serde_json::Value,
     ) -> Result<(), ChatError> {
-        let conversation = match destination {
-            Destination::Conversation(id) => id.clone(),
+        let (service_url, conversation) = match destination {
+            Destination::Conversation(id)
+                if channel_of(id) == self.settings.approvals_conversation =>
+            {
+                (self.service_url().to_owned(), id.clone())
+            }
+            Destination::Conversation(id) => {
+                (self.service_url_of(&request.requester).await, id.clone())
+            }
             Destination::Person(user) => self.personal_conversation(user).await?,
         };
         self.connector
-            .send_to_conversation(self.service_url(), &conversation, activity)
+            .send_to_conversation(&service_url, &conversation, activity)
             .await?;
         Ok(())
     }
 
     async fn member_of(
         &self,
+        service_url: &str,
         conversation_id: &str,
         user: &ChatUserId,
     ) -> Result<Option<TeamsMember>, ChatError> {
         let member = self
             .connector
-            .member(
-                self.service_url(),
-                channel_of(conversation_id),
-                user.as_str(),
-            )
+            .member(service_url, channel_of(conversation_id), user.as_str())
             .await?;
         if let Some(member) = &member {
-            self.remember(member);
+            self.remember_name(member);
         }
         Ok(member)
     }
@@ -316,6 +393,7 @@ impl TeamsChat {
                 let people = self.people(request, Some(event)).await;
                 let destination = Destination::Person(request.requester.as_str().to_owned());
                 self.send_to(
+                    request,
                     &destination,
                     &render::direct_activity(request, event, &people),
                 )
@@ -330,6 +408,7 @@ impl TeamsChat {
                     None => Destination::Person(request.requester.as_str().to_owned()),
                 };
                 self.send_to(
+                    request,
                     &destination,
                     &render::private_activity(request, body, &people),
                 )
@@ -373,13 +452,17 @@ fn is_listed(approvers: &[String], member: &TeamsMember) -> bool {
 #[async_trait]
 impl Chat for TeamsChat {
     async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError> {
-        let conversation = match request.reply_to.as_deref().and_then(Destination::decode) {
-            Some(Destination::Conversation(id)) => id,
-            _ => self.settings.approvals_conversation.clone(),
-        };
+        let approvals = &self.settings.approvals_conversation;
+        let (service_url, conversation) =
+            match request.reply_to.as_deref().and_then(Destination::decode) {
+                Some(Destination::Conversation(id)) if channel_of(&id) != approvals => {
+                    (self.service_url_of(&request.requester).await, id)
+                }
+                _ => (self.service_url().to_owned(), approvals.clone()),
+            };
         let member = bounded(
             self.settings.timeout,
-            self.member_of(&conversation, &request.requester),
+            self.member_of(&service_url, &conversation, &request.requester),
         )
         .await?;
         Ok(member.and_then(|m| {
@@ -393,7 +476,7 @@ impl Chat for TeamsChat {
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
         let approvals = self.settings.approvals_conversation.clone();
-        let member = bounded(limit, self.member_of(&approvals, user)).await?;
+        let member = bounded(limit, self.member_of(self.service_url(), &approvals, user)).await?;
         Ok(member.is_some_and(|m| is_listed(&self.settings.approvers, &m)))
     }
 

@@ -565,4 +565,33 @@ mod tests {
             .unwrap()
             .contains("Teams can list only the first 200"));
     }
+
+    #[test]
+    fn the_longest_picker_and_card_stay_within_teams_recommended_80_kb_as_utf16() {
+        let mut r = request();
+        r.state = RequestState::AwaitingDevice;
+        // Names that weigh the most: as long as shown, in characters that
+        // JSON escapes or UTF-16 needs two units for.
+        let long = "\u{1F5A5}\"<".repeat(wording::HOSTNAME_TEXT);
+        r.candidates = (0..PICKER_CHOICES)
+            .map(|n| Device {
+                id: SystemId::new(format!("{n:024}")),
+                hostname: long.clone(),
+                display_name: long.clone(),
+                os_family: "windows".into(),
+                online: true,
+                compiled_sudo: false,
+            })
+            .collect();
+        let recommended = 80 * 1024;
+        let picker = card_activity(device_picker(&r, &people())).to_string();
+        let weight = crate::sim::teams::utf16_size(picker.as_bytes());
+        assert!(weight <= recommended, "{weight} bytes as UTF-16");
+        r.state = RequestState::PendingApproval;
+        r.reason = "\u{1F5A5}\"".repeat(REASON_TEXT);
+        r.device = r.candidates.first().cloned();
+        let card = approval_activity(&r, &people()).to_string();
+        let weight = crate::sim::teams::utf16_size(card.as_bytes());
+        assert!(weight <= recommended, "{weight} bytes as UTF-16");
+    }
 }

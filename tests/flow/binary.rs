@@ -13,7 +13,7 @@ fn help_explains_every_command() {
     let out = tempadmin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["serve", "demo", "audit"] {
+    for word in ["serve", "demo", "audit", "teams"] {
         assert!(text.contains(word), "{text}");
     }
     let serve = tempadmin().args(["serve", "--help"]).output().unwrap();
@@ -126,4 +126,29 @@ async fn the_audit_export_prints_every_transition_as_jsonl_and_csv() {
     );
     assert_eq!(text.lines().count(), 6);
     assert!(!text.contains("jc-test-key") && !text.contains("xoxb-test"));
+}
+
+#[test]
+fn demo_teams_plays_the_whole_story_in_teams_terms_and_exits_0() {
+    let out = tempadmin().args(["demo", "--teams"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let position = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` is missing from:\n{text}"))
+    };
+    let asked = position("Ada writes to tempadmin in her chat with it");
+    let card = position("#approvals card: 🔑 Admin rights requested by Ada Lovelace");
+    let approved = position("#approvals thread ↳: ✅ Approved by Grace Hopper");
+    let countdown = position("#approvals thread ↳: ⌛ 5s left");
+    let restored = position("#approvals thread ↳: 🔒 Time is up");
+    let done = position("Demo complete.");
+    assert!(asked < card && card < approved && approved < countdown);
+    assert!(countdown < restored && restored < done, "{text}");
+    assert!(text.contains("Ada's chat with tempadmin: 🔓 You are admin on `ada-macbook`"));
+    assert!(text.contains("JumpCloud association changes made by tempadmin: add, remove"));
 }

@@ -587,6 +587,21 @@ impl TestApp {
         self.teams_post(&activity).await.0
     }
 
+    /// `name` writes `text` in their 1:1 chat, through the service URL
+    /// that serves them; the HTTP status.
+    pub async fn teams_say_in_region(&self, name: &str, text: &str) -> u16 {
+        let person = teams_person(name);
+        let mut activity = teams_sender::personal_message(
+            &self.bf().service_url_of(&person.id),
+            &self.teams_chat_of(name),
+            &person,
+            text,
+            self.clock.now(),
+        );
+        activity["id"] = Value::String(next_activity_id());
+        self.teams_post(&activity).await.0
+    }
+
     /// Texts the bot posted in `name`'s 1:1 chat, in order.
     pub fn teams_dms(&self, name: &str) -> Vec<String> {
         let chat = self.teams_chat_of(name);

@@ -455,3 +455,119 @@ async fn with_two_computers_the_requester_picks_one_on_a_card() {
     assert_eq!(r.state, RequestState::PendingApproval);
     assert_eq!(r.device.unwrap().hostname, "lin-mac");
 }
+
+/// The connector calls that created a 1:1 chat (`POST …/v3/conversations`).
+fn chats_created(app: &TestApp) -> Vec<String> {
+    app.bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/v3/conversations"))
+        .map(|c| c.path)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_person_served_by_another_region_is_answered_and_messaged_through_their_own_service_url()
+{
+    let app = spawn_teams_app().await;
+    app.bf().set_region("29:lin", "amer");
+    assert_eq!(app.teams_say_in_region("Lin", "20m driver").await, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Lin").await;
+    assert_eq!(r.state, RequestState::PendingApproval, "{r:?}");
+    let dms = app.teams_dms("Lin");
+    assert!(dms[0].contains("Checking"), "{dms:?}");
+    assert!(dms[1].contains("went to the approvers"), "{dms:?}");
+
+    let chat = app.teams_chat_of("Lin");
+    let calls = app.bf().calls();
+    let to_chat: Vec<_> = calls.iter().filter(|c| c.path.contains(&chat)).collect();
+    assert!(!to_chat.is_empty());
+    assert!(
+        to_chat.iter().all(|c| c.path.starts_with("/amer/v3/")),
+        "{to_chat:?}"
+    );
+    let to_channel: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path.contains(APPROVALS_CONVERSATION))
+        .collect();
+    assert!(
+        to_channel.iter().all(|c| c.path.starts_with("/emea/v3/")),
+        "the approvals channel stays on teams.service_url: {to_channel:?}"
+    );
+
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert!(app
+        .teams_dms("Lin")
+        .iter()
+        .any(|m| m.contains("You are admin on")));
+    assert!(chats_created(&app).is_empty(), "her chat was known");
+}
+
+#[tokio::test]
+async fn installing_the_bot_keeps_the_chat_so_direct_messages_open_no_new_conversation() {
+    let app = spawn_teams_app().await;
+    let install = teams_sender::personal_install(
+        &app.bf().service_url(),
+        &teams_person("Ada"),
+        app.clock.now(),
+    );
+    assert_eq!(app.teams_post(&install).await.0, 200);
+    assert!(
+        app.bf().activities().is_empty(),
+        "an install is not answered"
+    );
+
+    // Ada asks in a channel, so no activity of hers named her 1:1 chat since.
+    let channel = "19:general0000@thread.tacv2";
+    app.bf().add_channel(channel, &["29:ada"]);
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &teams_person("Ada"),
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    asked["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert!(
+        app.teams_dms("Ada")
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        app.teams_dms("Ada")
+    );
+    assert!(chats_created(&app).is_empty(), "{:?}", chats_created(&app));
+
+    // Mallory never wrote: her answer opens her chat, once.
+    app.teams_click(
+        "Mallory",
+        "tempadmin_revoke",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.teams_click(
+        "Mallory",
+        "tempadmin_revoke",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert_eq!(app.teams_dms("Mallory").len(), 2);
+    assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
+}
