@@ -108,6 +108,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileScheduler {
     workers: Option<usize>,
+    lease: Option<GrantDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +150,7 @@ struct FileTeams {
 #[serde(deny_unknown_fields)]
 struct FileJumpCloud {
     api_url: Option<String>,
+    max_requests_per_second: Option<u32>,
     grant_mode: Option<String>,
     timeout: Option<GrantDuration>,
 }
@@ -223,6 +225,13 @@ impl Config {
             Some(n @ 4..=1024) => Workers::new(n),
             Some(n) => bail!("scheduler.workers = {n} is out of range: use 4 to 1024"),
         };
+        let workers = match file.scheduler.lease.map(|d| d.as_secs()) {
+            None => workers,
+            Some(secs @ 3..=600) => workers.with_lease(Duration::from_secs(secs)),
+            Some(secs) => bail!(
+                "scheduler.lease = {secs}s is out of range: use 3s to 10m (how soon another replica takes over a killed one's work)"
+            ),
+        };
         let (jumpcloud_url, jumpcloud_url_from) = match env("JUMPCLOUD_API_URL") {
             Some(url) => (url, "the environment variable JUMPCLOUD_API_URL"),
             None => (
@@ -250,6 +259,13 @@ impl Config {
             .timeout
             .map(GrantDuration::as_std)
             .unwrap_or(Duration::from_secs(15));
+        let max_requests_per_second = match file.jumpcloud.max_requests_per_second {
+            None => None,
+            Some(n @ 1..=10_000) => std::num::NonZeroU32::new(n),
+            Some(n) => bail!(
+                "jumpcloud.max_requests_per_second = {n} is out of range: use 1 to 10000, or leave it out for no limit of the bot's own"
+            ),
+        };
         Ok(Self {
             listen,
             database_url: env("DATABASE_URL")
@@ -262,6 +278,7 @@ impl Config {
                 api_key: secret("JUMPCLOUD_API_KEY")?,
                 org_id: env("JUMPCLOUD_ORG_ID"),
                 timeout,
+                max_requests_per_second,
             },
             policy,
             workers,
@@ -467,10 +484,23 @@ mod tests {
         assert_eq!(c.jumpcloud.org_id, None);
         assert_eq!(c.policy, Policy::default());
         assert_eq!(c.workers, Workers::default());
+        assert_eq!(c.workers.lease, Duration::from_secs(15));
         assert_eq!(c.http, HttpConfig::default());
         assert_eq!(c.http.max_connections, None);
         assert_eq!(c.metrics_listen, None);
         assert!(c.slack.as_ref().unwrap().team_ids.is_empty());
+    }
+
+    #[test]
+    fn the_lease_may_be_set_within_bounds() {
+        let text = format!("{MINIMAL}\n[scheduler]\nlease = \"5s\"");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert_eq!(c.workers.lease, Duration::from_secs(5));
+        for bad in ["1s", "11m"] {
+            let text = format!("{MINIMAL}\n[scheduler]\nlease = \"{bad}\"");
+            let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+            assert!(err.contains("scheduler.lease"), "{err}");
+        }
     }
 
     #[test]
@@ -649,6 +679,10 @@ mod tests {
             (
                 &format!("{MINIMAL}\n[scheduler]\nworkers = 1"),
                 "scheduler.workers",
+            ),
+            (
+                &format!("{MINIMAL}\n[jumpcloud]\nmax_requests_per_second = 0"),
+                "jumpcloud.max_requests_per_second",
             ),
             (
                 &format!("{MINIMAL}\n[policy]\nmax_reason_length = 0"),

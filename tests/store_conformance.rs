@@ -192,6 +192,7 @@ on_both_backends!(
     the_audit_trail_cannot_be_changed,
     an_open_request_for_the_same_device_is_found_and_counts_by_state,
     released_leases_can_be_claimed_again_at_once,
+    running_work_keeps_its_lease_by_renewing_it_until_a_newer_attempt_takes_it,
     a_key_is_first_seen_once_until_it_is_kept_no_longer,
     open_requests_are_counted_per_person_until_they_end,
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
@@ -856,6 +857,80 @@ async fn released_leases_can_be_claimed_again_at_once(db: Db) {
         s.claim_messages(t0(), lease, 10).await.unwrap()[0].attempt,
         2
     );
+}
+
+async fn running_work_keeps_its_lease_by_renewing_it_until_a_newer_attempt_takes_it(db: Db) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    insert(&*a, &[job(JobKind::Revoke, 0)], &[thread(1)]).await;
+    let lease = TimeDelta::seconds(15);
+    let first_end = t0() + lease;
+    let job = a
+        .claim_job(t0(), first_end, ClaimScope::Revocations)
+        .await
+        .unwrap()
+        .unwrap();
+    let message = a.claim_messages(t0(), first_end, 10).await.unwrap()[0].clone();
+    let held = [job.lease(), message.lease()];
+    let renewed_end = first_end + lease;
+    assert_eq!(
+        a.renew_leases(&held, renewed_end).await.unwrap(),
+        [],
+        "both still held"
+    );
+    assert_eq!(a.next_due().await.unwrap(), Some(renewed_end));
+    assert_eq!(
+        b.claim_job(first_end, first_end + lease, ClaimScope::Any)
+            .await
+            .unwrap(),
+        None,
+        "the renewed lease still runs at the first one's end"
+    );
+    assert!(b
+        .claim_messages(first_end, first_end + lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The holder stalls past its renewed lease: the other claimer takes both.
+    let later_end = renewed_end + lease;
+    let job_2 = b
+        .claim_job(renewed_end, later_end, ClaimScope::Revocations)
+        .await
+        .unwrap()
+        .unwrap();
+    let message_2 = b.claim_messages(renewed_end, later_end, 10).await.unwrap()[0].clone();
+    assert_eq!((job_2.attempt, message_2.attempt), (2, 2));
+    let lost: HashSet<_> = a
+        .renew_leases(&held, later_end + lease)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        lost,
+        HashSet::from(held),
+        "the stalled attempt holds nothing"
+    );
+    assert_eq!(
+        a.next_due().await.unwrap(),
+        Some(later_end),
+        "its renewal did not move the newer leases"
+    );
+
+    // Work released meanwhile is not held again by a late renewal.
+    b.retry_job(&job_2, later_end, "retry").await.unwrap();
+    assert_eq!(
+        b.renew_leases(&[job_2.lease()], later_end + lease)
+            .await
+            .unwrap(),
+        [job_2.lease()]
+    );
+    let job_3 = b
+        .claim_job(later_end, later_end + lease, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job_3.attempt, 3);
 }
 
 // ---------------------------------------------------------------- per-person counts

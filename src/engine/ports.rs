@@ -256,6 +256,76 @@ pub struct OutboxMessage {
     pub attempt: u32,
 }
 
+/// How urgent the outside calls of the current task are. Adapters that
+/// share a rate limit between tasks (JumpCloud's) serve revocations first;
+/// the scheduler runs revocation jobs as [`CallPriority::Revocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPriority {
+    /// Taking rights back: never queued behind anything else.
+    Revocation,
+    /// Everything else.
+    Ordinary,
+}
+
+tokio::task_local! {
+    static CALL_PRIORITY: CallPriority;
+}
+
+impl CallPriority {
+    /// The priority the current task runs at ([`CallPriority::Ordinary`]
+    /// unless it runs inside [`CallPriority::scope`]).
+    pub fn current() -> Self {
+        CALL_PRIORITY.try_with(|p| *p).unwrap_or(Self::Ordinary)
+    }
+
+    /// Runs `work` at this priority.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        CALL_PRIORITY.scope(self, work).await
+    }
+}
+
+/// A piece of claimed work as its claimer holds it: the row and the attempt
+/// that claimed it. While the work runs, its claimer renews the lease
+/// ([`Store::renew_leases`]), so leases can be short without cutting long
+/// work off, and a killed process's work is taken over soon after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lease {
+    /// A job.
+    Job {
+        /// Row id.
+        id: i64,
+        /// The claiming attempt.
+        attempt: u32,
+    },
+    /// An outbox message.
+    Message {
+        /// Row id.
+        id: i64,
+        /// The claiming attempt.
+        attempt: u32,
+    },
+}
+
+impl Job {
+    /// This attempt's hold on the job.
+    pub fn lease(&self) -> Lease {
+        Lease::Job {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+impl OutboxMessage {
+    /// This attempt's hold on the message.
+    pub fn lease(&self) -> Lease {
+        Lease::Message {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// One atomic state change: the conditional update, its audit entry, the
 /// notices and the jobs it creates or moves, all in one transaction.
 #[derive(Debug, Clone)]
@@ -390,6 +460,13 @@ pub trait Store: Send + Sync {
         due_at: Timestamp,
         error: &str,
     ) -> anyhow::Result<()>;
+
+    /// Extends the leases of `held` (work this process is running) to
+    /// `until`, in one transaction; returns those it no longer holds: a
+    /// newer attempt claimed them (this process stalled past its lease), or
+    /// they were finished or released meanwhile. An attempt still holds its
+    /// row while no other attempt claimed it, even past its lease end.
+    async fn renew_leases(&self, held: &[Lease], until: Timestamp) -> anyhow::Result<Vec<Lease>>;
 
     /// The earliest time any job or message becomes due (or its lease ends).
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>>;

@@ -5,9 +5,16 @@
 //! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The API
 //! key is sent as `x-api-key` and never logged or put into an error.
 //!
+//! Every call waits its turn under `jumpcloud.max_requests_per_second`
+//! when it is set, revocations first ([`RateLimit`]).
+//!
 //! A person is found by email only, ignoring case, and only when exactly one
 //! account has that email; two that differ only in case are `AmbiguousEmail`.
 
+mod rate_limit;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{AssociationOp, Device, DirectBinding, Email, JcUserId, PriorState, SystemId};
+pub use rate_limit::RateLimit;
+
 use crate::engine::ports::{Directory, DirectoryError, DirectoryUser};
 
 /// Page size for list calls (JumpCloud allows at most 100).
@@ -33,6 +42,10 @@ pub struct JumpCloudSettings {
     pub org_id: Option<String>,
     /// Per-call timeout.
     pub timeout: Duration,
+    /// `jumpcloud.max_requests_per_second`: this process's share of
+    /// JumpCloud's rate limit; `None`, no limit of our own (429s still back
+    /// off).
+    pub max_requests_per_second: Option<NonZeroU32>,
 }
 
 /// A JumpCloud API client.
@@ -40,6 +53,7 @@ pub struct JumpCloudSettings {
 pub struct JumpCloudClient {
     http: reqwest::Client,
     settings: JumpCloudSettings,
+    rate_limit: Option<Arc<RateLimit>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +143,14 @@ impl JumpCloudClient {
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("tempadmin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, settings })
+        let rate_limit = settings
+            .max_requests_per_second
+            .map(|n| Arc::new(RateLimit::new(n)));
+        Ok(Self {
+            http,
+            settings,
+            rate_limit,
+        })
     }
 
     fn call(&self, method: Method, path: &str) -> RequestBuilder {
@@ -148,6 +169,9 @@ impl JumpCloudClient {
 
     /// Sends, and turns anything but a 2xx into a classified error.
     async fn send(&self, builder: RequestBuilder) -> Result<Response, DirectoryError> {
+        if let Some(limit) = &self.rate_limit {
+            limit.turn().await;
+        }
         let response = builder.send().await.map_err(|e| {
             // reqwest's message names the URL, never headers; drop the URL's
             // query all the same.
@@ -501,6 +525,7 @@ mod tests {
             api_key: SecretString::from("jc-key"),
             org_id: None,
             timeout: Duration::from_secs(1),
+            max_requests_per_second: None,
         };
         let err = JumpCloudClient::new(settings("http://console.jumpcloud.com")).unwrap_err();
         assert!(format!("{err:#}").contains("https://"), "{err:#}");

@@ -84,6 +84,7 @@ fn jumpcloud_config(
             api_key: SecretString::from(jumpcloud.api_key()),
             org_id: None,
             timeout: call_timeout,
+            max_requests_per_second: None,
         },
         policy,
         workers: crate::engine::Workers::default(),

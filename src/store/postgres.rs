@@ -37,7 +37,9 @@ use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
     Notice, Platform, Request, RequestId, RequestState, SystemId, Timestamp,
 };
-use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
+use crate::engine::ports::{
+    ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+};
 
 /// The channel replicas wake each other on when work is added or released.
 const WORK_CHANNEL: &str = "tempadmin_work";
@@ -949,6 +951,73 @@ impl Store for PostgresStore {
 
     async fn work_added(&self) {
         self.woken.notified().await
+    }
+
+    async fn renew_leases(&self, held: &[Lease], until: Timestamp) -> anyhow::Result<Vec<Lease>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mut job_ids, mut job_attempts) = (Vec::new(), Vec::new());
+        let (mut message_ids, mut message_attempts) = (Vec::new(), Vec::new());
+        for lease in held {
+            match *lease {
+                Lease::Job { id, attempt } => {
+                    job_ids.push(id);
+                    job_attempts.push(attempt as i64);
+                }
+                Lease::Message { id, attempt } => {
+                    message_ids.push(id);
+                    message_attempts.push(attempt as i64);
+                }
+            }
+        }
+        // Fenced by the attempt as completion is: a newer claim (another
+        // replica took the row over) bumped it.
+        let mut tx = self.pool.begin().await?;
+        let jobs: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET locked_until = $1 \
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS held(id, attempts) \
+             WHERE jobs.id = held.id AND jobs.attempts = held.attempts \
+               AND jobs.done_at IS NULL AND jobs.locked_until IS NOT NULL AND jobs.locked_by = $4 \
+             RETURNING jobs.id, jobs.attempts",
+        )
+        .bind(ms(until))
+        .bind(&job_ids)
+        .bind(&job_attempts)
+        .bind(&*self.owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let messages: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE outbox SET locked_until = $1 \
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS held(id, attempts) \
+             WHERE outbox.id = held.id AND outbox.attempts = held.attempts \
+               AND outbox.delivered_at IS NULL AND outbox.failed_at IS NULL \
+               AND outbox.locked_until IS NOT NULL AND outbox.locked_by = $4 \
+             RETURNING outbox.id, outbox.attempts",
+        )
+        .bind(ms(until))
+        .bind(&message_ids)
+        .bind(&message_attempts)
+        .bind(&*self.owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let renewed: std::collections::HashSet<Lease> = jobs
+            .into_iter()
+            .map(|(id, attempt)| Lease::Job {
+                id,
+                attempt: attempt as u32,
+            })
+            .chain(messages.into_iter().map(|(id, attempt)| Lease::Message {
+                id,
+                attempt: attempt as u32,
+            }))
+            .collect();
+        Ok(held
+            .iter()
+            .filter(|l| !renewed.contains(l))
+            .copied()
+            .collect())
     }
 
     async fn release_leases(&self) -> anyhow::Result<()> {

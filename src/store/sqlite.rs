@@ -15,7 +15,9 @@ use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
     Notice, Platform, Request, RequestId, RequestState, SystemId, Timestamp,
 };
-use crate::engine::ports::{ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition};
+use crate::engine::ports::{
+    ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+};
 
 /// How often the write-ahead log is folded into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -922,6 +924,34 @@ impl Store for SqliteStore {
             .into_iter()
             .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
             .collect())
+    }
+
+    async fn renew_leases(&self, held: &[Lease], until: Timestamp) -> anyhow::Result<Vec<Lease>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ahead of ordinary writes: in one process a lease that ran out
+        // would let the scheduler claim its own running work a second time.
+        let _writing = self.writer.turn(Urgency::Revocation).await;
+        let mut tx = self.pool.begin().await?;
+        let mut lost = Vec::new();
+        for lease in held {
+            let (sql, id, attempt) = match *lease {
+                Lease::Job { id, attempt } => ("UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND done_at IS NULL AND locked_until IS NOT NULL", id, attempt),
+                Lease::Message { id, attempt } => ("UPDATE outbox SET locked_until = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL AND locked_until IS NOT NULL", id, attempt),
+            };
+            let renewed = sqlx::query(sql)
+                .bind(ms(until))
+                .bind(id)
+                .bind(attempt as i64)
+                .execute(&mut *tx)
+                .await?;
+            if renewed.rows_affected() == 0 {
+                lost.push(*lease);
+            }
+        }
+        tx.commit().await?;
+        Ok(lost)
     }
 
     /// Every lease in the file is this process's: the lock file keeps any

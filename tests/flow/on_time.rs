@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tempadmin::domain::RequestState;
+use tempadmin::engine::ports::Clock;
 use tempadmin::engine::Workers;
 use tempadmin::sim::jumpcloud::{Failure, RecordedCall, SimUser};
 
@@ -402,4 +403,82 @@ async fn commands_beyond_what_the_database_keeps_up_with_are_refused_at_once() {
         app.requests_of(ADA).await.is_empty(),
         "the busy answer recorded nothing"
     );
+}
+
+#[tokio::test]
+async fn a_revocation_that_outlasts_its_lease_keeps_it_and_runs_once() {
+    let app = spawn_app_configured(|c| {
+        c.jumpcloud.timeout = Duration::from_secs(600);
+        c.workers = Workers::new(8).with_lease(15 * SEC);
+    })
+    .await;
+    app.active_grant("20m").await;
+    app.jc.fail_next(
+        "GET",
+        &format!("/api/v2/systems/{LAPTOP}/associations"),
+        1,
+        Failure::HangUntilReleased,
+    );
+    let reads = |calls: &[RecordedCall]| {
+        calls
+            .iter()
+            .filter(|c| {
+                c.method == "GET" && c.path.contains(&format!("systems/{LAPTOP}/associations"))
+            })
+            .count()
+    };
+    let before = reads(&app.jc.calls());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = tokio::spawn(app.engine.clone().run(async {
+        let _ = stopped.await;
+    }));
+    app.clock.advance(20 * MIN);
+    tokio::time::timeout(
+        PATIENCE,
+        app.jc.wait_for_calls(|calls| reads(calls) == before + 1),
+    )
+    .await
+    .expect("the revocation reached JumpCloud, where it hangs");
+
+    // Four leases go by on the clock while the call hangs (stored to the
+    // millisecond, hence "more than 14 s ahead"). Each time the
+    // scheduler renews the lease, so it never claims its own running
+    // revocation a second time.
+    for _ in 0..12 {
+        app.clock.advance(5 * SEC);
+        let now = app.clock.now();
+        let renewed = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let held_until = app.engine.store().next_revocation_due().await.unwrap();
+                if held_until.is_some_and(|at| at > now + chrono::TimeDelta::seconds(14)) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        if renewed.is_err() {
+            let held_until = app.engine.store().next_revocation_due().await.unwrap();
+            panic!(
+                "the running revocation's lease was renewed at {now}: held until {held_until:?}"
+            );
+        }
+    }
+    assert_eq!(
+        reads(&app.jc.calls()),
+        before + 1,
+        "no second attempt began"
+    );
+
+    app.jc.release_hung();
+    tokio::time::timeout(PATIENCE, async {
+        while app.state_of(ADA).await != RequestState::Ended {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the revocation finished once JumpCloud answered");
+    assert_eq!(removes(&app.jc.calls()).len(), 1);
+    let _ = stop.send(());
+    scheduler.await.unwrap();
 }
