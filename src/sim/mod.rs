@@ -5,6 +5,7 @@
 
 pub mod block_kit;
 pub mod jumpcloud;
+pub mod replicas;
 pub mod slack;
 pub mod slack_sender;
 pub mod teams;
