@@ -17,7 +17,10 @@
 //!   the command came from; approvers (`teams.approvers`: Entra ID object
 //!   ids or emails) are checked at every click, by looking the clicker up
 //!   in the approvals channel, so a changed email or a person who left the
-//!   channel counts at once.
+//!   channel counts at once. Members of `teams.approver_groups` (Entra ID
+//!   groups, nested ones included) approve too; the groups are asked of
+//!   Microsoft Graph at every click, uncached, as Slack's user groups are,
+//!   so a person taken out of a group can no longer decide.
 //!
 //! Calls about the approvals channel go to the configured
 //! `teams.service_url`; calls about a person's own conversations (their
@@ -36,6 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::connector::{Connector, TeamsMember};
+use super::graph::{Graph, GroupUser};
 use super::render::{self, People};
 use super::TeamsSettings;
 use crate::domain::{ChatUserId, ConversationReference, Email, Event, Notice, Request};
@@ -84,6 +88,8 @@ fn channel_of(conversation_id: &str) -> &str {
 /// Teams, as the engine's `Chat`.
 pub struct TeamsChat {
     connector: Connector,
+    /// Microsoft Graph, when `teams.approver_groups` names groups.
+    graph: Option<Graph>,
     settings: TeamsSettings,
     /// Where people's conversation references are kept.
     store: Arc<dyn Store>,
@@ -116,6 +122,8 @@ impl TeamsChat {
     pub fn new(settings: TeamsSettings, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Self {
         Self {
             connector: Connector::new(&settings, clock.clone()),
+            graph: (!settings.approver_groups.is_empty())
+                .then(|| Graph::new(&settings, clock.clone())),
             settings,
             store,
             clock,
@@ -419,6 +427,63 @@ impl TeamsChat {
     }
 }
 
+impl TeamsChat {
+    /// The clicker is looked up in the approvals channel (someone who is
+    /// not in it decides nothing); then the listed approvers; then every
+    /// group at once, each on its own, as for Slack's user groups: a group
+    /// that fails to resolve must not hide a member of another, and only
+    /// when the person is in none of the groups that answered, and some
+    /// group did not, is the answer unknown.
+    async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        let approvals = self.settings.approvals_conversation.clone();
+        let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
+            return Ok(false);
+        };
+        if is_listed(&self.settings.approvers, &member) {
+            return Ok(true);
+        }
+        let Some(graph) = &self.graph else {
+            return Ok(false);
+        };
+        let groups = self
+            .settings
+            .approver_groups
+            .iter()
+            .map(|group| graph.group_has(group, |u| is_them(&member, u)));
+        let mut failed = None;
+        for found in futures::future::join_all(groups).await {
+            match found {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "an approvers' Entra ID group did not resolve");
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Whether the group member `user` is the channel member `member`: by
+/// Entra ID object id, or, when Teams named none, by mail or sign-in name.
+fn is_them(member: &TeamsMember, user: &GroupUser) -> bool {
+    if let Some(id) = &member.aad_object_id {
+        return id.eq_ignore_ascii_case(&user.id);
+    }
+    let theirs = [user.mail.as_deref(), user.user_principal_name.as_deref()];
+    let ours = [
+        member.email.as_deref(),
+        member.user_principal_name.as_deref(),
+    ];
+    ours.iter()
+        .flatten()
+        .any(|a| theirs.iter().flatten().any(|b| a.eq_ignore_ascii_case(b)))
+}
+
 /// The people a message about `request` (and `event`) may name.
 fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     let mut people = vec![request.requester.clone()];
@@ -475,9 +540,7 @@ impl Chat for TeamsChat {
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
-        let approvals = self.settings.approvals_conversation.clone();
-        let member = bounded(limit, self.member_of(self.service_url(), &approvals, user)).await?;
-        Ok(member.is_some_and(|m| is_listed(&self.settings.approvers, &m)))
+        bounded(limit, self.is_approver_unbounded(user)).await
     }
 
     async fn deliver(

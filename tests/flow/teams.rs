@@ -571,3 +571,171 @@ async fn installing_the_bot_keeps_the_chat_so_direct_messages_open_no_new_conver
     assert_eq!(app.teams_dms("Mallory").len(), 2);
     assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
 }
+
+/// The Entra ID group of approvers in the group tests, and one nested in it.
+const ADMINS: &str = "0f1e2d3c-0000-4000-8000-00000000a001";
+const ON_CALL: &str = "0f1e2d3c-0000-4000-8000-00000000a002";
+
+/// A Teams app whose approvers are, besides Grace and Hopper, the members
+/// of [`ADMINS`]: three strangers, then [`ON_CALL`] with Mallory and Ada
+/// in it. Graph pages two members at a time, so finding Mallory takes
+/// paging.
+async fn spawn_with_groups() -> TestApp {
+    let app = spawn_teams_app_configured(|config| {
+        config.teams.as_mut().unwrap().approver_groups = vec![ADMINS.into()];
+    })
+    .await;
+    app.bf()
+        .set_group(ADMINS, &["aad-x1", "aad-x2", "aad-x3", ON_CALL]);
+    app.bf().set_group(ON_CALL, &["aad-mallory", "aad-ada"]);
+    app.bf().set_graph_page_size(2);
+    app
+}
+
+#[tokio::test]
+async fn a_member_of_an_approvers_group_nested_and_on_a_later_page_approves() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(verbs(&answer["value"]), ["tempadmin_revoke"]);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    assert_eq!(app.jc_ops(), ["add"]);
+
+    let graph = app.bf().graph_calls();
+    assert!(graph.len() >= 2, "the next pages were followed: {graph:?}");
+    assert!(graph.iter().all(|c| c.path
+        == format!("/v1.0/groups/{ADMINS}/transitiveMembers/microsoft.graph.user")
+        && c.query.starts_with("$select=id,mail,userPrincipalName")));
+    assert!(graph[1..].iter().all(|c| c.query.contains("$skiptoken=")));
+    let tokens: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/oauth2/v2.0/token"))
+        .map(|c| c.body["scope"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        tokens.contains(&"https://graph.microsoft.com/.default".to_owned())
+            && tokens.contains(&"https://api.botframework.com/.default".to_owned()),
+        "a token of its own for Graph: {tokens:?}"
+    );
+}
+
+#[tokio::test]
+async fn outside_the_groups_or_in_them_as_the_requester_nobody_decides() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    app.teams_click("Lin", "tempadmin_approve", data.clone())
+        .await;
+    app.teams_click("Ada", "tempadmin_approve", data.clone())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(app
+        .teams_dms("Lin")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+    assert!(app
+        .teams_dms("Ada")
+        .iter()
+        .any(|t| t.contains("can't decide your own request")));
+
+    // Exactly one decision: the first member's counts, the second is told.
+    app.teams_click("Mallory", "tempadmin_deny", data.clone())
+        .await;
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Denied
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(
+        app.teams_dms("Grace")
+            .iter()
+            .any(|t| t.contains("already denied")),
+        "{:?}",
+        app.teams_dms("Grace")
+    );
+}
+
+#[tokio::test]
+async fn a_person_taken_out_of_the_group_after_the_request_can_no_longer_decide() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    app.bf().remove_from_group(ON_CALL, "aad-mallory");
+    app.teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app
+        .teams_dms("Mallory")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+
+    // Put back, she counts again at her next click: nothing is cached.
+    app.bf().set_group(ON_CALL, &["aad-mallory"]);
+    app.teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+#[tokio::test]
+async fn graph_down_or_without_permission_decides_nothing_and_the_approver_is_told_to_try_again() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    app.bf().set_graph_down(true);
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_approve", data.clone())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        verbs(&answer["value"]),
+        ["tempadmin_approve", "tempadmin_deny"],
+        "the card still offers the decision"
+    );
+    app.bf().set_graph_down(false);
+    app.bf().set_graph_permission_granted(false);
+    app.teams_click("Mallory", "tempadmin_approve", data.clone())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+    let told: Vec<_> = app
+        .teams_dms("Mallory")
+        .into_iter()
+        .filter(|t| t.contains("Please try again in a minute"))
+        .collect();
+    assert_eq!(told.len(), 2, "{:?}", app.teams_dms("Mallory"));
+
+    // A listed approver does not need Graph.
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
