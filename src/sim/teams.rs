@@ -226,6 +226,8 @@ struct Inner {
     personal: BTreeMap<String, String>,
     /// How many 1:1 chats were opened again after being deleted.
     reopened: u64,
+    /// Conversations deleted by [`FakeBotFramework::delete_conversation`].
+    deleted: std::collections::BTreeSet<String>,
     /// Entra ID groups: object id → members' object ids (users, or other
     /// groups, whose members then count too).
     groups: BTreeMap<String, Vec<String>>,
@@ -418,6 +420,7 @@ impl FakeBotFramework {
         let mut inner = self.lock();
         inner.conversations.remove(conversation_id);
         inner.inbound.retain(|(c, _)| c != conversation_id);
+        inner.deleted.insert(conversation_id.to_owned());
     }
 
     /// Makes `group_id` an Entra ID group with these members: people's
@@ -1173,7 +1176,7 @@ fn create_conversation(inner: &mut Inner, region: &str, body: Option<Value>) -> 
         .get(user)
         .cloned()
         .unwrap_or_else(|| personal_id(user));
-    let id = if inner.conversations.contains_key(&current) || !inner.personal.contains_key(user) {
+    let id = if !inner.deleted.contains(&current) {
         current
     } else {
         inner.reopened += 1;

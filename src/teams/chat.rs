@@ -7,7 +7,9 @@
 //!   their conversation reference names (kept from the activities they
 //!   send, see [`ConversationReference`]), or one opened with
 //!   `POST /v3/conversations` and their tenant (Teams answers the existing
-//!   chat when there is one), which is then kept.
+//!   chat when there is one), which is then kept. A kept chat the
+//!   connector no longer knows (404: the person deleted it) is opened
+//!   again, once, and the new one kept.
 //! - Private answers go where the engine says (`reply_to`, see
 //!   [`Destination`]): the conversation a command came from, or the 1:1
 //!   chat of a person whose click was refused. Teams has no ephemeral
@@ -269,19 +271,34 @@ impl TeamsChat {
     }
 
     /// The bot's 1:1 chat with `user_id` and the Bot Connector it lives
-    /// on: the stored reference's, or one opened (`POST /v3/conversations`)
-    /// on the person's service URL with their tenant, and kept for next time.
-    async fn personal_conversation(&self, user_id: &str) -> Result<(String, String), ChatError> {
-        let user = ChatUserId::teams(user_id);
-        let known = self.reference_of(&user).await;
+    /// on: the stored reference's (`true`: it came from the store), or one
+    /// opened on the person's service URL with their tenant, and kept.
+    async fn personal_conversation(
+        &self,
+        user_id: &str,
+    ) -> Result<(String, String, bool), ChatError> {
+        let known = self.reference_of(&ChatUserId::teams(user_id)).await;
         if let Some(ConversationReference {
             service_url,
             conversation_id: Some(conversation),
             ..
         }) = &known
         {
-            return Ok((service_url.clone(), conversation.clone()));
+            return Ok((service_url.clone(), conversation.clone(), true));
         }
+        let (service_url, conversation) = self.open_personal_conversation(user_id, known).await?;
+        Ok((service_url, conversation, false))
+    }
+
+    /// Opens the 1:1 chat with `user_id` (`POST /v3/conversations`; Teams
+    /// answers the existing chat when there is one) on the service URL of
+    /// their reference `known`, with their tenant, and keeps its id.
+    async fn open_personal_conversation(
+        &self,
+        user_id: &str,
+        known: Option<ConversationReference>,
+    ) -> Result<(String, String), ChatError> {
+        let user = ChatUserId::teams(user_id);
         let service_url = known
             .as_ref()
             .map_or_else(|| self.service_url().to_owned(), |r| r.service_url.clone());
@@ -310,6 +327,36 @@ impl TeamsChat {
         Ok((service_url, conversation))
     }
 
+    /// Sends `activity` into the bot's 1:1 chat with `user_id`. When the
+    /// kept chat is gone (404: the person deleted it), it is opened again,
+    /// once, and the new one is kept and used.
+    async fn send_to_person(
+        &self,
+        user_id: &str,
+        activity: &serde_json::Value,
+    ) -> Result<(), ChatError> {
+        let (service_url, conversation, kept) = self.personal_conversation(user_id).await?;
+        let sent = self
+            .connector
+            .send_if_found(&service_url, &conversation, activity)
+            .await?;
+        if sent.is_some() {
+            return Ok(());
+        }
+        if !kept {
+            return Err(ChatError::Permanent(
+                "Teams: the 1:1 chat just opened was not found (404)".into(),
+            ));
+        }
+        tracing::info!("a kept Teams 1:1 chat is gone; opening it again");
+        let known = self.reference_of(&ChatUserId::teams(user_id)).await;
+        let (service_url, conversation) = self.open_personal_conversation(user_id, known).await?;
+        self.connector
+            .send_to_conversation(&service_url, &conversation, activity)
+            .await?;
+        Ok(())
+    }
+
     /// Sends `activity` to `destination`; a conversation the requester's
     /// command came from is on the requester's service URL.
     async fn send_to(
@@ -327,7 +374,7 @@ impl TeamsChat {
             Destination::Conversation(id) => {
                 (self.service_url_of(&request.requester).await, id.clone())
             }
-            Destination::Person(user) => self.personal_conversation(user).await?,
+            Destination::Person(user) => return self.send_to_person(user, activity).await,
         };
         self.connector
             .send_to_conversation(&service_url, &conversation, activity)

@@ -739,3 +739,59 @@ async fn graph_down_or_without_permission_decides_nothing_and_the_approver_is_to
         RequestState::Active
     );
 }
+
+/// Texts the bot posted in conversation `chat`, in order.
+fn texts_in(app: &TestApp, chat: &str) -> Vec<String> {
+    app.bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == chat)
+        .map(|a| a.activity["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chat_the_person_deleted_is_opened_again_once_and_kept() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let old_chat = app.teams_chat_of("Ada");
+    assert!(app.teams_dms("Ada").len() >= 2, "Ada's kept chat works");
+    app.bf().delete_conversation(&old_chat);
+
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    let new_chat = app
+        .bf()
+        .personal_conversation_of("29:ada")
+        .expect("the chat was opened again");
+    assert_ne!(new_chat, old_chat);
+    assert!(
+        texts_in(&app, &new_chat)
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        texts_in(&app, &new_chat)
+    );
+    assert_eq!(chats_created(&app), ["/emea/v3/conversations"], "once");
+    let kept = app
+        .engine
+        .store()
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:ada"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.conversation_id.as_deref(), Some(new_chat.as_str()));
+
+    // Later messages go straight to the new chat.
+    app.advance(21 * MIN).await;
+    assert!(texts_in(&app, &new_chat)
+        .last()
+        .unwrap()
+        .contains("have ended"));
+    assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
+}
