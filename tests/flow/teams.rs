@@ -795,3 +795,59 @@ async fn a_chat_the_person_deleted_is_opened_again_once_and_kept() {
         .contains("have ended"));
     assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
 }
+
+#[tokio::test]
+async fn a_click_keeps_where_the_person_is_served_but_not_the_channel_as_their_chat() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let ada = tempadmin::domain::ChatUserId::teams("29:ada");
+    let store = app.engine.store().clone();
+    let before = store.conversation_reference(&ada).await.unwrap().unwrap();
+    assert_eq!(before.conversation_id, Some(app.teams_chat_of("Ada")));
+
+    // Mallory never wrote to the bot and is served from the Americas: only
+    // her click can tell where to open her chat.
+    app.bf().set_region("29:mallory", "amer");
+    let mut click = teams_sender::card_action(
+        &app.bf().service_url_of("29:mallory"),
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        &teams_person("Mallory"),
+        "tempadmin_approve",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    click["id"] = json!(format!("f:{}", next_activity_id()));
+    assert_eq!(app.teams_post(&click).await.0, 200);
+    app.settle().await;
+    let mallory = store
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:mallory"))
+        .await
+        .unwrap()
+        .expect("the click kept her reference");
+    assert_eq!(mallory.service_url, app.bf().service_url_in("amer"));
+    assert_eq!(
+        mallory.tenant_id.as_deref(),
+        Some(tempadmin::sim::teams::TENANT_ID)
+    );
+    assert!(app
+        .teams_dms("Mallory")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+    assert_eq!(chats_created(&app), ["/amer/v3/conversations"]);
+
+    // Ada's click in the channel refreshes her sighting, not her chat.
+    app.advance(MIN).await;
+    app.teams_click("Ada", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    let after = store.conversation_reference(&ada).await.unwrap().unwrap();
+    assert!(after.seen_at > before.seen_at, "{after:?}");
+    assert_eq!(after.conversation_id, Some(app.teams_chat_of("Ada")));
+    assert!(app
+        .teams_dms("Ada")
+        .last()
+        .unwrap()
+        .contains("can't decide your own request"));
+    assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
+}
