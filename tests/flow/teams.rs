@@ -851,3 +851,82 @@ async fn a_click_keeps_where_the_person_is_served_but_not_the_channel_as_their_c
         .contains("can't decide your own request"));
     assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
 }
+
+#[tokio::test]
+async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_sighting() {
+    let app = spawn_teams_app().await;
+    let team = "19:team0000@thread.tacv2";
+    app.bf().add_channel(team, &["29:ada"]);
+    let install = teams_sender::team_install(
+        &app.bf().service_url(),
+        team,
+        &teams_person("Ada"),
+        app.clock.now(),
+    );
+    let (status, _) = app.teams_post(&install).await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert!(
+        app.bf().activities().is_empty(),
+        "no welcome: installs are not answered"
+    );
+    assert!(app.teams_requests_of("Ada").await.is_empty());
+
+    let store = app.engine.store().clone();
+    let ada = store
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:ada"))
+        .await
+        .unwrap()
+        .expect("the installer's sighting is kept");
+    assert_eq!(ada.service_url, app.bf().service_url());
+    assert_eq!(ada.conversation_id, None, "the team is not her 1:1 chat");
+    let bot = format!("28:{}", tempadmin::sim::teams::APP_ID);
+    assert_eq!(
+        store
+            .conversation_reference(&tempadmin::domain::ChatUserId::teams(&bot))
+            .await
+            .unwrap(),
+        None,
+        "the bot is not a person"
+    );
+
+    // Her direct messages then go to a 1:1 chat, never into the team.
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        team,
+        &teams_person("Ada"),
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    asked["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert!(
+        app.teams_dms("Ada")
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        app.teams_dms("Ada")
+    );
+    assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
+    let in_team: Vec<_> = app
+        .bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == team)
+        .collect();
+    assert!(
+        in_team
+            .iter()
+            .all(|a| a.reply_to.as_deref() == asked["id"].as_str()),
+        "only the answer to her command, in its thread: {in_team:?}"
+    );
+}
