@@ -141,6 +141,9 @@ struct FileTeams {
     service_url: Option<String>,
     #[serde(default)]
     approvers: Vec<String>,
+    #[serde(default)]
+    approver_groups: Vec<String>,
+    graph_url: Option<String>,
     openid_metadata_url: Option<String>,
     token_url: Option<String>,
     timeout: Option<GrantDuration>,
@@ -347,8 +350,22 @@ fn teams_settings(
         .approvals_conversation
         .filter(|c| !c.trim().is_empty())
         .context("teams.approvals_conversation is required: the channel's conversation id (19:…@thread.tacv2) where approval cards go")?;
-    if teams.approvers.iter().all(|a| a.trim().is_empty()) {
-        bail!("teams.approvers is empty: nobody could approve a request");
+    if teams
+        .approvers
+        .iter()
+        .chain(&teams.approver_groups)
+        .all(|a| a.trim().is_empty())
+    {
+        bail!(
+            "teams.approvers and teams.approver_groups are empty: nobody could approve a request"
+        );
+    }
+    if let Some(bad) = teams.approver_groups.iter().find(|g| !is_object_id(g)) {
+        bail!("teams.approver_groups entry `{bad}` is not an Entra ID group object id (a GUID)");
+    }
+    let tenant_id = teams.tenant_id.filter(|t| !t.trim().is_empty());
+    if !teams.approver_groups.is_empty() && tenant_id.is_none() {
+        bail!("teams.approver_groups needs teams.tenant_id: Microsoft Graph tokens for your groups come from your tenant");
     }
     let mut settings = TeamsSettings::new(
         app_id.trim(),
@@ -358,8 +375,16 @@ fn teams_settings(
             .service_url
             .unwrap_or_else(|| TEAMS_SERVICE_URL.into()),
     );
-    settings.tenant_id = teams.tenant_id.filter(|t| !t.trim().is_empty());
+    settings.tenant_id = tenant_id;
     settings.approvers = teams.approvers;
+    settings.approver_groups = teams
+        .approver_groups
+        .iter()
+        .map(|g| g.trim().to_owned())
+        .collect();
+    if let Some(url) = teams.graph_url {
+        settings.graph_url = url;
+    }
     if let Some(url) = teams.openid_metadata_url {
         settings.openid_metadata_url = url;
     }
@@ -376,6 +401,7 @@ fn teams_settings(
             settings.openid_metadata_url.as_str(),
         ),
         ("teams.token_url", settings.token_url.as_str()),
+        ("teams.graph_url", settings.graph_url.as_str()),
     ] {
         let ok = url::Url::parse(&url.replace("{tenant}", "t"))
             .is_ok_and(|u| crate::teams::is_allowed_url(&u));
@@ -384,6 +410,16 @@ fn teams_settings(
         }
     }
     Ok(settings)
+}
+
+/// An Entra ID object id: a GUID, `8-4-4-4-12` hexadecimal digits.
+fn is_object_id(text: &str) -> bool {
+    let groups: Vec<&str> = text.trim().split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn http(h: FileHttp) -> anyhow::Result<HttpConfig> {
@@ -523,6 +559,21 @@ mod tests {
         assert_eq!(c.http, HttpConfig::default());
         assert_eq!(c.metrics_listen, None);
         assert_eq!(c.policy, Policy::default());
+
+        // Its commented-out [teams] section is valid once uncommented.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if !rest.starts_with(' ') && !rest.is_empty() => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let c = Config::parse(&uncommented, env_with_teams).unwrap();
+        let t = c.teams.unwrap();
+        assert_eq!(t.approver_groups, ["22222222-2222-2222-2222-222222222222"]);
+        assert_eq!(t.graph_url, crate::teams::DEFAULT_GRAPH_URL);
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
     }
 
     #[test]
@@ -780,6 +831,31 @@ mod tests {
         ] {
             let text = TEAMS.replace(bad, "");
             let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
+            assert!(err.contains(key), "{key} not in {err}");
+        }
+        let text = TEAMS.replace(
+            "approvers = [\"grace@example.com\"]",
+            "approver_groups = [\"0F1E2D3C-0000-4000-8000-000000000001\"]",
+        );
+        let t = Config::parse(&text, env_with_teams).unwrap().teams.unwrap();
+        assert!(t.approvers.is_empty());
+        assert_eq!(t.approver_groups, ["0F1E2D3C-0000-4000-8000-000000000001"]);
+        assert_eq!(t.graph_url, crate::teams::DEFAULT_GRAPH_URL);
+        for (bad, key) in [
+            (
+                text.replace("0F1E2D3C-0000-4000-8000-000000000001", "admins"),
+                "teams.approver_groups",
+            ),
+            (
+                text.replace("tenant_id = \"contoso\"", ""),
+                "teams.tenant_id",
+            ),
+            (
+                format!("{text}\ngraph_url = \"http://graph.example.net\""),
+                "teams.graph_url",
+            ),
+        ] {
+            let err = format!("{:#}", Config::parse(&bad, env_with_teams).unwrap_err());
             assert!(err.contains(key), "{key} not in {err}");
         }
         let text = format!("{TEAMS}\nservice_url = \"http://smba.example.net/\"");

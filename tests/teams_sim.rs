@@ -55,12 +55,277 @@ async fn the_token_endpoint_checks_the_secret_and_the_scope_as_entra_id_does() {
     );
 
     let mut wrong_scope = good;
-    wrong_scope[3].1 = "https://graph.microsoft.com/.default";
+    wrong_scope[3].1 = "https://management.azure.com/.default";
     let (status, body) = token_answer(&fake, &wrong_scope).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_scope"))
     );
+}
+
+fn token_form(scope: &'static str) -> [(&'static str, &'static str); 4] {
+    [
+        ("grant_type", "client_credentials"),
+        ("client_id", APP_ID),
+        ("client_secret", APP_PASSWORD),
+        ("scope", scope),
+    ]
+}
+
+async fn token_for(fake: &FakeBotFramework, scope: &'static str) -> String {
+    let (status, body) = token_answer(fake, &token_form(scope)).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+const GRAPH: &str = "https://graph.microsoft.com/.default";
+const CONNECTOR: &str = "https://api.botframework.com/.default";
+const ADMINS: &str = "0f1e2d3c-0000-4000-8000-00000000a001";
+const NESTED: &str = "0f1e2d3c-0000-4000-8000-00000000a002";
+
+/// `GET {graph}/v1.0/{path}` with `token`; status and body.
+async fn graph_get(fake: &FakeBotFramework, path: &str, token: Option<&str>) -> (u16, Value) {
+    let url = if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        format!("{}/v1.0/{path}", fake.graph_url())
+    };
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_graph_scope_gets_a_token_for_graph_that_the_connector_refuses_and_back() {
+    let fake = FakeBotFramework::start().await;
+    fake.add_user(grace());
+    fake.set_group(ADMINS, &["aad-grace"]);
+    let graph_token = token_for(&fake, GRAPH).await;
+    let connector_token = token_for(&fake, CONNECTOR).await;
+    let members = format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user");
+
+    let post = |token: String| {
+        let url = format!(
+            "{}v3/conversations/{}/activities",
+            fake.service_url(),
+            APPROVALS_CONVERSATION
+        );
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"type": "message", "text": "hi"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(graph_token.clone()).await,
+        401,
+        "a Graph token is no good for the connector"
+    );
+    assert_eq!(post(connector_token.clone()).await, 201);
+
+    let (status, body) = graph_get(&fake, &members, Some(&connector_token)).await;
+    assert_eq!(status, 401, "a Bot Framework token is no good for Graph");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert!(body["error"]["innerError"]["request-id"].is_string());
+    let (status, body) = graph_get(&fake, &members, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("InvalidAuthenticationToken"))
+    );
+
+    let (status, body) = graph_get(&fake, &members, Some(&graph_token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"][0]["id"], "aad-grace");
+    assert_eq!(body["value"][0]["mail"], "grace@example.com");
+}
+
+#[tokio::test]
+async fn graph_lists_nested_members_page_by_page_with_next_links() {
+    let fake = FakeBotFramework::start().await;
+    fake.add_user(grace());
+    fake.set_group(ADMINS, &["aad-1", "aad-2", NESTED, "aad-3"]);
+    fake.set_group(NESTED, &["aad-grace", "aad-2", ADMINS]);
+    fake.set_graph_page_size(2);
+    let token = token_for(&fake, GRAPH).await;
+    let mut next = Some(format!(
+        "groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$select=id,mail,userPrincipalName&$top=999"
+    ));
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let (status, body) = graph_get(&fake, &path, Some(&token)).await;
+        assert_eq!(status, 200, "{body}");
+        pages += 1;
+        for user in body["value"].as_array().unwrap() {
+            assert_eq!(
+                user.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["id", "mail", "userPrincipalName"],
+                "only what $select names"
+            );
+            ids.push(user["id"].as_str().unwrap().to_owned());
+        }
+        assert!(body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .contains("#users(id,mail,userPrincipalName)"));
+        next = body["@odata.nextLink"].as_str().map(str::to_owned);
+        if let Some(link) = &next {
+            assert!(
+                link.starts_with(&fake.graph_url()) && link.contains("$skiptoken="),
+                "{link}"
+            );
+            assert!(
+                link.contains("$select=id,mail,userPrincipalName&$top=999&"),
+                "{link}"
+            );
+        }
+    }
+    assert_eq!(pages, 2);
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["aad-1", "aad-2", "aad-3", "aad-grace"],
+        "each member once, groups left out"
+    );
+
+    // Without the cast, nested groups are members too.
+    fake.set_graph_page_size(100);
+    let (_, body) = graph_get(
+        &fake,
+        &format!("groups/{ADMINS}/transitiveMembers?$top=10"),
+        Some(&token),
+    )
+    .await;
+    assert!(body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["@odata.type"] == "#microsoft.graph.group" && m["id"] == NESTED));
+}
+
+#[tokio::test]
+async fn graph_refuses_unknown_groups_bad_ids_bad_queries_and_a_missing_permission() {
+    let fake = FakeBotFramework::start().await;
+    fake.set_group(ADMINS, &["aad-grace"]);
+    let token = token_for(&fake, GRAPH).await;
+    let cases = [
+        (
+            "groups/0f1e2d3c-0000-4000-8000-00000000ffff/transitiveMembers/microsoft.graph.user"
+                .to_owned(),
+            404,
+            "Request_ResourceNotFound",
+        ),
+        (
+            "groups/admins/transitiveMembers/microsoft.graph.user".to_owned(),
+            400,
+            "Request_BadRequest",
+        ),
+        (
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$top=1000"),
+            400,
+            "Request_BadRequest",
+        ),
+        (
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$select=id,shoeSize"),
+            400,
+            "BadRequest",
+        ),
+        (
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$skiptoken=forged"),
+            400,
+            "Request_BadRequest",
+        ),
+        (format!("groups/{ADMINS}/owners"), 400, "BadRequest"),
+    ];
+    for (path, status, code) in &cases {
+        let (got, body) = graph_get(&fake, path, Some(&token)).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (*status, Some(*code)),
+            "{path}: {body}"
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+    fake.set_graph_permission_granted(false);
+    let (status, body) = graph_get(
+        &fake,
+        &format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("Authorization_RequestDenied"))
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_chat_answers_404_conversation_not_found_and_is_opened_again_under_a_new_id() {
+    let fake = FakeBotFramework::start().await;
+    fake.add_user(grace());
+    let token = token_for(&fake, CONNECTOR).await;
+    let http = &reqwest::Client::new();
+    let (fake_ref, token) = (&fake, &token);
+    let open = || async move {
+        let response = http
+            .post(format!("{}v3/conversations", fake_ref.service_url()))
+            .bearer_auth(token)
+            .json(&json!({
+                "bot": { "id": format!("28:{APP_ID}") },
+                "members": [{ "id": "29:1grace" }],
+                "isGroup": false,
+                "tenantId": TENANT_ID
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let post = move |chat: String| async move {
+        let response = http
+            .post(format!(
+                "{}v3/conversations/{chat}/activities",
+                fake_ref.service_url()
+            ))
+            .bearer_auth(token)
+            .json(&json!({"type": "message", "text": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    let chat = open().await;
+    assert_eq!(open().await, chat, "the existing chat is answered");
+    assert_eq!(post(chat.clone()).await.0, 201);
+    fake.delete_conversation(&chat);
+    let (status, body) = post(chat.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ConversationNotFound"))
+    );
+    let again = open().await;
+    assert_ne!(again, chat);
+    assert_eq!(
+        fake.personal_conversation_of("29:1grace"),
+        Some(again.clone())
+    );
+    assert_eq!(post(again).await.0, 201);
 }
 
 #[tokio::test]

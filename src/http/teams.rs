@@ -10,7 +10,10 @@
 //!   answer is an empty 200.
 //! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
 //!   answer is the refreshed card (Teams waits about 5 s for it).
-//!   Decisions count only from the approvals channel.
+//!   Decisions count only from the approvals channel. The clicker's
+//!   conversation reference is kept as for a message (their `serviceUrl`
+//!   and tenant; the conversation's id only when the card is in their 1:1
+//!   chat).
 //! - `conversationUpdate` (the bot installed for a person or added to a
 //!   team, people added to a team): the conversation reference of whoever
 //!   did it and of every person added is kept (their `serviceUrl`, tenant,
@@ -251,6 +254,13 @@ async fn invoke(
         return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response());
     };
     state.counters.interactions.fetch_add(1, Ordering::Relaxed);
+    // A click tells where the person is served now, as a message does; its
+    // conversation is their 1:1 chat only when the card is in it (a card in
+    // a channel must not become where their direct messages go).
+    let personal = str_at(activity, "/conversation/conversationType") == Some("personal");
+    if let Some(reference) = reference(state, activity, &user, personal) {
+        teams.chat.note_reference(&reference).await;
+    }
     let in_approvals = conversation
         .split_once(";messageid=")
         .map_or(conversation, |c| c.0)

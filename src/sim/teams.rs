@@ -9,14 +9,29 @@
 //!   ([`FakeBotFramework::authorization`]).
 //! - **Entra ID token endpoint** (`/{tenant}/oauth2/v2.0/token`): checks the
 //!   form (`grant_type=client_credentials`, client id, secret, scope
-//!   `https://api.botframework.com/.default`, the tenant) and answers with
+//!   `https://api.botframework.com/.default` or
+//!   `https://graph.microsoft.com/.default`, the tenant) and answers with
 //!   Entra ID's error shape (`invalid_client` under 401, `invalid_scope`…
-//!   under 400) when something is wrong.
+//!   under 400) when something is wrong. A token is for the one API its
+//!   scope names: the connector refuses a Graph token and Graph a
+//!   connector token, with 401.
+//! - **Microsoft Graph** (under [`FakeBotFramework::graph_url`], `/v1.0/…`):
+//!   Entra ID groups ([`FakeBotFramework::set_group`], nested groups
+//!   count) and `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
+//!   with `$select`, `$top` (1–999) and `@odata.nextLink` paging, at most
+//!   [`FakeBotFramework::set_graph_page_size`] a page; Graph's error shape
+//!   (`{"error":{"code","message","innerError"}}`) for 401
+//!   `InvalidAuthenticationToken`, 403 `Authorization_RequestDenied` (the
+//!   permission not granted), 404 `Request_ResourceNotFound`, 400
+//!   `Request_BadRequest` / `BadRequest`, 503 while down.
 //! - **Bot Connector** (under [`FakeBotFramework::service_url`], `/emea/v3/…`,
 //!   and the other [`REGIONS`]; a conversation answers only under its own
 //!   region's service URL, and a person's 1:1 chat is opened only under
 //!   theirs, [`FakeBotFramework::set_region`]):
-//!   post, reply, update, create a 1:1 conversation, get a member. Every
+//!   post, reply, update, create a 1:1 conversation, get a member. A
+//!   conversation can be deleted ([`FakeBotFramework::delete_conversation`],
+//!   a person deleting their chat with the bot): calls about it get 404
+//!   `ConversationNotFound`, and opening the 1:1 chat again gives a new id. Every
 //!   call needs a bearer token the token endpoint issued; refusals use the
 //!   Bot Framework's `{"error":{"code","message"}}` shape and the status
 //!   codes of Teams' documentation (404 `ConversationNotFound`,
@@ -50,7 +65,7 @@ use serde_json::{json, Value};
 
 use crate::domain::Timestamp;
 use crate::teams::{
-    TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE, BOT_FRAMEWORK_ISSUER, CONNECTOR_SCOPE,
+    TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE, BOT_FRAMEWORK_ISSUER, CONNECTOR_SCOPE, GRAPH_SCOPE,
 };
 
 /// The app id the simulations register their bot under.
@@ -103,6 +118,8 @@ pub struct TeamsCall {
     pub body: Value,
     /// The bearer token the call carried.
     pub bearer: Option<String>,
+    /// The query string as sent (`$select=…&$top=…`), empty when none.
+    pub query: String,
 }
 
 /// A person in the simulated tenant.
@@ -163,16 +180,63 @@ pub const REGIONS: [&str; 3] = ["emea", "amer", "apac"];
 /// The region people and channels are in unless a test moves them.
 const HOME_REGION: &str = "emea";
 
+/// Which API an issued token is for: Entra ID issues one audience per
+/// token, and each API refuses the other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Audience {
+    Connector,
+    Graph,
+}
+
+struct IssuedToken {
+    value: String,
+    audience: Audience,
+    /// The tenant whose token endpoint issued it.
+    tenant: String,
+}
+
+/// Graph's default page size for directory collections; `$top` asks for
+/// up to 999.
+const GRAPH_DEFAULT_PAGE: usize = 100;
+
+/// The user properties Graph returns when a request names no `$select`.
+const GRAPH_DEFAULT_USER_PROPERTIES: [&str; 4] = ["id", "displayName", "mail", "userPrincipalName"];
+
+/// The user properties the fake knows (asking for another is a 400).
+const GRAPH_USER_PROPERTIES: [&str; 6] = [
+    "id",
+    "displayName",
+    "mail",
+    "userPrincipalName",
+    "givenName",
+    "surname",
+];
+
 #[derive(Default)]
 struct Inner {
     keys: Vec<Arc<SimKey>>,
     signing_kid: String,
-    tokens: Vec<String>,
+    tokens: Vec<IssuedToken>,
     token_lifetime: u64,
     users: BTreeMap<String, SimUser>,
     /// People served by another region than [`HOME_REGION`].
     regions: BTreeMap<String, String>,
     conversations: BTreeMap<String, Conversation>,
+    /// The bot's current 1:1 chat with each person who has one.
+    personal: BTreeMap<String, String>,
+    /// How many 1:1 chats were opened again after being deleted.
+    reopened: u64,
+    /// Conversations deleted by [`FakeBotFramework::delete_conversation`].
+    deleted: std::collections::BTreeSet<String>,
+    /// Entra ID groups: object id → members' object ids (users, or other
+    /// groups, whose members then count too).
+    groups: BTreeMap<String, Vec<String>>,
+    /// The most members Graph puts on one page here (Graph pages as it
+    /// sees fit; a small value makes tests page).
+    graph_page_cap: usize,
+    /// Whether `GroupMember.Read.All` was granted (with admin consent).
+    graph_permission: bool,
+    graph_down: bool,
     activities: Vec<SimActivity>,
     /// Activities people sent (conversation, id): a bot may reply to them.
     inbound: Vec<(String, String)>,
@@ -224,6 +288,8 @@ impl FakeBotFramework {
             signing_kid: key.kid.clone(),
             keys: vec![Arc::new(key)],
             token_lifetime: 3599,
+            graph_page_cap: GRAPH_DEFAULT_PAGE,
+            graph_permission: true,
             ..Inner::default()
         };
         inner.conversations.insert(
@@ -255,6 +321,12 @@ impl FakeBotFramework {
     /// The token endpoint with a `{tenant}` placeholder (`teams.token_url`).
     pub fn token_url(&self) -> String {
         format!("http://{}/{{tenant}}/oauth2/v2.0/token", self.addr)
+    }
+
+    /// The Microsoft Graph base (`teams.graph_url`): Graph's API is under
+    /// `/v1.0/` of it.
+    pub fn graph_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The Bot Connector base, `http://127.0.0.1:PORT/emea/`: activities
@@ -297,6 +369,7 @@ impl FakeBotFramework {
         settings.tenant_id = Some(TENANT_ID.into());
         settings.openid_metadata_url = self.openid_metadata_url();
         settings.token_url = self.token_url();
+        settings.graph_url = self.graph_url();
         settings.timeout = Duration::from_secs(2);
         settings
     }
@@ -327,10 +400,71 @@ impl FakeBotFramework {
         );
     }
 
-    /// The 1:1 conversation id the bot has with `user_id`, once created.
+    /// The 1:1 conversation id the bot has with `user_id`, once created
+    /// (and while it is not deleted).
     pub fn personal_conversation_of(&self, user_id: &str) -> Option<String> {
-        let id = personal_id(user_id);
-        self.lock().conversations.contains_key(&id).then_some(id)
+        let inner = self.lock();
+        let id = inner
+            .personal
+            .get(user_id)
+            .cloned()
+            .unwrap_or_else(|| personal_id(user_id));
+        inner.conversations.contains_key(&id).then_some(id)
+    }
+
+    /// Deletes a conversation, as when a person deletes their chat with
+    /// the bot: from now on the connector answers every call about it with
+    /// 404 `ConversationNotFound`, and the bot must open the 1:1 chat again
+    /// (`POST /v3/conversations`), which the fake then gives a new id.
+    pub fn delete_conversation(&self, conversation_id: &str) {
+        let mut inner = self.lock();
+        inner.conversations.remove(conversation_id);
+        inner.inbound.retain(|(c, _)| c != conversation_id);
+        inner.deleted.insert(conversation_id.to_owned());
+    }
+
+    /// Makes `group_id` an Entra ID group with these members: people's
+    /// Entra ID object ids, or other groups' object ids (whose members then
+    /// belong to it too, as Graph's `transitiveMembers` counts them).
+    pub fn set_group(&self, group_id: &str, members: &[&str]) {
+        self.lock().groups.insert(
+            group_id.to_owned(),
+            members.iter().map(|m| (*m).to_owned()).collect(),
+        );
+    }
+
+    /// Takes `member` (an object id) out of `group_id`.
+    pub fn remove_from_group(&self, group_id: &str, member: &str) {
+        if let Some(members) = self.lock().groups.get_mut(group_id) {
+            members.retain(|m| m != member);
+        }
+    }
+
+    /// Graph puts at most `members` members on one page from now on.
+    pub fn set_graph_page_size(&self, members: usize) {
+        assert!(members > 0, "a page holds at least one member");
+        self.lock().graph_page_cap = members;
+    }
+
+    /// Whether the app was granted `GroupMember.Read.All`; without it Graph
+    /// answers 403 `Authorization_RequestDenied`.
+    pub fn set_graph_permission_granted(&self, granted: bool) {
+        self.lock().graph_permission = granted;
+    }
+
+    /// While down, Graph (only) answers 503.
+    pub fn set_graph_down(&self, down: bool) {
+        self.lock().graph_down = down;
+    }
+
+    /// The Graph calls received so far, in arrival order.
+    pub fn graph_calls(&self) -> Vec<TeamsCall> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.path.starts_with("/v1.0/"))
+            .cloned()
+            .collect()
     }
 
     /// Records that a person sent `activity` (as the Bot Framework Service
@@ -499,7 +633,7 @@ impl FakeBotFramework {
     }
 
     /// Forgets every issued token, as if they were revoked: the next
-    /// connector call with one is refused 401.
+    /// connector or Graph call with one is refused 401.
     pub fn revoke_tokens(&self) {
         self.lock().tokens.clear();
     }
@@ -530,11 +664,13 @@ impl FakeBotFramework {
         &self,
         method: &Method,
         segments: &[String],
+        query: &str,
         headers: &HeaderMap,
         body: &Bytes,
     ) -> Response {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (method.clone(), parts.as_slice()) {
+            (_, ["v1.0", rest @ ..]) => self.graph(method, rest, query, headers),
             (Method::GET, ["v1", ".well-known", "openidconfiguration"]) => self.metadata(),
             (Method::GET, ["v1", ".well-known", "keys"]) => self.keys(),
             (Method::POST, [tenant, "oauth2", "v2.0", "token"]) => {
@@ -622,7 +758,12 @@ impl FakeBotFramework {
                 "Invalid client secret provided.",
             );
         }
-        if field("scope") != CONNECTOR_SCOPE {
+        let audience = match field("scope") {
+            CONNECTOR_SCOPE => Audience::Connector,
+            GRAPH_SCOPE => Audience::Graph,
+            _ => Audience::Connector,
+        };
+        if field("scope") != CONNECTOR_SCOPE && field("scope") != GRAPH_SCOPE {
             return entra_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
@@ -632,10 +773,18 @@ impl FakeBotFramework {
         }
         let mut inner = self.lock();
         let token = format!(
-            "sim-bf-token-{}",
+            "sim-{}-token-{}",
+            match audience {
+                Audience::Connector => "bf",
+                Audience::Graph => "graph",
+            },
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
         );
-        inner.tokens.push(token.clone());
+        inner.tokens.push(IssuedToken {
+            value: token.clone(),
+            audience,
+            tenant: tenant.to_owned(),
+        });
         json_response(
             StatusCode::OK,
             json!({
@@ -645,6 +794,220 @@ impl FakeBotFramework {
                 "access_token": token
             }),
         )
+    }
+
+    /// Microsoft Graph under `/v1.0/`: a group's transitive members, as
+    /// `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
+    /// answers them, with `$select`, `$top` and `@odata.nextLink` paging
+    /// (`$skiptoken`), and Graph's refusals (`{"error":{"code","message",
+    /// "innerError"}}`): 401 `InvalidAuthenticationToken` without a Graph
+    /// token (a Bot Connector token included), 403
+    /// `Authorization_RequestDenied` without `GroupMember.Read.All`, 400
+    /// `Request_BadRequest` for an id that is not a GUID or a bad `$top` or
+    /// page token, 400 `BadRequest` for an unknown segment, property or
+    /// query option, 404 `Request_ResourceNotFound` for an unknown group.
+    fn graph(&self, method: &Method, rest: &[&str], query: &str, headers: &HeaderMap) -> Response {
+        let inner = self.lock();
+        let Some(token) = bearer(headers) else {
+            return graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token is empty.",
+            );
+        };
+        let Some(issued) = inner.tokens.iter().find(|t| t.value == token) else {
+            return graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "IDX14100: JWT is not well formed, there are no dots (.).",
+            );
+        };
+        if issued.audience != Audience::Graph {
+            return graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            );
+        }
+        if inner.graph_down {
+            let mut response = graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(10u32));
+            return response;
+        }
+        let (group, cast) = match rest {
+            ["groups", group, members] if members.eq_ignore_ascii_case("transitiveMembers") => {
+                (*group, false)
+            }
+            ["groups", group, members, cast]
+                if members.eq_ignore_ascii_case("transitiveMembers")
+                    && cast.eq_ignore_ascii_case("microsoft.graph.user") =>
+            {
+                (*group, true)
+            }
+            _ => {
+                let segment = rest.last().copied().unwrap_or("v1.0");
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Resource not found for the segment '{segment}'."),
+                );
+            }
+        };
+        if *method != Method::GET {
+            return graph_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                "The requested method is not allowed on this resource.",
+            );
+        }
+        let mut select = None;
+        let mut top = None;
+        let mut skip = None;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "$select" => select = Some(value.into_owned()),
+                "$top" => top = Some(value.into_owned()),
+                "$skiptoken" => skip = Some(value.into_owned()),
+                other if other.starts_with('$') => {
+                    return graph_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("Query option '{other}' is not supported by this fake."),
+                    )
+                }
+                _ => {}
+            }
+        }
+        if !inner.graph_permission {
+            return graph_error(
+                StatusCode::FORBIDDEN,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            );
+        }
+        if !is_guid(group) {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                &format!("Invalid object identifier '{group}'."),
+            );
+        }
+        let properties: Vec<String> = match &select {
+            None => GRAPH_DEFAULT_USER_PROPERTIES.map(str::to_owned).to_vec(),
+            Some(list) => list.split(',').map(|p| p.trim().to_owned()).collect(),
+        };
+        if let Some(unknown) = properties
+            .iter()
+            .find(|p| !GRAPH_USER_PROPERTIES.contains(&p.as_str()))
+        {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Parsing OData Select and Expand failed: Could not find a property named '{unknown}' on type 'microsoft.graph.user'."),
+            );
+        }
+        let page_size = match top.as_deref().map(str::parse::<usize>) {
+            None => GRAPH_DEFAULT_PAGE,
+            Some(Ok(n)) if (1..=999).contains(&n) => n,
+            Some(_) => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    &format!(
+                        "Invalid page size specified: '{}'. Must be between 1 and 999 inclusive.",
+                        top.unwrap_or_default()
+                    ),
+                )
+            }
+        }
+        .min(inner.graph_page_cap);
+        let offset = match skip.as_deref() {
+            None => 0,
+            Some(token) => match parse_skiptoken(token, group) {
+                Some(offset) => offset,
+                None => {
+                    return graph_error(
+                        StatusCode::BAD_REQUEST,
+                        "Request_BadRequest",
+                        "The specified page token value has expired and can no longer be included in your request.",
+                    )
+                }
+            },
+        };
+        // A token from another tenant sees another directory, without our groups.
+        let known = issued.tenant == TENANT_ID && inner.groups.contains_key(group);
+        if !known {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "Request_ResourceNotFound",
+                &format!("Resource '{group}' does not exist or one of its queried reference-property objects are not present."),
+            );
+        }
+        let members = transitive_members(&inner, group, cast);
+        let page: Vec<Value> = members
+            .iter()
+            .skip(offset)
+            .take(page_size)
+            .map(|member| match member {
+                Member::User(id) => {
+                    let user = inner.users.values().find(|u| u.aad_object_id == *id);
+                    let mut object = serde_json::Map::new();
+                    if !cast {
+                        object.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+                    }
+                    for property in &properties {
+                        let value = match (property.as_str(), user) {
+                            ("id", _) => json!(id),
+                            ("displayName", Some(u)) => json!(u.name),
+                            ("mail", Some(u)) => json!(u.email),
+                            ("userPrincipalName", Some(u)) => json!(u.user_principal_name),
+                            _ => Value::Null,
+                        };
+                        object.insert(property.clone(), value);
+                    }
+                    Value::Object(object)
+                }
+                Member::Group(id) => json!({ "@odata.type": "#microsoft.graph.group", "id": id }),
+            })
+            .collect();
+        let selected = select.map(|s| format!("({s})")).unwrap_or_default();
+        let mut body = json!({
+            "@odata.context": if cast {
+                format!("https://graph.microsoft.com/v1.0/$metadata#users{selected}")
+            } else {
+                "https://graph.microsoft.com/v1.0/$metadata#directoryObjects".to_owned()
+            },
+            "value": page
+        });
+        if offset + page_size < members.len() {
+            // Graph repeats the query as it was sent, `$` and all.
+            let mut next: Vec<String> = query
+                .split('&')
+                .filter(|part| {
+                    !part.is_empty()
+                        && !part.starts_with("$skiptoken=")
+                        && !part.starts_with("%24skiptoken=")
+                })
+                .map(str::to_owned)
+                .collect();
+            next.push(format!(
+                "$skiptoken={}",
+                skiptoken(group, offset + page_size)
+            ));
+            let path = rest.join("/");
+            body["@odata.nextLink"] = json!(format!(
+                "http://{}/v1.0/{path}?{}",
+                self.addr,
+                next.join("&")
+            ));
+        }
+        json_response(StatusCode::OK, body)
     }
 
     fn connector(
@@ -669,7 +1032,12 @@ impl FakeBotFramework {
             );
             return response;
         }
-        let authorized = bearer(headers).is_some_and(|t| inner.tokens.contains(&t));
+        let authorized = bearer(headers).is_some_and(|t| {
+            inner
+                .tokens
+                .iter()
+                .any(|i| i.value == t && i.audience == Audience::Connector)
+        });
         if !authorized {
             // The Bot Connector's answer to a missing or unknown token.
             return json_response(
@@ -801,9 +1169,22 @@ fn create_conversation(inner: &mut Inner, region: &str, body: Option<Value>) -> 
             "The member is not served by this service URL.",
         );
     }
-    let id = personal_id(user);
+    // Teams answers the existing chat; one the person deleted is opened
+    // anew, here under a new id (the bot must use the id it is given).
+    let current = inner
+        .personal
+        .get(user)
+        .cloned()
+        .unwrap_or_else(|| personal_id(user));
+    let id = if !inner.deleted.contains(&current) {
+        current
+    } else {
+        inner.reopened += 1;
+        format!("{}.r{}", personal_id(user), inner.reopened)
+    };
     let user = user.to_owned();
     let region = region.to_owned();
+    inner.personal.insert(user.clone(), id.clone());
     inner
         .conversations
         .entry(id.clone())
@@ -1008,6 +1389,93 @@ fn activity_not_found() -> Response {
     )
 }
 
+/// A directory object among a group's transitive members.
+enum Member {
+    User(String),
+    Group(String),
+}
+
+/// The members of `group` and of every group nested in it, each once, in
+/// the order they were added; groups only when not cast to users.
+fn transitive_members(inner: &Inner, group: &str, users_only: bool) -> Vec<Member> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut stack = vec![group.to_owned()];
+    seen.insert(group.to_owned());
+    while let Some(current) = stack.pop() {
+        for member in inner.groups.get(&current).into_iter().flatten() {
+            if !seen.insert(member.clone()) {
+                continue;
+            }
+            if inner.groups.contains_key(member) {
+                if !users_only {
+                    out.push(Member::Group(member.clone()));
+                }
+                stack.push(member.clone());
+            } else {
+                out.push(Member::User(member.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// An opaque page token for `group` from `offset` on.
+fn skiptoken(group: &str, offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{group}|{offset}"))
+}
+
+fn parse_skiptoken(token: &str, group: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (for_group, offset) = text.split_once('|')?;
+    (for_group == group).then(|| offset.parse().ok()).flatten()
+}
+
+/// Whether `text` is a GUID, as Entra ID object ids are.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A refusal in Microsoft Graph's error shape.
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let request_id = uuid_like();
+    json_response(
+        status,
+        json!({
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    "request-id": request_id,
+                    "client-request-id": request_id
+                }
+            }
+        }),
+    )
+}
+
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 fn bf_error(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(
         status,
@@ -1097,6 +1565,7 @@ async fn handle(
             path,
             body: recorded,
             bearer: bearer(&headers),
+            query: uri.query().unwrap_or_default().to_owned(),
         });
         (inner.down, inner.hanging)
     };
@@ -1110,5 +1579,11 @@ async fn handle(
             "Service unavailable.",
         );
     }
-    fake.route(&method, &segments, &headers, &body)
+    fake.route(
+        &method,
+        &segments,
+        uri.query().unwrap_or_default(),
+        &headers,
+        &body,
+    )
 }

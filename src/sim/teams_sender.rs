@@ -157,6 +157,30 @@ pub fn personal_install(service_url: &str, user: &SimUser, now: Timestamp) -> Va
     activity
 }
 
+/// `installer` added the bot to a team: a `conversationUpdate` in the
+/// team's General channel (whose conversation id is the team's id), from
+/// them, adding the bot, with `eventType: teamMemberAdded` and the team in
+/// `channelData`, as Teams sends it.
+pub fn team_install(
+    service_url: &str,
+    team_id: &str,
+    installer: &SimUser,
+    now: Timestamp,
+) -> Value {
+    let mut activity = conversation_update(service_url, team_id, &[bot_account()], now);
+    activity["from"] = user_account(installer);
+    activity["channelData"] = json!({
+        "team": {
+            "id": team_id,
+            "name": "IT",
+            "aadGroupId": "00000000-0000-4000-8000-0000000000ee"
+        },
+        "eventType": "teamMemberAdded",
+        "tenant": { "id": TENANT_ID }
+    });
+    activity
+}
+
 /// The bot's own account, as `membersAdded` names it when it is installed.
 pub fn bot_member() -> Value {
     bot_account()

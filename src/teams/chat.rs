@@ -7,7 +7,9 @@
 //!   their conversation reference names (kept from the activities they
 //!   send, see [`ConversationReference`]), or one opened with
 //!   `POST /v3/conversations` and their tenant (Teams answers the existing
-//!   chat when there is one), which is then kept.
+//!   chat when there is one), which is then kept. A kept chat the
+//!   connector no longer knows (404: the person deleted it) is opened
+//!   again, once, and the new one kept.
 //! - Private answers go where the engine says (`reply_to`, see
 //!   [`Destination`]): the conversation a command came from, or the 1:1
 //!   chat of a person whose click was refused. Teams has no ephemeral
@@ -17,7 +19,10 @@
 //!   the command came from; approvers (`teams.approvers`: Entra ID object
 //!   ids or emails) are checked at every click, by looking the clicker up
 //!   in the approvals channel, so a changed email or a person who left the
-//!   channel counts at once.
+//!   channel counts at once. Members of `teams.approver_groups` (Entra ID
+//!   groups, nested ones included) approve too; the groups are asked of
+//!   Microsoft Graph at every click, uncached, as Slack's user groups are,
+//!   so a person taken out of a group can no longer decide.
 //!
 //! Calls about the approvals channel go to the configured
 //! `teams.service_url`; calls about a person's own conversations (their
@@ -36,6 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::connector::{Connector, TeamsMember};
+use super::graph::{Graph, GroupUser};
 use super::render::{self, People};
 use super::TeamsSettings;
 use crate::domain::{ChatUserId, ConversationReference, Email, Event, Notice, Request};
@@ -84,6 +90,8 @@ fn channel_of(conversation_id: &str) -> &str {
 /// Teams, as the engine's `Chat`.
 pub struct TeamsChat {
     connector: Connector,
+    /// Microsoft Graph, when `teams.approver_groups` names groups.
+    graph: Option<Graph>,
     settings: TeamsSettings,
     /// Where people's conversation references are kept.
     store: Arc<dyn Store>,
@@ -116,6 +124,8 @@ impl TeamsChat {
     pub fn new(settings: TeamsSettings, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Self {
         Self {
             connector: Connector::new(&settings, clock.clone()),
+            graph: (!settings.approver_groups.is_empty())
+                .then(|| Graph::new(&settings, clock.clone())),
             settings,
             store,
             clock,
@@ -261,19 +271,34 @@ impl TeamsChat {
     }
 
     /// The bot's 1:1 chat with `user_id` and the Bot Connector it lives
-    /// on: the stored reference's, or one opened (`POST /v3/conversations`)
-    /// on the person's service URL with their tenant, and kept for next time.
-    async fn personal_conversation(&self, user_id: &str) -> Result<(String, String), ChatError> {
-        let user = ChatUserId::teams(user_id);
-        let known = self.reference_of(&user).await;
+    /// on: the stored reference's (`true`: it came from the store), or one
+    /// opened on the person's service URL with their tenant, and kept.
+    async fn personal_conversation(
+        &self,
+        user_id: &str,
+    ) -> Result<(String, String, bool), ChatError> {
+        let known = self.reference_of(&ChatUserId::teams(user_id)).await;
         if let Some(ConversationReference {
             service_url,
             conversation_id: Some(conversation),
             ..
         }) = &known
         {
-            return Ok((service_url.clone(), conversation.clone()));
+            return Ok((service_url.clone(), conversation.clone(), true));
         }
+        let (service_url, conversation) = self.open_personal_conversation(user_id, known).await?;
+        Ok((service_url, conversation, false))
+    }
+
+    /// Opens the 1:1 chat with `user_id` (`POST /v3/conversations`; Teams
+    /// answers the existing chat when there is one) on the service URL of
+    /// their reference `known`, with their tenant, and keeps its id.
+    async fn open_personal_conversation(
+        &self,
+        user_id: &str,
+        known: Option<ConversationReference>,
+    ) -> Result<(String, String), ChatError> {
+        let user = ChatUserId::teams(user_id);
         let service_url = known
             .as_ref()
             .map_or_else(|| self.service_url().to_owned(), |r| r.service_url.clone());
@@ -302,6 +327,36 @@ impl TeamsChat {
         Ok((service_url, conversation))
     }
 
+    /// Sends `activity` into the bot's 1:1 chat with `user_id`. When the
+    /// kept chat is gone (404: the person deleted it), it is opened again,
+    /// once, and the new one is kept and used.
+    async fn send_to_person(
+        &self,
+        user_id: &str,
+        activity: &serde_json::Value,
+    ) -> Result<(), ChatError> {
+        let (service_url, conversation, kept) = self.personal_conversation(user_id).await?;
+        let sent = self
+            .connector
+            .send_if_found(&service_url, &conversation, activity)
+            .await?;
+        if sent.is_some() {
+            return Ok(());
+        }
+        if !kept {
+            return Err(ChatError::Permanent(
+                "Teams: the 1:1 chat just opened was not found (404)".into(),
+            ));
+        }
+        tracing::info!("a kept Teams 1:1 chat is gone; opening it again");
+        let known = self.reference_of(&ChatUserId::teams(user_id)).await;
+        let (service_url, conversation) = self.open_personal_conversation(user_id, known).await?;
+        self.connector
+            .send_to_conversation(&service_url, &conversation, activity)
+            .await?;
+        Ok(())
+    }
+
     /// Sends `activity` to `destination`; a conversation the requester's
     /// command came from is on the requester's service URL.
     async fn send_to(
@@ -319,7 +374,7 @@ impl TeamsChat {
             Destination::Conversation(id) => {
                 (self.service_url_of(&request.requester).await, id.clone())
             }
-            Destination::Person(user) => self.personal_conversation(user).await?,
+            Destination::Person(user) => return self.send_to_person(user, activity).await,
         };
         self.connector
             .send_to_conversation(&service_url, &conversation, activity)
@@ -419,6 +474,63 @@ impl TeamsChat {
     }
 }
 
+impl TeamsChat {
+    /// The clicker is looked up in the approvals channel (someone who is
+    /// not in it decides nothing); then the listed approvers; then every
+    /// group at once, each on its own, as for Slack's user groups: a group
+    /// that fails to resolve must not hide a member of another, and only
+    /// when the person is in none of the groups that answered, and some
+    /// group did not, is the answer unknown.
+    async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+        let approvals = self.settings.approvals_conversation.clone();
+        let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
+            return Ok(false);
+        };
+        if is_listed(&self.settings.approvers, &member) {
+            return Ok(true);
+        }
+        let Some(graph) = &self.graph else {
+            return Ok(false);
+        };
+        let groups = self
+            .settings
+            .approver_groups
+            .iter()
+            .map(|group| graph.group_has(group, |u| is_them(&member, u)));
+        let mut failed = None;
+        for found in futures::future::join_all(groups).await {
+            match found {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "an approvers' Entra ID group did not resolve");
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Whether the group member `user` is the channel member `member`: by
+/// Entra ID object id, or, when Teams named none, by mail or sign-in name.
+fn is_them(member: &TeamsMember, user: &GroupUser) -> bool {
+    if let Some(id) = &member.aad_object_id {
+        return id.eq_ignore_ascii_case(&user.id);
+    }
+    let theirs = [user.mail.as_deref(), user.user_principal_name.as_deref()];
+    let ours = [
+        member.email.as_deref(),
+        member.user_principal_name.as_deref(),
+    ];
+    ours.iter()
+        .flatten()
+        .any(|a| theirs.iter().flatten().any(|b| a.eq_ignore_ascii_case(b)))
+}
+
 /// The people a message about `request` (and `event`) may name.
 fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     let mut people = vec![request.requester.clone()];
@@ -475,9 +587,7 @@ impl Chat for TeamsChat {
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
-        let approvals = self.settings.approvals_conversation.clone();
-        let member = bounded(limit, self.member_of(self.service_url(), &approvals, user)).await?;
-        Ok(member.is_some_and(|m| is_listed(&self.settings.approvers, &m)))
+        bounded(limit, self.is_approver_unbounded(user)).await
     }
 
     async fn deliver(

@@ -22,25 +22,23 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{header, Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::token::{retry_after, TokenSource};
 use super::{
     describe, is_allowed_url, read_capped, TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE,
     CONNECTOR_SCOPE,
 };
-use crate::domain::Timestamp;
 use crate::engine::ports::{ChatError, Clock};
 
-/// A token is renewed this long before Entra ID says it expires, so a call
-/// never sets out with a token that lapses on the way.
-pub const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(5 * 60);
+pub use super::token::TOKEN_RENEWAL_MARGIN;
 
 /// What `encodeURIComponent` leaves alone (the SDKs encode ids with it):
 /// letters, digits and `-_.!~*'()`. Everything else, `:`, `@`, `;`, `=` and
 /// `/` included, is percent-encoded, so an id is always one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -98,32 +96,16 @@ pub fn thread_conversation_id(channel_conversation_id: &str, root_activity_id: &
 
 /// The Bot Connector client. Cheap to share behind an `Arc`.
 pub struct Connector {
-    app_id: String,
-    app_password: SecretString,
-    token_url: String,
     http: reqwest::Client,
-    clock: Arc<dyn Clock>,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
+    tokens: TokenSource,
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
-            .field("app_id", &self.app_id)
-            .field("token_url", &self.token_url)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
-}
-
-struct CachedToken {
-    value: SecretString,
-    renew_at: Timestamp,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
 }
 
 #[derive(Deserialize)]
@@ -135,13 +117,18 @@ impl Connector {
     /// A client for these settings; `clock` decides when the cached token
     /// is due for renewal. Calls are bounded by `settings.timeout`.
     pub fn new(settings: &TeamsSettings, clock: Arc<dyn Clock>) -> Self {
+        let http = super::http_client(settings.timeout);
         Self {
-            app_id: settings.app_id.clone(),
-            app_password: settings.app_password.clone(),
-            token_url: settings.resolved_token_url(),
-            http: super::http_client(settings.timeout),
-            clock,
-            token: tokio::sync::Mutex::new(None),
+            tokens: TokenSource::new(
+                &settings.app_id,
+                &settings.app_password,
+                settings.resolved_token_url(),
+                CONNECTOR_SCOPE,
+                "Teams",
+                http.clone(),
+                clock,
+            ),
+            http,
         }
     }
 
@@ -153,12 +140,28 @@ impl Connector {
         conversation_id: &str,
         activity: &Value,
     ) -> Result<String, ChatError> {
+        self.send_if_found(service_url, conversation_id, activity)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// [`send_to_conversation`](Self::send_to_conversation), but `None`
+    /// when the connector answers 404: the conversation is gone (a person
+    /// deleted their chat with the bot) or was never there.
+    pub async fn send_if_found(
+        &self,
+        service_url: &str,
+        conversation_id: &str,
+        activity: &Value,
+    ) -> Result<Option<String>, ChatError> {
         let url = endpoint(
             service_url,
             &["v3", "conversations", conversation_id, "activities"],
         )?;
-        let answer: ResourceResponse = self.call(Method::POST, url, Some(activity)).await?;
-        Ok(answer.id)
+        match self.send(Method::POST, url, Some(activity)).await? {
+            Sent::NotFound => Ok(None),
+            Sent::Ok(bytes) => parse::<ResourceResponse>(&bytes).map(|a| Some(a.id)),
+        }
     }
 
     /// Replies to an activity: in a channel, into its thread
@@ -222,7 +225,7 @@ impl Connector {
     ) -> Result<String, ChatError> {
         let url = endpoint(service_url, &["v3", "conversations"])?;
         let body = json!({
-            "bot": { "id": format!("28:{}", self.app_id) },
+            "bot": { "id": format!("28:{}", self.tokens.app_id()) },
             "members": [{ "id": user_id }],
             "isGroup": false,
             "tenantId": tenant_id,
@@ -259,9 +262,7 @@ impl Connector {
     ) -> Result<T, ChatError> {
         match self.send(method, url, body).await? {
             Sent::Ok(bytes) => parse(&bytes),
-            Sent::NotFound => Err(ChatError::Permanent(
-                "Teams: no such conversation or activity (404)".into(),
-            )),
+            Sent::NotFound => Err(not_found()),
         }
     }
 
@@ -273,7 +274,7 @@ impl Connector {
         body: Option<&Value>,
     ) -> Result<Sent, ChatError> {
         for attempt in 0..2 {
-            let token = self.token(attempt > 0).await?;
+            let token = self.tokens.token(attempt > 0).await?;
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -309,74 +310,10 @@ impl Connector {
             "Teams connector refused a fresh token (401): check teams.app_id, the tenant and the bot's registration".into(),
         ))
     }
+}
 
-    /// A token for the connector: the cached one unless it is due for
-    /// renewal or `renew` is set.
-    async fn token(&self, renew: bool) -> Result<SecretString, ChatError> {
-        let mut cached = self.token.lock().await;
-        let now = self.clock.now();
-        if let Some(token) = cached.as_ref() {
-            if !renew && now < token.renew_at {
-                return Ok(token.value.clone());
-            }
-        }
-        *cached = None;
-        let fresh = self.fetch_token(now).await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
-    }
-
-    async fn fetch_token(&self, now: Timestamp) -> Result<CachedToken, ChatError> {
-        let url = url::Url::parse(&self.token_url)
-            .map_err(|_| ChatError::Permanent("teams.token_url is not a URL".into()))?;
-        if !is_allowed_url(&url) {
-            return Err(ChatError::Permanent(
-                "teams.token_url must be https (plain http only on loopback)".into(),
-            ));
-        }
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.app_id.as_str()),
-            ("client_secret", self.app_password.expose_secret()),
-            ("scope", CONNECTOR_SCOPE),
-        ];
-        let response = self
-            .http
-            .post(url)
-            .header(header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ChatError::Transient(format!("Teams token endpoint: {}", describe(e))))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let bytes = read_capped(response)
-            .await
-            .map_err(|e| ChatError::Transient(format!("Teams token endpoint: {e}")))?;
-        if !status.is_success() {
-            return Err(match status.as_u16() {
-                429 => ChatError::RateLimited { retry_after },
-                500..=599 => ChatError::Transient(format!("Teams token endpoint: HTTP {status}")),
-                _ => ChatError::Permanent(format!(
-                    "Teams token endpoint refused the app credentials (HTTP {status}{}): check teams.app_id, TEAMS_APP_PASSWORD and the tenant",
-                    entra_error(&bytes).map(|c| format!(", {c}")).unwrap_or_default()
-                )),
-            });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|_| ChatError::Transient("Teams token endpoint: unexpected answer".into()))?;
-        let lifetime = Duration::from_secs(answer.expires_in);
-        // A short-lived token is renewed halfway through instead.
-        let keep = lifetime
-            .checked_sub(TOKEN_RENEWAL_MARGIN)
-            .filter(|keep| *keep >= lifetime / 2)
-            .unwrap_or(lifetime / 2);
-        Ok(CachedToken {
-            value: SecretString::from(answer.access_token),
-            renew_at: now + chrono::TimeDelta::from_std(keep).unwrap_or_default(),
-        })
-    }
+fn not_found() -> ChatError {
+    ChatError::Permanent("Teams: no such conversation or activity (404)".into())
 }
 
 enum Sent {
@@ -426,29 +363,6 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> C
         412 | 500..=599 => ChatError::Transient(what),
         _ => ChatError::Permanent(what),
     }
-}
-
-/// Entra ID's error word (`invalid_client`…) and code (`AADSTS7000215`),
-/// never its description, which can quote the request.
-fn entra_error(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let error = v["error"].as_str()?;
-    let code = v["error_codes"][0].as_u64();
-    Some(match code {
-        Some(code) => format!("{error} AADSTS{code}"),
-        None => error.to_owned(),
-    })
-}
-
-fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@
 pub mod auth;
 pub mod chat;
 pub mod connector;
+pub mod graph;
 pub mod package;
 pub mod render;
+mod token;
 
 use std::time::Duration;
 
@@ -42,6 +44,12 @@ pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/
 
 /// The scope of the client-credentials token the Bot Connector accepts.
 pub const CONNECTOR_SCOPE: &str = "https://api.botframework.com/.default";
+
+/// The scope of the client-credentials token Microsoft Graph accepts.
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Microsoft Graph, where Entra ID group members are looked up.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 
 /// `contentType` of an Adaptive Card attachment.
 pub const ADAPTIVE_CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
@@ -68,11 +76,17 @@ pub struct TeamsSettings {
     pub service_url: String,
     /// Approvers: Entra ID object ids or email addresses.
     pub approvers: Vec<String>,
+    /// Entra ID groups (object ids) whose members, direct or nested, also
+    /// approve; asked of Microsoft Graph at every click.
+    pub approver_groups: Vec<String>,
+    /// The Microsoft Graph base (`https://graph.microsoft.com`).
+    pub graph_url: String,
     /// The OpenID metadata document that names the signing keys' `jwks_uri`.
     pub openid_metadata_url: String,
     /// The token endpoint; may contain `{tenant}` (see [`DEFAULT_TOKEN_URL`]).
     pub token_url: String,
-    /// How long one outbound call (metadata, keys, token, connector) may take.
+    /// How long one outbound call (metadata, keys, token, connector, Graph)
+    /// may take.
     pub timeout: Duration,
 }
 
@@ -92,6 +106,8 @@ impl TeamsSettings {
             approvals_conversation: approvals_conversation.into(),
             service_url: service_url.into(),
             approvers: Vec::new(),
+            approver_groups: Vec::new(),
+            graph_url: DEFAULT_GRAPH_URL.into(),
             openid_metadata_url: DEFAULT_OPENID_METADATA_URL.into(),
             token_url: DEFAULT_TOKEN_URL.into(),
             timeout: Duration::from_secs(5),

@@ -571,3 +571,362 @@ async fn installing_the_bot_keeps_the_chat_so_direct_messages_open_no_new_conver
     assert_eq!(app.teams_dms("Mallory").len(), 2);
     assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
 }
+
+/// The Entra ID group of approvers in the group tests, and one nested in it.
+const ADMINS: &str = "0f1e2d3c-0000-4000-8000-00000000a001";
+const ON_CALL: &str = "0f1e2d3c-0000-4000-8000-00000000a002";
+
+/// A Teams app whose approvers are, besides Grace and Hopper, the members
+/// of [`ADMINS`]: three strangers, then [`ON_CALL`] with Mallory and Ada
+/// in it. Graph pages two members at a time, so finding Mallory takes
+/// paging.
+async fn spawn_with_groups() -> TestApp {
+    let app = spawn_teams_app_configured(|config| {
+        config.teams.as_mut().unwrap().approver_groups = vec![ADMINS.into()];
+    })
+    .await;
+    app.bf()
+        .set_group(ADMINS, &["aad-x1", "aad-x2", "aad-x3", ON_CALL]);
+    app.bf().set_group(ON_CALL, &["aad-mallory", "aad-ada"]);
+    app.bf().set_graph_page_size(2);
+    app
+}
+
+#[tokio::test]
+async fn a_member_of_an_approvers_group_nested_and_on_a_later_page_approves() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(verbs(&answer["value"]), ["tempadmin_revoke"]);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    assert_eq!(app.jc_ops(), ["add"]);
+
+    let graph = app.bf().graph_calls();
+    assert!(graph.len() >= 2, "the next pages were followed: {graph:?}");
+    assert!(graph.iter().all(|c| c.path
+        == format!("/v1.0/groups/{ADMINS}/transitiveMembers/microsoft.graph.user")
+        && c.query.starts_with("$select=id,mail,userPrincipalName")));
+    assert!(graph[1..].iter().all(|c| c.query.contains("$skiptoken=")));
+    let tokens: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/oauth2/v2.0/token"))
+        .map(|c| c.body["scope"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        tokens.contains(&"https://graph.microsoft.com/.default".to_owned())
+            && tokens.contains(&"https://api.botframework.com/.default".to_owned()),
+        "a token of its own for Graph: {tokens:?}"
+    );
+}
+
+#[tokio::test]
+async fn outside_the_groups_or_in_them_as_the_requester_nobody_decides() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    app.teams_click("Lin", "tempadmin_approve", data.clone())
+        .await;
+    app.teams_click("Ada", "tempadmin_approve", data.clone())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(app
+        .teams_dms("Lin")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+    assert!(app
+        .teams_dms("Ada")
+        .iter()
+        .any(|t| t.contains("can't decide your own request")));
+
+    // Exactly one decision: the first member's counts, the second is told.
+    app.teams_click("Mallory", "tempadmin_deny", data.clone())
+        .await;
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Denied
+    );
+    assert!(app.jc_ops().is_empty());
+    assert!(
+        app.teams_dms("Grace")
+            .iter()
+            .any(|t| t.contains("already denied")),
+        "{:?}",
+        app.teams_dms("Grace")
+    );
+}
+
+#[tokio::test]
+async fn a_person_taken_out_of_the_group_after_the_request_can_no_longer_decide() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    app.bf().remove_from_group(ON_CALL, "aad-mallory");
+    app.teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app
+        .teams_dms("Mallory")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+
+    // Put back, she counts again at her next click: nothing is cached.
+    app.bf().set_group(ON_CALL, &["aad-mallory"]);
+    app.teams_click("Mallory", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+#[tokio::test]
+async fn graph_down_or_without_permission_decides_nothing_and_the_approver_is_told_to_try_again() {
+    let app = spawn_with_groups().await;
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    app.bf().set_graph_down(true);
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_approve", data.clone())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        verbs(&answer["value"]),
+        ["tempadmin_approve", "tempadmin_deny"],
+        "the card still offers the decision"
+    );
+    app.bf().set_graph_down(false);
+    app.bf().set_graph_permission_granted(false);
+    app.teams_click("Mallory", "tempadmin_approve", data.clone())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+    let told: Vec<_> = app
+        .teams_dms("Mallory")
+        .into_iter()
+        .filter(|t| t.contains("Please try again in a minute"))
+        .collect();
+    assert_eq!(told.len(), 2, "{:?}", app.teams_dms("Mallory"));
+
+    // A listed approver does not need Graph.
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+/// Texts the bot posted in conversation `chat`, in order.
+fn texts_in(app: &TestApp, chat: &str) -> Vec<String> {
+    app.bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == chat)
+        .map(|a| a.activity["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chat_the_person_deleted_is_opened_again_once_and_kept() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let old_chat = app.teams_chat_of("Ada");
+    assert!(app.teams_dms("Ada").len() >= 2, "Ada's kept chat works");
+    app.bf().delete_conversation(&old_chat);
+
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    let new_chat = app
+        .bf()
+        .personal_conversation_of("29:ada")
+        .expect("the chat was opened again");
+    assert_ne!(new_chat, old_chat);
+    assert!(
+        texts_in(&app, &new_chat)
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        texts_in(&app, &new_chat)
+    );
+    assert_eq!(chats_created(&app), ["/emea/v3/conversations"], "once");
+    let kept = app
+        .engine
+        .store()
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:ada"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.conversation_id.as_deref(), Some(new_chat.as_str()));
+
+    // Later messages go straight to the new chat.
+    app.advance(21 * MIN).await;
+    assert!(texts_in(&app, &new_chat)
+        .last()
+        .unwrap()
+        .contains("have ended"));
+    assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
+}
+
+#[tokio::test]
+async fn a_click_keeps_where_the_person_is_served_but_not_the_channel_as_their_chat() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    let ada = tempadmin::domain::ChatUserId::teams("29:ada");
+    let store = app.engine.store().clone();
+    let before = store.conversation_reference(&ada).await.unwrap().unwrap();
+    assert_eq!(before.conversation_id, Some(app.teams_chat_of("Ada")));
+
+    // Mallory never wrote to the bot and is served from the Americas: only
+    // her click can tell where to open her chat.
+    app.bf().set_region("29:mallory", "amer");
+    let mut click = teams_sender::card_action(
+        &app.bf().service_url_of("29:mallory"),
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        &teams_person("Mallory"),
+        "tempadmin_approve",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    click["id"] = json!(format!("f:{}", next_activity_id()));
+    assert_eq!(app.teams_post(&click).await.0, 200);
+    app.settle().await;
+    let mallory = store
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:mallory"))
+        .await
+        .unwrap()
+        .expect("the click kept her reference");
+    assert_eq!(mallory.service_url, app.bf().service_url_in("amer"));
+    assert_eq!(
+        mallory.tenant_id.as_deref(),
+        Some(tempadmin::sim::teams::TENANT_ID)
+    );
+    assert!(app
+        .teams_dms("Mallory")
+        .iter()
+        .any(|t| t.contains("Only approvers")));
+    assert_eq!(chats_created(&app), ["/amer/v3/conversations"]);
+
+    // Ada's click in the channel refreshes her sighting, not her chat.
+    app.advance(MIN).await;
+    app.teams_click("Ada", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    let after = store.conversation_reference(&ada).await.unwrap().unwrap();
+    assert!(after.seen_at > before.seen_at, "{after:?}");
+    assert_eq!(after.conversation_id, Some(app.teams_chat_of("Ada")));
+    assert!(app
+        .teams_dms("Ada")
+        .last()
+        .unwrap()
+        .contains("can't decide your own request"));
+    assert_eq!(chats_created(&app).len(), 1, "{:?}", chats_created(&app));
+}
+
+#[tokio::test]
+async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_sighting() {
+    let app = spawn_teams_app().await;
+    let team = "19:team0000@thread.tacv2";
+    app.bf().add_channel(team, &["29:ada"]);
+    let install = teams_sender::team_install(
+        &app.bf().service_url(),
+        team,
+        &teams_person("Ada"),
+        app.clock.now(),
+    );
+    let (status, _) = app.teams_post(&install).await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert!(
+        app.bf().activities().is_empty(),
+        "no welcome: installs are not answered"
+    );
+    assert!(app.teams_requests_of("Ada").await.is_empty());
+
+    let store = app.engine.store().clone();
+    let ada = store
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams("29:ada"))
+        .await
+        .unwrap()
+        .expect("the installer's sighting is kept");
+    assert_eq!(ada.service_url, app.bf().service_url());
+    assert_eq!(ada.conversation_id, None, "the team is not her 1:1 chat");
+    let bot = format!("28:{}", tempadmin::sim::teams::APP_ID);
+    assert_eq!(
+        store
+            .conversation_reference(&tempadmin::domain::ChatUserId::teams(&bot))
+            .await
+            .unwrap(),
+        None,
+        "the bot is not a person"
+    );
+
+    // Her direct messages then go to a 1:1 chat, never into the team.
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        team,
+        &teams_person("Ada"),
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    asked["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert!(
+        app.teams_dms("Ada")
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        app.teams_dms("Ada")
+    );
+    assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
+    let in_team: Vec<_> = app
+        .bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == team)
+        .collect();
+    assert!(
+        in_team
+            .iter()
+            .all(|a| a.reply_to.as_deref() == asked["id"].as_str()),
+        "only the answer to her command, in its thread: {in_team:?}"
+    );
+}
