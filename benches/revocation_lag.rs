@@ -18,6 +18,8 @@
 //! `cargo bench --bench revocation_lag -- [EXPIRIES] [HANG_SECS] [INGRESS_RATE] [JUMPCLOUD_DELAY_MS] [WORKERS]`
 //! (defaults: 1000 40 0 50, and the default pool of `[scheduler] workers`)
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,17 +27,15 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 use tempadmin::app::App;
-use tempadmin::domain::{
-    AuditEntry, ChatUserId, Device, Email, GrantDuration, JcUserId, Policy, PriorState, Request,
-    RequestState, SystemId,
-};
+use tempadmin::domain::{GrantDuration, Policy};
 use tempadmin::engine::clock::SystemClock;
-use tempadmin::engine::ports::{JobKind, NewJob, Transition};
 use tempadmin::engine::Workers;
 use tempadmin::sim::jumpcloud::{Failure, FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::FakeSlack;
 use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
+
+use support::{add_holder, arg, holder, percentile, seed_active_grant, summary, system_of};
 
 /// People who only send commands (they never hold a grant).
 const ASKERS: usize = 100;
@@ -43,40 +43,6 @@ const ASKERS: usize = 100;
 const INGRESS_AFTER: Duration = Duration::from_secs(10);
 /// Before the expiry: how long commands arrive before it.
 const INGRESS_BEFORE: Duration = Duration::from_secs(2);
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn summary(name: &str, mut lags: Vec<f64>) {
-    if lags.is_empty() {
-        println!("{name}: none");
-        return;
-    }
-    lags.sort_by(f64::total_cmp);
-    println!(
-        "{name} ({} devices), lag after expiry in ms: p50 {:.1}  p99 {:.1}  max {:.1}",
-        lags.len(),
-        percentile(&lags, 0.50),
-        percentile(&lags, 0.99),
-        lags.last().unwrap()
-    );
-}
-
-fn system_of(path: &str) -> Option<&str> {
-    path.strip_prefix("/api/v2/systems/")?
-        .strip_suffix("/associations")
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -89,34 +55,8 @@ async fn main() -> anyhow::Result<()> {
     let slack = FakeSlack::start("xoxb-bench").await;
     let jc = FakeJumpCloud::start("bench-key").await;
     jc.set_latency(jc_delay);
-    let holder = |i: usize| {
-        (
-            format!("U1{i:08}"),
-            format!("jcholder{i:016}"),
-            format!("sysholder{i:015}"),
-        )
-    };
     for i in 0..expiries {
-        let (slack_id, user, system) = holder(i);
-        let email = format!("holder{i}@example.com");
-        slack.add_user(&slack_id, &format!("holder{i}"), Some(&email));
-        jc.add_user(SimUser {
-            id: user.clone(),
-            email,
-            username: format!("holder{i}"),
-            sudo: false,
-            suspended: false,
-        });
-        jc.add_system(SimSystem {
-            id: system.clone(),
-            hostname: format!("holder-{i}"),
-            display_name: format!("holder-{i}"),
-            os_family: "windows".into(),
-            active: true,
-        });
-        jc.bind_via_group(&user, &system, "grp");
-        // The bot's own elevation, to be removed at expiry.
-        jc.bind_direct(&user, &system, true);
+        add_holder(&slack, &jc, i);
     }
     for i in 0..ASKERS {
         let email = format!("asker{i}@example.com");
@@ -171,63 +111,7 @@ async fn main() -> anyhow::Result<()> {
     let expiry = Utc::now() + TimeDelta::seconds(5) + TimeDelta::milliseconds(expiries as i64);
     let store = app.engine.store().clone();
     for i in 0..expiries {
-        let (slack_id, user, system) = holder(i);
-        let now = Utc::now();
-        let r = Request::new(
-            ChatUserId::slack(&slack_id),
-            None,
-            d("20m"),
-            vec!["bench".into()],
-            now,
-        );
-        let audit = |r: &Request, action: &str| AuditEntry {
-            at: now,
-            actor: slack_id.clone(),
-            action: action.into(),
-            request_id: r.id.clone(),
-            before: None,
-            after: Some(r.state),
-            detail: serde_json::json!({}),
-        };
-        store
-            .insert_request(&r, &audit(&r, "requested"), &[], &[])
-            .await?;
-        let mut to = r.clone();
-        to.state = RequestState::Active;
-        to.version = r.version + 1;
-        to.email = Email::parse(&format!("holder{i}@example.com"));
-        to.jc_user = Some(JcUserId::new(&user));
-        to.device = Some(Device {
-            id: SystemId::new(&system),
-            hostname: format!("holder-{i}"),
-            display_name: format!("holder-{i}"),
-            os_family: "windows".into(),
-            online: true,
-            compiled_sudo: false,
-        });
-        to.prior = Some(PriorState {
-            global_sudo: false,
-            direct: None,
-            compiled_sudo: false,
-        });
-        to.decided_by = Some(ChatUserId::slack("U0APPROVER"));
-        to.decided_at = Some(now);
-        to.elevated_at = Some(now);
-        to.expires_at = Some(expiry);
-        let t = Transition {
-            request_id: r.id.clone(),
-            expected_version: r.version,
-            audit: audit(&to, "elevated"),
-            to,
-            notices: vec![],
-            jobs: vec![NewJob {
-                kind: JobKind::Revoke,
-                due_at: expiry,
-            }],
-            reschedule: vec![],
-            cancel: vec![],
-        };
-        anyhow::ensure!(store.transition(&t).await?, "setup transition refused");
+        seed_active_grant(&*store, i, expiry).await?;
     }
     let (_, _, stuck) = holder(0);
     jc.fail_next(

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::jumpcloud::FakeJumpCloud;
+use super::slack::FakeSlack;
+use super::{APPROVALS_CHANNEL, SIGNING_SECRET};
+
 /// How long a replica may take to answer `/readyz` after it started.
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -58,6 +62,42 @@ impl PostgresDatabase {
         admin.close().await;
         Ok(())
     }
+}
+
+/// A configuration file for replicas that reach the two simulators, with
+/// `approvers` and further TOML (`[policy]`, `[scheduler]` …) after it.
+pub fn config_file(
+    slack: &FakeSlack,
+    jc: &FakeJumpCloud,
+    approvers: &[&str],
+    more: &str,
+) -> String {
+    let approvers = approvers
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[slack]\napi_url = \"{}\"\napprovals_channel = \"{APPROVALS_CHANNEL}\"\napprovers = [{approvers}]\n\n\
+         [jumpcloud]\napi_url = \"{}\"\ntimeout = \"10s\"\n\n{more}",
+        slack.api_url(),
+        jc.url(),
+    )
+}
+
+/// The environment every replica gets: the database and the simulators'
+/// secrets.
+pub fn environment(
+    database_url: &str,
+    slack: &FakeSlack,
+    jc: &FakeJumpCloud,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_string()),
+        ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_string()),
+        ("SLACK_BOT_TOKEN", slack.bot_token()),
+        ("JUMPCLOUD_API_KEY", jc.api_key()),
+    ]
 }
 
 /// One running `tempadmin serve`.
@@ -156,6 +196,11 @@ impl Replicas {
     /// `http://127.0.0.1:PORT` of replica `n`.
     pub fn base(&self, n: usize) -> &str {
         &self.replicas[n].base
+    }
+
+    /// The process id of replica `n`.
+    pub fn pid(&self, n: usize) -> u32 {
+        self.replicas[n].child.id()
     }
 
     /// What replica `n` logged so far.
