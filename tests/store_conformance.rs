@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta};
 use serde_json::json;
 use tempadmin::domain::{
     AuditEntry, ChatUserId, ConversationReference, Device, Event, GrantDuration, JcUserId, Notice,
-    Request, RequestId, RequestState, SystemId, Timestamp,
+    Policy, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition,
@@ -195,6 +195,7 @@ on_both_backends!(
     running_work_keeps_its_lease_by_renewing_it_until_a_newer_attempt_takes_it,
     a_key_is_first_seen_once_until_it_is_kept_no_longer,
     open_requests_are_counted_per_person_until_they_end,
+    a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_limits,
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
     a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins,
 );
@@ -977,6 +978,75 @@ async fn open_requests_are_counted_per_person_until_they_end(db: Db) {
             .await
             .unwrap(),
         0
+    );
+}
+
+async fn a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_limits(db: Db) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    let policy = Policy {
+        max_open_requests: 3,
+        max_requests_per_hour: 5,
+        ..Policy::default()
+    };
+    let ada = ChatUserId::slack("U1");
+    let burst = |store: Arc<dyn Store>, user: ChatUserId, n: usize| {
+        let policy = policy.clone();
+        tokio::spawn(async move {
+            let r = Request::new(user, None, GrantDuration::from_secs(600), vec![], t0());
+            let admit = |open, recent| policy.check_volume(open, recent);
+            let jobs = [job(JobKind::Resolve, 0)];
+            let since = t0() - TimeDelta::hours(1);
+            let admitted = store
+                .insert_request_admitted(&r, &audit(&r, "requested"), &jobs, since, &admit)
+                .await
+                .unwrap();
+            (n, admitted)
+        })
+    };
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(burst(store, ada.clone(), n));
+    }
+    tasks.push(burst(a.clone(), ChatUserId::slack("U2"), 99));
+    let mut admitted = 0;
+    for task in tasks {
+        let (n, outcome) = task.await.unwrap();
+        match outcome {
+            Ok(()) if n < 99 => admitted += 1,
+            Ok(()) => {}
+            Err(refusal) => assert!(
+                matches!(refusal, Refusal::TooManyOpenRequests { open: 3, max: 3 }),
+                "{refusal:?}"
+            ),
+        }
+    }
+    assert_eq!(admitted, 3, "exactly max_open_requests got in");
+    assert_eq!(a.count_open_requests_of(&ada).await.unwrap(), 3);
+    assert_eq!(
+        a.count_open_requests_of(&ChatUserId::slack("U2"))
+            .await
+            .unwrap(),
+        1,
+        "another person is not held up"
+    );
+    // A refused one wrote nothing: its job and audit line are not there.
+    assert_eq!(a.audit_since(None).await.unwrap().len(), 4);
+
+    // Once they end, the hourly limit counts them still.
+    for r in a.open_requests_of(&ada).await.unwrap() {
+        assert!(a
+            .transition(&step(&r, RequestState::Refused))
+            .await
+            .unwrap());
+    }
+    let (_, fourth) = burst(b.clone(), ada.clone(), 0).await.unwrap();
+    let (_, fifth) = burst(a.clone(), ada.clone(), 0).await.unwrap();
+    let (_, sixth) = burst(b.clone(), ada.clone(), 0).await.unwrap();
+    assert_eq!((fourth, fifth), (Ok(()), Ok(())));
+    assert!(
+        matches!(sixth, Err(Refusal::TooManyRequestsPerHour { max: 5 })),
+        "{sixth:?}"
     );
 }
 

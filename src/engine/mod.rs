@@ -97,13 +97,8 @@ pub struct Engine {
     /// Commands being handled right now; beyond its permits a command is
     /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
     admission: tokio::sync::Semaphore,
-    /// See [`Engine::person_lock`].
-    person_locks: [tokio::sync::Mutex<()>; PERSON_LOCKS],
     wake: Notify,
 }
-
-/// How many locks the people's new requests share (see [`Engine::person_lock`]).
-const PERSON_LOCKS: usize = 16;
 
 /// The chat adapters, one for each platform in use. Every request stays on
 /// its requester's platform, so each notice goes to that platform's adapter.
@@ -162,7 +157,6 @@ impl Engine {
             policy,
             workers,
             admission: tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT),
-            person_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             wake: Notify::new(),
         })
     }
@@ -250,14 +244,7 @@ impl Engine {
         if let Err(refusal) = policy.check_reason(&words.join(" ")) {
             return Ok(Reply::Refused(refusal));
         }
-        // One person's commands pass the count and the insert one at a time,
-        // so that a burst cannot slip several past the same count.
-        let _counted = self.person_lock(&input.user).lock().await;
         let now = self.now();
-        if let Err(refusal) = self.check_volume(&input.user, now).await? {
-            tracing::info!(?refusal, "per-person limit reached");
-            return Ok(Reply::Refused(refusal));
-        }
         let request = Request::new(input.user.clone(), input.reply_to, duration, words, now);
         let audit = self.audit(
             &request,
@@ -273,35 +260,22 @@ impl Engine {
             kind: JobKind::Resolve,
             due_at: now,
         }];
-        self.store
-            .insert_request(&request, &audit, &[], &jobs)
-            .await?;
+        // The person's open requests and those of the past hour, against
+        // `policy.max_open_requests` and `policy.max_requests_per_hour`,
+        // counted by the store together with the insert.
+        let admit = |open, last_hour| self.policy.check_volume(open, last_hour);
+        let hour_ago = now - chrono::TimeDelta::hours(1);
+        if let Err(refusal) = self
+            .store
+            .insert_request_admitted(&request, &audit, &jobs, hour_ago, &admit)
+            .await?
+        {
+            tracing::info!(?refusal, "per-person limit reached");
+            return Ok(Reply::Refused(refusal));
+        }
         tracing::info!(request_id = %request.id, "request accepted; resolving");
         self.wake.notify_one();
         Ok(Reply::Checking(Box::new(request)))
-    }
-
-    /// The person's open requests and those of the past hour against
-    /// `policy.max_open_requests` and `policy.max_requests_per_hour`.
-    async fn check_volume(
-        &self,
-        user: &ChatUserId,
-        now: Timestamp,
-    ) -> anyhow::Result<Result<(), Refusal>> {
-        let open = self.store.count_open_requests_of(user).await?;
-        let hour_ago = now - chrono::TimeDelta::hours(1);
-        let last_hour = self.store.count_requests_since(user, hour_ago).await?;
-        Ok(self.policy.check_volume(open, last_hour))
-    }
-
-    /// The lock that one person's new requests take between counting and
-    /// inserting: one of a few, picked by a hash of the person, so the set
-    /// stays small. It holds within this process; replicas sharing one
-    /// database could each admit a command past the same count.
-    fn person_lock(&self, user: &ChatUserId) -> &tokio::sync::Mutex<()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(user.as_str());
-        &self.person_locks[hash as usize % self.person_locks.len()]
     }
 
     /// `/tempadmin revoke`: ends every elevation of the person and withdraws

@@ -9,8 +9,12 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding, Email,
-    JcUserId, Notice, PriorState, Request, RequestId, RequestState, SystemId, Timestamp,
+    JcUserId, Notice, PriorState, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
+
+/// Decides from a person's open requests and those they made in the
+/// window whether one more is admitted (see [`Store::insert_request_admitted`]).
+pub type Admission<'a> = &'a (dyn Fn(usize, usize) -> Result<(), Refusal> + Send + Sync);
 
 // ---------------------------------------------------------------- Clock
 
@@ -361,6 +365,20 @@ pub trait Store: Send + Sync {
         notices: &[Notice],
         jobs: &[NewJob],
     ) -> anyhow::Result<()>;
+    /// Inserts a new request as [`Store::insert_request`] does, if `admit`
+    /// lets it, given how many of the requester's requests are open and how
+    /// many they made at or after `since`. The counts and the insert are
+    /// one transaction under a lock of the requester's that holds across
+    /// processes, so a burst of commands, even spread over replicas, cannot
+    /// slip several past the same count. On a refusal nothing is written.
+    async fn insert_request_admitted(
+        &self,
+        request: &Request,
+        audit: &AuditEntry,
+        jobs: &[NewJob],
+        since: Timestamp,
+        admit: Admission<'_>,
+    ) -> anyhow::Result<Result<(), Refusal>>;
     /// One request.
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.

@@ -35,10 +35,10 @@ use tokio::sync::Notify;
 
 use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
-    Notice, Platform, Request, RequestId, RequestState, SystemId, Timestamp,
+    Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+    Admission, ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
 };
 
 /// The channel replicas wake each other on when work is added or released.
@@ -54,6 +54,8 @@ const CLAIM_LOOKS: usize = 4;
 /// The namespace of this program's advisory locks (the first key), so that
 /// they never meet another application's on a shared server.
 const LOCK_NAMESPACE: i32 = 0x7465_6d70; // "temp"
+/// The namespace of the per-person locks that admit new requests.
+const PERSON_LOCK_NAMESPACE: i32 = 0x7465_6d71;
 /// The pause before listening again after the notification connection failed.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
@@ -445,6 +447,40 @@ async fn claimable_jobs(
     Ok(rows)
 }
 
+/// How many of `requester`'s requests are not finished.
+async fn count_open_requests<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    requester: &ChatUserId,
+) -> anyhow::Result<usize> {
+    let terminal = state_list(RequestState::is_terminal);
+    let sql = format!(
+        "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal})"
+    );
+    let (n,): (i64,) = sqlx::query_as(&sql)
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .fetch_one(db)
+        .await?;
+    Ok(n as usize)
+}
+
+/// How many requests `requester` made at or after `since`.
+async fn count_requests_since<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    requester: &ChatUserId,
+    since: Timestamp,
+) -> anyhow::Result<usize> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND created_at >= $3",
+    )
+    .bind(requester.platform().as_str())
+    .bind(requester.as_str())
+    .bind(ms(since))
+    .fetch_one(db)
+    .await?;
+    Ok(n as usize)
+}
+
 /// Takes the request's advisory lock for the rest of the transaction, if
 /// no other claimer holds it. Whoever held it before has committed, so the
 /// next statement's snapshot sees its claim. Two requests may share a key
@@ -548,6 +584,37 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn insert_request_admitted(
+        &self,
+        r: &Request,
+        audit: &AuditEntry,
+        jobs: &[NewJob],
+        since: Timestamp,
+        admit: Admission<'_>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let mut tx = self.pool.begin().await?;
+        // Every replica's commands of this person queue here; each count
+        // below then sees the requests committed before it.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(PERSON_LOCK_NAMESPACE)
+            .bind(r.requester.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let open = count_open_requests(&mut *tx, &r.requester).await?;
+        let recent = count_requests_since(&mut *tx, &r.requester, since).await?;
+        if let Err(refusal) = admit(open, recent) {
+            return Ok(Err(refusal));
+        }
+        insert_request_row(&mut tx, r).await?;
+        insert_audit(&mut tx, audit).await?;
+        insert_jobs(&mut tx, &r.id, jobs).await?;
+        if !jobs.is_empty() {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
         let row = sqlx::query(&sql)
@@ -569,16 +636,7 @@ impl Store for PostgresStore {
     }
 
     async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
-        let terminal = state_list(RequestState::is_terminal);
-        let sql = format!(
-            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal})"
-        );
-        let (n,): (i64,) = sqlx::query_as(&sql)
-            .bind(requester.platform().as_str())
-            .bind(requester.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as usize)
+        count_open_requests(&self.pool, requester).await
     }
 
     async fn count_requests_since(
@@ -586,15 +644,7 @@ impl Store for PostgresStore {
         requester: &ChatUserId,
         since: Timestamp,
     ) -> anyhow::Result<usize> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND created_at >= $3",
-        )
-        .bind(requester.platform().as_str())
-        .bind(requester.as_str())
-        .bind(ms(since))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as usize)
+        count_requests_since(&self.pool, requester, since).await
     }
 
     async fn open_request_for_device(

@@ -13,10 +13,10 @@ use sqlx::{Row, SqlitePool};
 use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
-    Notice, Platform, Request, RequestId, RequestState, SystemId, Timestamp,
+    Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+    Admission, ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
 };
 
 /// How often the write-ahead log is folded into the database file.
@@ -485,6 +485,67 @@ fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option
         .map_err(Into::into)
 }
 
+/// A new request's row, first audit line, notices and jobs.
+async fn insert_new_request(
+    tx: &mut Tx<'_>,
+    r: &Request,
+    audit: &AuditEntry,
+    notices: &[Notice],
+    jobs: &[NewJob],
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(r.id.as_str())
+        .bind(r.platform().as_str())
+        .bind(r.requester.as_str())
+        .bind(&r.reply_to)
+        .bind(r.duration.as_secs() as i64)
+        .bind(serde_json::to_string(&r.words)?)
+        .bind(&r.reason)
+        .bind(r.state.as_str())
+        .bind(ms(r.created_at))
+        .bind(r.version)
+        .execute(&mut **tx)
+        .await?;
+    insert_audit(tx, audit).await?;
+    insert_notices(tx, &r.id, notices).await?;
+    insert_jobs(tx, &r.id, jobs).await?;
+    Ok(())
+}
+
+/// How many of `requester`'s requests are not finished.
+async fn count_open_requests<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    requester: &ChatUserId,
+) -> anyhow::Result<usize> {
+    let terminal = state_list(RequestState::is_terminal);
+    let sql = format!(
+        "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal})"
+    );
+    let (n,): (i64,) = sqlx::query_as(&sql)
+        .bind(requester.platform().as_str())
+        .bind(requester.as_str())
+        .fetch_one(db)
+        .await?;
+    Ok(n as usize)
+}
+
+/// How many requests `requester` made at or after `since`.
+async fn count_requests_since<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    requester: &ChatUserId,
+    since: Timestamp,
+) -> anyhow::Result<usize> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND created_at >= ?",
+    )
+    .bind(requester.platform().as_str())
+    .bind(requester.as_str())
+    .bind(ms(since))
+    .fetch_one(db)
+    .await?;
+    Ok(n as usize)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> anyhow::Result<()> {
@@ -501,24 +562,31 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(r.id.as_str())
-            .bind(r.platform().as_str())
-            .bind(r.requester.as_str())
-            .bind(&r.reply_to)
-            .bind(r.duration.as_secs() as i64)
-            .bind(serde_json::to_string(&r.words)?)
-            .bind(&r.reason)
-            .bind(r.state.as_str())
-            .bind(ms(r.created_at))
-            .bind(r.version)
-            .execute(&mut *tx)
-            .await?;
-        insert_audit(&mut tx, audit).await?;
-        insert_notices(&mut tx, &r.id, notices).await?;
-        insert_jobs(&mut tx, &r.id, jobs).await?;
+        insert_new_request(&mut tx, r, audit, notices, jobs).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_request_admitted(
+        &self,
+        r: &Request,
+        audit: &AuditEntry,
+        jobs: &[NewJob],
+        since: Timestamp,
+        admit: Admission<'_>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        // Writers take turns (one process: the lock file), so nothing is
+        // written between these counts and the insert.
+        let _writing = self.writer.turn(Urgency::Normal).await;
+        let mut tx = self.pool.begin().await?;
+        let open = count_open_requests(&mut *tx, &r.requester).await?;
+        let recent = count_requests_since(&mut *tx, &r.requester, since).await?;
+        if let Err(refusal) = admit(open, recent) {
+            return Ok(Err(refusal));
+        }
+        insert_new_request(&mut tx, r, audit, &[], jobs).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
@@ -542,16 +610,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
-        let terminal = state_list(RequestState::is_terminal);
-        let sql = format!(
-            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal})"
-        );
-        let (n,): (i64,) = sqlx::query_as(&sql)
-            .bind(requester.platform().as_str())
-            .bind(requester.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as usize)
+        count_open_requests(&self.pool, requester).await
     }
 
     async fn count_requests_since(
@@ -559,15 +618,7 @@ impl Store for SqliteStore {
         requester: &ChatUserId,
         since: Timestamp,
     ) -> anyhow::Result<usize> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND created_at >= ?",
-        )
-        .bind(requester.platform().as_str())
-        .bind(requester.as_str())
-        .bind(ms(since))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as usize)
+        count_requests_since(&self.pool, requester, since).await
     }
 
     async fn open_request_for_device(
