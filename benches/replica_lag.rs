@@ -7,8 +7,9 @@
 //!
 //! Prints, from each grant's expiry: the lag of the revocation's first
 //! JumpCloud call and of its restoring write (p50, p99, max), how many
-//! grants were revoked more than once, and each replica's peak resident
-//! memory (VmHWM).
+//! grants were revoked more than once (writes JumpCloud applied) and how
+//! many writes were sent again, and each replica's peak resident memory
+//! (VmHWM).
 //!
 //! `cargo bench --bench replica_lag -- [GRANTS] [REPLICAS] [SPREAD_SECS] [JUMPCLOUD_DELAY_MS] [LEASE_SECS] [kill]`
 //! (defaults: 10000 3 60 50 15). Needs PostgreSQL at
@@ -151,7 +152,13 @@ async fn main() -> anyhow::Result<()> {
 
     let mut first_call: HashMap<String, f64> = HashMap::new();
     let mut restore_call: HashMap<String, f64> = HashMap::new();
-    let mut writes: HashMap<String, usize> = HashMap::new();
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    let mut applied: HashMap<String, usize> = HashMap::new();
+    for call in jc.applied_writes() {
+        if let Some(system) = system_of(&call.path) {
+            *applied.entry(system.to_string()).or_default() += 1;
+        }
+    }
     for call in jc.calls() {
         let Some(system) = system_of(&call.path) else {
             continue;
@@ -163,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         first_call.entry(system.to_string()).or_insert(lag);
         if call.method == "POST" {
             restore_call.entry(system.to_string()).or_insert(lag);
-            *writes.entry(system.to_string()).or_default() += 1;
+            *sent.entry(system.to_string()).or_default() += 1;
         }
     }
     summary(
@@ -175,13 +182,15 @@ async fn main() -> anyhow::Result<()> {
         restore_call.into_values().collect(),
     );
     println!(
-        "devices restored: {} of {grants}; restored more than once: {}",
-        writes.len(),
-        writes.values().filter(|n| **n > 1).count()
+        "devices restored: {} of {grants}; restored more than once: {}; \
+         restoring write sent again (its first sender killed before JumpCloud handled it): {}",
+        applied.len(),
+        applied.values().filter(|n| **n > 1).count(),
+        sent.values().filter(|n| **n > 1).count()
     );
     for (n, peak) in peak_kib.iter().enumerate() {
         println!(
-            "replica {n}: peak resident memory {:.1} MiB{}",
+            "replica {n}: peak resident memory {:.1} MiB ({peak} KiB){}",
             *peak as f64 / 1024.0,
             if killed && n == 0 {
                 " (until killed)"

@@ -147,6 +147,8 @@ struct Inner {
     direct: Vec<DirectBinding>,
     groups: Vec<GroupBinding>,
     calls: Vec<RecordedCall>,
+    /// The association writes that took effect, in the order they did.
+    applied: Vec<RecordedCall>,
     failures: Vec<InjectedFailure>,
     down: bool,
     latency: Duration,
@@ -345,6 +347,14 @@ impl FakeJumpCloud {
             .filter(|c| c.method == "POST" && is_association_path(&c.path))
             .cloned()
             .collect()
+    }
+
+    /// The association writes the fake applied, in order: like
+    /// [`FakeJumpCloud::writes`], less those whose caller went away before
+    /// they were handled (a client killed during the fake's latency) or
+    /// that were failed without effect.
+    pub fn applied_writes(&self) -> Vec<RecordedCall> {
+        self.lock().applied.clone()
     }
 
     /// Makes the next `times` requests whose method matches (`"*"` for any) and whose
@@ -699,12 +709,19 @@ async fn handle(
         inner.take_failure(&call.method, &call.path)
     };
     let route = || {
-        fake.route(
+        let response = fake.route(
             &call.method,
             &call.path,
             call.query.as_deref(),
             call.body.as_ref(),
-        )
+        );
+        if call.method == "POST"
+            && is_association_path(&call.path)
+            && response.status().is_success()
+        {
+            fake.lock().applied.push(call.clone());
+        }
+        response
     };
     match failure {
         None => route(),
