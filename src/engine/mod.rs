@@ -577,6 +577,14 @@ impl Engine {
         action: &str,
         detail: serde_json::Value,
     ) -> Transition {
+        // Every transition is built here; the state machine's table is the
+        // one place that says which moves exist (the tests run with this on).
+        debug_assert!(
+            before.state.can_become(after.state),
+            "{:?} -> {:?} ({action}) is not a move of the state machine",
+            before.state,
+            after.state
+        );
         after.version = before.version + 1;
         let audit = self.audit(&after, Some(before.state), actor, action, detail);
         Transition {
