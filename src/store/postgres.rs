@@ -592,6 +592,14 @@ impl Store for PostgresStore {
         since: Timestamp,
         admit: Admission<'_>,
     ) -> anyhow::Result<Result<(), Refusal>> {
+        // A first look without the lock: a flood of commands past the
+        // limits is refused without queueing for it. (A count can only be
+        // too high by a request that ended a moment ago.)
+        let open = count_open_requests(&self.pool, &r.requester).await?;
+        let recent = count_requests_since(&self.pool, &r.requester, since).await?;
+        if let Err(refusal) = admit(open, recent) {
+            return Ok(Err(refusal));
+        }
         let mut tx = self.pool.begin().await?;
         // Every replica's commands of this person queue here; each count
         // below then sees the requests committed before it.

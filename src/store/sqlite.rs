@@ -575,6 +575,14 @@ impl Store for SqliteStore {
         since: Timestamp,
         admit: Admission<'_>,
     ) -> anyhow::Result<Result<(), Refusal>> {
+        // A first look without the lock: a flood of commands past the
+        // limits is refused without queueing for it. (A count can only be
+        // too high by a request that ended a moment ago.)
+        let open = count_open_requests(&self.pool, &r.requester).await?;
+        let recent = count_requests_since(&self.pool, &r.requester, since).await?;
+        if let Err(refusal) = admit(open, recent) {
+            return Ok(Err(refusal));
+        }
         // Writers take turns (one process: the lock file), so nothing is
         // written between these counts and the insert.
         let _writing = self.writer.turn(Urgency::Normal).await;
