@@ -113,9 +113,11 @@ pub async fn seed_active_grant(
         after: Some(r.state),
         detail: serde_json::json!({}),
     };
+    let admit_all = |_, _| Ok(());
     store
-        .insert_request(&r, &audit(&r, "requested"), &[], &[])
-        .await?;
+        .insert_request(&r, &audit(&r, "requested"), &[], now, &admit_all)
+        .await?
+        .map_err(|refusal| anyhow::anyhow!("setup refused: {refusal:?}"))?;
     let mut to = r.clone();
     to.state = RequestState::Active;
     to.version = r.version + 1;

@@ -267,7 +267,7 @@ impl Engine {
         let hour_ago = now - chrono::TimeDelta::hours(1);
         if let Err(refusal) = self
             .store
-            .insert_request_admitted(&request, &audit, &jobs, hour_ago, &admit)
+            .insert_request(&request, &audit, &jobs, hour_ago, &admit)
             .await?
         {
             tracing::info!(?refusal, "per-person limit reached");

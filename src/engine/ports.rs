@@ -13,7 +13,7 @@ use crate::domain::{
 };
 
 /// Decides from a person's open requests and those they made in the
-/// window whether one more is admitted (see [`Store::insert_request_admitted`]).
+/// window whether one more is admitted (see [`Store::insert_request`]).
 pub type Admission<'a> = &'a (dyn Fn(usize, usize) -> Result<(), Refusal> + Send + Sync);
 
 // ---------------------------------------------------------------- Clock
@@ -357,21 +357,13 @@ pub struct Transition {
 pub trait Store: Send + Sync {
     /// Whether the database answers.
     async fn ping(&self) -> anyhow::Result<()>;
-    /// Inserts a new request with its first audit line, notices and jobs.
-    async fn insert_request(
-        &self,
-        request: &Request,
-        audit: &AuditEntry,
-        notices: &[Notice],
-        jobs: &[NewJob],
-    ) -> anyhow::Result<()>;
-    /// Inserts a new request as [`Store::insert_request`] does, if `admit`
+    /// Inserts a new request with its first audit line and jobs, if `admit`
     /// lets it, given how many of the requester's requests are open and how
     /// many they made at or after `since`. The counts and the insert are
     /// one transaction under a lock of the requester's that holds across
     /// processes, so a burst of commands, even spread over replicas, cannot
     /// slip several past the same count. On a refusal nothing is written.
-    async fn insert_request_admitted(
+    async fn insert_request(
         &self,
         request: &Request,
         audit: &AuditEntry,
@@ -383,16 +375,6 @@ pub trait Store: Send + Sync {
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
-    /// How many of a person's requests have not reached a terminal state
-    /// (`policy.max_open_requests`).
-    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize>;
-    /// How many requests a person made at or after `since`, whatever became
-    /// of them (`policy.max_requests_per_hour`).
-    async fn count_requests_since(
-        &self,
-        requester: &ChatUserId,
-        since: Timestamp,
-    ) -> anyhow::Result<usize>;
     /// Another open request (pending or elevated) of this JumpCloud user on this device.
     async fn open_request_for_device(
         &self,

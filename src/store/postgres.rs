@@ -447,38 +447,26 @@ async fn claimable_jobs(
     Ok(rows)
 }
 
-/// How many of `requester`'s requests are not finished.
-async fn count_open_requests<'e>(
+/// What `admit` says of one more request of `r`'s requester: counts their
+/// open requests and those they made at or after `since`.
+async fn admission<'e>(
     db: impl sqlx::PgExecutor<'e>,
-    requester: &ChatUserId,
-) -> anyhow::Result<usize> {
+    r: &Request,
+    since: Timestamp,
+    admit: Admission<'_>,
+) -> anyhow::Result<Result<(), Refusal>> {
     let terminal = state_list(RequestState::is_terminal);
     let sql = format!(
-        "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal})"
+        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= $1) \
+         FROM requests WHERE platform = $2 AND requester = $3"
     );
-    let (n,): (i64,) = sqlx::query_as(&sql)
-        .bind(requester.platform().as_str())
-        .bind(requester.as_str())
+    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
+        .bind(ms(since))
+        .bind(r.requester.platform().as_str())
+        .bind(r.requester.as_str())
         .fetch_one(db)
         .await?;
-    Ok(n as usize)
-}
-
-/// How many requests `requester` made at or after `since`.
-async fn count_requests_since<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    requester: &ChatUserId,
-    since: Timestamp,
-) -> anyhow::Result<usize> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM requests WHERE platform = $1 AND requester = $2 AND created_at >= $3",
-    )
-    .bind(requester.platform().as_str())
-    .bind(requester.as_str())
-    .bind(ms(since))
-    .fetch_one(db)
-    .await?;
-    Ok(n as usize)
+    Ok(admit(open as usize, recent as usize))
 }
 
 /// Takes the request's advisory lock for the rest of the transaction, if
@@ -569,25 +557,6 @@ impl Store for PostgresStore {
         &self,
         r: &Request,
         audit: &AuditEntry,
-        notices: &[Notice],
-        jobs: &[NewJob],
-    ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_request_row(&mut tx, r).await?;
-        insert_audit(&mut tx, audit).await?;
-        insert_notices(&mut tx, &r.id, notices).await?;
-        insert_jobs(&mut tx, &r.id, jobs).await?;
-        if !notices.is_empty() || !jobs.is_empty() {
-            notify_work(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn insert_request_admitted(
-        &self,
-        r: &Request,
-        audit: &AuditEntry,
         jobs: &[NewJob],
         since: Timestamp,
         admit: Admission<'_>,
@@ -595,22 +564,18 @@ impl Store for PostgresStore {
         // A first look without the lock: a flood of commands past the
         // limits is refused without queueing for it. (A count can only be
         // too high by a request that ended a moment ago.)
-        let open = count_open_requests(&self.pool, &r.requester).await?;
-        let recent = count_requests_since(&self.pool, &r.requester, since).await?;
-        if let Err(refusal) = admit(open, recent) {
+        if let Err(refusal) = admission(&self.pool, r, since, admit).await? {
             return Ok(Err(refusal));
         }
         let mut tx = self.pool.begin().await?;
-        // Every replica's commands of this person queue here; each count
+        // Every replica's commands of this person queue here; the count
         // below then sees the requests committed before it.
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(PERSON_LOCK_NAMESPACE)
             .bind(r.requester.as_str())
             .execute(&mut *tx)
             .await?;
-        let open = count_open_requests(&mut *tx, &r.requester).await?;
-        let recent = count_requests_since(&mut *tx, &r.requester, since).await?;
-        if let Err(refusal) = admit(open, recent) {
+        if let Err(refusal) = admission(&mut *tx, r, since, admit).await? {
             return Ok(Err(refusal));
         }
         insert_request_row(&mut tx, r).await?;
@@ -641,18 +606,6 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
-    }
-
-    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
-        count_open_requests(&self.pool, requester).await
-    }
-
-    async fn count_requests_since(
-        &self,
-        requester: &ChatUserId,
-        since: Timestamp,
-    ) -> anyhow::Result<usize> {
-        count_requests_since(&self.pool, requester, since).await
     }
 
     async fn open_request_for_device(

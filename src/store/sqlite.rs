@@ -485,12 +485,11 @@ fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option
         .map_err(Into::into)
 }
 
-/// A new request's row, first audit line, notices and jobs.
+/// A new request's row, first audit line and jobs.
 async fn insert_new_request(
     tx: &mut Tx<'_>,
     r: &Request,
     audit: &AuditEntry,
-    notices: &[Notice],
     jobs: &[NewJob],
 ) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -507,43 +506,30 @@ async fn insert_new_request(
         .execute(&mut **tx)
         .await?;
     insert_audit(tx, audit).await?;
-    insert_notices(tx, &r.id, notices).await?;
     insert_jobs(tx, &r.id, jobs).await?;
     Ok(())
 }
 
-/// How many of `requester`'s requests are not finished.
-async fn count_open_requests<'e>(
+/// What `admit` says of one more request of `r`'s requester: counts their
+/// open requests and those they made at or after `since`.
+async fn admission<'e>(
     db: impl sqlx::SqliteExecutor<'e>,
-    requester: &ChatUserId,
-) -> anyhow::Result<usize> {
+    r: &Request,
+    since: Timestamp,
+    admit: Admission<'_>,
+) -> anyhow::Result<Result<(), Refusal>> {
     let terminal = state_list(RequestState::is_terminal);
     let sql = format!(
-        "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal})"
+        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= ?) \
+         FROM requests WHERE platform = ? AND requester = ?"
     );
-    let (n,): (i64,) = sqlx::query_as(&sql)
-        .bind(requester.platform().as_str())
-        .bind(requester.as_str())
+    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
+        .bind(ms(since))
+        .bind(r.requester.platform().as_str())
+        .bind(r.requester.as_str())
         .fetch_one(db)
         .await?;
-    Ok(n as usize)
-}
-
-/// How many requests `requester` made at or after `since`.
-async fn count_requests_since<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
-    requester: &ChatUserId,
-    since: Timestamp,
-) -> anyhow::Result<usize> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM requests WHERE platform = ? AND requester = ? AND created_at >= ?",
-    )
-    .bind(requester.platform().as_str())
-    .bind(requester.as_str())
-    .bind(ms(since))
-    .fetch_one(db)
-    .await?;
-    Ok(n as usize)
+    Ok(admit(open as usize, recent as usize))
 }
 
 #[async_trait]
@@ -557,20 +543,6 @@ impl Store for SqliteStore {
         &self,
         r: &Request,
         audit: &AuditEntry,
-        notices: &[Notice],
-        jobs: &[NewJob],
-    ) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        insert_new_request(&mut tx, r, audit, notices, jobs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn insert_request_admitted(
-        &self,
-        r: &Request,
-        audit: &AuditEntry,
         jobs: &[NewJob],
         since: Timestamp,
         admit: Admission<'_>,
@@ -578,21 +550,17 @@ impl Store for SqliteStore {
         // A first look without the lock: a flood of commands past the
         // limits is refused without queueing for it. (A count can only be
         // too high by a request that ended a moment ago.)
-        let open = count_open_requests(&self.pool, &r.requester).await?;
-        let recent = count_requests_since(&self.pool, &r.requester, since).await?;
-        if let Err(refusal) = admit(open, recent) {
+        if let Err(refusal) = admission(&self.pool, r, since, admit).await? {
             return Ok(Err(refusal));
         }
         // Writers take turns (one process: the lock file), so nothing is
         // written between these counts and the insert.
         let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
-        let open = count_open_requests(&mut *tx, &r.requester).await?;
-        let recent = count_requests_since(&mut *tx, &r.requester, since).await?;
-        if let Err(refusal) = admit(open, recent) {
+        if let Err(refusal) = admission(&mut *tx, r, since, admit).await? {
             return Ok(Err(refusal));
         }
-        insert_new_request(&mut tx, r, audit, &[], jobs).await?;
+        insert_new_request(&mut tx, r, audit, jobs).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -615,18 +583,6 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
-    }
-
-    async fn count_open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<usize> {
-        count_open_requests(&self.pool, requester).await
-    }
-
-    async fn count_requests_since(
-        &self,
-        requester: &ChatUserId,
-        since: Timestamp,
-    ) -> anyhow::Result<usize> {
-        count_requests_since(&self.pool, requester, since).await
     }
 
     async fn open_request_for_device(
