@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tempadmin::domain::RequestState;
+use tempadmin::domain::{Request, RequestState};
 use tempadmin::engine::ports::Clock;
 use tempadmin::sim::teams::APPROVALS_CONVERSATION;
 use tempadmin::sim::teams_sender;
@@ -457,6 +457,40 @@ async fn with_two_computers_the_requester_picks_one_on_a_card() {
 }
 
 /// The connector calls that created a 1:1 chat (`POST …/v3/conversations`).
+/// Ada asks in `channel`, Grace approves, and Ada hears of her grant by
+/// direct message; her request and the id of the activity she asked with.
+async fn ada_asks_in_a_channel_and_is_told_by_direct_message(
+    app: &TestApp,
+    channel: &str,
+) -> (Request, String) {
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &teams_person("Ada"),
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    asked["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.teams_request_of("Ada").await;
+    app.teams_click(
+        "Grace",
+        "tempadmin_approve",
+        json!({ "request_id": r.id.as_str() }),
+    )
+    .await;
+    app.settle().await;
+    assert!(
+        app.teams_dms("Ada")
+            .iter()
+            .any(|m| m.contains("You are admin on")),
+        "{:?}",
+        app.teams_dms("Ada")
+    );
+    (r, asked["id"].as_str().unwrap().to_string())
+}
+
 fn chats_created(app: &TestApp) -> Vec<String> {
     app.bf()
         .calls()
@@ -527,31 +561,7 @@ async fn installing_the_bot_keeps_the_chat_so_direct_messages_open_no_new_conver
     // Ada asks in a channel, so no activity of hers named her 1:1 chat since.
     let channel = "19:general0000@thread.tacv2";
     app.bf().add_channel(channel, &["29:ada"]);
-    let mut asked = teams_sender::channel_message(
-        &app.bf().service_url(),
-        channel,
-        &teams_person("Ada"),
-        "tempadmin 20m",
-        app.clock.now(),
-    );
-    asked["id"] = json!(next_activity_id());
-    assert_eq!(app.teams_post(&asked).await.0, 200);
-    app.settle().await;
-    let r = app.teams_request_of("Ada").await;
-    app.teams_click(
-        "Grace",
-        "tempadmin_approve",
-        json!({ "request_id": r.id.as_str() }),
-    )
-    .await;
-    app.settle().await;
-    assert!(
-        app.teams_dms("Ada")
-            .iter()
-            .any(|m| m.contains("You are admin on")),
-        "{:?}",
-        app.teams_dms("Ada")
-    );
+    let (r, _) = ada_asks_in_a_channel_and_is_told_by_direct_message(&app, channel).await;
     assert!(chats_created(&app).is_empty(), "{:?}", chats_created(&app));
 
     // Mallory never wrote: her answer opens her chat, once.
@@ -891,31 +901,7 @@ async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_s
     );
 
     // Her direct messages then go to a 1:1 chat, never into the team.
-    let mut asked = teams_sender::channel_message(
-        &app.bf().service_url(),
-        team,
-        &teams_person("Ada"),
-        "tempadmin 20m",
-        app.clock.now(),
-    );
-    asked["id"] = json!(next_activity_id());
-    assert_eq!(app.teams_post(&asked).await.0, 200);
-    app.settle().await;
-    let r = app.teams_request_of("Ada").await;
-    app.teams_click(
-        "Grace",
-        "tempadmin_approve",
-        json!({ "request_id": r.id.as_str() }),
-    )
-    .await;
-    app.settle().await;
-    assert!(
-        app.teams_dms("Ada")
-            .iter()
-            .any(|m| m.contains("You are admin on")),
-        "{:?}",
-        app.teams_dms("Ada")
-    );
+    let (_, asked) = ada_asks_in_a_channel_and_is_told_by_direct_message(&app, team).await;
     assert_eq!(chats_created(&app), ["/emea/v3/conversations"]);
     let in_team: Vec<_> = app
         .bf()
@@ -926,7 +912,7 @@ async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_s
     assert!(
         in_team
             .iter()
-            .all(|a| a.reply_to.as_deref() == asked["id"].as_str()),
+            .all(|a| a.reply_to.as_deref() == Some(asked.as_str())),
         "only the answer to her command, in its thread: {in_team:?}"
     );
 }
