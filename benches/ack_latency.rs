@@ -9,6 +9,8 @@
 //!
 //! `cargo bench --bench ack_latency -- [RATE_PER_SEC] [SECONDS] [JUMPCLOUD_DELAY_MS]`
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,26 +19,14 @@ use secrecy::SecretString;
 use tempadmin::app::App;
 use tempadmin::domain::{GrantDuration, Policy};
 use tempadmin::engine::clock::SystemClock;
-use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
+use tempadmin::sim::jumpcloud::FakeJumpCloud;
 use tempadmin::sim::slack::FakeSlack;
 use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
 
+use support::{add_person, arg, percentile};
+
 const USERS: usize = 100;
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -48,25 +38,18 @@ async fn main() -> anyhow::Result<()> {
     let jc = FakeJumpCloud::start("bench-key").await;
     jc.set_latency(jc_delay);
     for i in 0..USERS {
-        let email = format!("user{i}@example.com");
-        slack.add_user(&format!("U{i:08}"), &format!("user{i}"), Some(&email));
-        let user = format!("jcuser{i:018}");
-        let system = format!("jcsys{i:019}");
-        jc.add_user(SimUser {
-            id: user.clone(),
-            email,
-            username: format!("user{i}"),
-            sudo: false,
-            suspended: false,
-        });
-        jc.add_system(SimSystem {
-            id: system.clone(),
-            hostname: format!("host-{i}"),
-            display_name: format!("host-{i}"),
-            os_family: "windows".into(),
-            active: true,
-        });
-        jc.bind_via_group(&user, &system, "grp");
+        let ids = (
+            format!("U{i:08}"),
+            format!("jcuser{i:018}"),
+            format!("jcsys{i:019}"),
+        );
+        add_person(
+            &slack,
+            &jc,
+            (&ids.0, &ids.1, &ids.2),
+            &format!("user{i}"),
+            "windows",
+        );
     }
     let dir = tempfile::tempdir()?;
     let d = |t: &str| GrantDuration::parse(t).unwrap();

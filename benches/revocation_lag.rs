@@ -30,12 +30,14 @@ use tempadmin::app::App;
 use tempadmin::domain::{GrantDuration, Policy};
 use tempadmin::engine::clock::SystemClock;
 use tempadmin::engine::Workers;
-use tempadmin::sim::jumpcloud::{Failure, FakeJumpCloud, SimSystem, SimUser};
+use tempadmin::sim::jumpcloud::{Failure, FakeJumpCloud};
 use tempadmin::sim::slack::FakeSlack;
 use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
 
-use support::{add_holder, arg, holder, percentile, seed_active_grant, summary, system_of};
+use support::{
+    add_holder, add_person, arg, holder, percentile, seed_active_grant, summary, system_of,
+};
 
 /// People who only send commands (they never hold a grant).
 const ASKERS: usize = 100;
@@ -59,25 +61,18 @@ async fn main() -> anyhow::Result<()> {
         add_holder(&slack, &jc, i);
     }
     for i in 0..ASKERS {
-        let email = format!("asker{i}@example.com");
-        slack.add_user(&format!("U2{i:08}"), &format!("asker{i}"), Some(&email));
-        let user = format!("jcasker{i:017}");
-        let system = format!("sysasker{i:016}");
-        jc.add_user(SimUser {
-            id: user.clone(),
-            email,
-            username: format!("asker{i}"),
-            sudo: false,
-            suspended: false,
-        });
-        jc.add_system(SimSystem {
-            id: system.clone(),
-            hostname: format!("asker-{i}"),
-            display_name: format!("asker-{i}"),
-            os_family: "darwin".into(),
-            active: true,
-        });
-        jc.bind_via_group(&user, &system, "grp");
+        let ids = (
+            format!("U2{i:08}"),
+            format!("jcasker{i:017}"),
+            format!("sysasker{i:016}"),
+        );
+        add_person(
+            &slack,
+            &jc,
+            (&ids.0, &ids.1, &ids.2),
+            &format!("asker{i}"),
+            "darwin",
+        );
     }
 
     let dir = tempfile::tempdir()?;

@@ -28,7 +28,7 @@ pub fn flag(word: &str) -> bool {
     std::env::args().skip(1).any(|a| a == word)
 }
 
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
 }
@@ -64,26 +64,44 @@ pub fn holder(i: usize) -> (String, String, String) {
     )
 }
 
-/// Holder `i` in both simulators, with the bot's elevation in place.
-pub fn add_holder(slack: &FakeSlack, jc: &FakeJumpCloud, i: usize) {
-    let (slack_id, user, system) = holder(i);
-    let email = format!("holder{i}@example.com");
-    slack.add_user(&slack_id, &format!("holder{i}"), Some(&email));
+/// A person in both simulators: Slack user, JumpCloud user of the same
+/// email, and one device bound to them through a group.
+pub fn add_person(
+    slack: &FakeSlack,
+    jc: &FakeJumpCloud,
+    (slack_id, user, system): (&str, &str, &str),
+    name: &str,
+    os_family: &str,
+) {
+    let email = format!("{name}@example.com");
+    slack.add_user(slack_id, name, Some(&email));
     jc.add_user(SimUser {
-        id: user.clone(),
+        id: user.into(),
         email,
-        username: format!("holder{i}"),
+        username: name.into(),
         sudo: false,
         suspended: false,
     });
     jc.add_system(SimSystem {
-        id: system.clone(),
-        hostname: format!("holder-{i}"),
-        display_name: format!("holder-{i}"),
-        os_family: "windows".into(),
+        id: system.into(),
+        hostname: format!("{name}-pc"),
+        display_name: format!("{name}-pc"),
+        os_family: os_family.into(),
         active: true,
     });
-    jc.bind_via_group(&user, &system, "grp");
+    jc.bind_via_group(user, system, "grp");
+}
+
+/// Holder `i` in both simulators, with the bot's elevation in place.
+pub fn add_holder(slack: &FakeSlack, jc: &FakeJumpCloud, i: usize) {
+    let (slack_id, user, system) = holder(i);
+    add_person(
+        slack,
+        jc,
+        (&slack_id, &user, &system),
+        &format!("holder{i}"),
+        "windows",
+    );
     // The bot's own elevation, to be removed at expiry.
     jc.bind_direct(&user, &system, true);
 }
@@ -125,8 +143,8 @@ pub async fn seed_active_grant(
     to.jc_user = Some(JcUserId::new(&user));
     to.device = Some(Device {
         id: SystemId::new(&system),
-        hostname: format!("holder-{i}"),
-        display_name: format!("holder-{i}"),
+        hostname: format!("holder{i}-pc"),
+        display_name: format!("holder{i}-pc"),
         os_family: "windows".into(),
         online: true,
         compiled_sudo: false,
