@@ -183,16 +183,6 @@ impl Replicas {
         }
     }
 
-    /// How many replicas were started.
-    pub fn len(&self) -> usize {
-        self.replicas.len()
-    }
-
-    /// Whether none were.
-    pub fn is_empty(&self) -> bool {
-        self.replicas.is_empty()
-    }
-
     /// `http://127.0.0.1:PORT` of replica `n`.
     pub fn base(&self, n: usize) -> &str {
         &self.replicas[n].base
