@@ -15,7 +15,7 @@ use crate::engine::Delivery;
 use crate::slack::origin::Ours;
 use crate::slack::payload::{self, Action, EventEnvelope, PayloadError};
 use crate::slack::render;
-use crate::slack::signature::MAX_SKEW_SECS;
+use crate::slack::signature;
 
 /// The Slack edge; the routes exist only when Slack is configured.
 fn edge(state: &AppState) -> Result<&SlackEdge, ApiError> {
@@ -46,16 +46,21 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiE
         })
 }
 
-/// A verified request's delivery: its signature covers the timestamp and
-/// the whole body, so a copy carries the same one, and a copy older than
-/// the signature window is refused by `verify` on its own.
-fn delivery(headers: &HeaderMap) -> Option<Delivery> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let sent: i64 = header("x-slack-request-timestamp")?.trim().parse().ok()?;
-    let keep_until = chrono::DateTime::from_timestamp(sent.checked_add(MAX_SKEW_SECS)?, 0)?;
+/// A verified request's delivery: what its signature covers (the
+/// timestamp and the whole body), so a copy has the same key however its
+/// signature is spelled. It is kept until `verify` refuses the copy on its
+/// own, compared at the same precision.
+fn delivery(headers: &HeaderMap, body: &[u8]) -> Option<Delivery> {
+    let sent: i64 = headers
+        .get("x-slack-request-timestamp")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Delivery {
-        key: format!("slack:{}", header("x-slack-signature")?.trim()),
-        keep_until,
+        key: signature::delivery_key(sent, body),
+        keep_until: signature::stale_from(sent)?,
     })
 }
 
@@ -87,7 +92,7 @@ pub(super) async fn command(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let command = payload::parse_command(&body, &edge(&state)?.hooks, delivery(&headers))
+    let command = payload::parse_command(&body, &edge(&state)?.hooks, delivery(&headers, &body))
         .map_err(bad_payload)?;
     let Some(ours) = ours(&state) else {
         return Ok(ephemeral(render::not_ready()));
@@ -111,8 +116,9 @@ pub(super) async fn interaction(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let interaction = payload::parse_interaction(&body, &edge(&state)?.hooks, delivery(&headers))
-        .map_err(bad_payload)?;
+    let interaction =
+        payload::parse_interaction(&body, &edge(&state)?.hooks, delivery(&headers, &body))
+            .map_err(bad_payload)?;
     let action = interaction.action;
     if let Some(origin) = &interaction.origin {
         let Some(ours) = ours(&state) else {

@@ -13,6 +13,24 @@ use sha2::Sha256;
 /// The largest allowed distance between Slack's timestamp and our clock.
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// The first instant at which a request signed at `sent` (Unix seconds) is
+/// refused as stale. [`SigningSecret::verify`] compares whole seconds of
+/// "now", so the request is still accepted through the whole 300th second
+/// after `sent`; whatever remembers a delivery must keep it until this
+/// instant, not merely until `sent + 300 s`.
+pub fn stale_from(sent: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(sent.checked_add(MAX_SKEW_SECS + 1)?, 0)
+}
+
+/// What makes one signed request unique, however its signature is spelled
+/// (hex digits are accepted in either case): its signed timestamp and a
+/// digest of its body. A copy of the request, replayed within the window,
+/// has the same key.
+pub fn delivery_key(sent: i64, body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("slack:{sent}:{}", hex::encode(Sha256::digest(body)))
+}
+
 /// Why a request's signature was not accepted. The caller answers 401 to
 /// all of them alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +167,47 @@ mod tests {
         assert_eq!(check(sent - 300), Ok(()));
         assert_eq!(check(sent + 301), Err(SignatureError::Stale));
         assert_eq!(check(sent - 301), Err(SignatureError::Stale));
+    }
+
+    #[test]
+    fn a_delivery_is_remembered_for_exactly_as_long_as_it_is_accepted() {
+        let sent: i64 = TIMESTAMP.parse().unwrap();
+        let until = stale_from(sent).unwrap();
+        let check = |now: chrono::DateTime<chrono::Utc>| {
+            secret().verify(
+                Some(TIMESTAMP),
+                Some(SIGNATURE),
+                BODY.as_bytes(),
+                now.timestamp(),
+            )
+        };
+        let just_before = until - chrono::TimeDelta::milliseconds(1);
+        assert_eq!(check(just_before), Ok(()), "accepted 300.999 s after");
+        assert_eq!(check(until), Err(SignatureError::Stale));
+    }
+
+    #[test]
+    fn the_delivery_key_ignores_how_the_signature_is_spelled() {
+        let sent: i64 = TIMESTAMP.parse().unwrap();
+        let upper = format!("v0={}", SIGNATURE["v0=".len()..].to_uppercase());
+        assert_eq!(
+            secret().verify(Some(TIMESTAMP), Some(&upper), BODY.as_bytes(), sent),
+            Ok(()),
+            "hex digits verify in either case"
+        );
+        // The key is made of what the signature covers, not the signature.
+        assert_eq!(
+            delivery_key(sent, BODY.as_bytes()),
+            delivery_key(sent, BODY.as_bytes())
+        );
+        assert_ne!(
+            delivery_key(sent, BODY.as_bytes()),
+            delivery_key(sent + 1, BODY.as_bytes())
+        );
+        assert_ne!(
+            delivery_key(sent, BODY.as_bytes()),
+            delivery_key(sent, b"text=other")
+        );
     }
 
     #[test]
