@@ -118,6 +118,11 @@ impl App {
         })
     }
 
+    /// The database the application runs on.
+    pub fn database(&self) -> &Database {
+        &self.store
+    }
+
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)

@@ -22,7 +22,8 @@ use tempadmin::domain::{
     Policy, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
-    ClaimScope, Job, JobKind, NewJob, OutboxMessage, Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Store,
+    Transition,
 };
 use tempadmin::store::{Database, PostgresStore, SqliteStore};
 
@@ -194,6 +195,7 @@ on_both_backends!(
     released_leases_can_be_claimed_again_at_once,
     running_work_keeps_its_lease_by_renewing_it_until_a_newer_attempt_takes_it,
     a_key_is_first_seen_once_until_it_is_kept_no_longer,
+    a_command_delivered_twice_inserts_one_request_and_no_other_row,
     open_requests_are_counted_per_person_until_they_end,
     a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_limits,
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
@@ -226,19 +228,35 @@ async fn insert(store: &dyn Store, jobs: &[NewJob], notices: &[Notice]) -> Reque
         vec!["why".into()],
         t0(),
     );
-    store
-        .insert_request(&r, &audit(&r, "requested"), jobs, t0(), &admit_all)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(
+        insert_new(store, &r, jobs, t0(), admit_all()).await,
+        Insertion::Inserted
+    );
     if !notices.is_empty() {
         store.enqueue(&r.id, notices).await.unwrap();
     }
     r
 }
 
-fn admit_all(_open: usize, _recent: usize) -> Result<(), Refusal> {
-    Ok(())
+fn admit_all() -> Admission {
+    Arc::new(|_open, _recent| Ok(()))
+}
+
+/// Inserts `r` as a new request with its first audit line and `jobs`.
+async fn insert_new(
+    store: &dyn Store,
+    r: &Request,
+    jobs: &[NewJob],
+    since: Timestamp,
+    admit: Admission,
+) -> Insertion {
+    let new = NewRequest {
+        request: r.clone(),
+        delivery: None,
+        audit: audit(r, "requested"),
+        jobs: jobs.to_vec(),
+    };
+    store.insert_request(new, since, admit).await.unwrap()
 }
 
 /// `user`'s open requests and those made at or after `since`, as the store
@@ -251,17 +269,16 @@ async fn counts(store: &dyn Store, user: &ChatUserId, since: Timestamp) -> (usiz
         vec![],
         t0(),
     );
-    let seen = std::sync::Mutex::new(None);
-    let admit = |open, recent| {
-        *seen.lock().unwrap() = Some((open, recent));
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let asked = seen.clone();
+    let admit: Admission = Arc::new(move |open, recent| {
+        *asked.lock().unwrap() = Some((open, recent));
         Err(Refusal::TooManyRequestsPerHour { max: 0 })
-    };
-    let refused = store
-        .insert_request(&probe, &audit(&probe, "probe"), &[], since, &admit)
-        .await
-        .unwrap();
-    assert!(refused.is_err());
-    seen.into_inner().unwrap().expect("the store asked")
+    });
+    let refused = insert_new(store, &probe, &[], since, admit).await;
+    assert!(matches!(refused, Insertion::Refused(_)));
+    let counted = *seen.lock().unwrap();
+    counted.expect("the store asked")
 }
 
 /// [`counts`]' open requests.
@@ -330,10 +347,10 @@ async fn a_request_stays_on_its_platform_and_only_its_requester_sees_it(db: Db) 
         t0(),
     );
     r.reason = "teams".into();
-    s.insert_request(&r, &audit(&r, "requested"), &[], t0(), &admit_all)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(
+        insert_new(s, &r, &[], t0(), admit_all()).await,
+        Insertion::Inserted
+    );
     let back = s.request(&r.id).await.unwrap().unwrap();
     assert_eq!(back.platform(), tempadmin::domain::Platform::Teams);
     assert_eq!(back, r);
@@ -981,11 +998,10 @@ async fn insert_for(store: &dyn Store, user: &ChatUserId, at: Timestamp) -> Requ
         vec![],
         at,
     );
-    store
-        .insert_request(&r, &audit(&r, "requested"), &[], t0(), &admit_all)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(
+        insert_new(store, &r, &[], t0(), admit_all()).await,
+        Insertion::Inserted
+    );
     r
 }
 
@@ -1022,13 +1038,10 @@ async fn a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_l
         let policy = policy.clone();
         tokio::spawn(async move {
             let r = Request::new(user, None, GrantDuration::from_secs(600), vec![], t0());
-            let admit = |open, recent| policy.check_volume(open, recent);
+            let admit: Admission = Arc::new(move |open, recent| policy.check_volume(open, recent));
             let jobs = [job(JobKind::Resolve, 0)];
             let since = t0() - TimeDelta::hours(1);
-            let admitted = store
-                .insert_request(&r, &audit(&r, "requested"), &jobs, since, &admit)
-                .await
-                .unwrap();
+            let admitted = insert_new(&*store, &r, &jobs, since, admit).await;
             (n, admitted)
         })
     };
@@ -1042,12 +1055,13 @@ async fn a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_l
     for task in tasks {
         let (n, outcome) = task.await.unwrap();
         match outcome {
-            Ok(()) if n < 99 => admitted += 1,
-            Ok(()) => {}
-            Err(refusal) => assert!(
+            Insertion::Inserted if n < 99 => admitted += 1,
+            Insertion::Inserted => {}
+            Insertion::Refused(refusal) => assert!(
                 matches!(refusal, Refusal::TooManyOpenRequests { open: 3, max: 3 }),
                 "{refusal:?}"
             ),
+            Insertion::Replayed => panic!("no delivery key was given"),
         }
     }
     assert_eq!(admitted, 3, "exactly max_open_requests got in");
@@ -1070,9 +1084,12 @@ async fn a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_l
     let (_, fourth) = burst(b.clone(), ada.clone(), 0).await.unwrap();
     let (_, fifth) = burst(a.clone(), ada.clone(), 0).await.unwrap();
     let (_, sixth) = burst(b.clone(), ada.clone(), 0).await.unwrap();
-    assert_eq!((fourth, fifth), (Ok(()), Ok(())));
+    assert_eq!((fourth, fifth), (Insertion::Inserted, Insertion::Inserted));
     assert!(
-        matches!(sixth, Err(Refusal::TooManyRequestsPerHour { max: 5 })),
+        matches!(
+            sixth,
+            Insertion::Refused(Refusal::TooManyRequestsPerHour { max: 5 })
+        ),
         "{sixth:?}"
     );
 }
@@ -1319,6 +1336,62 @@ async fn a_key_is_first_seen_once_until_it_is_kept_no_longer(db: Db) {
             .unwrap(),
         "and is remembered again"
     );
+}
+
+async fn a_command_delivered_twice_inserts_one_request_and_no_other_row(db: Db) {
+    let s = &*db.store;
+    let new = |delivery: Option<&str>| {
+        let r = Request::new(
+            ChatUserId::slack("U1"),
+            None,
+            GrantDuration::from_secs(600),
+            vec![],
+            t0(),
+        );
+        NewRequest {
+            audit: audit(&r, "requested"),
+            jobs: vec![job(JobKind::Resolve, 0)],
+            request: r,
+            delivery: delivery.map(str::to_owned),
+        }
+    };
+    let first = new(Some("slack:1:abc"));
+    assert_eq!(
+        s.insert_request(first.clone(), t0(), admit_all())
+            .await
+            .unwrap(),
+        Insertion::Inserted
+    );
+    let copy = new(Some("slack:1:abc"));
+    assert_eq!(
+        s.insert_request(copy.clone(), t0(), admit_all())
+            .await
+            .unwrap(),
+        Insertion::Replayed
+    );
+    assert!(s.request(&copy.request.id).await.unwrap().is_none());
+    let audited: Vec<_> = s.audit_since(None).await.unwrap();
+    assert_eq!(audited.len(), 1, "no audit line for the copy");
+    assert_eq!(open_of(s, &ChatUserId::slack("U1")).await, 1);
+    // Requests without a key (another chat service, older rows) never clash.
+    let mut expected = HashSet::from([first.request.id.clone()]);
+    for _ in 0..2 {
+        let keyless = new(None);
+        expected.insert(keyless.request.id.clone());
+        assert_eq!(
+            s.insert_request(keyless, t0(), admit_all()).await.unwrap(),
+            Insertion::Inserted
+        );
+    }
+    let mut claimed = HashSet::new();
+    while let Some(job) = s
+        .claim_job(t0(), t0() + TimeDelta::seconds(60), ClaimScope::Any)
+        .await
+        .unwrap()
+    {
+        claimed.insert(job.request_id);
+    }
+    assert_eq!(claimed, expected, "the copy left no job");
 }
 
 // ---------------------------------------------------------------- references

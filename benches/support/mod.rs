@@ -9,7 +9,7 @@ use tempadmin::domain::{
     AuditEntry, ChatUserId, Device, Email, GrantDuration, JcUserId, PriorState, Request,
     RequestState, SystemId, Timestamp,
 };
-use tempadmin::engine::ports::{JobKind, NewJob, Store, Transition};
+use tempadmin::engine::ports::{Insertion, JobKind, NewJob, NewRequest, Store, Transition};
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::FakeSlack;
 
@@ -131,11 +131,19 @@ pub async fn seed_active_grant(
         after: Some(r.state),
         detail: serde_json::json!({}),
     };
-    let admit_all = |_, _| Ok(());
-    store
-        .insert_request(&r, &audit(&r, "requested"), &[], now, &admit_all)
-        .await?
-        .map_err(|refusal| anyhow::anyhow!("setup refused: {refusal:?}"))?;
+    let new = NewRequest {
+        request: r.clone(),
+        delivery: None,
+        audit: audit(&r, "requested"),
+        jobs: Vec::new(),
+    };
+    let inserted = store
+        .insert_request(new, now, std::sync::Arc::new(|_, _| Ok(())))
+        .await?;
+    anyhow::ensure!(
+        inserted == Insertion::Inserted,
+        "setup refused: {inserted:?}"
+    );
     let mut to = r.clone();
     to.state = RequestState::Active;
     to.version = r.version + 1;

@@ -14,7 +14,36 @@ use crate::domain::{
 
 /// Decides from a person's open requests and those they made in the
 /// window whether one more is admitted (see [`Store::insert_request`]).
-pub type Admission<'a> = &'a (dyn Fn(usize, usize) -> Result<(), Refusal> + Send + Sync);
+/// Owned, so a store may hand the insert to the task that commits a batch.
+pub type Admission = std::sync::Arc<dyn Fn(usize, usize) -> Result<(), Refusal> + Send + Sync>;
+
+/// A new request as the store inserts it: the row, its first audit line,
+/// its first jobs, and what makes the command that asked for it unique.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The request.
+    pub request: Request,
+    /// The command's delivery key ([`crate::engine::Delivery`]), stored with
+    /// the request under a unique constraint, so a copy of the same command
+    /// inserts nothing ([`Insertion::Replayed`]) at the cost of no extra write.
+    pub delivery: Option<String>,
+    /// Its first audit line.
+    pub audit: AuditEntry,
+    /// Its first jobs.
+    pub jobs: Vec<NewJob>,
+}
+
+/// What became of a [`NewRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insertion {
+    /// Written.
+    Inserted,
+    /// The admission refused it; nothing was written.
+    Refused(Refusal),
+    /// A request with the same delivery key exists: the command is a copy
+    /// of one acted on before. Nothing was written.
+    Replayed,
+}
 
 // ---------------------------------------------------------------- Clock
 
@@ -143,6 +172,15 @@ pub enum ChatError {
     Permanent(String),
 }
 
+/// A configured approver, as their chat service knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// Their own email from the chat service (the profile's; on Teams only
+    /// for a member of our tenant), from which the engine finds their
+    /// JumpCloud account: four eyes count accounts, not chat identities.
+    pub email: Option<Email>,
+}
+
 /// The chat service people talk to the bot through (Slack, Teams).
 #[async_trait]
 pub trait Chat: Send + Sync {
@@ -151,9 +189,10 @@ pub trait Chat: Send + Sync {
     /// a person is within a conversation (Teams asks the conversation the
     /// command came from, `reply_to`).
     async fn user_email(&self, request: &Request) -> Result<Option<Email>, ChatError>;
-    /// Whether the person is one of the configured approvers (directly or
-    /// through a group).
-    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError>;
+    /// The person, when they are one of the configured approvers (directly
+    /// or through a group); `None` otherwise. Asked while the click waits
+    /// for its answer, so adapters bound it.
+    async fn approver(&self, user: &ChatUserId) -> Result<Option<Approver>, ChatError>;
     /// Delivers one notice about `request`. Posting the approval card
     /// returns the new message's reference, which later notices thread under.
     async fn deliver(
@@ -362,15 +401,14 @@ pub trait Store: Send + Sync {
     /// many they made at or after `since`. The counts and the insert are
     /// one transaction under a lock of the requester's that holds across
     /// processes, so a burst of commands, even spread over replicas, cannot
-    /// slip several past the same count. On a refusal nothing is written.
+    /// slip several past the same count. On a refusal, and for a delivery
+    /// key that a stored request already has, nothing is written.
     async fn insert_request(
         &self,
-        request: &Request,
-        audit: &AuditEntry,
-        jobs: &[NewJob],
+        new: NewRequest,
         since: Timestamp,
-        admit: Admission<'_>,
-    ) -> anyhow::Result<Result<(), Refusal>>;
+        admit: Admission,
+    ) -> anyhow::Result<Insertion>;
     /// One request.
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.

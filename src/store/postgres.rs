@@ -38,7 +38,8 @@ use crate::domain::{
     Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
+    Store, Transition,
 };
 
 /// The channel replicas wake each other on when work is added or released.
@@ -285,8 +286,14 @@ async fn notify_work(tx: &mut Tx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn insert_request_row(tx: &mut Tx<'_>, r: &Request) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+/// Inserts the request's row; `false` when a request with the same
+/// delivery key exists (the command is a copy), and nothing was written.
+async fn insert_request_row(
+    tx: &mut Tx<'_>,
+    r: &Request,
+    delivery: Option<&str>,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (delivery) DO NOTHING")
         .bind(r.id.as_str())
         .bind(r.platform().as_str())
         .bind(r.requester.as_str())
@@ -297,9 +304,11 @@ async fn insert_request_row(tx: &mut Tx<'_>, r: &Request) -> anyhow::Result<()> 
         .bind(r.state.as_str())
         .bind(ms(r.created_at))
         .bind(r.version)
+        .bind(delivery)
         .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected();
+    Ok(inserted == 1)
 }
 
 async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
@@ -453,7 +462,7 @@ async fn admission<'e>(
     db: impl sqlx::PgExecutor<'e>,
     r: &Request,
     since: Timestamp,
-    admit: Admission<'_>,
+    admit: &Admission,
 ) -> anyhow::Result<Result<(), Refusal>> {
     let terminal = state_list(RequestState::is_terminal);
     let sql = format!(
@@ -555,17 +564,16 @@ impl Store for PostgresStore {
 
     async fn insert_request(
         &self,
-        r: &Request,
-        audit: &AuditEntry,
-        jobs: &[NewJob],
+        new: NewRequest,
         since: Timestamp,
-        admit: Admission<'_>,
-    ) -> anyhow::Result<Result<(), Refusal>> {
+        admit: Admission,
+    ) -> anyhow::Result<Insertion> {
+        let r = &new.request;
         // A first look without the lock: a flood of commands past the
         // limits is refused without queueing for it. (A count can only be
         // too high by a request that ended a moment ago.)
-        if let Err(refusal) = admission(&self.pool, r, since, admit).await? {
-            return Ok(Err(refusal));
+        if let Err(refusal) = admission(&self.pool, r, since, &admit).await? {
+            return Ok(Insertion::Refused(refusal));
         }
         let mut tx = self.pool.begin().await?;
         // Every replica's commands of this person queue here; the count
@@ -575,17 +583,19 @@ impl Store for PostgresStore {
             .bind(r.requester.as_str())
             .execute(&mut *tx)
             .await?;
-        if let Err(refusal) = admission(&mut *tx, r, since, admit).await? {
-            return Ok(Err(refusal));
+        if let Err(refusal) = admission(&mut *tx, r, since, &admit).await? {
+            return Ok(Insertion::Refused(refusal));
         }
-        insert_request_row(&mut tx, r).await?;
-        insert_audit(&mut tx, audit).await?;
-        insert_jobs(&mut tx, &r.id, jobs).await?;
-        if !jobs.is_empty() {
+        if !insert_request_row(&mut tx, r, new.delivery.as_deref()).await? {
+            return Ok(Insertion::Replayed);
+        }
+        insert_audit(&mut tx, &new.audit).await?;
+        insert_jobs(&mut tx, &r.id, &new.jobs).await?;
+        if !new.jobs.is_empty() {
             notify_work(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(Insertion::Inserted)
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {

@@ -10,13 +10,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
+use super::group_commit::GroupCommit;
 use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
     Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Job, JobKind, Lease, NewJob, OutboxMessage, Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
+    Store, Transition,
 };
 
 /// How often the write-ahead log is folded into the database file.
@@ -41,6 +43,18 @@ pub struct SqliteStore {
     /// every lease in the file, which is only safe when nobody else holds
     /// one. `None` for in-memory databases and for readers.
     lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// New requests are committed in batches by one task (group commit),
+    /// so a flood of commands takes the writer once per batch, not once
+    /// per command.
+    inserts: GroupCommit<AdmittedInsert, Insertion>,
+}
+
+/// A new request on its way to the group commit, with what decides
+/// whether it is admitted.
+struct AdmittedInsert {
+    new: NewRequest,
+    since: Timestamp,
+    admit: Admission,
 }
 
 /// Revocation writes go first in the writer queue.
@@ -189,11 +203,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        let store = Self {
-            pool,
-            writer: Default::default(),
-            lock: std::sync::Arc::new(std::sync::Mutex::new(lock)),
-        };
+        let store = Self::with(pool, std::sync::Arc::new(std::sync::Mutex::new(lock)));
         store.release_leases().await?;
         if !in_memory {
             tokio::spawn(store.clone().checkpoint_every(CHECKPOINT_INTERVAL));
@@ -245,11 +255,34 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
-        Ok(Self {
+        Ok(Self::with(pool, Default::default()))
+    }
+
+    fn with(
+        pool: SqlitePool,
+        lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    ) -> Self {
+        let writer = std::sync::Arc::new(WriteQueue::default());
+        let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
+        let inserts = GroupCommit::start(move |batch: Vec<AdmittedInsert>| {
+            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
+            async move {
+                let _writing = writer.turn(Urgency::Normal).await;
+                insert_batch(&pool, &batch).await
+            }
+        });
+        Self {
             pool,
-            writer: Default::default(),
-            lock: Default::default(),
-        })
+            writer,
+            lock,
+            inserts,
+        }
+    }
+
+    /// How many writes have taken the writer's turn since the store was
+    /// opened (tests check that read-only commands write nothing).
+    pub fn writes(&self) -> u64 {
+        self.writer.turns()
     }
 
     /// Checkpoints the log into the database file, closes the pool, and
@@ -485,14 +518,11 @@ fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option
         .map_err(Into::into)
 }
 
-/// A new request's row, first audit line and jobs.
-async fn insert_new_request(
-    tx: &mut Tx<'_>,
-    r: &Request,
-    audit: &AuditEntry,
-    jobs: &[NewJob],
-) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+/// A new request's row, first audit line and jobs; nothing when a request
+/// with the same delivery key exists (the command is a copy).
+async fn insert_new_request(tx: &mut Tx<'_>, new: &NewRequest) -> anyhow::Result<Insertion> {
+    let r = &new.request;
+    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery) DO NOTHING")
         .bind(r.id.as_str())
         .bind(r.platform().as_str())
         .bind(r.requester.as_str())
@@ -503,11 +533,38 @@ async fn insert_new_request(
         .bind(r.state.as_str())
         .bind(ms(r.created_at))
         .bind(r.version)
+        .bind(&new.delivery)
         .execute(&mut **tx)
-        .await?;
-    insert_audit(tx, audit).await?;
-    insert_jobs(tx, &r.id, jobs).await?;
-    Ok(())
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        return Ok(Insertion::Replayed);
+    }
+    insert_audit(tx, &new.audit).await?;
+    insert_jobs(tx, &r.id, &new.jobs).await?;
+    Ok(Insertion::Inserted)
+}
+
+/// One group commit: each new request counted and inserted in turn, in one
+/// transaction, so each count sees the requests inserted before it.
+async fn insert_batch(
+    pool: &SqlitePool,
+    batch: &[AdmittedInsert],
+) -> anyhow::Result<Vec<Insertion>> {
+    // IMMEDIATE: the write lock first, through the busy handler. A deferred
+    // transaction that reads (the counts) and then writes cannot wait for
+    // a writer of another connection: its upgrade fails at once.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for one in batch {
+        let outcome = match admission(&mut *tx, &one.new.request, one.since, &one.admit).await? {
+            Err(refusal) => Insertion::Refused(refusal),
+            Ok(()) => insert_new_request(&mut tx, &one.new).await?,
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// What `admit` says of one more request of `r`'s requester: counts their
@@ -516,7 +573,7 @@ async fn admission<'e>(
     db: impl sqlx::SqliteExecutor<'e>,
     r: &Request,
     since: Timestamp,
-    admit: Admission<'_>,
+    admit: &Admission,
 ) -> anyhow::Result<Result<(), Refusal>> {
     let terminal = state_list(RequestState::is_terminal);
     let sql = format!(
@@ -541,28 +598,21 @@ impl Store for SqliteStore {
 
     async fn insert_request(
         &self,
-        r: &Request,
-        audit: &AuditEntry,
-        jobs: &[NewJob],
+        new: NewRequest,
         since: Timestamp,
-        admit: Admission<'_>,
-    ) -> anyhow::Result<Result<(), Refusal>> {
-        // A first look without the lock: a flood of commands past the
+        admit: Admission,
+    ) -> anyhow::Result<Insertion> {
+        // A first look without the writer: a flood of commands past the
         // limits is refused without queueing for it. (A count can only be
         // too high by a request that ended a moment ago.)
-        if let Err(refusal) = admission(&self.pool, r, since, admit).await? {
-            return Ok(Err(refusal));
+        if let Err(refusal) = admission(&self.pool, &new.request, since, &admit).await? {
+            return Ok(Insertion::Refused(refusal));
         }
-        // Writers take turns (one process: the lock file), so nothing is
-        // written between these counts and the insert.
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        if let Err(refusal) = admission(&mut *tx, r, since, admit).await? {
-            return Ok(Err(refusal));
-        }
-        insert_new_request(&mut tx, r, audit, jobs).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        // Counted again and inserted in the writer's turn (one process:
+        // the lock file), so nothing is written between count and insert.
+        self.inserts
+            .submit(AdmittedInsert { new, since, admit })
+            .await
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {

@@ -9,6 +9,8 @@
 //! burst of commands, look-ups or chat messages cannot make a revocation
 //! wait for the database behind them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 /// How soon a write must happen.
@@ -29,6 +31,8 @@ pub(crate) struct WriteQueue {
     gate: Mutex<()>,
     /// How many revocation writes are waiting for the lock.
     urgent: watch::Sender<usize>,
+    /// How many turns were given, for tests that check a path writes nothing.
+    turns: AtomicU64,
 }
 
 impl Default for WriteQueue {
@@ -37,6 +41,7 @@ impl Default for WriteQueue {
             lock: Mutex::new(()),
             gate: Mutex::new(()),
             urgent: watch::channel(0).0,
+            turns: AtomicU64::new(0),
         }
     }
 }
@@ -59,8 +64,14 @@ impl Drop for Waiting<'_> {
 }
 
 impl WriteQueue {
+    /// How many turns were asked for so far.
+    pub(crate) fn turns(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
+    }
+
     /// Waits for this writer's turn; the write holds the returned guard.
     pub(crate) async fn turn(&self, urgency: Urgency) -> MutexGuard<'_, ()> {
+        self.turns.fetch_add(1, Ordering::Relaxed);
         match urgency {
             Urgency::Revocation => {
                 let _waiting = Waiting::new(&self.urgent);

@@ -19,6 +19,7 @@ use tempadmin::sim::slack::{FakeSlack, SimMessage};
 use tempadmin::sim::teams::{FakeBotFramework, SimActivity, APPROVALS_CONVERSATION};
 use tempadmin::sim::{self, slack_sender, teams_sender};
 use tempadmin::slack::signature::SigningSecret;
+use tempadmin::store::Database;
 
 pub const SECRET: &str = sim::SIGNING_SECRET;
 pub const APPROVALS: &str = sim::APPROVALS_CHANNEL;
@@ -66,6 +67,8 @@ pub struct TestApp {
     pub jc: FakeJumpCloud,
     pub clock: Arc<ManualClock>,
     pub engine: Arc<Engine>,
+    /// The database the application runs on.
+    pub database: Database,
     pub config: Config,
     secret: SigningSecret,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -127,7 +130,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.jumpcloud.org_id = Some("org-test".into());
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let (base, engine, stop, server) = launch(&config, &clock).await;
+    let (base, engine, database, stop, server) = launch(&config, &clock).await;
     TestApp {
         base,
         http: reqwest::Client::new(),
@@ -136,6 +139,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         jc,
         clock,
         engine,
+        database,
         config,
         secret: SigningSecret::new(SecretString::from(SECRET)),
         stop: Some(stop),
@@ -147,6 +151,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
 type Launched = (
     String,
     Arc<Engine>,
+    Database,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 );
@@ -156,11 +161,12 @@ async fn launch(config: &Config, clock: &Arc<ManualClock>) -> Launched {
     let app = App::build(config, clock.clone()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let engine = app.engine.clone();
+    let database = app.database().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.serve_only(async {
         let _ = stopped.await;
     }));
-    (base, engine, stop, server)
+    (base, engine, database, stop, server)
 }
 
 pub fn system(id: &str, hostname: &str, os: &str) -> SimSystem {
@@ -183,9 +189,10 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
-        let (base, engine, stop, server) = launch(&self.config, &self.clock).await;
+        let (base, engine, database, stop, server) = launch(&self.config, &self.clock).await;
         self.base = base;
         self.engine = engine;
+        self.database = database;
         self.stop = Some(stop);
         self.server = Some(server);
     }
