@@ -83,6 +83,16 @@ pub enum Refusal {
     NotApprover,
     /// Four eyes: nobody decides their own request.
     OwnRequest,
+    /// Four eyes by account: the request would elevate the clicker's own
+    /// JumpCloud account (they clicked from a second chat identity).
+    OwnAccount,
+    /// The approver's own JumpCloud account could not be told apart from the
+    /// requester's (no email in their chat profile, or several accounts with
+    /// it), so their decision cannot count.
+    ApproverUnverified,
+    /// JumpCloud did not answer the look-up of the approver's own account,
+    /// so their decision did not count yet.
+    ApproverCheckUnavailable,
     /// Somebody decided already; the request is in this state.
     AlreadyDecided {
         /// Its current state.

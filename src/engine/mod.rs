@@ -27,7 +27,10 @@ use crate::domain::{
     AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy, PrivateBody,
     Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
-use ports::{Chat, ChatError, Clock, Directory, JobKind, NewJob, Store, Transition};
+use ports::{
+    Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Insertion, JobKind,
+    NewJob, NewRequest, Store, Transition,
+};
 
 /// What the engine answers at once to a command (rendered by the chat adapter
 /// into the immediate, private HTTP response).
@@ -48,10 +51,12 @@ pub enum Reply {
     AlreadyReceived,
 }
 
-/// What makes one delivery from the chat service unique (Slack: its
-/// signature), so that the same delivery sent again is recognised and not
-/// acted on twice. Kept as long as the chat service's own check would still
-/// accept the copy.
+/// What makes one delivery from the chat service unique (Slack: the signed
+/// timestamp and a digest of the body, whatever the signature's spelling;
+/// Teams: the activity's id), so that the same delivery sent again is
+/// recognised and not acted on twice. A click's key is kept at least as long
+/// as the chat service's own check would still accept the copy; a
+/// command's key is kept with the request it created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Unique to the delivery, with a prefix naming the chat service.
@@ -94,6 +99,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     policy: Policy,
     workers: Workers,
+    /// The policy's per-person limits, as the store applies them.
+    volume: Admission,
     /// Commands being handled right now; beyond its permits a command is
     /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
     admission: tokio::sync::Semaphore,
@@ -135,6 +142,12 @@ impl Chats {
 /// once instead, without touching the database.
 pub const COMMANDS_IN_FLIGHT: usize = 64;
 
+/// The most the approver's JumpCloud look-up may take: it runs while the
+/// click waits for its answer (Slack gives up after 3 s, and the approver
+/// check has had up to 2 s of it). Slower than this, the approver is asked
+/// to try again.
+const ACCOUNT_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(900);
+
 /// How often a user action re-reads and retries after losing a race with
 /// another writer of the same request.
 const RACE_RETRIES: usize = 5;
@@ -149,7 +162,9 @@ impl Engine {
         policy: Policy,
         workers: Workers,
     ) -> Arc<Self> {
+        let limits = policy.clone();
         Arc::new(Self {
+            volume: Arc::new(move |open, last_hour| limits.check_volume(open, last_hour)),
             store,
             directory,
             chats,
@@ -188,9 +203,9 @@ impl Engine {
             .await
     }
 
-    /// Whether the person is an approver on their platform.
-    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
-        self.chats.get(user.platform())?.is_approver(user).await
+    /// The person, when they are an approver on their platform.
+    async fn approver(&self, user: &ChatUserId) -> Result<Option<Approver>, ChatError> {
+        self.chats.get(user.platform())?.approver(user).await
     }
 
     /// Delivers a notice through the request's platform.
@@ -207,17 +222,15 @@ impl Engine {
 
     /// Handles `/tempadmin …`. Only cheap checks and one insert happen here,
     /// so the chat service gets its answer in milliseconds; account and
-    /// device look-ups run afterwards as a job.
+    /// device look-ups run afterwards as a job. `help`, `status` and every
+    /// refusal write nothing; a new request is one insert that also keeps
+    /// the command's delivery key, which is how a copy of it is recognised.
     #[tracing::instrument(skip_all, fields(user = %input.user))]
     pub async fn handle_command(&self, input: CommandInput) -> anyhow::Result<Reply> {
         let Ok(_admitted) = self.admission.try_acquire() else {
             tracing::warn!("too many commands at once; refused as busy");
             return Ok(Reply::Refused(Refusal::Busy));
         };
-        if !self.first_sighting(input.delivery.as_ref()).await? {
-            tracing::warn!("a command delivered again (a replay); not acted on");
-            return Ok(Reply::AlreadyReceived);
-        }
         let policy = &self.policy;
         let (duration, words) = match Command::parse(&input.text) {
             Err(e) => {
@@ -233,6 +246,8 @@ impl Engine {
                     self.store.open_requests_of(&input.user).await?,
                 ))
             }
+            // A copy of a revoke ends nothing more than the original did:
+            // every end is a conditional move, so it needs no remembering.
             Ok(Command::Revoke) => return self.revoke_all(&input.user).await,
             Ok(Command::Request { duration, words }) => (duration, words),
         };
@@ -256,26 +271,37 @@ impl Engine {
                 "text": clip(&input.text, bounds::AUDITED_TEXT),
             }),
         );
-        let jobs = [NewJob {
-            kind: JobKind::Resolve,
-            due_at: now,
-        }];
+        let new = NewRequest {
+            delivery: input.delivery.map(|d| d.key),
+            audit,
+            jobs: vec![NewJob {
+                kind: JobKind::Resolve,
+                due_at: now,
+            }],
+            request,
+        };
+        let hour_ago = now - chrono::TimeDelta::hours(1);
         // The person's open requests and those of the past hour, against
         // `policy.max_open_requests` and `policy.max_requests_per_hour`,
         // counted by the store together with the insert.
-        let admit = |open, last_hour| self.policy.check_volume(open, last_hour);
-        let hour_ago = now - chrono::TimeDelta::hours(1);
-        if let Err(refusal) = self
+        match self
             .store
-            .insert_request(&request, &audit, &jobs, hour_ago, &admit)
+            .insert_request(new.clone(), hour_ago, self.volume.clone())
             .await?
         {
-            tracing::info!(?refusal, "per-person limit reached");
-            return Ok(Reply::Refused(refusal));
+            Insertion::Inserted => {}
+            Insertion::Refused(refusal) => {
+                tracing::info!(?refusal, "per-person limit reached");
+                return Ok(Reply::Refused(refusal));
+            }
+            Insertion::Replayed => {
+                tracing::warn!("a command delivered again (a replay); not acted on");
+                return Ok(Reply::AlreadyReceived);
+            }
         }
-        tracing::info!(request_id = %request.id, "request accepted; resolving");
+        tracing::info!(request_id = %new.request.id, "request accepted; resolving");
         self.wake.notify_one();
-        Ok(Reply::Checking(Box::new(request)))
+        Ok(Reply::Checking(Box::new(new.request)))
     }
 
     /// `/tempadmin revoke`: ends every elevation of the person and withdraws
@@ -353,8 +379,7 @@ impl Engine {
         if !self.first_click(&click).await? {
             return Ok(());
         }
-        let Some(request) = self.store.request(&click.request_id).await? else {
-            tracing::warn!("decision on an unknown request");
+        let Some(request) = self.clicked_request(&click).await? else {
             return Ok(());
         };
         if click.user == request.requester {
@@ -362,14 +387,9 @@ impl Engine {
                 .refuse_click(&request, &click, Refusal::OwnRequest)
                 .await;
         }
-        if click.user.platform() != request.platform() {
-            return self
-                .refuse_click(&request, &click, Refusal::NotApprover)
-                .await;
-        }
-        match self.is_approver(&click.user).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let approver = match self.approver(&click.user).await {
+            Ok(Some(approver)) => approver,
+            Ok(None) => {
                 return self
                     .refuse_click(&request, &click, Refusal::NotApprover)
                     .await
@@ -380,6 +400,15 @@ impl Engine {
                     .refuse_click(&request, &click, Refusal::ChatUnavailable)
                     .await;
             }
+        };
+        if request.state != RequestState::PendingApproval {
+            let refusal = Refusal::AlreadyDecided {
+                state: request.state,
+            };
+            return self.refuse_click(&request, &click, refusal).await;
+        }
+        if let Err(refusal) = self.other_account(&approver, &request).await {
+            return self.refuse_click(&request, &click, refusal).await;
         }
         for _ in 0..RACE_RETRIES {
             let Some(request) = self.store.request(&click.request_id).await? else {
@@ -457,12 +486,11 @@ impl Engine {
         if !self.first_click(&click).await? {
             return Ok(());
         }
-        let Some(request) = self.store.request(&click.request_id).await? else {
+        let Some(request) = self.clicked_request(&click).await? else {
             return Ok(());
         };
         if click.user != request.requester {
-            let approver = click.user.platform() == request.platform()
-                && self.is_approver(&click.user).await.unwrap_or(false);
+            let approver = matches!(self.approver(&click.user).await, Ok(Some(_)));
             if !approver {
                 return self
                     .refuse_click(&request, &click, Refusal::NotAllowedToEnd)
@@ -494,7 +522,7 @@ impl Engine {
         if !self.first_click(&click).await? {
             return Ok(());
         }
-        let Some(request) = self.store.request(&click.request_id).await? else {
+        let Some(request) = self.clicked_request(&click).await? else {
             return Ok(());
         };
         let chosen = request.candidates.iter().find(|d| d.id == system).cloned();
@@ -518,6 +546,62 @@ impl Engine {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The request a click names, when it exists on the clicker's own
+    /// platform. A click on an unknown request, or on a request of another
+    /// platform, gets no answer from the engine: an answer would go through
+    /// the request's platform, and it would tell the clicker that the id
+    /// exists (DESIGN 5: nothing revealed).
+    async fn clicked_request(&self, click: &Click) -> anyhow::Result<Option<Request>> {
+        let request = self.store.request(&click.request_id).await?;
+        match request {
+            Some(request) if request.platform() == click.user.platform() => Ok(Some(request)),
+            Some(_) => {
+                tracing::warn!("a click on another platform's request; not acted on");
+                Ok(None)
+            }
+            None => {
+                tracing::warn!("a click on an unknown request; not acted on");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Four eyes by account (DESIGN 5): the approver's own JumpCloud
+    /// account, found by their chat email as a requester's is, must not be
+    /// the one the request would elevate. A second chat identity (another
+    /// workspace, the other platform, a guest account) of the requester is
+    /// the same person. An approver the bot cannot tell apart from the
+    /// requester (no email, several accounts with it) decides nothing.
+    async fn other_account(&self, approver: &Approver, request: &Request) -> Result<(), Refusal> {
+        let Some(email) = &approver.email else {
+            tracing::warn!("an approver without an email in their chat profile");
+            return Err(Refusal::ApproverUnverified);
+        };
+        let Some(elevated) = &request.jc_user else {
+            // A pending request always has its account; without one there
+            // is nothing to compare, so nothing is decided.
+            return Err(Refusal::ApproverUnverified);
+        };
+        let found = tokio::time::timeout(
+            ACCOUNT_CHECK_BUDGET,
+            self.directory.find_user_by_email(email),
+        )
+        .await;
+        match found {
+            Ok(Ok(Some(account))) if &account.id == elevated => Err(Refusal::OwnAccount),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(DirectoryError::AmbiguousEmail { .. })) => Err(Refusal::ApproverUnverified),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not look up the approver's JumpCloud account");
+                Err(Refusal::ApproverCheckUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!("JumpCloud did not answer the approver look-up in time");
+                Err(Refusal::ApproverCheckUnavailable)
+            }
+        }
     }
 
     /// Tells the clicker privately why nothing happened, and audits the attempt.
@@ -548,19 +632,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether this delivery is new (or cannot be told apart); a copy of one
-    /// already accepted must not act again.
-    async fn first_sighting(&self, delivery: Option<&Delivery>) -> anyhow::Result<bool> {
-        let Some(delivery) = delivery else {
+    /// Whether this click's delivery is new (or cannot be told apart); a
+    /// copy of one already accepted must not act again. Clicks are few, so
+    /// each is remembered on its own; commands keep their key in the
+    /// request they create instead.
+    async fn first_click(&self, click: &Click) -> anyhow::Result<bool> {
+        let Some(delivery) = &click.delivery else {
             return Ok(true);
         };
-        self.store
+        let first = self
+            .store
             .first_sighting(&delivery.key, self.now(), delivery.keep_until)
-            .await
-    }
-
-    async fn first_click(&self, click: &Click) -> anyhow::Result<bool> {
-        let first = self.first_sighting(click.delivery.as_ref()).await?;
+            .await?;
         if !first {
             tracing::warn!("a click delivered again (a replay); not acted on");
         }

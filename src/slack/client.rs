@@ -12,7 +12,7 @@ use super::origin::Identity;
 use super::render;
 use super::response_url::HookHosts;
 use crate::domain::{ChatUserId, Email, Notice, Request};
-use crate::engine::ports::{Chat, ChatError};
+use crate::engine::ports::{Approver, Chat, ChatError};
 
 /// The most an approver check may take: it runs inside a click's answer,
 /// which Slack abandons after 3 seconds.
@@ -209,10 +209,17 @@ impl Chat for SlackChat {
         .await
     }
 
-    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+    async fn approver(&self, user: &ChatUserId) -> Result<Option<Approver>, ChatError> {
         // Asked while Slack waits for the click's answer (3 s).
         let limit = self.settings.timeout.min(CLICK_BUDGET);
-        bounded(limit, self.is_approver_unbounded(user)).await
+        bounded(limit, async {
+            if !self.is_approver_unbounded(user).await? {
+                return Ok(None);
+            }
+            let email = self.user_email_unbounded(user).await?;
+            Ok(Some(Approver { email }))
+        })
+        .await
     }
 
     async fn deliver(

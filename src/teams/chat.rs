@@ -45,7 +45,7 @@ use super::graph::{Graph, GroupUser};
 use super::render::{self, People};
 use super::TeamsSettings;
 use crate::domain::{ChatUserId, ConversationReference, Email, Event, Notice, Request};
-use crate::engine::ports::{Chat, ChatError, Clock, Store};
+use crate::engine::ports::{Approver, Chat, ChatError, Clock, Store};
 use crate::engine::Reply;
 
 /// The most an approver check may take inside an invoke.
@@ -481,16 +481,19 @@ impl TeamsChat {
     /// that fails to resolve must not hide a member of another, and only
     /// when the person is in none of the groups that answered, and some
     /// group did not, is the answer unknown.
-    async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+    async fn is_approver_unbounded(
+        &self,
+        user: &ChatUserId,
+    ) -> Result<Option<TeamsMember>, ChatError> {
         let approvals = self.settings.approvals_conversation.clone();
         let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if is_listed(&self.settings.approvers, &member) {
-            return Ok(true);
+            return Ok(Some(member));
         }
         let Some(graph) = &self.graph else {
-            return Ok(false);
+            return Ok(None);
         };
         let groups = self
             .settings
@@ -498,9 +501,10 @@ impl TeamsChat {
             .iter()
             .map(|group| graph.group_has(group, |u| is_them(&member, u)));
         let mut failed = None;
+        let mut listed = false;
         for found in futures::future::join_all(groups).await {
             match found {
-                Ok(true) => return Ok(true),
+                Ok(true) => listed = true,
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "an approvers' Entra ID group did not resolve");
@@ -508,9 +512,10 @@ impl TeamsChat {
                 }
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(false),
+        match (listed, failed) {
+            (true, _) => Ok(Some(member)),
+            (false, Some(e)) => Err(e),
+            (false, None) => Ok(None),
         }
     }
 }
@@ -529,6 +534,15 @@ fn is_them(member: &TeamsMember, user: &GroupUser) -> bool {
     ours.iter()
         .flatten()
         .any(|a| theirs.iter().flatten().any(|b| a.eq_ignore_ascii_case(b)))
+}
+
+/// A member's email as the members API gives it, else their sign-in name.
+fn member_email(member: &TeamsMember) -> Option<Email> {
+    member
+        .email
+        .as_deref()
+        .and_then(Email::parse)
+        .or_else(|| member.user_principal_name.as_deref().and_then(Email::parse))
 }
 
 /// The people a message about `request` (and `event`) may name.
@@ -577,17 +591,15 @@ impl Chat for TeamsChat {
             self.member_of(&service_url, &conversation, &request.requester),
         )
         .await?;
-        Ok(member.and_then(|m| {
-            m.email
-                .as_deref()
-                .and_then(Email::parse)
-                .or_else(|| m.user_principal_name.as_deref().and_then(Email::parse))
-        }))
+        Ok(member.as_ref().and_then(member_email))
     }
 
-    async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+    async fn approver(&self, user: &ChatUserId) -> Result<Option<Approver>, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
-        bounded(limit, self.is_approver_unbounded(user)).await
+        let member = bounded(limit, self.is_approver_unbounded(user)).await?;
+        Ok(member.map(|m| Approver {
+            email: member_email(&m),
+        }))
     }
 
     async fn deliver(

@@ -273,3 +273,47 @@ async fn slash_revoke_withdraws_a_pending_request() {
     app.settle().await;
     assert!(app.jc_ops().is_empty());
 }
+
+/// Ada's second Slack identity (another workspace of the grid, say), listed
+/// as an approver through the approvers' group: her profile email differs
+/// from her first identity's only in case, and JumpCloud finds the same
+/// account by it.
+const ADA_AGAIN: &str = "U0ADA2";
+
+#[tokio::test]
+async fn an_approver_cannot_approve_a_request_for_their_own_jumpcloud_account() {
+    let app = spawn_app().await;
+    app.slack
+        .add_user(ADA_AGAIN, "ada.lovelace", Some("Ada@Example.com"));
+    app.slack.add_usergroup("S0ADMINS", &[HOPPER, ADA_AGAIN]);
+    let id = app.pending_request("20m printer").await;
+    assert_eq!(app.click(ADA_AGAIN, "tempadmin_approve", &id).await, 200);
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::PendingApproval);
+    assert!(app.jc.writes().is_empty(), "nothing elevated");
+    let refusal = app.private_answers("click-U0ADA2").pop().unwrap();
+    assert!(
+        refusal.contains("your own JumpCloud account"),
+        "the approver is told why: {refusal}"
+    );
+    assert!(
+        !refusal.contains("printer") && !refusal.contains("ada-mac"),
+        "{refusal}"
+    );
+    // Somebody else still can.
+    app.click(HOPPER, "tempadmin_approve", &id).await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Active);
+}
+
+#[tokio::test]
+async fn an_approver_without_an_email_decides_nothing() {
+    let app = spawn_app().await;
+    app.slack.add_user(HOPPER, "hopper", None);
+    let id = app.pending_request("20m printer").await;
+    app.click(HOPPER, "tempadmin_deny", &id).await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::PendingApproval);
+    let refusal = app.private_answers("click-U0HOPPER").pop().unwrap();
+    assert!(refusal.contains("no email"), "{refusal}");
+}

@@ -219,8 +219,10 @@ async fn a_slack_that_never_answers_does_not_hold_up_revocation() {
 async fn jumpcloud_down_for_the_whole_grant_ends_it_as_a_failed_elevation() {
     let app = spawn_app().await;
     let id = app.pending_request("20m").await;
-    app.jc.set_down(true);
+    // The approval itself asks JumpCloud for the approver's account (four
+    // eyes by account), so JumpCloud goes down right after it counted.
     app.click(GRACE, "tempadmin_approve", &id).await;
+    app.jc.set_down(true);
     for _ in 0..5 {
         app.advance(5 * MIN).await;
     }
@@ -242,4 +244,20 @@ async fn jumpcloud_down_for_the_whole_grant_ends_it_as_a_failed_elevation() {
         !thread.iter().any(|t| t.contains("is admin on")),
         "{thread:?}"
     );
+}
+
+#[tokio::test]
+async fn an_approval_while_jumpcloud_is_down_does_not_count_and_says_try_again() {
+    let app = spawn_app().await;
+    let id = app.pending_request("20m").await;
+    app.jc.set_down(true);
+    app.click(GRACE, "tempadmin_approve", &id).await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::PendingApproval);
+    let answer = app.private_answers("click-U0GRACE").pop().unwrap();
+    assert!(answer.contains("try again"), "{answer}");
+    app.jc.set_down(false);
+    app.click(GRACE, "tempadmin_approve", &id).await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Active);
 }

@@ -5,9 +5,11 @@
 use serde_json::Value;
 use tempadmin::app::App;
 use tempadmin::domain::RequestState;
+use tempadmin::engine::ports::Clock;
 use tempadmin::sim::jumpcloud::FakeJumpCloud;
 use tempadmin::sim::slack::FakeSlack;
 use tempadmin::sim::slack_sender::{self, Source};
+use tempadmin::store::Database;
 
 use crate::support::*;
 
@@ -333,4 +335,132 @@ fn collect_mrkdwn<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
         Value::Array(items) => items.iter().for_each(|v| collect_mrkdwn(v, out)),
         _ => {}
     }
+}
+
+/// Posts `body` to `path` with a given timestamp and signature header.
+async fn post_with(app: &TestApp, path: &str, body: &str, sent: i64, signature: &str) -> Value {
+    let response = app
+        .http
+        .post(app.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", sent.to_string())
+        .header("x-slack-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_replay_with_the_signature_in_upper_case_creates_no_second_request() {
+    let app = spawn_app().await;
+    let body = slack_sender::command_body(ADA, "20m printer", &app.slack.response_url("cmd"));
+    let sent = app.now_unix();
+    let signature = app.sign(sent, &body);
+    post_with(&app, "/slack/commands", &body, sent, &signature).await;
+    let upper = format!("v0={}", signature["v0=".len()..].to_uppercase());
+    assert_ne!(upper, signature);
+    let replay = post_with(&app, "/slack/commands", &body, sent, &upper).await;
+    assert!(
+        replay["text"]
+            .as_str()
+            .unwrap()
+            .contains("Already received"),
+        "{replay}"
+    );
+    app.settle().await;
+    assert_eq!(app.requests_of(ADA).await.len(), 1);
+    assert_eq!(app.cards().len(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_in_the_last_second_of_the_window_creates_no_second_request() {
+    let app = spawn_app().await;
+    let body = slack_sender::command_body(ADA, "20m printer", &app.slack.response_url("cmd"));
+    let sent = app.now_unix();
+    let signature = app.sign(sent, &body);
+    post_with(&app, "/slack/commands", &body, sent, &signature).await;
+    app.settle().await;
+    // 300.9 s after the signed timestamp: still accepted by the signature
+    // check, which counts whole seconds; the delivery must still be known.
+    let since_signing = app.clock.now() - chrono::DateTime::from_timestamp(sent, 0).unwrap();
+    let to_edge = chrono::TimeDelta::milliseconds(300_900) - since_signing;
+    app.clock.advance(to_edge.to_std().unwrap());
+    let replay = post_with(&app, "/slack/commands", &body, sent, &signature).await;
+    assert!(
+        replay["text"]
+            .as_str()
+            .unwrap()
+            .contains("Already received"),
+        "{replay}"
+    );
+    app.settle().await;
+    assert_eq!(app.requests_of(ADA).await.len(), 1);
+    assert_eq!(app.cards().len(), 1);
+}
+
+#[tokio::test]
+async fn a_click_replayed_in_the_last_second_of_the_window_is_not_acted_on() {
+    let app = spawn_app().await;
+    let id = app.pending_request("20m").await;
+    let body = slack_sender::click_body(
+        GRACE,
+        "tempadmin_deny",
+        &id,
+        "block",
+        &app.slack.response_url("click-GRACE"),
+    );
+    let sent = app.now_unix();
+    let signature = app.sign(sent, &body);
+    post_with(&app, "/slack/interactions", &body, sent, &signature).await;
+    app.settle().await;
+    let audit = app.audit_actions().await;
+    let since_signing = app.clock.now() - chrono::DateTime::from_timestamp(sent, 0).unwrap();
+    let to_edge = chrono::TimeDelta::milliseconds(300_900) - since_signing;
+    // The store prunes what it remembers on every click; a click by
+    // someone else at the edge triggers that prune before the replay.
+    app.clock.advance(to_edge.to_std().unwrap());
+    app.click(HOPPER, "tempadmin_approve", &id).await;
+    app.settle().await;
+    let audit = {
+        let mut with_hopper = audit;
+        with_hopper.push("click_refused".into());
+        with_hopper
+    };
+    assert_eq!(app.audit_actions().await, audit);
+    post_with(&app, "/slack/interactions", &body, sent, &signature).await;
+    app.settle().await;
+    assert_eq!(app.audit_actions().await, audit, "not even a refusal");
+}
+
+#[tokio::test]
+async fn help_status_and_refusals_write_nothing_to_the_database() {
+    let app = spawn_app().await;
+    let Database::Sqlite(sqlite) = &app.database else {
+        panic!("the flow tests run on SQLite");
+    };
+    let before = sqlite.writes();
+    for text in ["help", "status", "", "soon printer", "20s too short"] {
+        let (status, answer) = app.command(ADA, text).await;
+        assert_eq!(status, 200, "{text}: {answer}");
+        assert_eq!(answer["response_type"], "ephemeral", "{text}: {answer}");
+    }
+    assert_eq!(sqlite.writes(), before, "no write for read-only commands");
+    app.ask(ADA, "20m printer").await;
+    assert_eq!(sqlite.writes(), before + 1, "a new request is one write");
+}
+
+#[tokio::test]
+async fn a_click_on_an_unknown_request_is_answered_with_nothing() {
+    let app = spawn_app().await;
+    app.pending_request("20m printer driver").await;
+    let before = app.audit_actions().await;
+    for action in ["tempadmin_approve", "tempadmin_revoke"] {
+        assert_eq!(app.click(GRACE, action, "ta-abcdefghij").await, 200);
+    }
+    app.settle().await;
+    assert!(app.private_answers("click-").is_empty());
+    assert_eq!(app.audit_actions().await, before);
 }
