@@ -1,7 +1,9 @@
 //! Configuration: the TOML file of DESIGN.md, overridden by environment
-//! variables, with secrets from the environment only. Everything is checked
-//! here, at start-up, so a bad setting stops the bot with a clear message
-//! instead of failing at the first request.
+//! variables, with secrets from the environment only. A `[slack]` or a
+//! `[teams]` section is required, or both (one process serves the two);
+//! `database_url` names SQLite (one process) or PostgreSQL (replicas).
+//! Settings are checked here, at start-up, so a bad one stops the bot with
+//! a clear message naming the key instead of failing at the first request.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use crate::teams::TeamsSettings;
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
-    /// `sqlite://…`.
+    /// `sqlite://…` (one process) or `postgres://…` (replicas).
     pub database_url: String,
     /// Slack, when `[slack]` is present.
     pub slack: Option<SlackConfig>,
