@@ -378,7 +378,7 @@ async fn commands_beyond_what_the_database_keeps_up_with_are_refused_at_once() {
         })
         .collect();
     let handled = format!(
-        "tempadmin_slack_commands_total {}",
+        "tempadmin_commands_total{{platform=\"slack\"}} {}",
         tempadmin::engine::COMMANDS_IN_FLIGHT
     );
     loop {
