@@ -776,3 +776,27 @@ fn the_postgres_compose_file_runs_two_replicas_on_one_healthy_database() {
     host_ports.dedup();
     assert_eq!(host_ports.len(), all, "two replicas on one host port");
 }
+
+#[test]
+fn the_slack_manifest_asks_only_for_the_scopes_the_bot_uses() {
+    let manifest = load("manifests/slack-app.yaml");
+    let mut scopes: Vec<String> = list(&manifest["oauth_config"]["scopes"]["bot"], "scopes")
+        .iter()
+        .map(|s| text(s, "scope"))
+        .collect();
+    scopes.sort();
+    // commands: /tempadmin; chat:write: chat.postMessage (also direct
+    // messages, with a user id as the channel) and chat.update; users:read
+    // and users:read.email: users.info and bots.info; usergroups:read:
+    // usergroups.users.list. Nothing calls conversations.open (im:write).
+    assert_eq!(
+        scopes,
+        [
+            "chat:write",
+            "commands",
+            "usergroups:read",
+            "users:read",
+            "users:read.email"
+        ]
+    );
+}
