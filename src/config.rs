@@ -1,7 +1,9 @@
 //! Configuration: the TOML file of DESIGN.md, overridden by environment
-//! variables, with secrets from the environment only. Everything is checked
-//! here, at start-up, so a bad setting stops the bot with a clear message
-//! instead of failing at the first request.
+//! variables, with secrets from the environment only. A `[slack]` or a
+//! `[teams]` section is required, or both (one process serves the two);
+//! `database_url` names SQLite (one process) or PostgreSQL (replicas).
+//! Settings are checked here, at start-up, so a bad one stops the bot with
+//! a clear message naming the key instead of failing at the first request.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use crate::teams::TeamsSettings;
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
-    /// `sqlite://…`.
+    /// `sqlite://…` (one process) or `postgres://…` (replicas).
     pub database_url: String,
     /// Slack, when `[slack]` is present.
     pub slack: Option<SlackConfig>,
@@ -319,11 +321,21 @@ fn slack_config(
     {
         bail!("slack.team_ids entry `{bad}` is not a Slack workspace id (T…)");
     }
+    let (api_url, api_url_from) = match env("SLACK_API_URL") {
+        Some(url) => (url, "the environment variable SLACK_API_URL"),
+        None => (
+            slack.api_url.unwrap_or_else(|| SLACK_API_URL.into()),
+            "slack.api_url",
+        ),
+    };
+    // As for JumpCloud's: the bot token goes there, so plain http only to
+    // loopback; checked here so the message names where the address came from.
+    if let Err(why) = crate::slack::client::check_api_url(&api_url) {
+        bail!("{api_url_from} {why}");
+    }
     Ok(SlackConfig {
         api: SlackSettings {
-            api_url: env("SLACK_API_URL")
-                .or(slack.api_url)
-                .unwrap_or_else(|| SLACK_API_URL.into()),
+            api_url,
             bot_token: secret("SLACK_BOT_TOKEN")?,
             approvals_channel,
             approvers: slack.approvers,
@@ -701,6 +713,51 @@ mod tests {
         let err = format!("{:#}", Config::parse(MINIMAL, env).unwrap_err());
         assert!(
             err.contains("JUMPCLOUD_API_URL") && err.contains("plain http"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_slack_address_must_be_https_unless_it_is_loopback() {
+        let with_url = |url: &str| {
+            Config::parse(
+                &MINIMAL.replace("[slack]", &format!("[slack]\napi_url = \"{url}\"")),
+                env_with_secrets,
+            )
+        };
+        for fine in [
+            "https://slack.com/api",
+            "https://slack.com/api/",
+            "http://127.0.0.1:9/api",
+            "http://[::1]:3000/api/",
+            "http://localhost:3000/api",
+        ] {
+            let c = with_url(fine).unwrap_or_else(|e| panic!("{fine}: {e:#}"));
+            assert_eq!(c.slack.unwrap().api.api_url, fine);
+        }
+        for (bad, why) in [
+            ("http://slack.com/api", "plain http"),
+            ("http://10.0.0.7:8080/api", "plain http"),
+            ("http://localhost.example.com/api", "plain http"),
+            ("ftp://slack.com/api", "https://"),
+            ("slack.com/api", "not a URL"),
+            ("https://bot:pw@slack.com/api", "user name or password"),
+            ("https://slack.com/api?team=T1", "query"),
+        ] {
+            let err = format!("{:#}", with_url(bad).unwrap_err());
+            assert!(
+                err.contains("slack.api_url") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains(":pw@") && !err.contains("xoxb-1"), "{err}");
+        }
+        let env = |name: &str| match name {
+            "SLACK_API_URL" => Some("http://slack.com/api".into()),
+            other => env_with_secrets(other),
+        };
+        let err = format!("{:#}", Config::parse(MINIMAL, env).unwrap_err());
+        assert!(
+            err.contains("SLACK_API_URL") && err.contains("plain http"),
             "{err}"
         );
     }

@@ -1,22 +1,30 @@
 //! tempadmin: temporary administrator rights on a person's own
-//! JumpCloud-managed computer, approved by a colleague in Slack, taken back
-//! on time — always, even when the bot, Slack or JumpCloud fails in between.
+//! JumpCloud-managed computer, approved by a colleague in Slack or Microsoft
+//! Teams, taken back on time — always, even when the bot, the chat service or
+//! JumpCloud fails in between.
 //!
 //! # Layout
 //! - [`domain`]: durations, policy, the request state machine, what to
-//!   restore; pure, no I/O.
+//!   restore, the platform-neutral notices; pure, no I/O.
 //! - [`engine`]: the grant engine that decides every transition, its ports
 //!   (`Store`, `Directory`, `Chat`, `Clock`) and the durable scheduler.
-//! - [`store`]: SQLite through sqlx (requests, jobs, outbox, audit).
+//! - [`store`]: the `Store` port through sqlx, on SQLite (one process, the
+//!   default) or PostgreSQL (several replicas): requests, jobs, outbox, audit.
 //! - [`jumpcloud`]: the `Directory` port over JumpCloud's REST API.
 //! - [`slack`]: request signing, Slack payloads, Block Kit rendering and the
 //!   `Chat` port over Slack's Web API (slack-morphism).
-//! - [`teams`]: the Bot Framework protocol pieces: inbound JWT
-//!   verification, the Bot Connector client, the app package.
-//! - [`http`]: the axum router: verify, parse, hand over, answer.
+//! - [`teams`]: the Bot Framework protocol (inbound JWT verification, the
+//!   Bot Connector and Microsoft Graph clients), Adaptive Card rendering, the
+//!   `Chat` port for Teams and the app package.
+//! - [`wording`]: every sentence said to people, written once for both chat
+//!   services.
+//! - [`http`]: the axum router: verify, parse, hand over, answer, for the
+//!   Slack and Teams routes alike.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, wiring.
-//! - [`sim`]: loopback simulators of Slack and JumpCloud for the demo and tests.
-//! - [`demo`]: `tempadmin demo`, the whole story against the simulators.
+//! - [`sim`]: loopback simulators of Slack, the Bot Framework and JumpCloud
+//!   for the demo, the tests and the benchmarks.
+//! - [`demo`]: `tempadmin demo`, the whole story against the simulators
+//!   (`--teams` for Microsoft Teams).
 #![forbid(unsafe_code)]
 
 pub mod app;

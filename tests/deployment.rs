@@ -21,9 +21,6 @@ use yaml_rust2::{yaml::Hash, Yaml, YamlLoader};
 const K8S: &str = "manifests/kubernetes";
 /// Files in [`K8S`] that are deliberately not applied by the kustomization.
 const EXAMPLES: [&str; 2] = ["secret.example.yaml", "ingress.example.yaml"];
-/// How long the scheduler waits for work in flight after SIGTERM
-/// (`SHUTDOWN_GRACE` in src/engine/scheduler.rs).
-const SCHEDULER_GRACE_SECS: i64 = 10;
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -447,7 +444,9 @@ fn termination_grace_outlasts_the_bots_own_shutdown() {
     let http = pod_config().http.shutdown_timeout.as_secs() as i64;
     // Counted one after the other, though they overlap: the margin is for
     // giving the leases back and closing the database.
-    let needed = pause + http + SCHEDULER_GRACE_SECS;
+    // How long the scheduler waits for work in flight after SIGTERM.
+    let scheduler = tempadmin::engine::SHUTDOWN_GRACE.as_secs() as i64;
+    let needed = pause + http + scheduler;
     assert!(
         grace > needed,
         "terminationGracePeriodSeconds = {grace}: the bot needs up to {needed}s to stop and give its leases back"
@@ -775,4 +774,28 @@ fn the_postgres_compose_file_runs_two_replicas_on_one_healthy_database() {
     host_ports.sort();
     host_ports.dedup();
     assert_eq!(host_ports.len(), all, "two replicas on one host port");
+}
+
+#[test]
+fn the_slack_manifest_asks_only_for_the_scopes_the_bot_uses() {
+    let manifest = load("manifests/slack-app.yaml");
+    let mut scopes: Vec<String> = list(&manifest["oauth_config"]["scopes"]["bot"], "scopes")
+        .iter()
+        .map(|s| text(s, "scope"))
+        .collect();
+    scopes.sort();
+    // commands: /tempadmin; chat:write: chat.postMessage (also direct
+    // messages, with a user id as the channel) and chat.update; users:read
+    // and users:read.email: users.info and bots.info; usergroups:read:
+    // usergroups.users.list. Nothing calls conversations.open (im:write).
+    assert_eq!(
+        scopes,
+        [
+            "chat:write",
+            "commands",
+            "usergroups:read",
+            "users:read",
+            "users:read.email"
+        ]
+    );
 }

@@ -118,7 +118,10 @@ async fn metrics_on_their_own_address_are_served_only_there() {
     let (status, text) = server.metrics_get("/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(gauge(&text, "tempadmin_http_connections_max"), 8);
-    assert!(text.contains("tempadmin_slack_commands_total"), "{text}");
+    assert!(
+        text.contains("tempadmin_commands_total{platform=\"slack\"}"),
+        "{text}"
+    );
     assert_eq!(server.metrics_get("/healthz").await.0, 404);
     server.stop().await.unwrap();
 }

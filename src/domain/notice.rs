@@ -1,7 +1,8 @@
 //! What the engine wants people to be told, independent of the chat service.
-//! The Slack adapter renders these as Block Kit; a Teams adapter would render
-//! Adaptive Cards from the same values. Notices are stored in the outbox as
-//! JSON, so every variant is serialisable.
+//! The Slack adapter renders these as Block Kit and the Teams adapter as
+//! Adaptive Cards and messages, both from the same values and the shared
+//! wording (`crate::wording`). Notices are stored in the outbox as JSON, so
+//! every variant is serialisable.
 
 use super::{ChatUserId, DirectBinding, Email, GrantDuration, RequestId, RequestState, Timestamp};
 

@@ -493,7 +493,8 @@ impl Engine {
         let restoration = match (&request.prior, &request.device, &request.jc_user) {
             (Some(prior), Some(device), Some(jc_user)) if prior.restoration().is_some() => {
                 // Read once, to restore only what is still the bot's own
-                // elevation (DESIGN 8: IT's change during the grant stands).
+                // elevation (DESIGN, flow step 8: IT's change during the
+                // grant stands). The prior state is not re-read (invariant 2).
                 let found = match self.directory.direct_binding(&device.id, jc_user).await {
                     Ok(found) => found,
                     // The device is gone: nothing is left to restore.

@@ -14,7 +14,7 @@ pub mod ports;
 pub mod retry;
 mod scheduler;
 
-pub use scheduler::Workers;
+pub use scheduler::{Workers, SHUTDOWN_GRACE};
 
 use std::sync::Arc;
 

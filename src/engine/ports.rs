@@ -1,6 +1,7 @@
 //! The ports: what the engine needs from the outside world, as traits.
-//! Adapters (`store/`, `jumpcloud/`, `slack/`) implement them; tests and the
-//! demo may swap any of them. Nothing here names a database, an HTTP library
+//! Adapters implement them: `store/` the `Store`, `jumpcloud/` the
+//! `Directory`, `slack/` and `teams/` a `Chat` each; tests and the demo may
+//! swap any of them. Nothing here names a database, an HTTP library
 //! or a chat product.
 
 use std::time::Duration;

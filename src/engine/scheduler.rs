@@ -37,8 +37,10 @@ const JOB_TIME_LIMIT: Duration = Duration::from_secs(270);
 /// The same for delivering one outbox message.
 const MESSAGE_TIME_LIMIT: Duration = Duration::from_secs(90);
 /// How long shutdown waits for work in flight before abandoning it (its
-/// rows are claimed again at the next start).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// rows are claimed again at the next start). Public so a deployment's own
+/// grace period (Kubernetes' `terminationGracePeriodSeconds`) can be checked
+/// against it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the loop waits for work that is due but not claimable (its
 /// request has a job in flight elsewhere) before looking again.
 const BLOCKED_POLL: TimeDelta = TimeDelta::seconds(1);

@@ -1,14 +1,18 @@
 //! `/healthz` (the process answers), `/readyz` (the database answers) and
-//! `/metrics` (Prometheus text format).
+//! `/metrics` (Prometheus text format): requests by state, inbound traffic
+//! by chat platform (`platform="slack"` or `"teams"`), and connections.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, PlatformCounters};
+
+/// Picks one counter out of a platform's.
+type Field = fn(&PlatformCounters) -> &AtomicU64;
 
 pub(super) async fn healthz() -> &'static str {
     "ok"
@@ -31,28 +35,41 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         let _ = writeln!(out, "tempadmin_requests{{state=\"{}\"}} {n}", s.as_str());
     }
     let c = &state.counters;
-    for (name, help, value) in [
+    // Only the platforms this process serves get a series.
+    let platforms: Vec<(&str, &PlatformCounters)> = [
+        ("slack", state.slack.is_some(), &c.slack),
+        ("teams", state.teams.is_some(), &c.teams),
+    ]
+    .into_iter()
+    .filter(|(_, served, _)| *served)
+    .map(|(platform, _, counters)| (platform, counters))
+    .collect();
+    let families: [(&str, &str, Field); 3] = [
         (
-            "tempadmin_slack_commands_total",
-            "Slash commands handled.",
-            &c.commands,
+            "tempadmin_commands_total",
+            "Commands handled (Slack slash commands, messages to the bot in Teams).",
+            |p| &p.commands,
         ),
         (
-            "tempadmin_slack_interactions_total",
+            "tempadmin_interactions_total",
             "Button clicks handled.",
-            &c.interactions,
+            |p| &p.interactions,
         ),
         (
-            "tempadmin_slack_rejected_signatures_total",
-            "Slack requests refused for their signature.",
-            &c.rejected_signatures,
+            "tempadmin_rejected_requests_total",
+            "Requests refused for their Slack signature or Teams token.",
+            |p| &p.rejected,
         ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            value.load(Ordering::Relaxed)
-        );
+    ];
+    for (name, help, field) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (platform, counters) in &platforms {
+            let _ = writeln!(
+                out,
+                "{name}{{platform=\"{platform}\"}} {}",
+                field(counters).load(Ordering::Relaxed)
+            );
+        }
     }
     for (name, help, value) in [
         (

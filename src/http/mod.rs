@@ -70,16 +70,26 @@ pub struct TeamsEdge {
 /// Process counters exposed on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Slack and Teams requests refused for their signature or token.
-    pub rejected_signatures: AtomicU64,
-    /// Slash commands handled.
-    pub commands: AtomicU64,
-    /// Button clicks handled.
-    pub interactions: AtomicU64,
+    /// Slack's traffic (`platform="slack"`).
+    pub slack: PlatformCounters,
+    /// Teams' traffic (`platform="teams"`).
+    pub teams: PlatformCounters,
     /// Inbound connections open on `listen` now.
     pub open_connections: Arc<AtomicU64>,
     /// The cap on them.
     pub max_connections: u64,
+}
+
+/// One chat platform's inbound traffic, counted apart from the other's so
+/// `/metrics` can tell them by their `platform` label.
+#[derive(Debug, Default)]
+pub struct PlatformCounters {
+    /// Requests refused for their signature (Slack) or token (Teams).
+    pub rejected: AtomicU64,
+    /// Commands handled: slash commands, or messages to the bot in Teams.
+    pub commands: AtomicU64,
+    /// Button clicks handled: Block Kit actions, or Adaptive Card actions.
+    pub interactions: AtomicU64,
 }
 
 /// The router with every route of DESIGN.md.

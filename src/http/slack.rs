@@ -39,7 +39,8 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiE
         .map_err(|e| {
             state
                 .counters
-                .rejected_signatures
+                .slack
+                .rejected
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(reason = %e, "refused a Slack request");
             ApiError::Unauthorized
@@ -101,7 +102,11 @@ pub(super) async fn command(
         tracing::warn!(%why, "refused a slash command that is not ours");
         return Ok(ephemeral(render::not_ours()));
     }
-    state.counters.commands.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .slack
+        .commands
+        .fetch_add(1, Ordering::Relaxed);
     let reply = state.engine.handle_command(command.input).await?;
     Ok(ephemeral(render::reply_message(&reply)))
 }
@@ -136,7 +141,11 @@ pub(super) async fn interaction(
             return Ok(().into_response());
         }
     }
-    state.counters.interactions.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .slack
+        .interactions
+        .fetch_add(1, Ordering::Relaxed);
     let engine = &state.engine;
     match action {
         Action::Approve(click) => engine.decide(click, true).await?,

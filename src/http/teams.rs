@@ -79,7 +79,8 @@ pub(super) async fn messages(
     {
         state
             .counters
-            .rejected_signatures
+            .teams
+            .rejected
             .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(reason = %e, "refused a Teams activity");
         return Err(ApiError::Unauthorized);
@@ -169,7 +170,11 @@ async fn message(
         // A card's Action.Submit or an attachment alone: nothing to do.
         return Ok(().into_response());
     };
-    state.counters.commands.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .teams
+        .commands
+        .fetch_add(1, Ordering::Relaxed);
     // Kept before the command is handled: its look-ups and direct messages
     // go where this activity came from.
     if let Some(reference) = reference(state, activity, &user, personal) {
@@ -253,7 +258,11 @@ async fn invoke(
     let Some(request_id) = data[verbs::REQUEST_ID].as_str().and_then(RequestId::parse) else {
         return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response());
     };
-    state.counters.interactions.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .teams
+        .interactions
+        .fetch_add(1, Ordering::Relaxed);
     // A click tells where the person is served now, as a message does; its
     // conversation is their 1:1 chat only when the card is in it (a card in
     // a channel must not become where their direct messages go).

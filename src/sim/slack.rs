@@ -1,7 +1,8 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
 //! tempadmin calls (`auth.test`, `bots.info`, `users.info`, `usergroups.users.list`,
-//! `conversations.open`, `chat.postMessage` (a user id as `channel` posts
-//! into the app's DM with that person), `chat.update`) and the
+//! `chat.postMessage` (a user id as `channel` posts into the app's DM with
+//! that person), `chat.update`; also `conversations.open`, which tempadmin
+//! does not call, so a test can see that it never does) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
 //! Slack's API documentation: methods live at `{api_url}/{method}`, the bot
 //! token comes as `Authorization: Bearer xoxb-…`, GET methods take query

@@ -55,10 +55,52 @@ pub enum IdentityError {
     Unavailable(ChatError),
 }
 
+/// Whether `api_url` may receive the bot token: `https`, or plain `http`
+/// only to a loopback host (127.0.0.0/8, `::1`, `localhost`), where the
+/// simulators and test servers live and nothing crosses a network. It must
+/// be a base address (methods are appended to it) without credentials. The
+/// reason starts so that it reads after the setting's name.
+pub fn check_api_url(api_url: &str) -> Result<(), String> {
+    let url = url::Url::parse(api_url)
+        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {DEFAULT_API_URL}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{api_url}` must be a base address without a query or fragment, e.g. {DEFAULT_API_URL}"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "`{api_url}` uses plain http, which would send the bot token unencrypted; use https:// \
+             (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
+        )),
+        other => Err(format!(
+            "`{api_url}` uses `{other}:`; Slack's Web API is reached over https://, e.g. {DEFAULT_API_URL}"
+        )),
+    }
+}
+
+/// Slack's Web API, as the example in errors.
+const DEFAULT_API_URL: &str = "https://slack.com/api";
+
 impl SlackChat {
-    /// A client for these settings. HTTP is allowed besides HTTPS so the
-    /// loopback simulators work; real Slack is only reachable over HTTPS.
+    /// A client for these settings. Plain HTTP is allowed besides HTTPS
+    /// only to loopback, so the simulators work ([`check_api_url`]); real
+    /// Slack is only reachable over HTTPS.
     pub fn new(settings: SlackSettings) -> anyhow::Result<Self> {
+        if let Err(why) = check_api_url(&settings.api_url) {
+            anyhow::bail!("the Slack API address {why}");
+        }
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()?
             .https_or_http()
@@ -379,6 +421,22 @@ mod tests {
             SlackClientHttpError::new(axum::http::StatusCode::from_u16(status).unwrap())
                 .with_http_response_body(body.to_string()),
         )
+    }
+
+    #[test]
+    fn a_client_for_a_plain_http_address_off_loopback_is_refused() {
+        let settings = |api_url: &str| SlackSettings {
+            api_url: api_url.into(),
+            bot_token: SecretString::from("xoxb-1"),
+            approvals_channel: "C1".into(),
+            approvers: vec!["U1".into()],
+            timeout: Duration::from_secs(1),
+        };
+        let err = SlackChat::new(settings("http://slack.com/api"))
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("plain http"), "{err:#}");
+        assert!(!format!("{err:#}").contains("xoxb-1"), "{err:#}");
     }
 
     #[test]

@@ -82,7 +82,12 @@ async fn a_crash_between_elevating_and_recording_still_ends_in_the_right_demotio
 
 #[tokio::test]
 async fn a_grant_whose_call_hangs_is_retried_and_revoked_after_a_restart() {
-    let mut app = spawn_app().await;
+    // A short timeout keeps the test from waiting on real time for the
+    // timeout it exercises.
+    let mut app = spawn_app_configured(|config| {
+        config.jumpcloud.timeout = SHORT_CALL_TIMEOUT;
+    })
+    .await;
     let id = app.pending_request("20m").await;
     app.jc
         .fail_next("POST", "/api/v2/systems", 1, Failure::Hang);

@@ -202,12 +202,25 @@ async fn a_jumpcloud_429_at_revoke_is_honoured_and_the_revocation_follows() {
 
 #[tokio::test]
 async fn a_slack_that_never_answers_does_not_hold_up_revocation() {
-    let app = spawn_app().await;
+    // A short timeout keeps the test from waiting on real time for the
+    // timeout it exercises.
+    let app = spawn_app_configured(|config| {
+        config.slack.as_mut().unwrap().api.timeout = SHORT_CALL_TIMEOUT;
+    })
+    .await;
     app.active_grant("20m").await;
     app.slack.set_hanging(true);
     app.advance(20 * MIN).await; // each Slack call gives up after its timeout
     assert_eq!(app.state_of(ADA).await, RequestState::Ended);
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+    let outbox = app.outbox().await;
+    assert!(
+        outbox.iter().any(|m| m
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.ends_with("did not answer in time"))),
+        "no Slack call timed out: {outbox:?}"
+    );
     app.slack.set_hanging(false);
     for _ in 0..10 {
         app.advance(30 * SEC).await;

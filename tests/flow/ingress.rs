@@ -81,7 +81,7 @@ async fn missing_forged_and_stale_signatures_get_401() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("tempadmin_slack_rejected_signatures_total 18"),
+        metrics.contains("tempadmin_rejected_requests_total{platform=\"slack\"} 18"),
         "{metrics}"
     );
     assert_nothing_happened(&app).await;
@@ -179,4 +179,57 @@ async fn health_and_readiness_answer() {
         metrics.contains("tempadmin_requests{state=\"pending_approval\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn slack_and_teams_traffic_are_counted_apart_by_platform() {
+    let app = spawn_teams_app().await;
+    let metrics = || async {
+        let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    };
+    assert_eq!(app.command(ADA, "help").await.0, 200);
+    assert_eq!(app.teams_say("Lin", "20m").await, 200);
+    app.settle().await;
+    let id = app.teams_request_of("Lin").await.id.to_string();
+    let (status, _) = app
+        .teams_click(
+            "Grace",
+            "tempadmin_approve",
+            serde_json::json!({ "request_id": id }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let unsigned = app
+        .http
+        .post(app.url("/teams/messages"))
+        .json(&serde_json::json!({ "type": "message", "text": "20m" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    let text = metrics().await;
+    for line in [
+        "tempadmin_commands_total{platform=\"slack\"} 1",
+        "tempadmin_commands_total{platform=\"teams\"} 1",
+        "tempadmin_interactions_total{platform=\"slack\"} 0",
+        "tempadmin_interactions_total{platform=\"teams\"} 1",
+        "tempadmin_rejected_requests_total{platform=\"slack\"} 0",
+        "tempadmin_rejected_requests_total{platform=\"teams\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+
+    // A process that serves Slack alone has no Teams series.
+    let slack_only = spawn_app().await;
+    let response = slack_only
+        .http
+        .get(slack_only.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.contains("tempadmin_commands_total{platform=\"slack\"} 0"));
+    assert!(!text.contains("platform=\"teams\""), "{text}");
 }

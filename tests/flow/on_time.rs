@@ -378,16 +378,27 @@ async fn commands_beyond_what_the_database_keeps_up_with_are_refused_at_once() {
         })
         .collect();
     let handled = format!(
-        "tempadmin_slack_commands_total {}",
+        "tempadmin_commands_total{{platform=\"slack\"}} {}",
         tempadmin::engine::COMMANDS_IN_FLIGHT
     );
-    loop {
-        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
-        if metrics.text().await.unwrap().contains(&handled) {
-            break;
+    // Milliseconds when all is well; the guard turns a lost command into a
+    // failure instead of a test that never ends.
+    let mut seen = String::new();
+    let counted = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+            seen = metrics.text().await.unwrap();
+            if seen.contains(&handled) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
+    assert!(
+        counted.is_ok(),
+        "after 20 s /metrics still does not show `{handled}`: the stuck commands were not all taken in\n{seen}"
+    );
     let answer = app.ask(ADA, "20m").await;
     assert!(answer.contains("very busy"), "{answer}");
 

@@ -54,6 +54,11 @@ struct OutboxDbRow {
     last_error: Option<String>,
 }
 
+/// A Slack or JumpCloud call timeout for the tests of a service that
+/// never answers: long enough for a loopback fake that does answer, short
+/// enough that the test does not wait on real time (the default is 1.5 s).
+pub const SHORT_CALL_TIMEOUT: Duration = Duration::from_millis(100);
+
 pub fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).unwrap()
 }
