@@ -140,14 +140,15 @@ impl App {
     }
 
     /// Serves every listener until `shutdown` resolves and each has closed
-    /// its connections (within `http.shutdown_timeout`).
+    /// its connections (within `http.shutdown_timeout`). The chat routes
+    /// answer from threads of their own ([`serve::serve_apart`]).
     async fn serve(
         listener: TcpListener,
         router: axum::Router,
         metrics: Option<(TcpListener, axum::Router)>,
         limits: Limits,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
+    ) -> anyhow::Result<()> {
         let shutdown = shutdown.shared();
         let metrics = {
             let (limits, shutdown) = (limits.clone(), shutdown.clone());
@@ -157,7 +158,11 @@ impl App {
                 }
             }
         };
-        tokio::join!(serve::serve(listener, router, limits, shutdown), metrics);
+        let (served, ()) = tokio::join!(
+            serve::serve_apart(listener, router, limits, shutdown),
+            metrics
+        );
+        served
     }
 
     /// Serves HTTP and runs the scheduler until `shutdown` resolves; then
@@ -168,7 +173,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.shared();
         let scheduler = tokio::spawn(self.engine.clone().run(shutdown.clone()));
-        Self::serve(
+        let served = Self::serve(
             self.listener,
             self.router,
             self.metrics,
@@ -178,7 +183,7 @@ impl App {
         .await;
         let _ = scheduler.await;
         self.store.shut_down().await;
-        Ok(())
+        served
     }
 
     /// Serves HTTP only; jobs run when the caller calls `engine.run_due()`.
@@ -188,7 +193,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        Self::serve(
+        let served = Self::serve(
             self.listener,
             self.router,
             self.metrics,
@@ -197,7 +202,7 @@ impl App {
         )
         .await;
         self.store.shut_down().await;
-        Ok(())
+        served
     }
 }
 

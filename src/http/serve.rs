@@ -50,6 +50,49 @@ pub const MAX_CONNECTIONS_CEILING: usize = 1024;
 /// reserve), so that `/metrics` stays readable while `listen` is flooded.
 pub const METRICS_CONNECTIONS: usize = 8;
 
+/// Threads of the runtime that answers chat requests (see [`serve_apart`]).
+const EDGE_THREADS: usize = 2;
+
+/// [`serve`] on a runtime of its own, on threads of its own, and returns
+/// when it has finished. The scheduler's jobs and outbox deliveries run
+/// by the hundred on the main runtime; in one runtime an acknowledgement
+/// queued behind them in tokio's run queue whenever the cores were busy
+/// (Slack gives up after 3 s). On threads of their own, mostly idle, the
+/// answers get the cores as soon as a request arrives: the kernel shares
+/// CPU between threads, and tokio never had priorities.
+pub async fn serve_apart(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The listener moves to the new runtime's reactor, so that accepting
+    // does not wait for the busy one's.
+    let listener = listener.into_std()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tempadmin-edge".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(EDGE_THREADS)
+                .thread_name("tempadmin-edge")
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve(listener, router, limits, shutdown).await;
+                        anyhow::Ok(())
+                    })
+                });
+            let _ = done.send(served);
+        })?;
+    finished
+        .await
+        .map_err(|_| anyhow::anyhow!("the HTTP server's thread ended without a word"))?
+}
+
 /// The connection cap and timeouts, resolved for this process.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -7,7 +7,9 @@
 //! for nobody.
 //!
 //! Invariant: every caller gets its own outcome; a batch that fails as a
-//! whole fails every caller in it, and none of its writes is kept.
+//! whole fails every caller in it, and none of its writes is kept. The
+//! committing task has a thread of its own and ends when the last handle
+//! is dropped; if it cannot start, every submit fails (nothing hangs).
 
 use std::future::Future;
 
@@ -54,7 +56,7 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         Fut: Future<Output = anyhow::Result<Vec<R>>> + Send,
     {
         let (queue, mut queued) = mpsc::channel::<Queued<T, R>>(MAX_BATCH * 4);
-        tokio::spawn(async move {
+        let committing = async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (writes, callers): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
@@ -79,7 +81,24 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                     }
                 }
             }
-        });
+        };
+        // A thread of its own: the callers wait for it while answering a
+        // chat service, so it must not wait in a run queue behind the
+        // scheduler's jobs on the main runtime.
+        let thread = std::thread::Builder::new()
+            .name("tempadmin-commit".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(committing),
+                    Err(e) => tracing::error!(error = %e, "cannot start the commit thread"),
+                }
+            });
+        if let Err(e) = thread {
+            tracing::error!(error = %e, "cannot start the commit thread");
+        }
         Self { queue }
     }
 

@@ -47,6 +47,9 @@ pub struct SqliteStore {
     /// so a flood of commands takes the writer once per batch, not once
     /// per command.
     inserts: GroupCommit<AdmittedInsert, Insertion>,
+    /// The committer's own connection (see [`SqliteStore::open`]); taken
+    /// and closed by [`SqliteStore::close`].
+    committer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
 }
 
 /// A new request on its way to the group commit, with what decides
@@ -193,6 +196,19 @@ impl SqliteStore {
             }
             Ok(())
         }
+        // The committer of new requests has a connection of its own, so a
+        // person's command never waits for a pooled connection that a job
+        // holds (an in-memory database exists once per connection, so it
+        // has the pool's one).
+        let committer = if in_memory {
+            None
+        } else {
+            Some(
+                sqlx::Connection::connect_with(&options)
+                    .await
+                    .with_context(|| format!("cannot open the database {url}"))?,
+            )
+        };
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection.
             .max_connections(if in_memory { 1 } else { 4 })
@@ -203,7 +219,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        let store = Self::with(pool, std::sync::Arc::new(std::sync::Mutex::new(lock)));
+        let store = Self::with(
+            pool,
+            committer,
+            std::sync::Arc::new(std::sync::Mutex::new(lock)),
+        );
         store.release_leases().await?;
         if !in_memory {
             tokio::spawn(store.clone().checkpoint_every(CHECKPOINT_INTERVAL));
@@ -255,20 +275,27 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
-        Ok(Self::with(pool, Default::default()))
+        Ok(Self::with(pool, None, Default::default()))
     }
 
     fn with(
         pool: SqlitePool,
+        committer: Option<sqlx::SqliteConnection>,
         lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
     ) -> Self {
         let writer = std::sync::Arc::new(WriteQueue::default());
         let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
+        let committer = std::sync::Arc::new(tokio::sync::Mutex::new(committer));
+        let own = committer.clone();
         let inserts = GroupCommit::start(move |batch: Vec<AdmittedInsert>| {
-            let (pool, writer) = (batch_pool.clone(), batch_writer.clone());
+            let (pool, writer, committer) = (batch_pool.clone(), batch_writer.clone(), own.clone());
             async move {
-                let _writing = writer.turn(Urgency::Normal).await;
-                insert_batch(&pool, &batch).await
+                let _writing = writer.turn(Urgency::Command).await;
+                let mut own = committer.lock().await;
+                match own.as_mut() {
+                    Some(connection) => insert_batch(connection, &batch).await,
+                    None => insert_batch(&mut *pool.acquire().await?, &batch).await,
+                }
             }
         });
         Self {
@@ -276,6 +303,7 @@ impl SqliteStore {
             writer,
             lock,
             inserts,
+            committer,
         }
     }
 
@@ -288,6 +316,9 @@ impl SqliteStore {
     /// Checkpoints the log into the database file, closes the pool, and
     /// lets the next process have the file.
     pub async fn close(&self) {
+        if let Some(committer) = self.committer.lock().await.take() {
+            let _ = sqlx::Connection::close(committer).await;
+        }
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
@@ -548,13 +579,13 @@ async fn insert_new_request(tx: &mut Tx<'_>, new: &NewRequest) -> anyhow::Result
 /// One group commit: each new request counted and inserted in turn, in one
 /// transaction, so each count sees the requests inserted before it.
 async fn insert_batch(
-    pool: &SqlitePool,
+    connection: &mut sqlx::SqliteConnection,
     batch: &[AdmittedInsert],
 ) -> anyhow::Result<Vec<Insertion>> {
     // IMMEDIATE: the write lock first, through the busy handler. A deferred
     // transaction that reads (the counts) and then writes cannot wait for
     // a writer of another connection: its upgrade fails at once.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = sqlx::Connection::begin_with(connection, "BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for one in batch {
         let outcome = match admission(&mut *tx, &one.new.request, one.since, &one.admit).await? {
@@ -602,14 +633,11 @@ impl Store for SqliteStore {
         since: Timestamp,
         admit: Admission,
     ) -> anyhow::Result<Insertion> {
-        // A first look without the writer: a flood of commands past the
-        // limits is refused without queueing for it. (A count can only be
-        // too high by a request that ended a moment ago.)
-        if let Err(refusal) = admission(&self.pool, &new.request, since, &admit).await? {
-            return Ok(Insertion::Refused(refusal));
-        }
-        // Counted again and inserted in the writer's turn (one process:
-        // the lock file), so nothing is written between count and insert.
+        // Counted and inserted in the committer's turn of the writer (one
+        // process: the lock file), so nothing is written between count and
+        // insert. A refused command costs one count in a batch; a look
+        // before it, through the pool, waited for a connection that a job
+        // held and made every answer later under load.
         self.inserts
             .submit(AdmittedInsert { new, since, admit })
             .await

@@ -4,10 +4,12 @@
 //!
 //! Invariant: writes that take admin rights back (claiming a revocation,
 //! moving a grant to revoking or ended, finishing a revocation job) wait
-//! behind at most one other write. Other writers pass a gate one at a time
-//! and join the lock's queue only while no revocation write waits, so a
-//! burst of commands, look-ups or chat messages cannot make a revocation
-//! wait for the database behind them.
+//! behind at most two other writes: one ordinary write and one batch of
+//! new requests (there is one committer of those, see `group_commit`).
+//! Ordinary writers pass a gate one at a time and join the lock's queue
+//! only while no revocation write and no batch of new requests waits, so a
+//! burst of look-ups or chat messages can make neither a revocation nor a
+//! person's command wait for the database behind them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +20,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 pub(crate) enum Urgency {
     /// Part of taking somebody's admin rights back.
     Revocation,
+    /// New requests, which a person's chat client waits for.
+    Command,
     /// Everything else.
     Normal,
 }
@@ -31,6 +35,8 @@ pub(crate) struct WriteQueue {
     gate: Mutex<()>,
     /// How many revocation writes are waiting for the lock.
     urgent: watch::Sender<usize>,
+    /// How many command writes are waiting for the lock.
+    commands: watch::Sender<usize>,
     /// How many turns were given, for tests that check a path writes nothing.
     turns: AtomicU64,
 }
@@ -41,6 +47,7 @@ impl Default for WriteQueue {
             lock: Mutex::new(()),
             gate: Mutex::new(()),
             urgent: watch::channel(0).0,
+            commands: watch::channel(0).0,
             turns: AtomicU64::new(0),
         }
     }
@@ -77,12 +84,26 @@ impl WriteQueue {
                 let _waiting = Waiting::new(&self.urgent);
                 self.lock.lock().await
             }
-            Urgency::Normal => {
-                let _gate = self.gate.lock().await;
-                let mut urgent = self.urgent.subscribe();
+            Urgency::Command => {
+                let _waiting = Waiting::new(&self.commands);
                 // The sender lives as long as the queue, so this only ends
                 // when no revocation write is waiting.
-                let _ = urgent.wait_for(|n| *n == 0).await;
+                let _ = self.urgent.subscribe().wait_for(|n| *n == 0).await;
+                self.lock.lock().await
+            }
+            Urgency::Normal => {
+                let _gate = self.gate.lock().await;
+                let (mut urgent, mut commands) =
+                    (self.urgent.subscribe(), self.commands.subscribe());
+                // Both ways round until neither waits: a revocation or a
+                // batch may arrive while the other is being waited for.
+                loop {
+                    let _ = urgent.wait_for(|n| *n == 0).await;
+                    let _ = commands.wait_for(|n| *n == 0).await;
+                    if *urgent.borrow() == 0 {
+                        break;
+                    }
+                }
                 self.lock.lock().await
             }
         }
@@ -139,5 +160,37 @@ mod tests {
         drop(held);
         let _next = queue.turn(Urgency::Normal).await;
         assert_eq!(*queue.urgent.borrow(), 0);
+    }
+
+    #[tokio::test]
+    async fn new_requests_go_ahead_of_ordinary_writes_and_behind_revocations() {
+        let queue = Arc::new(WriteQueue::default());
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = queue.turn(Urgency::Normal).await;
+        let mut tasks = Vec::new();
+        for (name, urgency) in [
+            ("message 1", Urgency::Normal),
+            ("message 2", Urgency::Normal),
+            ("commands", Urgency::Command),
+            ("revocation", Urgency::Revocation),
+        ] {
+            let (queue, order) = (queue.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _turn = queue.turn(urgency).await;
+                order.lock().unwrap().push(name);
+            }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["message 1", "commands", "revocation", "message 2"],
+            "the revocation waits behind the two already at the lock, no more"
+        );
     }
 }
