@@ -238,6 +238,11 @@ fn secret_example() -> (String, HashMap<String, String>) {
 /// The config the pod would run with: the ConfigMap's file, the
 /// Deployment's variables (secrets from the example), the image's `ENV`.
 fn pod_config() -> Config {
+    pod_config_with(|file| file.to_owned())
+}
+
+/// The config the pod would run with, its file changed by `edit` first.
+fn pod_config_with(edit: impl Fn(&str) -> String) -> Config {
     let deployment = k8s("deployment.yaml");
     let (literal, refs) = deployment_env(container(&deployment));
     let (_, example) = secret_example();
@@ -249,7 +254,7 @@ fn pod_config() -> Config {
         }
     }
     let configmap = k8s("configmap.yaml");
-    let file = text(&configmap["data"]["config.toml"], "config.toml");
+    let file = edit(&text(&configmap["data"]["config.toml"], "config.toml"));
     Config::parse(&file, |name| env.get(name).cloned())
         .unwrap_or_else(|e| panic!("the ConfigMap's config.toml is refused: {e:#}"))
 }
@@ -551,6 +556,26 @@ fn the_configmap_config_is_accepted_by_the_real_parser_and_mounted_where_serve_r
                 && i["path"].as_str() == Some(file_name)),
         "config.toml must appear as {}",
         file.display()
+    );
+}
+
+#[test]
+fn the_configmaps_teams_section_once_uncommented_names_its_tenant_and_is_accepted() {
+    // Uncomment `#key = …` and `#[section]` lines, not prose (`# …`).
+    let config = pod_config_with(|file| {
+        file.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect()
+    });
+    let teams = config.teams.expect("a [teams] section");
+    assert!(
+        teams.tenant_id.len() == 36 && teams.tenant_id.matches('-').count() == 4,
+        "the example names a tenant GUID: {}",
+        teams.tenant_id
     );
 }
 

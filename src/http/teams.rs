@@ -84,13 +84,11 @@ pub(super) async fn messages(
         tracing::warn!(reason = %e, "refused a Teams activity");
         return Err(ApiError::Unauthorized);
     }
-    if let Some(ours) = &teams.chat.settings().tenant_id {
-        let tenant = str_at(&activity, "/channelData/tenant/id")
-            .or_else(|| str_at(&activity, "/conversation/tenantId"));
-        if tenant != Some(ours.as_str()) {
-            tracing::warn!("refused a Teams activity from another tenant");
-            return Ok(().into_response());
-        }
+    let tenant = str_at(&activity, "/channelData/tenant/id")
+        .or_else(|| str_at(&activity, "/conversation/tenantId"));
+    if !tenant.is_some_and(|t| teams.chat.settings().is_our_tenant(t)) {
+        tracing::warn!("refused a Teams activity from another tenant");
+        return Ok(().into_response());
     }
     match str_at(&activity, "/type").unwrap_or_default() {
         "message" => message(&state, teams, &activity).await,

@@ -363,10 +363,10 @@ impl FakeBotFramework {
         let mut settings = TeamsSettings::new(
             APP_ID,
             SecretString::from(APP_PASSWORD),
+            TENANT_ID,
             APPROVALS_CONVERSATION,
             self.service_url(),
         );
-        settings.tenant_id = Some(TENANT_ID.into());
         settings.openid_metadata_url = self.openid_metadata_url();
         settings.token_url = self.token_url();
         settings.graph_url = self.graph_url();

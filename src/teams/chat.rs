@@ -302,15 +302,8 @@ impl TeamsChat {
         let service_url = known
             .as_ref()
             .map_or_else(|| self.service_url().to_owned(), |r| r.service_url.clone());
-        let tenant = known
-            .as_ref()
-            .and_then(|r| r.tenant_id.clone())
-            .or_else(|| self.settings.tenant_id.clone())
-            .ok_or_else(|| {
-                ChatError::Permanent(
-                    "teams.tenant_id is needed to message a person directly".into(),
-                )
-            })?;
+        // Only our tenant's people are served, so the chat is in our tenant.
+        let tenant = self.settings.tenant_id.clone();
         let conversation = self
             .connector
             .create_personal_conversation(&service_url, user_id, &tenant)

@@ -283,6 +283,7 @@ mod tests {
         let settings = TeamsSettings::new(
             "app",
             secrecy::SecretString::from("pw"),
+            "72f988bf-0000-4000-8000-0000000000aa",
             "19:x",
             "https://s/",
         );

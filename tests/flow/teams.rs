@@ -916,3 +916,42 @@ async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_s
         "only the answer to her command, in its thread: {in_team:?}"
     );
 }
+
+#[test]
+fn serve_with_teams_but_no_tenant_id_refuses_to_start_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let with_tenant = "[teams]\n\
+        app_id = \"00000000-0000-4000-8000-00000000b07f\"\n\
+        tenant_id = \"72f988bf-0000-4000-8000-0000000000aa\"\n\
+        approvals_conversation = \"19:approvals@thread.tacv2\"\n\
+        approvers = [\"00000000-0000-4000-8000-0000000000a1\"]\n";
+    let serve = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tempadmin"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("TEAMS_APP_PASSWORD", "teams-secret-value")
+            .env("JUMPCLOUD_API_KEY", "jc-secret-value")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("t.db").display()),
+            )
+            .env("TEMPADMIN_LISTEN", "no-such-address")
+            .output()
+            .unwrap()
+    };
+    let without = with_tenant.replace("tenant_id = \"72f988bf-0000-4000-8000-0000000000aa\"\n", "");
+    let out = serve(&without);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("teams.tenant_id is required") && err.contains("single-tenant"),
+        "{err}"
+    );
+    assert!(!err.contains("teams-secret-value"), "{err}");
+    // The same file with the tenant gets past the configuration.
+    let out = serve(with_tenant);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("teams.tenant_id"), "{err}");
+}
