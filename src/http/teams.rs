@@ -20,9 +20,12 @@
 //!   and in a personal chat its id), as it is for whoever sends a command;
 //!   nothing else happens. Anything else: acknowledged.
 //!
-//! With `teams.tenant_id` set, activities from another tenant are
-//! acknowledged and change nothing. The same activity delivered twice acts
-//! once (its id is its delivery key).
+//! Only Teams' own activities of our tenant act: `channelId` is
+//! `msteams` (the keys also endorse the Emulator, Web Chat and Direct Line,
+//! whose clients set the sender themselves), `channelData.tenant.id` is
+//! `teams.tenant_id`, and so is `conversation.tenantId` where present.
+//! Anything else is acknowledged with 200, logged, and changes nothing.
+//! The same activity delivered twice acts once (its id is its delivery key).
 
 use std::sync::atomic::Ordering;
 
@@ -38,6 +41,7 @@ use crate::domain::{ChatUserId, ConversationReference, RequestId, SystemId};
 use crate::engine::{Click, CommandInput, Delivery};
 use crate::teams::chat::Destination;
 use crate::teams::render::{self, verbs};
+use crate::teams::TeamsSettings;
 use crate::wording;
 
 /// How long an activity id is remembered: the Bot Framework may deliver
@@ -84,10 +88,17 @@ pub(super) async fn messages(
         tracing::warn!(reason = %e, "refused a Teams activity");
         return Err(ApiError::Unauthorized);
     }
-    let tenant = str_at(&activity, "/channelData/tenant/id")
-        .or_else(|| str_at(&activity, "/conversation/tenantId"));
-    if !tenant.is_some_and(|t| teams.chat.settings().is_our_tenant(t)) {
-        tracing::warn!("refused a Teams activity from another tenant");
+    // The keys also endorse the Emulator, Web Chat and Direct Line, whose
+    // clients name the sender themselves: only Teams says who someone is.
+    if channel_id != TEAMS_CHANNEL {
+        tracing::warn!(
+            channel = channel_id,
+            "ignored an activity from a Bot Framework channel other than Teams"
+        );
+        return Ok(().into_response());
+    }
+    if !of_our_tenant(&activity, teams.chat.settings()) {
+        tracing::warn!("refused a Teams activity from another tenant, or of none");
         return Ok(().into_response());
     }
     match str_at(&activity, "/type").unwrap_or_default() {
@@ -101,6 +112,17 @@ pub(super) async fn messages(
         }
         _ => Ok(().into_response()),
     }
+}
+
+/// The Bot Framework's id of the Teams channel.
+const TEAMS_CHANNEL: &str = "msteams";
+
+/// Whether the activity is of our tenant: `channelData.tenant.id` names it,
+/// and so does `conversation.tenantId` where present. An activity that
+/// names no tenant is of none.
+fn of_our_tenant(activity: &Value, settings: &TeamsSettings) -> bool {
+    let ours = |pointer: &str| str_at(activity, pointer).map(|t| settings.is_our_tenant(t));
+    ours("/channelData/tenant/id") == Some(true) && ours("/conversation/tenantId") != Some(false)
 }
 
 /// Who sent the activity, its conversation and its id.

@@ -955,3 +955,110 @@ fn serve_with_teams_but_no_tenant_id_refuses_to_start_and_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("teams.tenant_id"), "{err}");
 }
+
+/// Ada's `20m` in her 1:1 chat, with its tenant fields set by `tenant`.
+fn ada_asks_with(app: &TestApp, tenant: impl FnOnce(&mut Value)) -> Value {
+    let mut activity = teams_sender::personal_message(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Ada"),
+        &teams_person("Ada"),
+        "20m foreign",
+        app.clock.now(),
+    );
+    activity["id"] = json!(next_activity_id());
+    tenant(&mut activity);
+    activity
+}
+
+/// Nothing happened for `name`: no request, no sighting kept, and the bot
+/// called the connector not once.
+async fn nothing_happened_for(app: &TestApp, name: &str) {
+    app.settle().await;
+    assert!(app.teams_requests_of(name).await.is_empty());
+    let kept = app
+        .engine
+        .store()
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams(teams_person(name).id))
+        .await
+        .unwrap();
+    assert_eq!(kept, None, "nothing of theirs is kept");
+    assert!(app.bf().activities().is_empty(), "nothing was posted");
+    let connector: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.contains("/v3/"))
+        .collect();
+    assert!(connector.is_empty(), "{connector:?}");
+}
+
+#[tokio::test]
+async fn a_command_from_another_tenant_or_of_none_is_acknowledged_and_changes_nothing() {
+    const FOREIGN: &str = "0badc0de-0000-4000-8000-0000000000ff";
+    let app = spawn_teams_app().await;
+    type Case = (&'static str, fn(&mut Value));
+    let cases: [Case; 3] = [
+        ("both fields name another tenant", |a| {
+            a["channelData"]["tenant"]["id"] = json!(FOREIGN);
+            a["conversation"]["tenantId"] = json!(FOREIGN);
+        }),
+        ("the conversation names another tenant", |a| {
+            a["conversation"]["tenantId"] = json!(FOREIGN);
+        }),
+        ("no tenant at all", |a| {
+            a["channelData"] = json!({});
+            a["conversation"]
+                .as_object_mut()
+                .unwrap()
+                .remove("tenantId");
+        }),
+    ];
+    for (why, tenant) in cases {
+        let (status, _) = app.teams_post(&ada_asks_with(&app, tenant)).await;
+        assert_eq!(status, 200, "{why}: acknowledged, so it is not resent");
+    }
+    nothing_happened_for(&app, "Ada").await;
+
+    // Ours in both places, in any case, acts.
+    let (status, _) = app
+        .teams_post(&ada_asks_with(&app, |a| {
+            let upper = json!(tempadmin::sim::teams::TENANT_ID.to_ascii_uppercase());
+            a["channelData"]["tenant"]["id"] = upper.clone();
+            a["conversation"]["tenantId"] = upper;
+        }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.teams_requests_of("Ada").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_emulator_activity_signed_by_a_key_that_endorses_it_has_no_effect() {
+    let app = spawn_teams_app().await;
+    let kid = app
+        .bf()
+        .add_key(&["emulator", "webchat", "directline"])
+        .await;
+    for channel in ["emulator", "webchat", "directline"] {
+        let mut activity = ada_asks_with(&app, |_| {});
+        activity["channelId"] = json!(channel);
+        let mut claims = app.bf().claims(app.clock.now(), &app.bf().service_url());
+        claims.kid = Some(kid.clone());
+        let response = app
+            .http
+            .post(app.url("/teams/messages"))
+            .header(
+                "authorization",
+                format!("Bearer {}", app.bf().sign(&claims)),
+            )
+            .json(&activity)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{channel}: the token verifies and the activity is acknowledged"
+        );
+    }
+    nothing_happened_for(&app, "Ada").await;
+}
