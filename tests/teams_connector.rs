@@ -24,6 +24,7 @@ fn ada() -> SimUser {
         aad_object_id: "aad-ada".into(),
         email: Some("ada@example.com".into()),
         user_principal_name: "ada@example.com".into(),
+        tenant_id: TENANT_ID.into(),
     }
 }
 

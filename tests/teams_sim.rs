@@ -19,6 +19,7 @@ fn grace() -> SimUser {
         aad_object_id: "aad-grace".into(),
         email: Some("grace@example.com".into()),
         user_principal_name: "grace@example.com".into(),
+        tenant_id: TENANT_ID.into(),
     }
 }
 

@@ -122,7 +122,8 @@ pub struct TeamsCall {
     pub query: String,
 }
 
-/// A person in the simulated tenant.
+/// A person Teams knows: of the simulated tenant ([`TENANT_ID`]), or a
+/// guest or shared-channel member from another one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimUser {
     /// Teams user id, `29:…`.
@@ -135,6 +136,9 @@ pub struct SimUser {
     pub email: Option<String>,
     /// Sign-in name.
     pub user_principal_name: String,
+    /// Their own tenant, as the members API names it: [`TENANT_ID`] for
+    /// our people, another for a member from elsewhere.
+    pub tenant_id: String,
 }
 
 /// The claims of an inbound token, before signing; start from
@@ -1151,10 +1155,13 @@ fn create_conversation(inner: &mut Inner, region: &str, body: Option<Value>) -> 
             "A 1:1 conversation needs exactly one member.",
         );
     };
-    let Some(user) = member["id"]
-        .as_str()
-        .filter(|id| inner.users.contains_key(*id))
-    else {
+    // A member of another tenant has no chat with a bot of ours.
+    let Some(user) = member["id"].as_str().filter(|id| {
+        inner
+            .users
+            .get(*id)
+            .is_some_and(|u| Some(u.tenant_id.as_str()) == tenant)
+    }) else {
         return bf_error(
             StatusCode::NOT_FOUND,
             "MemberNotFoundInConversation",
@@ -1298,7 +1305,7 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
         "name": person.name,
         "aadObjectId": person.aad_object_id,
         "userPrincipalName": person.user_principal_name,
-        "tenantId": TENANT_ID,
+        "tenantId": person.tenant_id,
         "userRole": "user"
     });
     if let Some(email) = &person.email {

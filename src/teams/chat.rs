@@ -17,9 +17,12 @@
 //!   thread of that command.
 //! - A person's email comes from the member look-up in the conversation
 //!   the command came from; approvers (`teams.approvers`: Entra ID object
-//!   ids or emails) are checked at every click, by looking the clicker up
+//!   ids, or emails) are checked at every click, by looking the clicker up
 //!   in the approvals channel, so a changed email or a person who left the
-//!   channel counts at once. Members of `teams.approver_groups` (Entra ID
+//!   channel counts at once. Either counts only for a member whom the
+//!   members API places in our tenant (`tenantId`): guests and
+//!   shared-channel members from other tenants sit in our channels, with
+//!   whatever mail their own tenant gave them, and neither ask nor decide. Members of `teams.approver_groups` (Entra ID
 //!   groups, nested ones included) approve too; the groups are asked of
 //!   Microsoft Graph at every click, uncached, as Slack's user groups are,
 //!   so a person taken out of a group can no longer decide.
@@ -468,22 +471,35 @@ impl TeamsChat {
 }
 
 impl TeamsChat {
-    /// The clicker is looked up in the approvals channel (someone who is
-    /// not in it decides nothing); then the listed approvers; then every
-    /// group at once, each on its own, as for Slack's user groups: a group
-    /// that fails to resolve must not hide a member of another, and only
-    /// when the person is in none of the groups that answered, and some
-    /// group did not, is the answer unknown.
-    async fn is_approver_unbounded(&self, user: &ChatUserId) -> Result<bool, ChatError> {
+    /// The approver `user` is, as the members API describes them, or `None`
+    /// when they may not decide. The clicker is looked up in the approvals
+    /// channel (someone who is not in it decides nothing) and must be of
+    /// our tenant (guests and shared-channel members from other tenants sit
+    /// in our channels too); then the listed approvers; then every group at
+    /// once, each on its own, as for Slack's user groups: a group that
+    /// fails to resolve must not hide a member of another, and only when
+    /// the person is in none of the groups that answered, and some group
+    /// did not, is the answer unknown.
+    ///
+    /// The member handed back is of our tenant, so their own email
+    /// ([`TeamsMember::own_email`]) is one our directory vouches for.
+    pub async fn is_approver_unbounded(
+        &self,
+        user: &ChatUserId,
+    ) -> Result<Option<TeamsMember>, ChatError> {
         let approvals = self.settings.approvals_conversation.clone();
         let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
-            return Ok(false);
+            return Ok(None);
         };
+        if !is_ours(&self.settings, &member) {
+            tracing::warn!("a member of another tenant tried to decide; refused");
+            return Ok(None);
+        }
         if is_listed(&self.settings.approvers, &member) {
-            return Ok(true);
+            return Ok(Some(member));
         }
         let Some(graph) = &self.graph else {
-            return Ok(false);
+            return Ok(None);
         };
         let groups = self
             .settings
@@ -493,7 +509,7 @@ impl TeamsChat {
         let mut failed = None;
         for found in futures::future::join_all(groups).await {
             match found {
-                Ok(true) => return Ok(true),
+                Ok(true) => return Ok(Some(member)),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "an approvers' Entra ID group did not resolve");
@@ -503,9 +519,18 @@ impl TeamsChat {
         }
         match failed {
             Some(e) => Err(e),
-            None => Ok(false),
+            None => Ok(None),
         }
     }
+}
+
+/// Whether the members API names our tenant as `member`'s own. A member
+/// it names no tenant for is not ours.
+fn is_ours(settings: &TeamsSettings, member: &TeamsMember) -> bool {
+    member
+        .tenant_id
+        .as_deref()
+        .is_some_and(|t| settings.is_our_tenant(t))
 }
 
 /// Whether the group member `user` is the channel member `member`: by
@@ -539,18 +564,19 @@ fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     people
 }
 
-/// Whether `approvers` (object ids or emails, any case) name `member`.
+/// Whether `approvers` name `member` (any case): an entry with an `@` by
+/// their mail or sign-in name, any other by their Entra ID object id. The
+/// caller has made sure the member is of our tenant, where an email names
+/// one person; elsewhere anyone may carry it.
 fn is_listed(approvers: &[String], member: &TeamsMember) -> bool {
-    let names = [
-        member.aad_object_id.as_deref(),
-        member.email.as_deref(),
-        member.user_principal_name.as_deref(),
-    ];
-    approvers.iter().any(|approver| {
-        names
-            .iter()
-            .flatten()
-            .any(|name| name.eq_ignore_ascii_case(approver.trim()))
+    let same = |a: Option<&str>, b: &str| a.is_some_and(|a| a.eq_ignore_ascii_case(b));
+    approvers.iter().map(|a| a.trim()).any(|approver| {
+        if approver.contains('@') {
+            same(member.email.as_deref(), approver)
+                || same(member.user_principal_name.as_deref(), approver)
+        } else {
+            same(member.aad_object_id.as_deref(), approver)
+        }
     })
 }
 
@@ -570,17 +596,22 @@ impl Chat for TeamsChat {
             self.member_of(&service_url, &conversation, &request.requester),
         )
         .await?;
-        Ok(member.and_then(|m| {
-            m.email
-                .as_deref()
-                .and_then(Email::parse)
-                .or_else(|| m.user_principal_name.as_deref().and_then(Email::parse))
-        }))
+        match member {
+            Some(m) if is_ours(&self.settings, &m) => Ok(m.own_email()),
+            Some(_) => {
+                // Their mail is whatever their own tenant says it is.
+                tracing::warn!("a member of another tenant asked for admin rights; refused");
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn is_approver(&self, user: &ChatUserId) -> Result<bool, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
-        bounded(limit, self.is_approver_unbounded(user)).await
+        Ok(bounded(limit, self.is_approver_unbounded(user))
+            .await?
+            .is_some())
     }
 
     async fn deliver(
@@ -600,6 +631,8 @@ impl Chat for TeamsChat {
 mod tests {
     use super::*;
 
+    const OURS: &str = "72f988bf-0000-4000-8000-0000000000aa";
+
     fn member(aad: &str, email: Option<&str>, upn: &str) -> TeamsMember {
         TeamsMember {
             id: "29:x".into(),
@@ -607,8 +640,43 @@ mod tests {
             aad_object_id: Some(aad.into()),
             email: email.map(str::to_owned),
             user_principal_name: Some(upn.into()),
-            tenant_id: None,
+            tenant_id: Some(OURS.into()),
         }
+    }
+
+    #[test]
+    fn only_a_member_the_members_api_places_in_our_tenant_is_ours() {
+        let settings = TeamsSettings::new(
+            "app",
+            secrecy::SecretString::from("pw"),
+            OURS,
+            "19:a@thread.tacv2",
+            "https://s/",
+        );
+        let mut m = member("aad-1", Some("grace@example.com"), "grace@example.com");
+        assert!(is_ours(&settings, &m));
+        m.tenant_id = Some(OURS.to_ascii_uppercase());
+        assert!(is_ours(&settings, &m));
+        m.tenant_id = Some("0badc0de-0000-4000-8000-0000000000ff".into());
+        assert!(!is_ours(&settings, &m));
+        m.tenant_id = None;
+        assert!(!is_ours(&settings, &m));
+    }
+
+    #[test]
+    fn an_object_id_entry_matches_only_the_object_id_and_an_email_entry_only_mail_or_upn() {
+        let by_id = vec!["0000aaaa-0000-0000-0000-000000000001".to_string()];
+        let by_mail = vec!["grace@example.com".to_string()];
+        // An object id that happens to sit in a mail field does not count.
+        let odd = member(
+            "other",
+            Some("0000aaaa-0000-0000-0000-000000000001"),
+            "x@example.com",
+        );
+        assert!(!is_listed(&by_id, &odd));
+        // Nor does an email that happens to be someone's object id.
+        let odd = member("grace@example.com", None, "x@example.com");
+        assert!(!is_listed(&by_mail, &odd));
     }
 
     #[test]

@@ -994,7 +994,6 @@ async fn nothing_happened_for(app: &TestApp, name: &str) {
 
 #[tokio::test]
 async fn a_command_from_another_tenant_or_of_none_is_acknowledged_and_changes_nothing() {
-    const FOREIGN: &str = "0badc0de-0000-4000-8000-0000000000ff";
     let app = spawn_teams_app().await;
     type Case = (&'static str, fn(&mut Value));
     let cases: [Case; 3] = [
@@ -1061,4 +1060,91 @@ async fn an_emulator_activity_signed_by_a_key_that_endorses_it_has_no_effect() {
         );
     }
     nothing_happened_for(&app, "Ada").await;
+}
+
+/// Another Microsoft 365 tenant (Fabrikam's).
+const FOREIGN: &str = "0badc0de-0000-4000-8000-0000000000ff";
+
+/// A member of another tenant who sits in our channels (a guest, or a
+/// shared channel's member) with whatever mail their tenant gave them.
+fn foreign_member(id: &str, mail: &str) -> tempadmin::sim::teams::SimUser {
+    tempadmin::sim::teams::SimUser {
+        id: id.into(),
+        name: "Visitor".into(),
+        aad_object_id: format!("aad-{id}"),
+        email: Some(mail.into()),
+        user_principal_name: mail.into(),
+        tenant_id: FOREIGN.into(),
+    }
+}
+
+/// `who` clicks `verb` on the newest card in the approvals channel.
+async fn click_as(
+    app: &TestApp,
+    who: &tempadmin::sim::teams::SimUser,
+    verb: &str,
+    data: Value,
+) -> (u16, Value) {
+    let mut activity = teams_sender::card_action(
+        &app.bf().service_url(),
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        who,
+        verb,
+        data,
+        app.clock.now(),
+    );
+    activity["id"] = json!(format!("f:{}", next_activity_id()));
+    app.teams_post(&activity).await
+}
+
+#[tokio::test]
+async fn a_member_of_another_tenant_whose_mail_is_a_listed_approvers_cannot_approve() {
+    let app = spawn_teams_app().await;
+    // Grace is an approver by email (Grace@Example.com); the visitor's own
+    // tenant says their mail and sign-in name are hers too.
+    let visitor = foreign_member("29:visitor", "grace@example.com");
+    app.bf().add_user(visitor.clone());
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    let (status, _) = click_as(&app, &visitor, "tempadmin_approve", data.clone()).await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+
+    // The real Grace, of our tenant, still approves by the same entry.
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+#[tokio::test]
+async fn a_member_of_another_tenant_cannot_ask_even_with_a_colleagues_mail() {
+    let app = spawn_teams_app().await;
+    let visitor = foreign_member("29:visitor", "ada@example.com");
+    app.bf().add_user(visitor.clone());
+    let channel = "19:general0000@thread.tacv2";
+    app.bf().add_channel(channel, &["29:visitor"]);
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &visitor,
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    asked["id"] = json!(next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.requests_of("29:visitor").await.pop().expect("recorded");
+    assert_eq!(r.state, RequestState::Refused, "{r:?}");
+    assert!(app.teams_cards().is_empty(), "no card for Ada's computer");
+    assert!(app.jc_ops().is_empty());
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
 }
