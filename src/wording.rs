@@ -685,6 +685,10 @@ pub const NOT_UNDERSTOOD: &str =
 /// The answer to Approve or Deny clicked outside the approvers' channel.
 pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only. Nothing was done.";
 
+/// The answer to a click that may not see the request it names (unknown,
+/// another platform's, or not the clicker's to act on): nothing about it.
+pub const CANNOT_ACT: &str = "You can't act on this request.";
+
 /// The answer to a device pick: the rest follows as messages.
 pub const DEVICE_PICKED: &str =
     "Thanks. tempadmin is checking that computer and will tell you what happens next.";

@@ -9,7 +9,12 @@
 //!   immediate answer is sent as a reply through the connector and the HTTP
 //!   answer is an empty 200.
 //! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
-//!   answer is the refreshed card (Teams waits about 5 s for it).
+//!   answer is the refreshed card (Teams waits about 5 s for it), but only
+//!   when the request is a Teams request that the clicker may see: an
+//!   Approve or Deny in the approvals channel (where every Teams card is),
+//!   End now by the requester, whoever ended it or an approver. Any other
+//!   click, on an unknown request or a Slack one included, is answered with
+//!   a short sentence that says nothing about any request.
 //!   Decisions count only from the approvals channel. The clicker's
 //!   conversation reference is kept as for a message (their `serviceUrl`
 //!   and tenant; the conversation's id only when the card is in their 1:1
@@ -37,7 +42,8 @@ use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, TeamsEdge};
-use crate::domain::{ChatUserId, ConversationReference, RequestId, SystemId};
+use crate::domain::{ChatUserId, ConversationReference, Platform, Request, RequestId, SystemId};
+use crate::engine::ports::Chat;
 use crate::engine::{Click, CommandInput, Delivery};
 use crate::teams::chat::Destination;
 use crate::teams::render::{self, verbs};
@@ -307,17 +313,52 @@ async fn invoke(
                 );
             };
             engine.pick_device(click, SystemId::new(system)).await?;
-            return Ok(Json(render::invoke_message_answer(wording::DEVICE_PICKED)).into_response());
         }
         _ => {
             return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response())
         }
     }
-    let answer = match engine.store().request(&request_id).await? {
-        Some(request) => render::invoke_card_answer(teams.chat.current_card(&request)),
-        None => render::invoke_message_answer(wording::NOT_UNDERSTOOD),
+    // Whatever the engine made of the click (it tells a refused clicker
+    // why, privately), the answer shows a request only to whom may see it.
+    let request = engine
+        .store()
+        .request(&request_id)
+        .await?
+        .filter(|r| r.platform() == Platform::Teams);
+    let Some(request) = request else {
+        return Ok(Json(render::invoke_message_answer(wording::CANNOT_ACT)).into_response());
+    };
+    let answer = match verb {
+        // Every Teams card is in the approvals channel, where this click was.
+        verbs::APPROVE | verbs::DENY => {
+            render::invoke_card_answer(teams.chat.current_card(&request))
+        }
+        verbs::REVOKE if may_end(teams, &request, &user).await => {
+            render::invoke_card_answer(teams.chat.current_card(&request))
+        }
+        verbs::PICK_DEVICE if request.requester == user => {
+            render::invoke_message_answer(wording::DEVICE_PICKED)
+        }
+        _ => render::invoke_message_answer(wording::CANNOT_ACT),
     };
     Ok(Json(answer).into_response())
+}
+
+/// Whether `user` may see the card of `request` after clicking End now:
+/// its requester, whoever ended it, or an approver. The approver check
+/// (a member look-up, maybe Graph) is asked only when the cheap answers
+/// do not settle it.
+async fn may_end(teams: &TeamsEdge, request: &Request, user: &ChatUserId) -> bool {
+    if request.requester == *user || request.ended_by.as_ref() == Some(user) {
+        return true;
+    }
+    match teams.chat.is_approver(user).await {
+        Ok(approver) => approver,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether an End now clicker approves");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

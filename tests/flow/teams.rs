@@ -1148,3 +1148,90 @@ async fn a_member_of_another_tenant_cannot_ask_even_with_a_colleagues_mail() {
     assert!(app.jc_ops().is_empty());
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
 }
+
+/// Asserts that a Teams invoke answer is the short refusal and names
+/// nothing of `secrets`.
+fn reveals_nothing(answer: &Value, secrets: &[&str]) {
+    assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(answer["value"], "You can't act on this request.");
+    let text = answer.to_string();
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_teams_click_on_an_unknown_or_a_slack_request_reveals_nothing_of_it() {
+    let app = spawn_teams_app().await;
+    app.ask(ADA, "20m ada-mac slack-only-reason").await;
+    app.settle().await;
+    let slack = app.request_of(ADA).await;
+    assert_eq!(slack.state, RequestState::PendingApproval);
+    // A Teams card exists to click on: Lin's.
+    assert_eq!(app.teams_say("Lin", "20m teams-reason").await, 200);
+    app.settle().await;
+    let secrets = ["ada-mac", "slack-only-reason", "ada@example.com", "Ada"];
+    for verb in ["tempadmin_approve", "tempadmin_deny", "tempadmin_revoke"] {
+        for id in [slack.id.as_str(), "ta-zzzzzzzzzz"] {
+            let (status, answer) = app
+                .teams_click("Grace", verb, json!({ "request_id": id }))
+                .await;
+            assert_eq!(status, 200);
+            reveals_nothing(&answer, &secrets);
+        }
+    }
+    let (_, answer) = app
+        .teams_click(
+            "Grace",
+            "tempadmin_pick_device",
+            json!({ "request_id": slack.id.as_str(), "system_id": LAPTOP }),
+        )
+        .await;
+    reveals_nothing(&answer, &secrets);
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::PendingApproval);
+    assert!(app.jc_ops().is_empty());
+}
+
+#[tokio::test]
+async fn end_now_by_someone_who_may_not_end_it_shows_them_nothing_of_the_request() {
+    let app = spawn_teams_app().await;
+    assert_eq!(app.teams_say("Lin", "20m lin-secret-reason").await, 200);
+    app.settle().await;
+    let id = app.teams_request_of("Lin").await.id.to_string();
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    let secrets = ["lin-pc", "lin-secret-reason", "lin@example.com", "Lin Chen"];
+
+    // Mallory, in the channel, may not end it; Ada, from her own chat, neither.
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_revoke", json!({ "request_id": id }))
+        .await;
+    assert_eq!(status, 200);
+    reveals_nothing(&answer, &secrets);
+    let mut from_her_chat = teams_sender::card_action(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Ada"),
+        "1",
+        &teams_person("Ada"),
+        "tempadmin_revoke",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    from_her_chat["id"] = json!(format!("f:{}", next_activity_id()));
+    let (_, answer) = app.teams_post(&from_her_chat).await;
+    reveals_nothing(&answer, &secrets);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Lin").await.state,
+        RequestState::Active
+    );
+
+    // Hopper, an approver, ends it and sees the card.
+    let (_, answer) = app
+        .teams_click("Hopper", "tempadmin_revoke", json!({ "request_id": id }))
+        .await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+    assert!(answer["value"].to_string().contains("lin-pc"));
+}
