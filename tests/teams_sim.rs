@@ -461,3 +461,58 @@ async fn the_connector_measures_a_message_as_utf16_and_refuses_it_over_100_kb() 
     assert_eq!(post(40_000).await.0, 201, "80 KB as UTF-16 goes through");
     assert_eq!(fake.activities().len(), 1);
 }
+
+#[tokio::test]
+async fn a_channel_post_threads_by_its_conversation_id_and_an_unknown_root_is_no_conversation() {
+    let fake = FakeBotFramework::start().await;
+    let token = token_for(&fake, CONNECTOR).await;
+    let http = reqwest::Client::new();
+    let post = |path: String, text: &'static str| {
+        let request = http
+            .post(format!("{}v3/conversations/{path}", fake.service_url()))
+            .bearer_auth(&token)
+            .json(&json!({ "type": "message", "text": text }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let channel: String =
+        url::form_urlencoded::byte_serialize(APPROVALS_CONVERSATION.as_bytes()).collect();
+    let (status, root) = post(format!("{channel}/activities"), "root").await;
+    assert_eq!(status, 201);
+    let root = root["id"].as_str().unwrap().to_owned();
+    let thread: String = url::form_urlencoded::byte_serialize(
+        format!("{APPROVALS_CONVERSATION};messageid={root}").as_bytes(),
+    )
+    .collect();
+    assert_eq!(post(format!("{thread}/activities"), "in").await.0, 201);
+    // A reply to the bare channel is a post at the top.
+    assert_eq!(
+        post(format!("{channel}/activities/{root}"), "out").await.0,
+        201
+    );
+    let under: Vec<_> = fake
+        .thread(APPROVALS_CONVERSATION, &root)
+        .into_iter()
+        .map(|a| a.activity["text"].clone())
+        .collect();
+    assert_eq!(under, [json!("in")]);
+    let tops = fake
+        .activities()
+        .into_iter()
+        .filter(|a| a.reply_to.is_none())
+        .count();
+    assert_eq!(tops, 2);
+
+    let unknown: String = url::form_urlencoded::byte_serialize(
+        format!("{APPROVALS_CONVERSATION};messageid=1699999999999").as_bytes(),
+    )
+    .collect();
+    let (status, body) = post(format!("{unknown}/activities"), "lost").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ConversationNotFound"))
+    );
+}

@@ -45,7 +45,7 @@ use super::{ApiError, AppState, TeamsEdge};
 use crate::domain::{ChatUserId, ConversationReference, Platform, Request, RequestId, SystemId};
 use crate::engine::ports::Chat;
 use crate::engine::{Click, CommandInput, Delivery};
-use crate::teams::chat::Destination;
+use crate::teams::chat::{command_thread, Destination};
 use crate::teams::render::{self, verbs};
 use crate::teams::TeamsSettings;
 use crate::wording;
@@ -202,20 +202,23 @@ async fn message(
         teams.chat.note_reference(&reference).await;
     }
     let service_url = str_at(activity, "/serviceUrl").unwrap_or_default();
+    // In a channel, answers go into the command's thread, addressed as
+    // Teams threads posts.
+    let answer_to = if personal {
+        conversation.to_owned()
+    } else {
+        command_thread(conversation, id)
+    };
     let input = CommandInput {
         user,
         text: command_text(text),
-        reply_to: Some(Destination::Conversation(conversation.to_owned()).encode()),
+        reply_to: Some(Destination::Conversation(answer_to.clone()).encode()),
         delivery: Some(delivery(state, conversation, id)),
     };
     let reply = state.engine.handle_command(input).await?;
     // The command is recorded either way; a lost answer only costs the
     // person the first sentence (the outbox tells them the rest).
-    if let Err(e) = teams
-        .chat
-        .answer(service_url, conversation, id, &reply)
-        .await
-    {
+    if let Err(e) = teams.chat.answer(service_url, &answer_to, id, &reply).await {
         tracing::warn!(error = %e, "could not answer a Teams command");
     }
     Ok(().into_response())

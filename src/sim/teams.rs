@@ -40,9 +40,12 @@
 //!   `Retry-After`, 503). Activities need a `type`; a message needs text or attachments; an Adaptive Card
 //!   attachment needs `contentType: application/vnd.microsoft.card.adaptive`
 //!   and content of `type: AdaptiveCard` with a `version`. Conversations and
-//!   threads are kept (a channel thread is addressed by reply or by
-//!   `{channel};messageid={root}`), every activity keeps its edit history,
-//!   and every call is recorded.
+//!   threads are kept, every activity keeps its edit history, and every
+//!   call is recorded. As in Teams, a post joins a channel thread only when
+//!   its conversation id is `{channel};messageid={root}` (404
+//!   `ConversationNotFound` when there is no such root); one addressed to
+//!   the bare channel, even as a reply (`…/activities/{root}`), becomes a
+//!   new top-level post.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -244,6 +247,9 @@ struct Inner {
     activities: Vec<SimActivity>,
     /// Activities people sent (conversation, id): a bot may reply to them.
     inbound: Vec<(String, String)>,
+    /// Channel threads people started (channel, root id): a bot may post
+    /// into them.
+    roots: std::collections::BTreeSet<(String, String)>,
     calls: Vec<TeamsCall>,
     down: bool,
     hanging: bool,
@@ -424,6 +430,7 @@ impl FakeBotFramework {
         let mut inner = self.lock();
         inner.conversations.remove(conversation_id);
         inner.inbound.retain(|(c, _)| c != conversation_id);
+        inner.roots.retain(|(c, _)| c != conversation_id);
         inner.deleted.insert(conversation_id.to_owned());
     }
 
@@ -504,6 +511,10 @@ impl FakeBotFramework {
             );
         }
         inner.inbound.push((base.to_owned(), id.to_owned()));
+        // A message in a channel thread names the thread's root.
+        if let (_, Some(root)) = split_thread(conversation) {
+            inner.roots.insert((base.to_owned(), root.to_owned()));
+        }
     }
 
     /// The id of the bot's 1:1 chat with `user_id`, as Teams names it
@@ -1230,17 +1241,29 @@ fn post_activity(
         return conversation_not_found();
     };
     let is_group = found.is_group;
-    let root = reply_to.or(thread_root);
-    if let Some(root) = root {
-        let posted = inner
+    let posted = |id: &str| {
+        inner
             .activities
             .iter()
-            .any(|a| a.conversation_id == base && a.id == root);
-        let sent = inner.inbound.iter().any(|(c, id)| c == base && id == root);
-        if !posted && !sent {
-            return activity_not_found();
+            .any(|a| a.conversation_id == base && a.id == id && a.reply_to.is_none())
+    };
+    let root = if is_group {
+        // In a channel only the conversation id threads a post: addressed
+        // to the bare channel, even as `…/activities/{root}`, it becomes a
+        // new top-level post, as in Teams. A thread whose root is not
+        // there is a conversation Teams does not know.
+        let started = |root: &str| inner.roots.contains(&(base.to_owned(), root.to_owned()));
+        match thread_root {
+            Some(root) if !posted(root) && !started(root) => return conversation_not_found(),
+            root => root,
         }
-    }
+    } else {
+        let sent = |id: &str| inner.inbound.iter().any(|(c, i)| c == base && i == id);
+        match reply_to {
+            Some(id) if !posted(id) && !sent(id) => return activity_not_found(),
+            id => id,
+        }
+    };
     let activity = match validate_activity(body, size) {
         Ok(a) => a,
         Err(refusal) => return refusal.into_response(),

@@ -2,7 +2,10 @@
 //!
 //! - The approval card is posted to `teams.approvals_conversation`; its
 //!   reference is `"{conversationId}|{activityId}"`. Refreshes replace that
-//!   activity in place (`PUT`), thread replies and countdowns go under it.
+//!   activity in place (`PUT`); thread replies and countdowns go under it,
+//!   posted to the conversation `{channel};messageid={card id}`, which is
+//!   how Teams threads a post (addressed to the bare channel, even as a
+//!   reply to the card, a post shows up at the top of the channel).
 //! - Direct messages go to the person's 1:1 chat with the bot: the one
 //!   their conversation reference names (kept from the activities they
 //!   send, see [`ConversationReference`]), or one opened with
@@ -43,7 +46,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::connector::{Connector, TeamsMember};
+use super::connector::{thread_conversation_id, Connector, TeamsMember};
 use super::graph::{Graph, GroupUser};
 use super::render::{self, People};
 use super::TeamsSettings;
@@ -80,6 +83,17 @@ impl Destination {
         }
         text.strip_prefix("user:")
             .map(|id| Self::Person(id.to_owned()))
+    }
+}
+
+/// Where answers to a command posted in a channel go: the thread it
+/// belongs to (`{channel};messageid={root}`), which is the command itself
+/// when it started one. Teams names the thread in the conversation id of
+/// a channel message; one that names none is taken as its own root.
+pub fn command_thread(conversation_id: &str, activity_id: &str) -> String {
+    match conversation_id.split_once(";messageid=") {
+        Some(_) => conversation_id.to_owned(),
+        None => thread_conversation_id(conversation_id, activity_id),
     }
 }
 
@@ -175,7 +189,8 @@ impl TeamsChat {
 
     /// Sends the immediate answer to a command as a reply to the activity
     /// that carried it (`service_url` and `conversation_id` as the activity
-    /// named them).
+    /// named them; in a channel, the command's thread, see
+    /// [`command_thread`]).
     pub async fn answer(
         &self,
         service_url: &str,
@@ -430,11 +445,12 @@ impl TeamsChat {
             Notice::Thread { event } => {
                 let (conversation, root) = Self::card_reference(request)?;
                 let people = self.people(request, Some(event)).await;
+                // Teams threads a post by its conversation id alone; a reply
+                // to the bare channel would become a post of its own.
                 self.connector
-                    .reply_to_activity(
+                    .send_to_conversation(
                         service_url,
-                        &conversation,
-                        &root,
+                        &thread_conversation_id(&conversation, &root),
                         &render::thread_activity(request, event, &people),
                     )
                     .await?;
@@ -705,6 +721,18 @@ mod tests {
             &approvers,
             &member("other", Some("mallory@example.com"), "mallory@example.com")
         ));
+    }
+
+    #[test]
+    fn a_command_in_a_channel_is_answered_in_its_own_thread() {
+        assert_eq!(
+            command_thread("19:c@thread.tacv2;messageid=17", "18"),
+            "19:c@thread.tacv2;messageid=17"
+        );
+        assert_eq!(
+            command_thread("19:c@thread.tacv2", "18"),
+            "19:c@thread.tacv2;messageid=18"
+        );
     }
 
     #[test]

@@ -325,7 +325,7 @@ async fn a_command_in_a_channel_counts_only_when_it_mentions_the_bot() {
         "20m",
         app.clock.now(),
     );
-    unmentioned["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut unmentioned, &next_activity_id());
     unmentioned["entities"] = json!([]);
     assert_eq!(app.teams_post(&unmentioned).await.0, 200);
     assert!(app.teams_requests_of("Lin").await.is_empty());
@@ -337,7 +337,7 @@ async fn a_command_in_a_channel_counts_only_when_it_mentions_the_bot() {
         "tempadmin 20m lin-pc driver",
         app.clock.now(),
     );
-    mentioned["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut mentioned, &next_activity_id());
     assert_eq!(app.teams_post(&mentioned).await.0, 200);
     let r = app.teams_request_of("Lin").await;
     assert_eq!(r.words, ["lin-pc", "driver"]);
@@ -470,7 +470,7 @@ async fn ada_asks_in_a_channel_and_is_told_by_direct_message(
         "tempadmin 20m",
         app.clock.now(),
     );
-    asked["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut asked, &next_activity_id());
     assert_eq!(app.teams_post(&asked).await.0, 200);
     app.settle().await;
     let r = app.teams_request_of("Ada").await;
@@ -1139,7 +1139,7 @@ async fn a_member_of_another_tenant_cannot_ask_even_with_a_colleagues_mail() {
         "tempadmin 20m",
         app.clock.now(),
     );
-    asked["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut asked, &next_activity_id());
     assert_eq!(app.teams_post(&asked).await.0, 200);
     app.settle().await;
     let r = app.requests_of("29:visitor").await.pop().expect("recorded");
@@ -1234,4 +1234,58 @@ async fn end_now_by_someone_who_may_not_end_it_shows_them_nothing_of_the_request
         .await;
     assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
     assert!(answer["value"].to_string().contains("lin-pc"));
+}
+
+#[tokio::test]
+async fn every_thread_reply_lands_in_the_cards_thread_and_nothing_else_at_the_channels_top() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    for minutes in [5, 10, 4, 2] {
+        app.advance(minutes * MIN).await;
+    }
+    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+
+    let card = app.teams_card();
+    let top: Vec<_> = app
+        .bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == APPROVALS_CONVERSATION && a.reply_to.is_none())
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        top,
+        std::slice::from_ref(&card.id),
+        "only the card is a top-level post"
+    );
+    let thread = app.teams_thread();
+    for expected in [
+        "Approved by Grace Hopper",
+        "15m left",
+        "5m left",
+        "1m left",
+        "Time is up",
+    ] {
+        assert!(
+            thread.iter().any(|t| t.contains(expected)),
+            "{expected} not in {thread:?}"
+        );
+    }
+    // Addressed as Teams threads them: the channel and the card's id.
+    let in_thread = format!(
+        "/emea/v3/conversations/{APPROVALS_CONVERSATION};messageid={}/activities",
+        card.id
+    );
+    let posts: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.contains(APPROVALS_CONVERSATION))
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(posts.len(), thread.len() + 1, "{posts:?}");
+    assert!(posts[1..].iter().all(|p| *p == in_thread), "{posts:?}");
 }
