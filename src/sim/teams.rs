@@ -18,7 +18,9 @@
 //! - **Microsoft Graph** (under [`FakeBotFramework::graph_url`], `/v1.0/…`):
 //!   Entra ID groups ([`FakeBotFramework::set_group`], nested groups
 //!   count) and `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
-//!   with `$select`, `$top` (1–999) and `@odata.nextLink` paging, at most
+//!   with `$select`, `$top` (1–999), `$count` and `@odata.nextLink` paging
+//!   (the cast only as an advanced query: `ConsistencyLevel: eventual` and
+//!   `$count=true`, else 400 `Request_UnsupportedQuery`), at most
 //!   [`FakeBotFramework::set_graph_page_size`] a page; Graph's error shape
 //!   (`{"error":{"code","message","innerError"}}`) for 401
 //!   `InvalidAuthenticationToken`, 403 `Authorization_RequestDenied` (the
@@ -813,9 +815,13 @@ impl FakeBotFramework {
 
     /// Microsoft Graph under `/v1.0/`: a group's transitive members, as
     /// `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
-    /// answers them, with `$select`, `$top` and `@odata.nextLink` paging
-    /// (`$skiptoken`), and Graph's refusals (`{"error":{"code","message",
-    /// "innerError"}}`): 401 `InvalidAuthenticationToken` without a Graph
+    /// answers them, with `$select`, `$top`, `$count` (`@odata.count`) and
+    /// `@odata.nextLink` paging (`$skiptoken`), and Graph's refusals
+    /// (`{"error":{"code","message","innerError"}}`): 400
+    /// `Request_UnsupportedQuery` for the cast without the advanced query
+    /// parameters (`ConsistencyLevel: eventual` and `$count=true`, as the
+    /// "List group transitive members" page requires for an OData cast),
+    /// 401 `InvalidAuthenticationToken` without a Graph
     /// token (a Bot Connector token included), 403
     /// `Authorization_RequestDenied` without `GroupMember.Read.All`, 400
     /// `Request_BadRequest` for an id that is not a GUID or a bad `$top` or
@@ -884,11 +890,13 @@ impl FakeBotFramework {
         let mut select = None;
         let mut top = None;
         let mut skip = None;
+        let mut count = None;
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "$select" => select = Some(value.into_owned()),
                 "$top" => top = Some(value.into_owned()),
                 "$skiptoken" => skip = Some(value.into_owned()),
+                "$count" => count = Some(value.into_owned()),
                 other if other.starts_with('$') => {
                     return graph_error(
                         StatusCode::BAD_REQUEST,
@@ -898,6 +906,30 @@ impl FakeBotFramework {
                 }
                 _ => {}
             }
+        }
+        let count = match count.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Invalid value '{other}' for $count: use true or false."),
+                )
+            }
+        };
+        // An OData cast on directory objects is an advanced query: Graph's
+        // documentation requires ConsistencyLevel: eventual and $count=true.
+        let eventual = headers
+            .get("consistencylevel")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+        if cast && !(eventual && count) {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                "An OData cast is an advanced query: send the ConsistencyLevel: eventual header and $count=true.",
+            );
         }
         if !inner.graph_permission {
             return graph_error(
@@ -1000,6 +1032,9 @@ impl FakeBotFramework {
             },
             "value": page
         });
+        if count {
+            body["@odata.count"] = json!(members.len());
+        }
         if offset + page_size < members.len() {
             // Graph repeats the query as it was sent, `$` and all.
             let mut next: Vec<String> = query

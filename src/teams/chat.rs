@@ -27,8 +27,9 @@
 //!   shared-channel members from other tenants sit in our channels, with
 //!   whatever mail their own tenant gave them, and neither ask nor decide. Members of `teams.approver_groups` (Entra ID
 //!   groups, nested ones included) approve too; the groups are asked of
-//!   Microsoft Graph at every click, uncached, as Slack's user groups are,
-//!   so a person taken out of a group can no longer decide.
+//!   Microsoft Graph at every click, uncached, as Slack's user groups are
+//!   (Graph's own index for the query may lag a change briefly; see
+//!   [`graph`](super::graph)).
 //!
 //! Calls about the approvals channel go to the configured
 //! `teams.service_url`; calls about a person's own conversations (their

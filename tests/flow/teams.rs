@@ -622,7 +622,8 @@ async fn a_member_of_an_approvers_group_nested_and_on_a_later_page_approves() {
     assert!(graph.len() >= 2, "the next pages were followed: {graph:?}");
     assert!(graph.iter().all(|c| c.path
         == format!("/v1.0/groups/{ADMINS}/transitiveMembers/microsoft.graph.user")
-        && c.query.starts_with("$select=id,mail,userPrincipalName")));
+        && c.query
+            .starts_with("$count=true&$select=id,mail,userPrincipalName")));
     assert!(graph[1..].iter().all(|c| c.query.contains("$skiptoken=")));
     let tokens: Vec<_> = app
         .bf()
