@@ -107,6 +107,9 @@ pub(super) async fn messages(
         tracing::warn!("refused a Teams activity from another tenant, or of none");
         return Ok(().into_response());
     }
+    if is_in(&activity, &teams.chat.settings().approvals_conversation) {
+        teams.chat.note_approvals_service_url(service_url).await;
+    }
     match str_at(&activity, "/type").unwrap_or_default() {
         "message" => message(&state, teams, &activity).await,
         "invoke" if str_at(&activity, "/name") == Some("adaptiveCard/action") => {
@@ -129,6 +132,19 @@ const TEAMS_CHANNEL: &str = "msteams";
 fn of_our_tenant(activity: &Value, settings: &TeamsSettings) -> bool {
     let ours = |pointer: &str| str_at(activity, pointer).map(|t| settings.is_our_tenant(t));
     ours("/channelData/tenant/id") == Some(true) && ours("/conversation/tenantId") != Some(false)
+}
+
+/// Whether the activity happened in the channel `channel`: its
+/// conversation (or a thread of it), or the channel its `channelData`
+/// names.
+fn is_in(activity: &Value, channel: &str) -> bool {
+    let conversation = str_at(activity, "/conversation/id").unwrap_or_default();
+    let base = conversation
+        .split_once(";messageid=")
+        .map_or(conversation, |(c, _)| c);
+    base == channel
+        || str_at(activity, "/channelData/channel/id") == Some(channel)
+        || str_at(activity, "/channelData/teamsChannelId") == Some(channel)
 }
 
 /// Who sent the activity, its conversation and its id.

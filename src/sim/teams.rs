@@ -370,6 +370,19 @@ impl FakeBotFramework {
             .insert(user_id.to_owned(), region.to_owned());
     }
 
+    /// Serves the conversation `conversation_id` (a channel, say) from
+    /// `region` from now on: the other regions answer as if it did not
+    /// exist, and its activities name that region's service URL.
+    pub fn set_conversation_region(&self, conversation_id: &str, region: &str) {
+        assert!(REGIONS.contains(&region), "no region {region}");
+        let mut inner = self.lock();
+        let conversation = inner
+            .conversations
+            .get_mut(conversation_id)
+            .expect("a conversation the fake knows");
+        conversation.region = region.to_owned();
+    }
+
     /// Settings that point a bot at this fake, as a single-tenant bot.
     pub fn settings(&self) -> TeamsSettings {
         let mut settings = TeamsSettings::new(

@@ -31,11 +31,14 @@
 //!   (Graph's own index for the query may lag a change briefly; see
 //!   [`graph`](super::graph)).
 //!
-//! Calls about the approvals channel go to the configured
-//! `teams.service_url`; calls about a person's own conversations (their
-//! 1:1 chat, the chat or thread a command came from, the answer to it) go
-//! to the `serviceUrl` their activities named, as Microsoft asks bots to
-//! do, and to `teams.service_url` while none is known. Every call is bounded
+//! Every call goes to the `serviceUrl` that Teams' activities named for
+//! that conversation, as Microsoft asks bots to do, and to the configured
+//! `teams.service_url` only while none is known: about the approvals
+//! channel (card, thread, member look-ups), the one its own activities
+//! named (clicks, commands, the bot being added to it), kept in the store
+//! under the channel's id; about a person's own conversations (their 1:1
+//! chat, the chat or thread a command came from, the answer to it), the
+//! one their activities named. Every call is bounded
 //! by `teams.timeout` (an approver check by at most 3 s: it runs inside the
 //! invoke, which Teams abandons after about 5 s). Display names learnt from
 //! member look-ups are kept in memory to show people by name; they are
@@ -116,6 +119,9 @@ pub struct TeamsChat {
     clock: Arc<dyn Clock>,
     /// User id → display name or email, from member look-ups.
     names: Mutex<HashMap<String, String>>,
+    /// The approvals channel's `serviceUrl` this process last kept, so an
+    /// activity in the channel writes only when it changed.
+    approvals_seen: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TeamsChat {
@@ -148,7 +154,52 @@ impl TeamsChat {
             store,
             clock,
             names: Mutex::new(HashMap::new()),
+            approvals_seen: Mutex::new(None),
         }
+    }
+
+    /// Under what the approvals channel's own conversation reference is
+    /// kept: its conversation id (`19:…`), which no person's id (`29:…`)
+    /// can be.
+    fn approvals_key(&self) -> ChatUserId {
+        ChatUserId::teams(&self.settings.approvals_conversation)
+    }
+
+    /// Keeps the `serviceUrl` that a verified activity in the approvals
+    /// channel (a click, a command, the bot being added) named, so calls
+    /// about the channel go where Teams serves it. Written only when it
+    /// differs from what this process last kept; a failure only costs the
+    /// shortcut.
+    pub async fn note_approvals_service_url(&self, service_url: &str) {
+        if service_url.is_empty() {
+            return;
+        }
+        {
+            let mut seen = self
+                .approvals_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if seen.as_deref() == Some(service_url) {
+                return;
+            }
+            *seen = Some(service_url.to_owned());
+        }
+        self.note_reference(&ConversationReference {
+            user: self.approvals_key(),
+            service_url: service_url.to_owned(),
+            conversation_id: Some(self.settings.approvals_conversation.clone()),
+            tenant_id: Some(self.settings.tenant_id.clone()),
+            seen_at: self.clock.now(),
+        })
+        .await;
+    }
+
+    /// The Bot Connector that serves the approvals channel: the
+    /// `serviceUrl` its activities named (read from the store each time, so
+    /// a replica learns what another kept), or `teams.service_url` while
+    /// none did.
+    async fn approvals_service_url(&self) -> String {
+        self.service_url_of(&self.approvals_key()).await
     }
 
     /// Keeps how to reach a person, from an activity of theirs whose token
@@ -264,7 +315,7 @@ impl TeamsChat {
             match self
                 .connector
                 .member(
-                    self.service_url(),
+                    &self.approvals_service_url().await,
                     &self.settings.approvals_conversation,
                     user.as_str(),
                 )
@@ -381,7 +432,7 @@ impl TeamsChat {
             Destination::Conversation(id)
                 if channel_of(id) == self.settings.approvals_conversation =>
             {
-                (self.service_url().to_owned(), id.clone())
+                (self.approvals_service_url().await, id.clone())
             }
             Destination::Conversation(id) => {
                 (self.service_url_of(&request.requester).await, id.clone())
@@ -415,7 +466,6 @@ impl TeamsChat {
         request: &Request,
         notice: &Notice,
     ) -> Result<Option<String>, ChatError> {
-        let service_url = self.service_url();
         match notice {
             Notice::ApprovalCard => {
                 let people = self.people(request, None).await;
@@ -423,7 +473,7 @@ impl TeamsChat {
                 let id = self
                     .connector
                     .send_to_conversation(
-                        service_url,
+                        &self.approvals_service_url().await,
                         conversation,
                         &render::approval_activity(request, &people),
                     )
@@ -435,7 +485,7 @@ impl TeamsChat {
                 let people = self.people(request, None).await;
                 self.connector
                     .update_activity(
-                        service_url,
+                        &self.approvals_service_url().await,
                         &conversation,
                         &activity,
                         &render::approval_activity(request, &people),
@@ -450,7 +500,7 @@ impl TeamsChat {
                 // to the bare channel would become a post of its own.
                 self.connector
                     .send_to_conversation(
-                        service_url,
+                        &self.approvals_service_url().await,
                         &thread_conversation_id(&conversation, &root),
                         &render::thread_activity(request, event, &people),
                     )
@@ -505,7 +555,8 @@ impl TeamsChat {
         user: &ChatUserId,
     ) -> Result<Option<TeamsMember>, ChatError> {
         let approvals = self.settings.approvals_conversation.clone();
-        let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
+        let service_url = self.approvals_service_url().await;
+        let Some(member) = self.member_of(&service_url, &approvals, user).await? else {
             return Ok(None);
         };
         if !is_ours(&self.settings, &member) {
@@ -606,7 +657,7 @@ impl Chat for TeamsChat {
                 Some(Destination::Conversation(id)) if channel_of(&id) != approvals => {
                     (self.service_url_of(&request.requester).await, id)
                 }
-                _ => (self.service_url().to_owned(), approvals.clone()),
+                _ => (self.approvals_service_url().await, approvals.clone()),
             };
         let member = bounded(
             self.settings.timeout,

@@ -1290,3 +1290,54 @@ async fn every_thread_reply_lands_in_the_cards_thread_and_nothing_else_at_the_ch
     assert_eq!(posts.len(), thread.len() + 1, "{posts:?}");
     assert!(posts[1..].iter().all(|p| *p == in_thread), "{posts:?}");
 }
+
+#[tokio::test]
+async fn the_approvals_channel_is_served_where_its_own_activities_say_even_after_a_restart() {
+    let mut app = spawn_teams_app().await;
+    let amer = app.bf().service_url_in("amer");
+    // teams.service_url says emea; Teams serves the channel from amer.
+    app.bf()
+        .set_conversation_region(APPROVALS_CONVERSATION, "amer");
+    let added = teams_sender::conversation_update(
+        &amer,
+        APPROVALS_CONVERSATION,
+        &[teams_sender::bot_member()],
+        app.clock.now(),
+    );
+    assert_eq!(app.teams_post(&added).await.0, 200);
+
+    app.restart().await;
+    let id = pending(&app, "20m").await;
+    let mut click = teams_sender::card_action(
+        &amer,
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        &teams_person("Grace"),
+        "tempadmin_approve",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    click["id"] = json!(format!("f:{}", next_activity_id()));
+    let (_, answer) = app.teams_post(&click).await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    app.advance(21 * MIN).await;
+    assert!(app.teams_thread().last().unwrap().contains("Time is up"));
+
+    let to_channel: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.contains(APPROVALS_CONVERSATION))
+        .map(|c| c.path)
+        .collect();
+    assert!(!to_channel.is_empty());
+    assert!(
+        to_channel.iter().all(|p| p.starts_with("/amer/v3/")),
+        "{to_channel:?}"
+    );
+}
