@@ -488,8 +488,8 @@ fn the_service_selects_the_pods_and_targets_their_named_http_port() {
     let listen = i64::from(port_of(&pod_config().listen));
     assert_eq!(container_port(c, &http["targetPort"]), listen);
 
-    // The Ingress example sends Slack's and Teams' routes, and only those,
-    // to that Service port.
+    // The Ingress example sends Slack's and Teams' routes and the Teams
+    // app's privacy and terms pages, and only those, to that Service port.
     let ingress = k8s("ingress.example.yaml");
     let mut paths = Vec::new();
     for rule in list(&ingress["spec"]["rules"], "rules") {
@@ -504,10 +504,12 @@ fn the_service_selects_the_pods_and_targets_their_named_http_port() {
     assert_eq!(
         paths,
         [
+            "/privacy",
             "/slack/commands",
             "/slack/events",
             "/slack/interactions",
-            "/teams/messages"
+            "/teams/messages",
+            "/terms"
         ]
     );
 }

@@ -46,6 +46,7 @@ use crate::domain::{ChatUserId, ConversationReference, Platform, Request, Reques
 use crate::engine::ports::Chat;
 use crate::engine::{Click, CommandInput, Delivery};
 use crate::teams::chat::{command_thread, Destination};
+use crate::teams::package;
 use crate::teams::render::{self, verbs};
 use crate::teams::TeamsSettings;
 use crate::wording;
@@ -121,6 +122,30 @@ pub(super) async fn messages(
         }
         _ => Ok(().into_response()),
     }
+}
+
+/// `GET /privacy`: the page the Teams app manifest's `privacyUrl` names.
+pub(super) async fn privacy() -> Response {
+    page(package::PRIVACY_PAGE)
+}
+
+/// `GET /terms`: the page the Teams app manifest's `termsOfUseUrl` names.
+pub(super) async fn terms() -> Response {
+    page(package::TERMS_PAGE)
+}
+
+/// A static page of ours: HTML that loads nothing and runs nothing.
+fn page(html: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 /// The Bot Framework's id of the Teams channel.

@@ -1341,3 +1341,40 @@ async fn the_approvals_channel_is_served_where_its_own_activities_say_even_after
         "{to_channel:?}"
     );
 }
+
+#[tokio::test]
+async fn the_privacy_and_terms_links_of_the_teams_app_are_served_and_only_with_teams() {
+    let app = spawn_teams_app().await;
+    let manifest: Value = serde_json::from_str(
+        &tempadmin::teams::package::manifest(
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "tempadmin.example.com",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (link, words) in [
+        ("privacyUrl", "What it keeps"),
+        ("termsOfUseUrl", "terms of use"),
+    ] {
+        let url = manifest["developer"][link].as_str().unwrap();
+        let path = url.strip_prefix("https://tempadmin.example.com").unwrap();
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8"
+        );
+        assert!(response.text().await.unwrap().contains(words), "{path}");
+    }
+    let slack_only = spawn_app().await;
+    for path in ["/privacy", "/terms"] {
+        let response = slack_only
+            .http
+            .get(slack_only.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{path} without Teams");
+    }
+}
