@@ -6,8 +6,9 @@
 //!   @mentions the bot (the `<at>…</at>` mention is stripped); the grammar
 //!   of the slash command, with or without a leading `tempadmin`. The Bot
 //!   Framework takes no answer in the HTTP response of a message, so the
-//!   immediate answer is sent as a reply through the connector and the HTTP
-//!   answer is an empty 200.
+//!   immediate answer is sent as a reply through the connector (in a
+//!   channel, into the command's thread) and the HTTP answer is an empty
+//!   200.
 //! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
 //!   answer is the refreshed card (Teams waits about 5 s for it), but only
 //!   when the request is a Teams request that the clicker may see: an
@@ -31,6 +32,11 @@
 //! `teams.tenant_id`, and so is `conversation.tenantId` where present.
 //! Anything else is acknowledged with 200, logged, and changes nothing.
 //! The same activity delivered twice acts once (its id is its delivery key).
+//! An activity in the approvals channel also tells where Teams serves the
+//! channel (its `serviceUrl`), which is kept for the calls about it.
+//!
+//! `GET /privacy` and `GET /terms` serve the pages the app manifest links
+//! to.
 
 use std::sync::atomic::Ordering;
 
