@@ -375,19 +375,31 @@ fn teams_settings(
     if let Some(bad) = teams.approver_groups.iter().find(|g| !is_object_id(g)) {
         bail!("teams.approver_groups entry `{bad}` is not an Entra ID group object id (a GUID)");
     }
-    let tenant_id = teams.tenant_id.filter(|t| !t.trim().is_empty());
-    if !teams.approver_groups.is_empty() && tenant_id.is_none() {
-        bail!("teams.approver_groups needs teams.tenant_id: Microsoft Graph tokens for your groups come from your tenant");
+    // Azure has created only single-tenant bots since July 2025, and a bot
+    // that took any tenant's activities would let anyone in any Microsoft
+    // 365 tenant ask for, and approve, admin rights here.
+    let Some(tenant_id) = teams.tenant_id.filter(|t| !t.trim().is_empty()) else {
+        bail!(
+            "teams.tenant_id is required: set it to the bot's App Tenant ID (Azure Bot → Configuration), \
+             your Entra ID tenant's GUID. Azure has created only single-tenant bots since July 2025, and \
+             only activities and people of this tenant may ask for or approve admin rights"
+        );
+    };
+    if !is_object_id(&tenant_id) {
+        bail!(
+            "teams.tenant_id `{tenant_id}` is not a tenant id: use the GUID shown as App Tenant ID \
+             (Azure Bot → Configuration), not a domain name"
+        );
     }
     let mut settings = TeamsSettings::new(
         app_id.trim(),
         secret("TEAMS_APP_PASSWORD")?,
+        tenant_id.trim(),
         approvals_conversation.trim(),
         teams
             .service_url
             .unwrap_or_else(|| TEAMS_SERVICE_URL.into()),
     );
-    settings.tenant_id = tenant_id;
     settings.approvers = teams.approvers;
     settings.approver_groups = teams
         .approver_groups
@@ -831,7 +843,7 @@ mod tests {
     const TEAMS: &str = r#"
         [teams]
         app_id = "00000000-0000-4000-8000-00000000b07f"
-        tenant_id = "contoso"
+        tenant_id = "72f988bf-0000-4000-8000-0000000000aa"
         approvals_conversation = "19:approvals@thread.tacv2"
         approvers = ["grace@example.com"]
     "#;
@@ -853,7 +865,7 @@ mod tests {
         assert!(c.slack.is_none());
         let t = c.teams.unwrap();
         assert_eq!(t.app_id, "00000000-0000-4000-8000-00000000b07f");
-        assert_eq!(t.tenant_id.as_deref(), Some("contoso"));
+        assert_eq!(t.tenant_id, "72f988bf-0000-4000-8000-0000000000aa");
         assert_eq!(t.service_url, TEAMS_SERVICE_URL);
         assert_eq!(
             t.openid_metadata_url,
@@ -861,6 +873,28 @@ mod tests {
         );
         assert_eq!(t.approvers, ["grace@example.com"]);
         assert!(!format!("{t:?}").contains("teams-pw"));
+    }
+
+    #[test]
+    fn teams_without_its_tenant_refuses_to_start_and_says_what_to_set() {
+        let tenant = "tenant_id = \"72f988bf-0000-4000-8000-0000000000aa\"";
+        assert!(TEAMS.contains(tenant));
+        for text in [
+            TEAMS.replace(tenant, ""),
+            TEAMS.replace(tenant, "tenant_id = \" \""),
+        ] {
+            let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
+            assert!(
+                err.contains("teams.tenant_id is required") && err.contains("single-tenant"),
+                "{err}"
+            );
+        }
+        let text = TEAMS.replace(tenant, "tenant_id = \"contoso.onmicrosoft.com\"");
+        let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
+        assert!(
+            err.contains("teams.tenant_id") && err.contains("GUID"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -902,10 +936,6 @@ mod tests {
             (
                 text.replace("0F1E2D3C-0000-4000-8000-000000000001", "admins"),
                 "teams.approver_groups",
-            ),
-            (
-                text.replace("tenant_id = \"contoso\"", ""),
-                "teams.tenant_id",
             ),
             (
                 format!("{text}\ngraph_url = \"http://graph.example.net\""),

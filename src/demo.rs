@@ -281,6 +281,7 @@ async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
         aad_object_id: format!("aad-{id}"),
         email: Some(email.into()),
         user_principal_name: email.into(),
+        tenant_id: bf::TENANT_ID.into(),
     };
     let ada = person("29:ada", "Ada Lovelace", "ada@example.com");
     let grace = person("29:grace", "Grace Hopper", "grace@example.com");
@@ -290,7 +291,8 @@ async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
         &teams,
         jumpcloud,
         database_url,
-        vec!["grace@example.com".into()],
+        // By Entra ID object id, as INSTALL recommends.
+        vec![grace.aad_object_id.clone()],
         policy("20s", &["10s", "5s"]),
         Duration::from_secs(5),
     );

@@ -127,6 +127,8 @@ pub trait Markup {
     fn time(&self, t: Timestamp) -> String;
     /// An icon and the space after it.
     fn icon(&self, icon: Icon) -> String;
+    /// Whether a menu of choices lets the reader type to filter it.
+    fn menu_filters(&self) -> bool;
 }
 
 /// The buttons an approval card offers in a state.
@@ -535,10 +537,12 @@ pub fn picker_text(m: &impl Markup, r: &Request, shown: usize, menu: bool) -> St
             " {} can list only the first {shown} here; if yours is not among them, name it: {name_it}.",
             m.service()
         ));
-    } else if menu {
+    } else if menu && m.menu_filters() {
         text.push_str(&format!(
             " Pick it from the menu (type to filter), or name it: {name_it}."
         ));
+    } else if menu {
+        text.push_str(&format!(" Pick it from the menu, or name it: {name_it}."));
     }
     text
 }
@@ -687,6 +691,10 @@ pub const NOT_UNDERSTOOD: &str =
 
 /// The answer to Approve or Deny clicked outside the approvers' channel.
 pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only. Nothing was done.";
+
+/// The answer to a click that may not see the request it names (unknown,
+/// another platform's, or not the clicker's to act on): nothing about it.
+pub const CANNOT_ACT: &str = "You can't act on this request.";
 
 /// The answer to a device pick: the rest follows as messages.
 pub const DEVICE_PICKED: &str =

@@ -235,6 +235,11 @@ fn secret_example() -> (String, HashMap<String, String>) {
 /// The config the pod would run with: the ConfigMap's file, the
 /// Deployment's variables (secrets from the example), the image's `ENV`.
 fn pod_config() -> Config {
+    pod_config_with(|file| file.to_owned())
+}
+
+/// The config the pod would run with, its file changed by `edit` first.
+fn pod_config_with(edit: impl Fn(&str) -> String) -> Config {
     let deployment = k8s("deployment.yaml");
     let (literal, refs) = deployment_env(container(&deployment));
     let (_, example) = secret_example();
@@ -246,7 +251,7 @@ fn pod_config() -> Config {
         }
     }
     let configmap = k8s("configmap.yaml");
-    let file = text(&configmap["data"]["config.toml"], "config.toml");
+    let file = edit(&text(&configmap["data"]["config.toml"], "config.toml"));
     Config::parse(&file, |name| env.get(name).cloned())
         .unwrap_or_else(|e| panic!("the ConfigMap's config.toml is refused: {e:#}"))
 }
@@ -482,8 +487,8 @@ fn the_service_selects_the_pods_and_targets_their_named_http_port() {
     let listen = i64::from(port_of(&pod_config().listen));
     assert_eq!(container_port(c, &http["targetPort"]), listen);
 
-    // The Ingress example sends Slack's and Teams' routes, and only those,
-    // to that Service port.
+    // The Ingress example sends Slack's and Teams' routes and the Teams
+    // app's privacy and terms pages, and only those, to that Service port.
     let ingress = k8s("ingress.example.yaml");
     let mut paths = Vec::new();
     for rule in list(&ingress["spec"]["rules"], "rules") {
@@ -498,10 +503,12 @@ fn the_service_selects_the_pods_and_targets_their_named_http_port() {
     assert_eq!(
         paths,
         [
+            "/privacy",
             "/slack/commands",
             "/slack/events",
             "/slack/interactions",
-            "/teams/messages"
+            "/teams/messages",
+            "/terms"
         ]
     );
 }
@@ -550,6 +557,26 @@ fn the_configmap_config_is_accepted_by_the_real_parser_and_mounted_where_serve_r
                 && i["path"].as_str() == Some(file_name)),
         "config.toml must appear as {}",
         file.display()
+    );
+}
+
+#[test]
+fn the_configmaps_teams_section_once_uncommented_names_its_tenant_and_is_accepted() {
+    // Uncomment `#key = …` and `#[section]` lines, not prose (`# …`).
+    let config = pod_config_with(|file| {
+        file.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect()
+    });
+    let teams = config.teams.expect("a [teams] section");
+    assert!(
+        teams.tenant_id.len() == 36 && teams.tenant_id.matches('-').count() == 4,
+        "the example names a tenant GUID: {}",
+        teams.tenant_id
     );
 }
 

@@ -165,6 +165,35 @@ async fn a_token_minted_for_another_service_url_is_refused() {
 }
 
 #[tokio::test]
+async fn a_token_whose_service_url_differs_only_by_a_trailing_slash_is_accepted() {
+    let s = setup().await;
+    let with_slash = s.service_url();
+    let without = with_slash.trim_end_matches('/').to_owned();
+    for (claimed, activity) in [(&without, &with_slash), (&with_slash, &without)] {
+        let claims = s.fake.claims(s.clock.now(), claimed);
+        let header = format!("Bearer {}", s.fake.sign(&claims));
+        let verified = s
+            .auth
+            .verify(Some(&header), activity, CHANNEL_ID)
+            .await
+            .expect("the same service URL");
+        assert_eq!(&verified.service_url, activity);
+    }
+    let claims = s.fake.claims(s.clock.now(), &format!("{without}/x/"));
+    let header = format!("Bearer {}", s.fake.sign(&claims));
+    assert_eq!(s.verify(&header).await, Err(AuthError::ServiceUrl));
+}
+
+#[tokio::test]
+async fn a_token_for_our_app_id_in_upper_case_is_accepted() {
+    let s = setup().await;
+    let mut claims = s.fake.claims(s.clock.now(), &s.service_url());
+    claims.aud = claims.aud.to_ascii_uppercase();
+    let header = format!("Bearer {}", s.fake.sign(&claims));
+    assert!(s.verify(&header).await.is_ok());
+}
+
+#[tokio::test]
 async fn an_unsigned_token_with_alg_none_is_refused() {
     let s = setup().await;
     let header = b64(br#"{"alg":"none","typ":"JWT"}"#);

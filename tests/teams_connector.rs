@@ -24,6 +24,7 @@ fn ada() -> SimUser {
         aad_object_id: "aad-ada".into(),
         email: Some("ada@example.com".into()),
         user_principal_name: "ada@example.com".into(),
+        tenant_id: TENANT_ID.into(),
     }
 }
 
@@ -94,7 +95,7 @@ async fn a_card_is_posted_to_the_channel_and_updated_in_place() {
 }
 
 #[tokio::test]
-async fn replies_land_in_the_cards_thread_by_either_address() {
+async fn a_post_joins_the_cards_thread_only_when_addressed_to_channel_and_root() {
     let s = setup().await;
     let url = s.fake.service_url();
     let root = s
@@ -106,18 +107,20 @@ async fn replies_land_in_the_cards_thread_by_either_address() {
         )
         .await
         .unwrap();
+    let thread = thread_conversation_id(APPROVALS_CONVERSATION, &root);
     s.connector
+        .send_to_conversation(&url, &thread, &text_activity("15 minutes left"))
+        .await
+        .unwrap();
+    // A reply to the bare channel is, in Teams, a post of its own.
+    let stray = s
+        .connector
         .reply_to_activity(
             &url,
             APPROVALS_CONVERSATION,
             &root,
-            &text_activity("15 minutes left"),
+            &text_activity("5 minutes left"),
         )
-        .await
-        .unwrap();
-    let thread = thread_conversation_id(APPROVALS_CONVERSATION, &root);
-    s.connector
-        .send_to_conversation(&url, &thread, &text_activity("5 minutes left"))
         .await
         .unwrap();
     let texts: Vec<_> = s
@@ -126,13 +129,33 @@ async fn replies_land_in_the_cards_thread_by_either_address() {
         .iter()
         .map(|a| a.activity["text"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(texts, ["15 minutes left", "5 minutes left"]);
+    assert_eq!(texts, ["15 minutes left"]);
+    let top = s
+        .fake
+        .activities()
+        .into_iter()
+        .find(|a| a.id == stray)
+        .unwrap();
+    assert_eq!(top.reply_to, None, "the bare address starts a new thread");
     // The id went out percent-encoded and arrived whole.
     let paths: Vec<_> = s.fake.calls().into_iter().map(|c| c.path).collect();
     assert!(
         paths.contains(&format!("/emea/v3/conversations/{thread}/activities")),
         "{paths:?}"
     );
+    // A thread whose root is not in the channel is no conversation.
+    let unknown = thread_conversation_id(APPROVALS_CONVERSATION, "1699999999999");
+    let err = s
+        .connector
+        .send_to_conversation(&url, &unknown, &text_activity("lost"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ChatError::Permanent("Teams: no such conversation or activity (404)".into())
+    );
+    let refused = s.fake.calls().pop().unwrap();
+    assert!(refused.path.contains(";messageid=1699999999999"));
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ fn grace() -> SimUser {
         aad_object_id: "aad-grace".into(),
         email: Some("grace@example.com".into()),
         user_principal_name: "grace@example.com".into(),
+        tenant_id: TENANT_ID.into(),
     }
 }
 
@@ -83,8 +84,19 @@ const CONNECTOR: &str = "https://api.botframework.com/.default";
 const ADMINS: &str = "0f1e2d3c-0000-4000-8000-00000000a001";
 const NESTED: &str = "0f1e2d3c-0000-4000-8000-00000000a002";
 
-/// `GET {graph}/v1.0/{path}` with `token`; status and body.
+/// `GET {graph}/v1.0/{path}` with `token` and `ConsistencyLevel:
+/// eventual`, as tempadmin asks; status and body.
 async fn graph_get(fake: &FakeBotFramework, path: &str, token: Option<&str>) -> (u16, Value) {
+    graph_get_with(fake, path, token, Some("eventual")).await
+}
+
+/// [`graph_get`] with this `ConsistencyLevel`, or none.
+async fn graph_get_with(
+    fake: &FakeBotFramework,
+    path: &str,
+    token: Option<&str>,
+    consistency: Option<&str>,
+) -> (u16, Value) {
     let url = if path.starts_with("http") {
         path.to_owned()
     } else {
@@ -93,6 +105,9 @@ async fn graph_get(fake: &FakeBotFramework, path: &str, token: Option<&str>) -> 
     let mut request = reqwest::Client::new().get(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if let Some(level) = consistency {
+        request = request.header("ConsistencyLevel", level);
     }
     let response = request.send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
@@ -105,7 +120,7 @@ async fn the_graph_scope_gets_a_token_for_graph_that_the_connector_refuses_and_b
     fake.set_group(ADMINS, &["aad-grace"]);
     let graph_token = token_for(&fake, GRAPH).await;
     let connector_token = token_for(&fake, CONNECTOR).await;
-    let members = format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user");
+    let members = format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true");
 
     let post = |token: String| {
         let url = format!(
@@ -157,7 +172,7 @@ async fn graph_lists_nested_members_page_by_page_with_next_links() {
     fake.set_graph_page_size(2);
     let token = token_for(&fake, GRAPH).await;
     let mut next = Some(format!(
-        "groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$select=id,mail,userPrincipalName&$top=999"
+        "groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true&$select=id,mail,userPrincipalName&$top=999"
     ));
     let mut ids = Vec::new();
     let mut pages = 0;
@@ -184,7 +199,7 @@ async fn graph_lists_nested_members_page_by_page_with_next_links() {
                 "{link}"
             );
             assert!(
-                link.contains("$select=id,mail,userPrincipalName&$top=999&"),
+                link.contains("$count=true&$select=id,mail,userPrincipalName&$top=999&"),
                 "{link}"
             );
         }
@@ -219,28 +234,28 @@ async fn graph_refuses_unknown_groups_bad_ids_bad_queries_and_a_missing_permissi
     let token = token_for(&fake, GRAPH).await;
     let cases = [
         (
-            "groups/0f1e2d3c-0000-4000-8000-00000000ffff/transitiveMembers/microsoft.graph.user"
+            "groups/0f1e2d3c-0000-4000-8000-00000000ffff/transitiveMembers/microsoft.graph.user?$count=true"
                 .to_owned(),
             404,
             "Request_ResourceNotFound",
         ),
         (
-            "groups/admins/transitiveMembers/microsoft.graph.user".to_owned(),
+            "groups/admins/transitiveMembers/microsoft.graph.user?$count=true".to_owned(),
             400,
             "Request_BadRequest",
         ),
         (
-            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$top=1000"),
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true&$top=1000"),
             400,
             "Request_BadRequest",
         ),
         (
-            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$select=id,shoeSize"),
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true&$select=id,shoeSize"),
             400,
             "BadRequest",
         ),
         (
-            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$skiptoken=forged"),
+            format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true&$skiptoken=forged"),
             400,
             "Request_BadRequest",
         ),
@@ -258,7 +273,7 @@ async fn graph_refuses_unknown_groups_bad_ids_bad_queries_and_a_missing_permissi
     fake.set_graph_permission_granted(false);
     let (status, body) = graph_get(
         &fake,
-        &format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user"),
+        &format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user?$count=true"),
         Some(&token),
     )
     .await;
@@ -459,4 +474,94 @@ async fn the_connector_measures_a_message_as_utf16_and_refuses_it_over_100_kb() 
     assert_eq!(body["error"]["code"], "MessageSizeTooBig");
     assert_eq!(post(40_000).await.0, 201, "80 KB as UTF-16 goes through");
     assert_eq!(fake.activities().len(), 1);
+}
+
+#[tokio::test]
+async fn a_channel_post_threads_by_its_conversation_id_and_an_unknown_root_is_no_conversation() {
+    let fake = FakeBotFramework::start().await;
+    let token = token_for(&fake, CONNECTOR).await;
+    let http = reqwest::Client::new();
+    let post = |path: String, text: &'static str| {
+        let request = http
+            .post(format!("{}v3/conversations/{path}", fake.service_url()))
+            .bearer_auth(&token)
+            .json(&json!({ "type": "message", "text": text }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let channel: String =
+        url::form_urlencoded::byte_serialize(APPROVALS_CONVERSATION.as_bytes()).collect();
+    let (status, root) = post(format!("{channel}/activities"), "root").await;
+    assert_eq!(status, 201);
+    let root = root["id"].as_str().unwrap().to_owned();
+    let thread: String = url::form_urlencoded::byte_serialize(
+        format!("{APPROVALS_CONVERSATION};messageid={root}").as_bytes(),
+    )
+    .collect();
+    assert_eq!(post(format!("{thread}/activities"), "in").await.0, 201);
+    // A reply to the bare channel is a post at the top.
+    assert_eq!(
+        post(format!("{channel}/activities/{root}"), "out").await.0,
+        201
+    );
+    let under: Vec<_> = fake
+        .thread(APPROVALS_CONVERSATION, &root)
+        .into_iter()
+        .map(|a| a.activity["text"].clone())
+        .collect();
+    assert_eq!(under, [json!("in")]);
+    let tops = fake
+        .activities()
+        .into_iter()
+        .filter(|a| a.reply_to.is_none())
+        .count();
+    assert_eq!(tops, 2);
+
+    let unknown: String = url::form_urlencoded::byte_serialize(
+        format!("{APPROVALS_CONVERSATION};messageid=1699999999999").as_bytes(),
+    )
+    .collect();
+    let (status, body) = post(format!("{unknown}/activities"), "lost").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ConversationNotFound"))
+    );
+}
+
+#[tokio::test]
+async fn graph_serves_the_user_cast_only_as_an_advanced_query_with_its_count() {
+    let fake = FakeBotFramework::start().await;
+    fake.add_user(grace());
+    fake.set_group(ADMINS, &["aad-grace", "aad-2", NESTED]);
+    fake.set_group(NESTED, &["aad-3"]);
+    let token = token_for(&fake, GRAPH).await;
+    let cast = format!("groups/{ADMINS}/transitiveMembers/microsoft.graph.user");
+    for (path, consistency) in [
+        (cast.clone(), Some("eventual")),
+        (format!("{cast}?$count=true"), None),
+        (format!("{cast}?$count=true"), Some("session")),
+        (format!("{cast}?$count=false"), Some("eventual")),
+    ] {
+        let (status, body) = graph_get_with(&fake, &path, Some(&token), consistency).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("Request_UnsupportedQuery")),
+            "{path} with {consistency:?}"
+        );
+    }
+    let (status, body) = graph_get(&fake, &format!("{cast}?$count=true"), Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["@odata.count"], 3);
+    // Without the cast, no advanced query is needed.
+    let (status, _) = graph_get_with(
+        &fake,
+        &format!("groups/{ADMINS}/transitiveMembers"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
 }

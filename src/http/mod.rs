@@ -5,7 +5,8 @@
 //! checks its signature before anything else, and answers 401 without
 //! touching the engine when the check fails; `/teams/messages` does the
 //! same with the Bot Framework JWT. A chat service that is not configured
-//! has no routes.
+//! has no routes. With Teams, `GET /privacy` and `GET /terms` serve the
+//! pages the Teams app manifest links to.
 
 mod error;
 mod health;
@@ -26,6 +27,7 @@ use crate::slack::response_url::HookHosts;
 use crate::slack::signature::SigningSecret;
 use crate::teams::auth::BotFrameworkAuth;
 use crate::teams::chat::TeamsChat;
+use crate::teams::package;
 
 pub use error::ApiError;
 
@@ -107,7 +109,10 @@ pub fn api_router(state: AppState) -> Router {
             .route("/slack/events", post(slack::event));
     }
     if state.teams.is_some() {
-        router = router.route("/teams/messages", post(teams::messages));
+        router = router
+            .route("/teams/messages", post(teams::messages))
+            .route(package::PRIVACY_PATH, get(teams::privacy))
+            .route(package::TERMS_PATH, get(teams::terms));
     }
     router
         .route("/healthz", get(health::healthz))

@@ -6,10 +6,16 @@
 //!   @mentions the bot (the `<at>…</at>` mention is stripped); the grammar
 //!   of the slash command, with or without a leading `tempadmin`. The Bot
 //!   Framework takes no answer in the HTTP response of a message, so the
-//!   immediate answer is sent as a reply through the connector and the HTTP
-//!   answer is an empty 200.
+//!   immediate answer is sent as a reply through the connector (in a
+//!   channel, into the command's thread) and the HTTP answer is an empty
+//!   200.
 //! - `invoke` `adaptiveCard/action`: an `Action.Execute` click; the HTTP
-//!   answer is the refreshed card (Teams waits about 5 s for it).
+//!   answer is the refreshed card (Teams waits about 5 s for it), but only
+//!   when the request is a Teams request that the clicker may see: an
+//!   Approve or Deny in the approvals channel (where every Teams card is),
+//!   End now by the requester, whoever ended it or an approver. Any other
+//!   click, on an unknown request or a Slack one included, is answered with
+//!   a short sentence that says nothing about any request.
 //!   Decisions count only from the approvals channel. The clicker's
 //!   conversation reference is kept as for a message (their `serviceUrl`
 //!   and tenant; the conversation's id only when the card is in their 1:1
@@ -20,9 +26,17 @@
 //!   and in a personal chat its id), as it is for whoever sends a command;
 //!   nothing else happens. Anything else: acknowledged.
 //!
-//! With `teams.tenant_id` set, activities from another tenant are
-//! acknowledged and change nothing. The same activity delivered twice acts
-//! once (its id is its delivery key).
+//! Only Teams' own activities of our tenant act: `channelId` is
+//! `msteams` (the keys also endorse the Emulator, Web Chat and Direct Line,
+//! whose clients set the sender themselves), `channelData.tenant.id` is
+//! `teams.tenant_id`, and so is `conversation.tenantId` where present.
+//! Anything else is acknowledged with 200, logged, and changes nothing.
+//! The same activity delivered twice acts once (its id is its delivery key).
+//! An activity in the approvals channel also tells where Teams serves the
+//! channel (its `serviceUrl`), which is kept for the calls about it.
+//!
+//! `GET /privacy` and `GET /terms` serve the pages the app manifest links
+//! to.
 
 use std::sync::atomic::Ordering;
 
@@ -34,10 +48,13 @@ use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, TeamsEdge};
-use crate::domain::{ChatUserId, ConversationReference, RequestId, SystemId};
+use crate::domain::{ChatUserId, ConversationReference, Platform, Request, RequestId, SystemId};
+use crate::engine::ports::Chat;
 use crate::engine::{Click, CommandInput, Delivery};
-use crate::teams::chat::Destination;
+use crate::teams::chat::{command_thread, Destination};
+use crate::teams::package;
 use crate::teams::render::{self, verbs};
+use crate::teams::TeamsSettings;
 use crate::wording;
 
 /// How long an activity id is remembered: the Bot Framework may deliver
@@ -85,13 +102,21 @@ pub(super) async fn messages(
         tracing::warn!(reason = %e, "refused a Teams activity");
         return Err(ApiError::Unauthorized);
     }
-    if let Some(ours) = &teams.chat.settings().tenant_id {
-        let tenant = str_at(&activity, "/channelData/tenant/id")
-            .or_else(|| str_at(&activity, "/conversation/tenantId"));
-        if tenant != Some(ours.as_str()) {
-            tracing::warn!("refused a Teams activity from another tenant");
-            return Ok(().into_response());
-        }
+    // The keys also endorse the Emulator, Web Chat and Direct Line, whose
+    // clients name the sender themselves: only Teams says who someone is.
+    if channel_id != TEAMS_CHANNEL {
+        tracing::warn!(
+            channel = channel_id,
+            "ignored an activity from a Bot Framework channel other than Teams"
+        );
+        return Ok(().into_response());
+    }
+    if !of_our_tenant(&activity, teams.chat.settings()) {
+        tracing::warn!("refused a Teams activity from another tenant, or of none");
+        return Ok(().into_response());
+    }
+    if is_in(&activity, &teams.chat.settings().approvals_conversation) {
+        teams.chat.note_approvals_service_url(service_url).await;
     }
     match str_at(&activity, "/type").unwrap_or_default() {
         "message" => message(&state, teams, &activity).await,
@@ -104,6 +129,54 @@ pub(super) async fn messages(
         }
         _ => Ok(().into_response()),
     }
+}
+
+/// `GET /privacy`: the page the Teams app manifest's `privacyUrl` names.
+pub(super) async fn privacy() -> Response {
+    page(package::PRIVACY_PAGE)
+}
+
+/// `GET /terms`: the page the Teams app manifest's `termsOfUseUrl` names.
+pub(super) async fn terms() -> Response {
+    page(package::TERMS_PAGE)
+}
+
+/// A static page of ours: HTML that loads nothing and runs nothing.
+fn page(html: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// The Bot Framework's id of the Teams channel.
+const TEAMS_CHANNEL: &str = "msteams";
+
+/// Whether the activity is of our tenant: `channelData.tenant.id` names it,
+/// and so does `conversation.tenantId` where present. An activity that
+/// names no tenant is of none.
+fn of_our_tenant(activity: &Value, settings: &TeamsSettings) -> bool {
+    let ours = |pointer: &str| str_at(activity, pointer).map(|t| settings.is_our_tenant(t));
+    ours("/channelData/tenant/id") == Some(true) && ours("/conversation/tenantId") != Some(false)
+}
+
+/// Whether the activity happened in the channel `channel`: its
+/// conversation (or a thread of it), or the channel its `channelData`
+/// names.
+fn is_in(activity: &Value, channel: &str) -> bool {
+    let conversation = str_at(activity, "/conversation/id").unwrap_or_default();
+    let base = conversation
+        .split_once(";messageid=")
+        .map_or(conversation, |(c, _)| c);
+    base == channel
+        || str_at(activity, "/channelData/channel/id") == Some(channel)
+        || str_at(activity, "/channelData/teamsChannelId") == Some(channel)
 }
 
 /// Who sent the activity, its conversation and its id.
@@ -181,20 +254,23 @@ async fn message(
         teams.chat.note_reference(&reference).await;
     }
     let service_url = str_at(activity, "/serviceUrl").unwrap_or_default();
+    // In a channel, answers go into the command's thread, addressed as
+    // Teams threads posts.
+    let answer_to = if personal {
+        conversation.to_owned()
+    } else {
+        command_thread(conversation, id)
+    };
     let input = CommandInput {
         user,
         text: command_text(text),
-        reply_to: Some(Destination::Conversation(conversation.to_owned()).encode()),
+        reply_to: Some(Destination::Conversation(answer_to.clone()).encode()),
         delivery: Some(delivery(state, conversation, id)),
     };
     let reply = state.engine.handle_command(input).await?;
     // The command is recorded either way; a lost answer only costs the
     // person the first sentence (the outbox tells them the rest).
-    if let Err(e) = teams
-        .chat
-        .answer(service_url, conversation, id, &reply)
-        .await
-    {
+    if let Err(e) = teams.chat.answer(service_url, &answer_to, id, &reply).await {
         tracing::warn!(error = %e, "could not answer a Teams command");
     }
     Ok(().into_response())
@@ -296,17 +372,52 @@ async fn invoke(
                 );
             };
             engine.pick_device(click, SystemId::new(system)).await?;
-            return Ok(Json(render::invoke_message_answer(wording::DEVICE_PICKED)).into_response());
         }
         _ => {
             return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response())
         }
     }
-    let answer = match engine.store().request(&request_id).await? {
-        Some(request) => render::invoke_card_answer(teams.chat.current_card(&request)),
-        None => render::invoke_message_answer(wording::NOT_UNDERSTOOD),
+    // Whatever the engine made of the click (it tells a refused clicker
+    // why, privately), the answer shows a request only to whom may see it.
+    let request = engine
+        .store()
+        .request(&request_id)
+        .await?
+        .filter(|r| r.platform() == Platform::Teams);
+    let Some(request) = request else {
+        return Ok(Json(render::invoke_message_answer(wording::CANNOT_ACT)).into_response());
+    };
+    let answer = match verb {
+        // Every Teams card is in the approvals channel, where this click was.
+        verbs::APPROVE | verbs::DENY => {
+            render::invoke_card_answer(teams.chat.current_card(&request))
+        }
+        verbs::REVOKE if may_end(teams, &request, &user).await => {
+            render::invoke_card_answer(teams.chat.current_card(&request))
+        }
+        verbs::PICK_DEVICE if request.requester == user => {
+            render::invoke_message_answer(wording::DEVICE_PICKED)
+        }
+        _ => render::invoke_message_answer(wording::CANNOT_ACT),
     };
     Ok(Json(answer).into_response())
+}
+
+/// Whether `user` may see the card of `request` after clicking End now:
+/// its requester, whoever ended it, or an approver. The approver check
+/// (a member look-up, maybe Graph) is asked only when the cheap answers
+/// do not settle it.
+async fn may_end(teams: &TeamsEdge, request: &Request, user: &ChatUserId) -> bool {
+    if request.requester == *user || request.ended_by.as_ref() == Some(user) {
+        return true;
+    }
+    match teams.chat.approver(user).await {
+        Ok(approver) => approver.is_some(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether an End now clicker approves");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

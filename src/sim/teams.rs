@@ -18,7 +18,9 @@
 //! - **Microsoft Graph** (under [`FakeBotFramework::graph_url`], `/v1.0/…`):
 //!   Entra ID groups ([`FakeBotFramework::set_group`], nested groups
 //!   count) and `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
-//!   with `$select`, `$top` (1–999) and `@odata.nextLink` paging, at most
+//!   with `$select`, `$top` (1–999), `$count` and `@odata.nextLink` paging
+//!   (the cast only as an advanced query: `ConsistencyLevel: eventual` and
+//!   `$count=true`, else 400 `Request_UnsupportedQuery`), at most
 //!   [`FakeBotFramework::set_graph_page_size`] a page; Graph's error shape
 //!   (`{"error":{"code","message","innerError"}}`) for 401
 //!   `InvalidAuthenticationToken`, 403 `Authorization_RequestDenied` (the
@@ -40,9 +42,12 @@
 //!   `Retry-After`, 503). Activities need a `type`; a message needs text or attachments; an Adaptive Card
 //!   attachment needs `contentType: application/vnd.microsoft.card.adaptive`
 //!   and content of `type: AdaptiveCard` with a `version`. Conversations and
-//!   threads are kept (a channel thread is addressed by reply or by
-//!   `{channel};messageid={root}`), every activity keeps its edit history,
-//!   and every call is recorded.
+//!   threads are kept, every activity keeps its edit history, and every
+//!   call is recorded. As in Teams, a post joins a channel thread only when
+//!   its conversation id is `{channel};messageid={root}` (404
+//!   `ConversationNotFound` when there is no such root); one addressed to
+//!   the bare channel, even as a reply (`…/activities/{root}`), becomes a
+//!   new top-level post.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -122,7 +127,8 @@ pub struct TeamsCall {
     pub query: String,
 }
 
-/// A person in the simulated tenant.
+/// A person Teams knows: of the simulated tenant ([`TENANT_ID`]), or a
+/// guest or shared-channel member from another one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimUser {
     /// Teams user id, `29:…`.
@@ -135,6 +141,9 @@ pub struct SimUser {
     pub email: Option<String>,
     /// Sign-in name.
     pub user_principal_name: String,
+    /// Their own tenant, as the members API names it: [`TENANT_ID`] for
+    /// our people, another for a member from elsewhere.
+    pub tenant_id: String,
 }
 
 /// The claims of an inbound token, before signing; start from
@@ -240,6 +249,9 @@ struct Inner {
     activities: Vec<SimActivity>,
     /// Activities people sent (conversation, id): a bot may reply to them.
     inbound: Vec<(String, String)>,
+    /// Channel threads people started (channel, root id): a bot may post
+    /// into them.
+    roots: std::collections::BTreeSet<(String, String)>,
     calls: Vec<TeamsCall>,
     down: bool,
     hanging: bool,
@@ -358,15 +370,28 @@ impl FakeBotFramework {
             .insert(user_id.to_owned(), region.to_owned());
     }
 
+    /// Serves the conversation `conversation_id` (a channel, say) from
+    /// `region` from now on: the other regions answer as if it did not
+    /// exist, and its activities name that region's service URL.
+    pub fn set_conversation_region(&self, conversation_id: &str, region: &str) {
+        assert!(REGIONS.contains(&region), "no region {region}");
+        let mut inner = self.lock();
+        let conversation = inner
+            .conversations
+            .get_mut(conversation_id)
+            .expect("a conversation the fake knows");
+        conversation.region = region.to_owned();
+    }
+
     /// Settings that point a bot at this fake, as a single-tenant bot.
     pub fn settings(&self) -> TeamsSettings {
         let mut settings = TeamsSettings::new(
             APP_ID,
             SecretString::from(APP_PASSWORD),
+            TENANT_ID,
             APPROVALS_CONVERSATION,
             self.service_url(),
         );
-        settings.tenant_id = Some(TENANT_ID.into());
         settings.openid_metadata_url = self.openid_metadata_url();
         settings.token_url = self.token_url();
         settings.graph_url = self.graph_url();
@@ -420,6 +445,7 @@ impl FakeBotFramework {
         let mut inner = self.lock();
         inner.conversations.remove(conversation_id);
         inner.inbound.retain(|(c, _)| c != conversation_id);
+        inner.roots.retain(|(c, _)| c != conversation_id);
         inner.deleted.insert(conversation_id.to_owned());
     }
 
@@ -500,6 +526,10 @@ impl FakeBotFramework {
             );
         }
         inner.inbound.push((base.to_owned(), id.to_owned()));
+        // A message in a channel thread names the thread's root.
+        if let (_, Some(root)) = split_thread(conversation) {
+            inner.roots.insert((base.to_owned(), root.to_owned()));
+        }
     }
 
     /// The id of the bot's 1:1 chat with `user_id`, as Teams names it
@@ -798,9 +828,13 @@ impl FakeBotFramework {
 
     /// Microsoft Graph under `/v1.0/`: a group's transitive members, as
     /// `GET /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]`
-    /// answers them, with `$select`, `$top` and `@odata.nextLink` paging
-    /// (`$skiptoken`), and Graph's refusals (`{"error":{"code","message",
-    /// "innerError"}}`): 401 `InvalidAuthenticationToken` without a Graph
+    /// answers them, with `$select`, `$top`, `$count` (`@odata.count`) and
+    /// `@odata.nextLink` paging (`$skiptoken`), and Graph's refusals
+    /// (`{"error":{"code","message","innerError"}}`): 400
+    /// `Request_UnsupportedQuery` for the cast without the advanced query
+    /// parameters (`ConsistencyLevel: eventual` and `$count=true`, as the
+    /// "List group transitive members" page requires for an OData cast),
+    /// 401 `InvalidAuthenticationToken` without a Graph
     /// token (a Bot Connector token included), 403
     /// `Authorization_RequestDenied` without `GroupMember.Read.All`, 400
     /// `Request_BadRequest` for an id that is not a GUID or a bad `$top` or
@@ -869,11 +903,13 @@ impl FakeBotFramework {
         let mut select = None;
         let mut top = None;
         let mut skip = None;
+        let mut count = None;
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "$select" => select = Some(value.into_owned()),
                 "$top" => top = Some(value.into_owned()),
                 "$skiptoken" => skip = Some(value.into_owned()),
+                "$count" => count = Some(value.into_owned()),
                 other if other.starts_with('$') => {
                     return graph_error(
                         StatusCode::BAD_REQUEST,
@@ -883,6 +919,30 @@ impl FakeBotFramework {
                 }
                 _ => {}
             }
+        }
+        let count = match count.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Invalid value '{other}' for $count: use true or false."),
+                )
+            }
+        };
+        // An OData cast on directory objects is an advanced query: Graph's
+        // documentation requires ConsistencyLevel: eventual and $count=true.
+        let eventual = headers
+            .get("consistencylevel")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+        if cast && !(eventual && count) {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                "An OData cast is an advanced query: send the ConsistencyLevel: eventual header and $count=true.",
+            );
         }
         if !inner.graph_permission {
             return graph_error(
@@ -985,6 +1045,9 @@ impl FakeBotFramework {
             },
             "value": page
         });
+        if count {
+            body["@odata.count"] = json!(members.len());
+        }
         if offset + page_size < members.len() {
             // Graph repeats the query as it was sent, `$` and all.
             let mut next: Vec<String> = query
@@ -1151,10 +1214,13 @@ fn create_conversation(inner: &mut Inner, region: &str, body: Option<Value>) -> 
             "A 1:1 conversation needs exactly one member.",
         );
     };
-    let Some(user) = member["id"]
-        .as_str()
-        .filter(|id| inner.users.contains_key(*id))
-    else {
+    // A member of another tenant has no chat with a bot of ours.
+    let Some(user) = member["id"].as_str().filter(|id| {
+        inner
+            .users
+            .get(*id)
+            .is_some_and(|u| Some(u.tenant_id.as_str()) == tenant)
+    }) else {
         return bf_error(
             StatusCode::NOT_FOUND,
             "MemberNotFoundInConversation",
@@ -1223,17 +1289,29 @@ fn post_activity(
         return conversation_not_found();
     };
     let is_group = found.is_group;
-    let root = reply_to.or(thread_root);
-    if let Some(root) = root {
-        let posted = inner
+    let posted = |id: &str| {
+        inner
             .activities
             .iter()
-            .any(|a| a.conversation_id == base && a.id == root);
-        let sent = inner.inbound.iter().any(|(c, id)| c == base && id == root);
-        if !posted && !sent {
-            return activity_not_found();
+            .any(|a| a.conversation_id == base && a.id == id && a.reply_to.is_none())
+    };
+    let root = if is_group {
+        // In a channel only the conversation id threads a post: addressed
+        // to the bare channel, even as `…/activities/{root}`, it becomes a
+        // new top-level post, as in Teams. A thread whose root is not
+        // there is a conversation Teams does not know.
+        let started = |root: &str| inner.roots.contains(&(base.to_owned(), root.to_owned()));
+        match thread_root {
+            Some(root) if !posted(root) && !started(root) => return conversation_not_found(),
+            root => root,
         }
-    }
+    } else {
+        let sent = |id: &str| inner.inbound.iter().any(|(c, i)| c == base && i == id);
+        match reply_to {
+            Some(id) if !posted(id) && !sent(id) => return activity_not_found(),
+            id => id,
+        }
+    };
     let activity = match validate_activity(body, size) {
         Ok(a) => a,
         Err(refusal) => return refusal.into_response(),
@@ -1298,7 +1376,7 @@ fn get_member(inner: &Inner, conversation: &str, user: &str) -> Response {
         "name": person.name,
         "aadObjectId": person.aad_object_id,
         "userPrincipalName": person.user_principal_name,
-        "tenantId": TENANT_ID,
+        "tenantId": person.tenant_id,
         "userRole": "user"
     });
     if let Some(email) = &person.email {

@@ -70,6 +70,19 @@ pub fn channel_message(
     activity
 }
 
+/// Gives a built activity the id `id`. A new post in a channel is its
+/// thread's root, so its conversation id (`{channel};messageid={id}`)
+/// changes with it, as Teams would have sent it.
+pub fn renumber(activity: &mut Value, id: &str) {
+    let old = activity["id"].as_str().unwrap_or_default().to_owned();
+    if let Some(conversation) = activity["conversation"]["id"].as_str() {
+        if let Some(channel) = conversation.strip_suffix(&format!(";messageid={old}")) {
+            activity["conversation"]["id"] = json!(format!("{channel};messageid={id}"));
+        }
+    }
+    activity["id"] = json!(id);
+}
+
 /// A message in the person's 1:1 chat with the bot (no mention needed).
 pub fn personal_message(
     service_url: &str,

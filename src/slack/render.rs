@@ -110,6 +110,11 @@ impl Markup for Mrkdwn {
     fn icon(&self, icon: Icon) -> String {
         format!("{} ", icon.slack_code())
     }
+
+    /// A `static_select` filters as the reader types.
+    fn menu_filters(&self) -> bool {
+        true
+    }
 }
 
 /// Our own mrkdwn. `verbatim`: Slack still reads our formatting and the

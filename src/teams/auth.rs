@@ -11,10 +11,14 @@
 //! - the key's `endorsements` include the activity's `channelId` (we are
 //!   stricter than the SDKs, which skip the check for a key without
 //!   endorsements: a key that endorses nothing endorses no channel);
-//! - `iss` is `https://api.botframework.com` and `aud` is our app id;
+//! - `iss` is `https://api.botframework.com` and `aud` is our app id, in
+//!   any case (app ids are GUIDs; the SDKs compare them as typed, which
+//!   only locks out a bot whose id was configured in upper case);
 //! - `exp` and `nbf` hold at the [`Clock`]'s now, with 5 minutes of skew;
-//! - the `serviceurl` claim equals the activity's `serviceUrl` exactly, so a
-//!   token minted for one activity cannot send our replies elsewhere.
+//! - the `serviceurl` claim equals the activity's `serviceUrl` but for one
+//!   trailing slash, so a token minted for one activity cannot send our
+//!   replies elsewhere (botbuilder-js compares exactly, botbuilder-dotnet
+//!   ignoring case; both bases join to the same connector address).
 //!
 //! Keys are cached. They are fetched again when they are a day old, or when
 //! a token names a `kid` we do not know (keys rotate); such a refetch
@@ -218,7 +222,8 @@ impl BotFrameworkAuth {
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[BOT_FRAMEWORK_ISSUER]);
-        validation.set_audience(&[&self.app_id]);
+        // The audience is compared below, in any case (an app id is a GUID).
+        validation.validate_aud = false;
         // Time is checked below against our clock, not the system's.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -243,8 +248,8 @@ impl BotFrameworkAuth {
         // Issuer and audience are checked again here so the rules do not
         // hang on a library's defaults for absent claims.
         let audience_ok = match &claims.aud {
-            Audience::One(a) => *a == self.app_id,
-            Audience::Many(all) => all.contains(&self.app_id),
+            Audience::One(a) => same_app_id(a, &self.app_id),
+            Audience::Many(all) => all.iter().any(|a| same_app_id(a, &self.app_id)),
         };
         if !audience_ok {
             return Err(AuthError::Audience);
@@ -266,7 +271,7 @@ impl BotFrameworkAuth {
             return Err(AuthError::Endorsement(channel_id.to_owned()));
         }
         match claims.serviceurl {
-            Some(claimed) if claimed == service_url => {}
+            Some(claimed) if same_service_url(&claimed, service_url) => {}
             _ => return Err(AuthError::ServiceUrl),
         }
         Ok(Claims {
@@ -381,6 +386,21 @@ impl BotFrameworkAuth {
     }
 }
 
+/// Whether the token's audience is our app id. App ids are GUIDs, which
+/// name the same app in any case; Azure shows them in lower case, and a
+/// configured id in upper case must not lock the bot out.
+fn same_app_id(claimed: &str, ours: &str) -> bool {
+    claimed.eq_ignore_ascii_case(ours)
+}
+
+/// Whether the token's `serviceurl` claim is the activity's `serviceUrl`,
+/// allowing one trailing slash on either: `…/amer` and `…/amer/` are the
+/// same base (the connector joins both alike), and nothing else differs.
+fn same_service_url(claimed: &str, activity: &str) -> bool {
+    let base = |url: &'_ str| url.strip_suffix('/').unwrap_or(url).to_owned();
+    !activity.is_empty() && base(claimed) == base(activity)
+}
+
 fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     (to - from).to_std().unwrap_or(Duration::ZERO)
 }
@@ -417,6 +437,41 @@ mod tests {
         assert_eq!(bearer_token("Bearer a.b"), Err(AuthError::Malformed));
         assert_eq!(bearer_token("Bearer"), Err(AuthError::Malformed));
         assert_eq!(bearer_token(""), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn a_service_url_claim_may_differ_from_the_activity_by_a_trailing_slash_only() {
+        let amer = "https://smba.trafficmanager.net/amer/";
+        assert!(same_service_url(amer, amer));
+        assert!(same_service_url(
+            "https://smba.trafficmanager.net/amer",
+            amer
+        ));
+        assert!(same_service_url(
+            amer,
+            "https://smba.trafficmanager.net/amer"
+        ));
+        for other in [
+            "https://smba.trafficmanager.net/emea/",
+            "https://smba.trafficmanager.net/amer//",
+            "https://smba.trafficmanager.net/amer/x",
+            "https://evil.example/amer/",
+            "https://smba.trafficmanager.net/",
+            "",
+        ] {
+            assert!(!same_service_url(amer, other), "{other}");
+            assert!(!same_service_url(other, amer), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_app_id_is_compared_in_any_case_and_nothing_else_is_forgiven() {
+        let ours = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        assert!(same_app_id("3F2504E0-4F89-11D3-9A0C-0305E82C3301", ours));
+        assert!(same_app_id(ours, &ours.to_ascii_uppercase()));
+        assert!(!same_app_id("3f2504e0-4f89-11d3-9a0c-0305e82c3302", ours));
+        assert!(!same_app_id(" 3f2504e0-4f89-11d3-9a0c-0305e82c3301", ours));
+        assert!(!same_app_id("", ours));
     }
 
     #[test]

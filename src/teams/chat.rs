@@ -2,7 +2,10 @@
 //!
 //! - The approval card is posted to `teams.approvals_conversation`; its
 //!   reference is `"{conversationId}|{activityId}"`. Refreshes replace that
-//!   activity in place (`PUT`), thread replies and countdowns go under it.
+//!   activity in place (`PUT`); thread replies and countdowns go under it,
+//!   posted to the conversation `{channel};messageid={card id}`, which is
+//!   how Teams threads a post (addressed to the bare channel, even as a
+//!   reply to the card, a post shows up at the top of the channel).
 //! - Direct messages go to the person's 1:1 chat with the bot: the one
 //!   their conversation reference names (kept from the activities they
 //!   send, see [`ConversationReference`]), or one opened with
@@ -17,18 +20,25 @@
 //!   thread of that command.
 //! - A person's email comes from the member look-up in the conversation
 //!   the command came from; approvers (`teams.approvers`: Entra ID object
-//!   ids or emails) are checked at every click, by looking the clicker up
+//!   ids, or emails) are checked at every click, by looking the clicker up
 //!   in the approvals channel, so a changed email or a person who left the
-//!   channel counts at once. Members of `teams.approver_groups` (Entra ID
+//!   channel counts at once. Either counts only for a member whom the
+//!   members API places in our tenant (`tenantId`): guests and
+//!   shared-channel members from other tenants sit in our channels, with
+//!   whatever mail their own tenant gave them, and neither ask nor decide. Members of `teams.approver_groups` (Entra ID
 //!   groups, nested ones included) approve too; the groups are asked of
-//!   Microsoft Graph at every click, uncached, as Slack's user groups are,
-//!   so a person taken out of a group can no longer decide.
+//!   Microsoft Graph at every click, uncached, as Slack's user groups are
+//!   (Graph's own index for the query may lag a change briefly; see
+//!   [`graph`](super::graph)).
 //!
-//! Calls about the approvals channel go to the configured
-//! `teams.service_url`; calls about a person's own conversations (their
-//! 1:1 chat, the chat or thread a command came from, the answer to it) go
-//! to the `serviceUrl` their activities named, as Microsoft asks bots to
-//! do, and to `teams.service_url` while none is known. Every call is bounded
+//! Every call goes to the `serviceUrl` that Teams' activities named for
+//! that conversation, as Microsoft asks bots to do, and to the configured
+//! `teams.service_url` only while none is known: about the approvals
+//! channel (card, thread, member look-ups), the one its own activities
+//! named (clicks, commands, the bot being added to it), kept in the store
+//! under the channel's id; about a person's own conversations (their 1:1
+//! chat, the chat or thread a command came from, the answer to it), the
+//! one their activities named. Every call is bounded
 //! by `teams.timeout` (an approver check by at most 3 s: it runs inside the
 //! invoke, which Teams abandons after about 5 s). Display names learnt from
 //! member look-ups are kept in memory to show people by name; they are
@@ -40,7 +50,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::connector::{Connector, TeamsMember};
+use super::connector::{thread_conversation_id, Connector, TeamsMember};
 use super::graph::{Graph, GroupUser};
 use super::render::{self, People};
 use super::TeamsSettings;
@@ -80,6 +90,17 @@ impl Destination {
     }
 }
 
+/// Where answers to a command posted in a channel go: the thread it
+/// belongs to (`{channel};messageid={root}`), which is the command itself
+/// when it started one. Teams names the thread in the conversation id of
+/// a channel message; one that names none is taken as its own root.
+pub fn command_thread(conversation_id: &str, activity_id: &str) -> String {
+    match conversation_id.split_once(";messageid=") {
+        Some(_) => conversation_id.to_owned(),
+        None => thread_conversation_id(conversation_id, activity_id),
+    }
+}
+
 /// The channel conversation without a thread's `;messageid=…`.
 fn channel_of(conversation_id: &str) -> &str {
     conversation_id
@@ -98,6 +119,9 @@ pub struct TeamsChat {
     clock: Arc<dyn Clock>,
     /// User id → display name or email, from member look-ups.
     names: Mutex<HashMap<String, String>>,
+    /// The approvals channel's `serviceUrl` this process last kept, so an
+    /// activity in the channel writes only when it changed.
+    approvals_seen: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TeamsChat {
@@ -130,7 +154,52 @@ impl TeamsChat {
             store,
             clock,
             names: Mutex::new(HashMap::new()),
+            approvals_seen: Mutex::new(None),
         }
+    }
+
+    /// Under what the approvals channel's own conversation reference is
+    /// kept: its conversation id (`19:…`), which no person's id (`29:…`)
+    /// can be.
+    fn approvals_key(&self) -> ChatUserId {
+        ChatUserId::teams(&self.settings.approvals_conversation)
+    }
+
+    /// Keeps the `serviceUrl` that a verified activity in the approvals
+    /// channel (a click, a command, the bot being added) named, so calls
+    /// about the channel go where Teams serves it. Written only when it
+    /// differs from what this process last kept; a failure only costs the
+    /// shortcut.
+    pub async fn note_approvals_service_url(&self, service_url: &str) {
+        if service_url.is_empty() {
+            return;
+        }
+        {
+            let mut seen = self
+                .approvals_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if seen.as_deref() == Some(service_url) {
+                return;
+            }
+            *seen = Some(service_url.to_owned());
+        }
+        self.note_reference(&ConversationReference {
+            user: self.approvals_key(),
+            service_url: service_url.to_owned(),
+            conversation_id: Some(self.settings.approvals_conversation.clone()),
+            tenant_id: Some(self.settings.tenant_id.clone()),
+            seen_at: self.clock.now(),
+        })
+        .await;
+    }
+
+    /// The Bot Connector that serves the approvals channel: the
+    /// `serviceUrl` its activities named (read from the store each time, so
+    /// a replica learns what another kept), or `teams.service_url` while
+    /// none did.
+    async fn approvals_service_url(&self) -> String {
+        self.service_url_of(&self.approvals_key()).await
     }
 
     /// Keeps how to reach a person, from an activity of theirs whose token
@@ -172,7 +241,8 @@ impl TeamsChat {
 
     /// Sends the immediate answer to a command as a reply to the activity
     /// that carried it (`service_url` and `conversation_id` as the activity
-    /// named them).
+    /// named them; in a channel, the command's thread, see
+    /// [`command_thread`]).
     pub async fn answer(
         &self,
         service_url: &str,
@@ -245,7 +315,7 @@ impl TeamsChat {
             match self
                 .connector
                 .member(
-                    self.service_url(),
+                    &self.approvals_service_url().await,
                     &self.settings.approvals_conversation,
                     user.as_str(),
                 )
@@ -302,15 +372,8 @@ impl TeamsChat {
         let service_url = known
             .as_ref()
             .map_or_else(|| self.service_url().to_owned(), |r| r.service_url.clone());
-        let tenant = known
-            .as_ref()
-            .and_then(|r| r.tenant_id.clone())
-            .or_else(|| self.settings.tenant_id.clone())
-            .ok_or_else(|| {
-                ChatError::Permanent(
-                    "teams.tenant_id is needed to message a person directly".into(),
-                )
-            })?;
+        // Only our tenant's people are served, so the chat is in our tenant.
+        let tenant = self.settings.tenant_id.clone();
         let conversation = self
             .connector
             .create_personal_conversation(&service_url, user_id, &tenant)
@@ -369,7 +432,7 @@ impl TeamsChat {
             Destination::Conversation(id)
                 if channel_of(id) == self.settings.approvals_conversation =>
             {
-                (self.service_url().to_owned(), id.clone())
+                (self.approvals_service_url().await, id.clone())
             }
             Destination::Conversation(id) => {
                 (self.service_url_of(&request.requester).await, id.clone())
@@ -403,7 +466,6 @@ impl TeamsChat {
         request: &Request,
         notice: &Notice,
     ) -> Result<Option<String>, ChatError> {
-        let service_url = self.service_url();
         match notice {
             Notice::ApprovalCard => {
                 let people = self.people(request, None).await;
@@ -411,7 +473,7 @@ impl TeamsChat {
                 let id = self
                     .connector
                     .send_to_conversation(
-                        service_url,
+                        &self.approvals_service_url().await,
                         conversation,
                         &render::approval_activity(request, &people),
                     )
@@ -423,7 +485,7 @@ impl TeamsChat {
                 let people = self.people(request, None).await;
                 self.connector
                     .update_activity(
-                        service_url,
+                        &self.approvals_service_url().await,
                         &conversation,
                         &activity,
                         &render::approval_activity(request, &people),
@@ -434,11 +496,12 @@ impl TeamsChat {
             Notice::Thread { event } => {
                 let (conversation, root) = Self::card_reference(request)?;
                 let people = self.people(request, Some(event)).await;
+                // Teams threads a post by its conversation id alone; a reply
+                // to the bare channel would become a post of its own.
                 self.connector
-                    .reply_to_activity(
-                        service_url,
-                        &conversation,
-                        &root,
+                    .send_to_conversation(
+                        &self.approvals_service_url().await,
+                        &thread_conversation_id(&conversation, &root),
                         &render::thread_activity(request, event, &people),
                     )
                     .await?;
@@ -475,20 +538,31 @@ impl TeamsChat {
 }
 
 impl TeamsChat {
-    /// The clicker is looked up in the approvals channel (someone who is
-    /// not in it decides nothing); then the listed approvers; then every
-    /// group at once, each on its own, as for Slack's user groups: a group
-    /// that fails to resolve must not hide a member of another, and only
-    /// when the person is in none of the groups that answered, and some
-    /// group did not, is the answer unknown.
-    async fn is_approver_unbounded(
+    /// The approver `user` is, as the members API describes them, or `None`
+    /// when they may not decide. The clicker is looked up in the approvals
+    /// channel (someone who is not in it decides nothing) and must be of
+    /// our tenant (guests and shared-channel members from other tenants sit
+    /// in our channels too); then the listed approvers; then every group at
+    /// once, each on its own, as for Slack's user groups: a group that
+    /// fails to resolve must not hide a member of another, and only when
+    /// the person is in none of the groups that answered, and some group
+    /// did not, is the answer unknown.
+    ///
+    /// The member handed back is of our tenant, so their own email
+    /// ([`TeamsMember::own_email`]) is one our directory vouches for.
+    pub async fn is_approver_unbounded(
         &self,
         user: &ChatUserId,
     ) -> Result<Option<TeamsMember>, ChatError> {
         let approvals = self.settings.approvals_conversation.clone();
-        let Some(member) = self.member_of(self.service_url(), &approvals, user).await? else {
+        let service_url = self.approvals_service_url().await;
+        let Some(member) = self.member_of(&service_url, &approvals, user).await? else {
             return Ok(None);
         };
+        if !is_ours(&self.settings, &member) {
+            tracing::warn!("a member of another tenant tried to decide; refused");
+            return Ok(None);
+        }
         if is_listed(&self.settings.approvers, &member) {
             return Ok(Some(member));
         }
@@ -501,10 +575,9 @@ impl TeamsChat {
             .iter()
             .map(|group| graph.group_has(group, |u| is_them(&member, u)));
         let mut failed = None;
-        let mut listed = false;
         for found in futures::future::join_all(groups).await {
             match found {
-                Ok(true) => listed = true,
+                Ok(true) => return Ok(Some(member)),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "an approvers' Entra ID group did not resolve");
@@ -512,12 +585,20 @@ impl TeamsChat {
                 }
             }
         }
-        match (listed, failed) {
-            (true, _) => Ok(Some(member)),
-            (false, Some(e)) => Err(e),
-            (false, None) => Ok(None),
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
     }
+}
+
+/// Whether the members API names our tenant as `member`'s own. A member
+/// it names no tenant for is not ours.
+fn is_ours(settings: &TeamsSettings, member: &TeamsMember) -> bool {
+    member
+        .tenant_id
+        .as_deref()
+        .is_some_and(|t| settings.is_our_tenant(t))
 }
 
 /// Whether the group member `user` is the channel member `member`: by
@@ -536,15 +617,6 @@ fn is_them(member: &TeamsMember, user: &GroupUser) -> bool {
         .any(|a| theirs.iter().flatten().any(|b| a.eq_ignore_ascii_case(b)))
 }
 
-/// A member's email as the members API gives it, else their sign-in name.
-fn member_email(member: &TeamsMember) -> Option<Email> {
-    member
-        .email
-        .as_deref()
-        .and_then(Email::parse)
-        .or_else(|| member.user_principal_name.as_deref().and_then(Email::parse))
-}
-
 /// The people a message about `request` (and `event`) may name.
 fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     let mut people = vec![request.requester.clone()];
@@ -560,18 +632,19 @@ fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     people
 }
 
-/// Whether `approvers` (object ids or emails, any case) name `member`.
+/// Whether `approvers` name `member` (any case): an entry with an `@` by
+/// their mail or sign-in name, any other by their Entra ID object id. The
+/// caller has made sure the member is of our tenant, where an email names
+/// one person; elsewhere anyone may carry it.
 fn is_listed(approvers: &[String], member: &TeamsMember) -> bool {
-    let names = [
-        member.aad_object_id.as_deref(),
-        member.email.as_deref(),
-        member.user_principal_name.as_deref(),
-    ];
-    approvers.iter().any(|approver| {
-        names
-            .iter()
-            .flatten()
-            .any(|name| name.eq_ignore_ascii_case(approver.trim()))
+    let same = |a: Option<&str>, b: &str| a.is_some_and(|a| a.eq_ignore_ascii_case(b));
+    approvers.iter().map(|a| a.trim()).any(|approver| {
+        if approver.contains('@') {
+            same(member.email.as_deref(), approver)
+                || same(member.user_principal_name.as_deref(), approver)
+        } else {
+            same(member.aad_object_id.as_deref(), approver)
+        }
     })
 }
 
@@ -584,21 +657,29 @@ impl Chat for TeamsChat {
                 Some(Destination::Conversation(id)) if channel_of(&id) != approvals => {
                     (self.service_url_of(&request.requester).await, id)
                 }
-                _ => (self.service_url().to_owned(), approvals.clone()),
+                _ => (self.approvals_service_url().await, approvals.clone()),
             };
         let member = bounded(
             self.settings.timeout,
             self.member_of(&service_url, &conversation, &request.requester),
         )
         .await?;
-        Ok(member.as_ref().and_then(member_email))
+        match member {
+            Some(m) if is_ours(&self.settings, &m) => Ok(m.own_email()),
+            Some(_) => {
+                // Their mail is whatever their own tenant says it is.
+                tracing::warn!("a member of another tenant asked for admin rights; refused");
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn approver(&self, user: &ChatUserId) -> Result<Option<Approver>, ChatError> {
         let limit = self.settings.timeout.min(CLICK_BUDGET);
         let member = bounded(limit, self.is_approver_unbounded(user)).await?;
         Ok(member.map(|m| Approver {
-            email: member_email(&m),
+            email: m.own_email(),
         }))
     }
 
@@ -619,6 +700,8 @@ impl Chat for TeamsChat {
 mod tests {
     use super::*;
 
+    const OURS: &str = "72f988bf-0000-4000-8000-0000000000aa";
+
     fn member(aad: &str, email: Option<&str>, upn: &str) -> TeamsMember {
         TeamsMember {
             id: "29:x".into(),
@@ -626,8 +709,43 @@ mod tests {
             aad_object_id: Some(aad.into()),
             email: email.map(str::to_owned),
             user_principal_name: Some(upn.into()),
-            tenant_id: None,
+            tenant_id: Some(OURS.into()),
         }
+    }
+
+    #[test]
+    fn only_a_member_the_members_api_places_in_our_tenant_is_ours() {
+        let settings = TeamsSettings::new(
+            "app",
+            secrecy::SecretString::from("pw"),
+            OURS,
+            "19:a@thread.tacv2",
+            "https://s/",
+        );
+        let mut m = member("aad-1", Some("grace@example.com"), "grace@example.com");
+        assert!(is_ours(&settings, &m));
+        m.tenant_id = Some(OURS.to_ascii_uppercase());
+        assert!(is_ours(&settings, &m));
+        m.tenant_id = Some("0badc0de-0000-4000-8000-0000000000ff".into());
+        assert!(!is_ours(&settings, &m));
+        m.tenant_id = None;
+        assert!(!is_ours(&settings, &m));
+    }
+
+    #[test]
+    fn an_object_id_entry_matches_only_the_object_id_and_an_email_entry_only_mail_or_upn() {
+        let by_id = vec!["0000aaaa-0000-0000-0000-000000000001".to_string()];
+        let by_mail = vec!["grace@example.com".to_string()];
+        // An object id that happens to sit in a mail field does not count.
+        let odd = member(
+            "other",
+            Some("0000aaaa-0000-0000-0000-000000000001"),
+            "x@example.com",
+        );
+        assert!(!is_listed(&by_id, &odd));
+        // Nor does an email that happens to be someone's object id.
+        let odd = member("grace@example.com", None, "x@example.com");
+        assert!(!is_listed(&by_mail, &odd));
     }
 
     #[test]
@@ -656,6 +774,18 @@ mod tests {
             &approvers,
             &member("other", Some("mallory@example.com"), "mallory@example.com")
         ));
+    }
+
+    #[test]
+    fn a_command_in_a_channel_is_answered_in_its_own_thread() {
+        assert_eq!(
+            command_thread("19:c@thread.tacv2;messageid=17", "18"),
+            "19:c@thread.tacv2;messageid=17"
+        );
+        assert_eq!(
+            command_thread("19:c@thread.tacv2", "18"),
+            "19:c@thread.tacv2;messageid=18"
+        );
     }
 
     #[test]

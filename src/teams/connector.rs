@@ -31,6 +31,7 @@ use super::{
     describe, is_allowed_url, read_capped, TeamsSettings, ADAPTIVE_CARD_CONTENT_TYPE,
     CONNECTOR_SCOPE,
 };
+use crate::domain::Email;
 use crate::engine::ports::{ChatError, Clock};
 
 pub use super::token::TOKEN_RENEWAL_MARGIN;
@@ -67,9 +68,23 @@ pub struct TeamsMember {
     /// The sign-in name (often, not always, the mail address).
     #[serde(default)]
     pub user_principal_name: Option<String>,
-    /// The member's tenant.
+    /// The member's own tenant (`tenantId`, as botbuilder's
+    /// `TeamsChannelAccount` names it): ours, or another for a guest or a
+    /// shared-channel member from elsewhere.
     #[serde(default)]
     pub tenant_id: Option<String>,
+}
+
+impl TeamsMember {
+    /// Their own address, as their directory has it: the mail attribute,
+    /// else the sign-in name when it is an address. Who vouches for it is
+    /// their tenant, so it means something only for a member of ours.
+    pub fn own_email(&self) -> Option<Email> {
+        self.email
+            .as_deref()
+            .and_then(Email::parse)
+            .or_else(|| self.user_principal_name.as_deref().and_then(Email::parse))
+    }
 }
 
 /// A message activity with text (Teams renders it as Markdown).

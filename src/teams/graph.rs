@@ -4,12 +4,18 @@
 //! A group's members, direct or through nested groups, are its
 //! `transitiveMembers`; the users among them are listed with
 //! `GET {graph_url}/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user
-//! ?$select=id,mail,userPrincipalName&$top=999` (the OData cast keeps
-//! devices, contacts and groups out), page by page as `@odata.nextLink`
-//! names them. Graph pages as it sees fit (100 by default, at most 999), so
-//! every page is asked for until the person is found or there is none left.
-//! The cast is served without the `ConsistencyLevel: eventual` index, so a
-//! person just taken out of a group is not found any more.
+//! ?$count=true&$select=id,mail,userPrincipalName&$top=999` and the header
+//! `ConsistencyLevel: eventual` (the OData cast keeps devices, contacts and
+//! groups out; Microsoft's "List group transitive members" page says a cast
+//! needs both advanced query parameters), page by page as
+//! `@odata.nextLink` names them. Graph pages as it sees fit (100 by
+//! default, at most 999), so every page is asked for until the person is
+//! found or there is none left. An entry that says it is not a user is
+//! passed over, should Graph ever ignore the cast.
+//!
+//! An advanced query is answered from an index that Microsoft says may lag
+//! a change by a short while: a person just taken out of a group may still
+//! count for that while.
 //!
 //! The calls carry a client-credentials token of their own (scope
 //! `https://graph.microsoft.com/.default`, from `teams.token_url` with the
@@ -56,7 +62,22 @@ pub struct GroupUser {
     /// The sign-in name.
     #[serde(default)]
     pub user_principal_name: Option<String>,
+    /// `@odata.type`, which Graph leaves out of a cast's entries.
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
 }
+
+impl GroupUser {
+    /// Whether the entry is a user (a cast's entries carry no type).
+    pub fn is_user(&self) -> bool {
+        self.odata_type
+            .as_deref()
+            .is_none_or(|t| t == "#microsoft.graph.user")
+    }
+}
+
+/// The header an advanced query needs, and its only value.
+const CONSISTENCY_LEVEL: (&str, &str) = ("ConsistencyLevel", "eventual");
 
 #[derive(Deserialize)]
 struct Page {
@@ -107,7 +128,7 @@ impl Graph {
     pub fn members_url(&self, group_id: &str) -> Result<url::Url, ChatError> {
         let group: String = utf8_percent_encode(group_id, SEGMENT).collect();
         let text = format!(
-            "{}/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user?$select=id,mail,userPrincipalName&$top={PAGE_SIZE}",
+            "{}/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user?$count=true&$select=id,mail,userPrincipalName&$top={PAGE_SIZE}",
             self.base
         );
         let url = url::Url::parse(&text)
@@ -139,7 +160,7 @@ impl Graph {
                 )));
             }
             let page = self.page(url, group_id).await?;
-            if page.value.iter().any(&is_them) {
+            if page.value.iter().any(|u| u.is_user() && is_them(u)) {
                 return Ok(true);
             }
             next = match page.next_link {
@@ -159,6 +180,7 @@ impl Graph {
                 .get(url.clone())
                 .bearer_auth(token.expose_secret())
                 .header(header::ACCEPT, "application/json")
+                .header(CONSISTENCY_LEVEL.0, CONSISTENCY_LEVEL.1)
                 .send()
                 .await
                 .map_err(|e| ChatError::Transient(format!("Microsoft Graph: {}", describe(e))))?;
@@ -283,6 +305,7 @@ mod tests {
         let settings = TeamsSettings::new(
             "app",
             secrecy::SecretString::from("pw"),
+            "72f988bf-0000-4000-8000-0000000000aa",
             "19:x",
             "https://s/",
         );
@@ -290,7 +313,21 @@ mod tests {
         let graph = Graph::new(&settings, clock);
         assert_eq!(
             graph.members_url("0f1e2d3c-0000-4000-8000-000000000001").unwrap().as_str(),
-            "https://graph.microsoft.com/v1.0/groups/0f1e2d3c-0000-4000-8000-000000000001/transitiveMembers/microsoft.graph.user?$select=id,mail,userPrincipalName&$top=999"
+            "https://graph.microsoft.com/v1.0/groups/0f1e2d3c-0000-4000-8000-000000000001/transitiveMembers/microsoft.graph.user?$count=true&$select=id,mail,userPrincipalName&$top=999"
         );
+    }
+
+    #[test]
+    fn an_entry_that_says_it_is_not_a_user_is_passed_over() {
+        let page: Page = serde_json::from_str(
+            r##"{"value":[
+                {"id":"u1","mail":"a@example.com"},
+                {"@odata.type":"#microsoft.graph.user","id":"u2"},
+                {"@odata.type":"#microsoft.graph.group","id":"g1","mail":"a@example.com"}
+            ]}"##,
+        )
+        .unwrap();
+        let users: Vec<bool> = page.value.iter().map(GroupUser::is_user).collect();
+        assert_eq!(users, [true, true, false]);
     }
 }

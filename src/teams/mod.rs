@@ -38,8 +38,7 @@ pub const BOT_FRAMEWORK_ISSUER: &str = "https://api.botframework.com";
 pub const DEFAULT_OPENID_METADATA_URL: &str =
     "https://login.botframework.com/v1/.well-known/openidconfiguration";
 
-/// The Entra ID token endpoint; `{tenant}` becomes `teams.tenant_id`, or
-/// `botframework.com` for a multi-tenant bot.
+/// The Entra ID token endpoint; `{tenant}` becomes `teams.tenant_id`.
 pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
 
 /// The scope of the client-credentials token the Bot Connector accepts.
@@ -67,8 +66,10 @@ pub struct TeamsSettings {
     pub app_id: String,
     /// `TEAMS_APP_PASSWORD`: the app's client secret.
     pub app_password: SecretString,
-    /// The Entra ID tenant of a single-tenant bot; `None` for multi-tenant.
-    pub tenant_id: Option<String>,
+    /// The bot's Entra ID tenant (a GUID). Azure has created only
+    /// single-tenant bots since July 2025, so there is always one: tokens
+    /// come from it, and only its activities and its people count.
+    pub tenant_id: String,
     /// The channel conversation approval cards go to (`19:…@thread.tacv2`).
     pub approvals_conversation: String,
     /// The Bot Connector base for proactive messages
@@ -92,17 +93,18 @@ pub struct TeamsSettings {
 
 impl TeamsSettings {
     /// Settings with the documented defaults for everything but the app's
-    /// identity and where approvals go.
+    /// identity, its tenant and where approvals go.
     pub fn new(
         app_id: impl Into<String>,
         app_password: SecretString,
+        tenant_id: impl Into<String>,
         approvals_conversation: impl Into<String>,
         service_url: impl Into<String>,
     ) -> Self {
         Self {
             app_id: app_id.into(),
             app_password,
-            tenant_id: None,
+            tenant_id: tenant_id.into(),
             approvals_conversation: approvals_conversation.into(),
             service_url: service_url.into(),
             approvers: Vec::new(),
@@ -114,12 +116,16 @@ impl TeamsSettings {
         }
     }
 
-    /// The token endpoint with `{tenant}` filled in: the configured tenant,
-    /// or `botframework.com`, the Bot Framework's own tenant that issues
-    /// tokens for multi-tenant bots.
+    /// The token endpoint with `{tenant}` filled in: a single-tenant bot
+    /// gets its tokens from its own tenant.
     pub fn resolved_token_url(&self) -> String {
-        let tenant = self.tenant_id.as_deref().unwrap_or("botframework.com");
-        self.token_url.replace("{tenant}", tenant)
+        self.token_url.replace("{tenant}", &self.tenant_id)
+    }
+
+    /// Whether `tenant` (from an activity or the members API) is ours.
+    /// Tenant ids are GUIDs, which name the same tenant in any case.
+    pub fn is_our_tenant(&self, tenant: &str) -> bool {
+        tenant.eq_ignore_ascii_case(&self.tenant_id)
     }
 }
 
@@ -197,16 +203,31 @@ mod tests {
     }
 
     #[test]
-    fn the_token_url_names_the_tenant_or_the_bot_framework() {
-        let mut s = TeamsSettings::new("app", SecretString::from("pw"), "19:x", "https://s/");
+    fn the_token_url_names_our_tenant() {
+        let s = TeamsSettings::new(
+            "app",
+            SecretString::from("pw"),
+            "72f988bf-0000-4000-8000-0000000000aa",
+            "19:x",
+            "https://s/",
+        );
         assert_eq!(
             s.resolved_token_url(),
-            "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
+            "https://login.microsoftonline.com/72f988bf-0000-4000-8000-0000000000aa/oauth2/v2.0/token"
         );
-        s.tenant_id = Some("contoso-tenant".into());
-        assert_eq!(
-            s.resolved_token_url(),
-            "https://login.microsoftonline.com/contoso-tenant/oauth2/v2.0/token"
+    }
+
+    #[test]
+    fn our_tenant_is_recognised_in_any_case_and_no_other_is() {
+        let s = TeamsSettings::new(
+            "app",
+            SecretString::from("pw"),
+            "72f988bf-0000-4000-8000-0000000000aa",
+            "19:x",
+            "https://s/",
         );
+        assert!(s.is_our_tenant("72F988BF-0000-4000-8000-0000000000AA"));
+        assert!(!s.is_our_tenant("72f988bf-0000-4000-8000-0000000000ab"));
+        assert!(!s.is_our_tenant(""));
     }
 }

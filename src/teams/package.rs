@@ -6,6 +6,12 @@
 //! The template is compiled in, so the binary can build the package
 //! anywhere; the app id and host are checked before they are written, so a
 //! typo is refused here rather than by Teams' upload dialog.
+//!
+//! The manifest's privacy and terms links point at `/privacy` and `/terms`
+//! on the same host, which the bot itself serves ([`PRIVACY_PAGE`],
+//! [`TERMS_PAGE`]) whenever Teams is configured: Teams needs that host to
+//! reach the bot anyway, so the links work with no document to write and
+//! host elsewhere, and what they say is true of this software.
 
 use std::io::{Cursor, Write};
 
@@ -17,6 +23,16 @@ pub const MANIFEST_TEMPLATE: &str = include_str!("../../manifests/teams/manifest
 pub const COLOR_ICON: &[u8] = include_bytes!("../../manifests/teams/color.png");
 /// The outline icon, 32×32, white on transparent.
 pub const OUTLINE_ICON: &[u8] = include_bytes!("../../manifests/teams/outline.png");
+
+/// Where the manifest's `privacyUrl` points on the bot's host, and the page
+/// served there: what tempadmin keeps and where it goes.
+pub const PRIVACY_PATH: &str = "/privacy";
+/// The privacy page (HTML, no outside resources).
+pub const PRIVACY_PAGE: &str = include_str!("../../manifests/teams/privacy.html");
+/// Where the manifest's `termsOfUseUrl` points on the bot's host.
+pub const TERMS_PATH: &str = "/terms";
+/// The terms of use page (HTML, no outside resources).
+pub const TERMS_PAGE: &str = include_str!("../../manifests/teams/terms.html");
 
 /// Why a package could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +163,27 @@ mod tests {
             .map(|c| c["title"].as_str().unwrap())
             .collect();
         assert_eq!(titles, ["tempadmin 20m", "status", "revoke", "help"]);
+    }
+
+    #[test]
+    fn the_privacy_and_terms_links_are_the_pages_the_bot_serves() {
+        let m: serde_json::Value =
+            serde_json::from_str(&manifest(APP, "tempadmin.example.com").unwrap()).unwrap();
+        assert_eq!(
+            m["developer"]["privacyUrl"],
+            format!("https://tempadmin.example.com{PRIVACY_PATH}")
+        );
+        assert_eq!(
+            m["developer"]["termsOfUseUrl"],
+            format!("https://tempadmin.example.com{TERMS_PATH}")
+        );
+        for page in [PRIVACY_PAGE, TERMS_PAGE] {
+            assert!(page.starts_with("<!doctype html>"));
+            assert!(
+                !page.contains("src=") && !page.contains("href="),
+                "no outside resources"
+            );
+        }
     }
 
     #[test]

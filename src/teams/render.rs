@@ -236,7 +236,17 @@ impl Markup for TeamsMarkup<'_> {
     fn icon(&self, icon: Icon) -> String {
         format!("{} ", icon.unicode())
     }
+
+    /// An `Input.ChoiceSet` filters as the reader types only in its
+    /// `filtered` style, which came with Adaptive Cards 1.5; we send
+    /// [`CARD_VERSION`].
+    fn menu_filters(&self) -> bool {
+        FILTERED_CHOICES
+    }
 }
+
+/// Whether our cards' version has the `filtered` `Input.ChoiceSet` (1.5).
+const FILTERED_CHOICES: bool = false;
 
 fn text_block(text: String) -> Value {
     json!({ "type": "TextBlock", "text": text, "wrap": true })
@@ -414,8 +424,10 @@ pub fn device_picker(r: &Request, people: &People) -> Value {
     let menu = json!({
         "type": "Input.ChoiceSet",
         "id": verbs::SYSTEM_ID,
-        "style": "compact",
+        "label": "Computer",
+        "style": if FILTERED_CHOICES { "filtered" } else { "compact" },
         "isRequired": true,
+        "errorMessage": "Choose a computer first.",
         "placeholder": "Choose a computer",
         "choices": choices
     });
@@ -553,6 +565,17 @@ mod tests {
         let actions = few["actions"].as_array().unwrap();
         assert_eq!(actions.len(), 2);
         assert_eq!(actions[1]["data"][verbs::SYSTEM_ID], "sys0001");
+        r.candidates = (0..6).map(computer).collect();
+        let menu = device_picker(&r, &people());
+        assert_eq!(menu["body"][1]["type"], "Input.ChoiceSet");
+        assert_eq!(menu["body"][1]["label"], "Computer", "an input has a label");
+        let question = menu["body"][0]["text"].as_str().unwrap();
+        assert_eq!(CARD_VERSION, "1.4");
+        assert_eq!(menu["body"][1]["style"], "compact");
+        assert!(
+            question.contains("Pick it from the menu") && !question.contains("type to filter"),
+            "a 1.4 menu does not filter: {question}"
+        );
         r.candidates = (0..300).map(computer).collect();
         let many = device_picker(&r, &people());
         assert_eq!(many["body"][1]["type"], "Input.ChoiceSet");

@@ -512,6 +512,7 @@ pub fn teams_person(name: &str) -> tempadmin::sim::teams::SimUser {
         aad_object_id: format!("aad-{lower}"),
         email: Some(format!("{lower}@example.com")),
         user_principal_name: format!("{lower}@example.com"),
+        tenant_id: tempadmin::sim::teams::TENANT_ID.into(),
     }
 }
 

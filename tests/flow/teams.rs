@@ -325,7 +325,7 @@ async fn a_command_in_a_channel_counts_only_when_it_mentions_the_bot() {
         "20m",
         app.clock.now(),
     );
-    unmentioned["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut unmentioned, &next_activity_id());
     unmentioned["entities"] = json!([]);
     assert_eq!(app.teams_post(&unmentioned).await.0, 200);
     assert!(app.teams_requests_of("Lin").await.is_empty());
@@ -337,7 +337,7 @@ async fn a_command_in_a_channel_counts_only_when_it_mentions_the_bot() {
         "tempadmin 20m lin-pc driver",
         app.clock.now(),
     );
-    mentioned["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut mentioned, &next_activity_id());
     assert_eq!(app.teams_post(&mentioned).await.0, 200);
     let r = app.teams_request_of("Lin").await;
     assert_eq!(r.words, ["lin-pc", "driver"]);
@@ -470,7 +470,7 @@ async fn ada_asks_in_a_channel_and_is_told_by_direct_message(
         "tempadmin 20m",
         app.clock.now(),
     );
-    asked["id"] = json!(next_activity_id());
+    teams_sender::renumber(&mut asked, &next_activity_id());
     assert_eq!(app.teams_post(&asked).await.0, 200);
     app.settle().await;
     let r = app.teams_request_of("Ada").await;
@@ -622,7 +622,8 @@ async fn a_member_of_an_approvers_group_nested_and_on_a_later_page_approves() {
     assert!(graph.len() >= 2, "the next pages were followed: {graph:?}");
     assert!(graph.iter().all(|c| c.path
         == format!("/v1.0/groups/{ADMINS}/transitiveMembers/microsoft.graph.user")
-        && c.query.starts_with("$select=id,mail,userPrincipalName")));
+        && c.query
+            .starts_with("$count=true&$select=id,mail,userPrincipalName")));
     assert!(graph[1..].iter().all(|c| c.query.contains("$skiptoken=")));
     let tokens: Vec<_> = app
         .bf()
@@ -914,5 +915,506 @@ async fn the_bot_added_to_a_team_answers_nothing_and_keeps_only_the_installers_s
             .iter()
             .all(|a| a.reply_to.as_deref() == Some(asked.as_str())),
         "only the answer to her command, in its thread: {in_team:?}"
+    );
+}
+
+#[test]
+fn serve_with_teams_but_no_tenant_id_refuses_to_start_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let with_tenant = "[teams]\n\
+        app_id = \"00000000-0000-4000-8000-00000000b07f\"\n\
+        tenant_id = \"72f988bf-0000-4000-8000-0000000000aa\"\n\
+        approvals_conversation = \"19:approvals@thread.tacv2\"\n\
+        approvers = [\"00000000-0000-4000-8000-0000000000a1\"]\n";
+    let serve = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tempadmin"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("TEAMS_APP_PASSWORD", "teams-secret-value")
+            .env("JUMPCLOUD_API_KEY", "jc-secret-value")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("t.db").display()),
+            )
+            .env("TEMPADMIN_LISTEN", "no-such-address")
+            .output()
+            .unwrap()
+    };
+    let without = with_tenant.replace("tenant_id = \"72f988bf-0000-4000-8000-0000000000aa\"\n", "");
+    let out = serve(&without);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("teams.tenant_id is required") && err.contains("single-tenant"),
+        "{err}"
+    );
+    assert!(!err.contains("teams-secret-value"), "{err}");
+    // The same file with the tenant gets past the configuration.
+    let out = serve(with_tenant);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("teams.tenant_id"), "{err}");
+}
+
+/// Ada's `20m` in her 1:1 chat, with its tenant fields set by `tenant`.
+fn ada_asks_with(app: &TestApp, tenant: impl FnOnce(&mut Value)) -> Value {
+    let mut activity = teams_sender::personal_message(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Ada"),
+        &teams_person("Ada"),
+        "20m foreign",
+        app.clock.now(),
+    );
+    activity["id"] = json!(next_activity_id());
+    tenant(&mut activity);
+    activity
+}
+
+/// Nothing happened for `name`: no request, no sighting kept, and the bot
+/// called the connector not once.
+async fn nothing_happened_for(app: &TestApp, name: &str) {
+    app.settle().await;
+    assert!(app.teams_requests_of(name).await.is_empty());
+    let kept = app
+        .engine
+        .store()
+        .conversation_reference(&tempadmin::domain::ChatUserId::teams(teams_person(name).id))
+        .await
+        .unwrap();
+    assert_eq!(kept, None, "nothing of theirs is kept");
+    assert!(app.bf().activities().is_empty(), "nothing was posted");
+    let connector: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.contains("/v3/"))
+        .collect();
+    assert!(connector.is_empty(), "{connector:?}");
+}
+
+#[tokio::test]
+async fn a_command_from_another_tenant_or_of_none_is_acknowledged_and_changes_nothing() {
+    let app = spawn_teams_app().await;
+    type Case = (&'static str, fn(&mut Value));
+    let cases: [Case; 3] = [
+        ("both fields name another tenant", |a| {
+            a["channelData"]["tenant"]["id"] = json!(FOREIGN);
+            a["conversation"]["tenantId"] = json!(FOREIGN);
+        }),
+        ("the conversation names another tenant", |a| {
+            a["conversation"]["tenantId"] = json!(FOREIGN);
+        }),
+        ("no tenant at all", |a| {
+            a["channelData"] = json!({});
+            a["conversation"]
+                .as_object_mut()
+                .unwrap()
+                .remove("tenantId");
+        }),
+    ];
+    for (why, tenant) in cases {
+        let (status, _) = app.teams_post(&ada_asks_with(&app, tenant)).await;
+        assert_eq!(status, 200, "{why}: acknowledged, so it is not resent");
+    }
+    nothing_happened_for(&app, "Ada").await;
+
+    // Ours in both places, in any case, acts.
+    let (status, _) = app
+        .teams_post(&ada_asks_with(&app, |a| {
+            let upper = json!(tempadmin::sim::teams::TENANT_ID.to_ascii_uppercase());
+            a["channelData"]["tenant"]["id"] = upper.clone();
+            a["conversation"]["tenantId"] = upper;
+        }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.teams_requests_of("Ada").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_emulator_activity_signed_by_a_key_that_endorses_it_has_no_effect() {
+    let app = spawn_teams_app().await;
+    let kid = app
+        .bf()
+        .add_key(&["emulator", "webchat", "directline"])
+        .await;
+    for channel in ["emulator", "webchat", "directline"] {
+        let mut activity = ada_asks_with(&app, |_| {});
+        activity["channelId"] = json!(channel);
+        let mut claims = app.bf().claims(app.clock.now(), &app.bf().service_url());
+        claims.kid = Some(kid.clone());
+        let response = app
+            .http
+            .post(app.url("/teams/messages"))
+            .header(
+                "authorization",
+                format!("Bearer {}", app.bf().sign(&claims)),
+            )
+            .json(&activity)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{channel}: the token verifies and the activity is acknowledged"
+        );
+    }
+    nothing_happened_for(&app, "Ada").await;
+}
+
+/// Another Microsoft 365 tenant (Fabrikam's).
+const FOREIGN: &str = "0badc0de-0000-4000-8000-0000000000ff";
+
+/// A member of another tenant who sits in our channels (a guest, or a
+/// shared channel's member) with whatever mail their tenant gave them.
+fn foreign_member(id: &str, mail: &str) -> tempadmin::sim::teams::SimUser {
+    tempadmin::sim::teams::SimUser {
+        id: id.into(),
+        name: "Visitor".into(),
+        aad_object_id: format!("aad-{id}"),
+        email: Some(mail.into()),
+        user_principal_name: mail.into(),
+        tenant_id: FOREIGN.into(),
+    }
+}
+
+/// `who` clicks `verb` on the newest card in the approvals channel.
+async fn click_as(
+    app: &TestApp,
+    who: &tempadmin::sim::teams::SimUser,
+    verb: &str,
+    data: Value,
+) -> (u16, Value) {
+    let mut activity = teams_sender::card_action(
+        &app.bf().service_url(),
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        who,
+        verb,
+        data,
+        app.clock.now(),
+    );
+    activity["id"] = json!(format!("f:{}", next_activity_id()));
+    app.teams_post(&activity).await
+}
+
+#[tokio::test]
+async fn a_member_of_another_tenant_whose_mail_is_a_listed_approvers_cannot_approve() {
+    let app = spawn_teams_app().await;
+    // Grace is an approver by email (Grace@Example.com); the visitor's own
+    // tenant says their mail and sign-in name are hers too.
+    let visitor = foreign_member("29:visitor", "grace@example.com");
+    app.bf().add_user(visitor.clone());
+    let id = pending(&app, "20m").await;
+    let data = json!({ "request_id": id });
+    let (status, _) = click_as(&app, &visitor, "tempadmin_approve", data.clone()).await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc_ops().is_empty());
+
+    // The real Grace, of our tenant, still approves by the same entry.
+    app.teams_click("Grace", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+}
+
+#[tokio::test]
+async fn a_member_of_another_tenant_cannot_ask_even_with_a_colleagues_mail() {
+    let app = spawn_teams_app().await;
+    let visitor = foreign_member("29:visitor", "ada@example.com");
+    app.bf().add_user(visitor.clone());
+    let channel = "19:general0000@thread.tacv2";
+    app.bf().add_channel(channel, &["29:visitor"]);
+    let mut asked = teams_sender::channel_message(
+        &app.bf().service_url(),
+        channel,
+        &visitor,
+        "tempadmin 20m",
+        app.clock.now(),
+    );
+    teams_sender::renumber(&mut asked, &next_activity_id());
+    assert_eq!(app.teams_post(&asked).await.0, 200);
+    app.settle().await;
+    let r = app.requests_of("29:visitor").await.pop().expect("recorded");
+    assert_eq!(r.state, RequestState::Refused, "{r:?}");
+    assert!(app.teams_cards().is_empty(), "no card for Ada's computer");
+    assert!(app.jc_ops().is_empty());
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+}
+
+/// Asserts that a Teams invoke answer is the short refusal and names
+/// nothing of `secrets`.
+fn reveals_nothing(answer: &Value, secrets: &[&str]) {
+    assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(answer["value"], "You can't act on this request.");
+    let text = answer.to_string();
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_teams_click_on_an_unknown_or_a_slack_request_reveals_nothing_of_it() {
+    let app = spawn_teams_app().await;
+    app.ask(ADA, "20m ada-mac slack-only-reason").await;
+    app.settle().await;
+    let slack = app.request_of(ADA).await;
+    assert_eq!(slack.state, RequestState::PendingApproval);
+    // A Teams card exists to click on: Lin's.
+    assert_eq!(app.teams_say("Lin", "20m teams-reason").await, 200);
+    app.settle().await;
+    let secrets = ["ada-mac", "slack-only-reason", "ada@example.com", "Ada"];
+    for verb in ["tempadmin_approve", "tempadmin_deny", "tempadmin_revoke"] {
+        for id in [slack.id.as_str(), "ta-zzzzzzzzzz"] {
+            let (status, answer) = app
+                .teams_click("Grace", verb, json!({ "request_id": id }))
+                .await;
+            assert_eq!(status, 200);
+            reveals_nothing(&answer, &secrets);
+        }
+    }
+    let (_, answer) = app
+        .teams_click(
+            "Grace",
+            "tempadmin_pick_device",
+            json!({ "request_id": slack.id.as_str(), "system_id": LAPTOP }),
+        )
+        .await;
+    reveals_nothing(&answer, &secrets);
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::PendingApproval);
+    assert!(app.jc_ops().is_empty());
+}
+
+#[tokio::test]
+async fn end_now_by_someone_who_may_not_end_it_shows_them_nothing_of_the_request() {
+    let app = spawn_teams_app().await;
+    assert_eq!(app.teams_say("Lin", "20m lin-secret-reason").await, 200);
+    app.settle().await;
+    let id = app.teams_request_of("Lin").await.id.to_string();
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    let secrets = ["lin-pc", "lin-secret-reason", "lin@example.com", "Lin Chen"];
+
+    // Mallory, in the channel, may not end it; Ada, from her own chat, neither.
+    let (status, answer) = app
+        .teams_click("Mallory", "tempadmin_revoke", json!({ "request_id": id }))
+        .await;
+    assert_eq!(status, 200);
+    reveals_nothing(&answer, &secrets);
+    let mut from_her_chat = teams_sender::card_action(
+        &app.bf().service_url(),
+        &app.teams_chat_of("Ada"),
+        "1",
+        &teams_person("Ada"),
+        "tempadmin_revoke",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    from_her_chat["id"] = json!(format!("f:{}", next_activity_id()));
+    let (_, answer) = app.teams_post(&from_her_chat).await;
+    reveals_nothing(&answer, &secrets);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Lin").await.state,
+        RequestState::Active
+    );
+
+    // Hopper, an approver, ends it and sees the card.
+    let (_, answer) = app
+        .teams_click("Hopper", "tempadmin_revoke", json!({ "request_id": id }))
+        .await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+    assert!(answer["value"].to_string().contains("lin-pc"));
+}
+
+#[tokio::test]
+async fn every_thread_reply_lands_in_the_cards_thread_and_nothing_else_at_the_channels_top() {
+    let app = spawn_teams_app().await;
+    let id = pending(&app, "20m").await;
+    app.teams_click("Grace", "tempadmin_approve", json!({ "request_id": id }))
+        .await;
+    app.settle().await;
+    for minutes in [5, 10, 4, 2] {
+        app.advance(minutes * MIN).await;
+    }
+    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+
+    let card = app.teams_card();
+    let top: Vec<_> = app
+        .bf()
+        .activities()
+        .into_iter()
+        .filter(|a| a.conversation_id == APPROVALS_CONVERSATION && a.reply_to.is_none())
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        top,
+        std::slice::from_ref(&card.id),
+        "only the card is a top-level post"
+    );
+    let thread = app.teams_thread();
+    for expected in [
+        "Approved by Grace Hopper",
+        "15m left",
+        "5m left",
+        "1m left",
+        "Time is up",
+    ] {
+        assert!(
+            thread.iter().any(|t| t.contains(expected)),
+            "{expected} not in {thread:?}"
+        );
+    }
+    // Addressed as Teams threads them: the channel and the card's id.
+    let in_thread = format!(
+        "/emea/v3/conversations/{APPROVALS_CONVERSATION};messageid={}/activities",
+        card.id
+    );
+    let posts: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.contains(APPROVALS_CONVERSATION))
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(posts.len(), thread.len() + 1, "{posts:?}");
+    assert!(posts[1..].iter().all(|p| *p == in_thread), "{posts:?}");
+}
+
+#[tokio::test]
+async fn the_approvals_channel_is_served_where_its_own_activities_say_even_after_a_restart() {
+    let mut app = spawn_teams_app().await;
+    let amer = app.bf().service_url_in("amer");
+    // teams.service_url says emea; Teams serves the channel from amer.
+    app.bf()
+        .set_conversation_region(APPROVALS_CONVERSATION, "amer");
+    let added = teams_sender::conversation_update(
+        &amer,
+        APPROVALS_CONVERSATION,
+        &[teams_sender::bot_member()],
+        app.clock.now(),
+    );
+    assert_eq!(app.teams_post(&added).await.0, 200);
+
+    app.restart().await;
+    let id = pending(&app, "20m").await;
+    let mut click = teams_sender::card_action(
+        &amer,
+        APPROVALS_CONVERSATION,
+        &app.teams_card().id,
+        &teams_person("Grace"),
+        "tempadmin_approve",
+        json!({ "request_id": id }),
+        app.clock.now(),
+    );
+    click["id"] = json!(format!("f:{}", next_activity_id()));
+    let (_, answer) = app.teams_post(&click).await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
+    );
+    app.advance(21 * MIN).await;
+    assert!(app.teams_thread().last().unwrap().contains("Time is up"));
+
+    let to_channel: Vec<_> = app
+        .bf()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.contains(APPROVALS_CONVERSATION))
+        .map(|c| c.path)
+        .collect();
+    assert!(!to_channel.is_empty());
+    assert!(
+        to_channel.iter().all(|p| p.starts_with("/amer/v3/")),
+        "{to_channel:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_privacy_and_terms_links_of_the_teams_app_are_served_and_only_with_teams() {
+    let app = spawn_teams_app().await;
+    let manifest: Value = serde_json::from_str(
+        &tempadmin::teams::package::manifest(
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "tempadmin.example.com",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (link, words) in [
+        ("privacyUrl", "What it keeps"),
+        ("termsOfUseUrl", "terms of use"),
+    ] {
+        let url = manifest["developer"][link].as_str().unwrap();
+        let path = url.strip_prefix("https://tempadmin.example.com").unwrap();
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8"
+        );
+        assert!(response.text().await.unwrap().contains(words), "{path}");
+    }
+    let slack_only = spawn_app().await;
+    for path in ["/privacy", "/terms"] {
+        let response = slack_only
+            .http
+            .get(slack_only.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{path} without Teams");
+    }
+}
+
+#[tokio::test]
+async fn a_second_teams_identity_of_the_requester_cannot_approve_her_request() {
+    let app = spawn_teams_app_configured(|config| {
+        let teams = config.teams.as_mut().unwrap();
+        teams.approvers.push("aad-ada2".into());
+    })
+    .await;
+    // Ada's admin account in our tenant: another Teams identity whose mail
+    // JumpCloud finds as Ada's own account.
+    let mut second = teams_person("Ada2");
+    second.email = Some("Ada@Example.com".into());
+    second.user_principal_name = "ada.admin@example.com".into();
+    app.bf().add_user(second);
+    let id = pending(&app, "20m printer").await;
+    let data = json!({ "request_id": id });
+    let (status, _) = app
+        .teams_click("Ada2", "tempadmin_approve", data.clone())
+        .await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::PendingApproval
+    );
+    assert!(app.jc.writes().is_empty(), "nothing elevated");
+    assert!(
+        app.teams_dms("Ada2")
+            .iter()
+            .any(|t| t.contains("your own JumpCloud account")),
+        "told why: {:?}",
+        app.teams_dms("Ada2")
+    );
+    app.teams_click("Hopper", "tempadmin_approve", data).await;
+    app.settle().await;
+    assert_eq!(
+        app.teams_request_of("Ada").await.state,
+        RequestState::Active
     );
 }
