@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta};
 use serde_json::json;
 use tempadmin::domain::{
-    AuditEntry, ChatUserId, ConversationReference, Device, Event, GrantDuration, JcUserId, Notice,
-    Policy, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditAction, AuditEntry, ChatUserId, ConversationReference, Device, Event, GrantDuration,
+    JcUserId, Notice, Policy, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Store,
@@ -208,11 +208,11 @@ fn t0() -> Timestamp {
     DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
 }
 
-fn audit(r: &Request, action: &str) -> AuditEntry {
+fn audit(r: &Request, action: AuditAction) -> AuditEntry {
     AuditEntry {
         at: t0(),
         actor: "U1".into(),
-        action: action.into(),
+        action,
         request_id: r.id.clone(),
         before: None,
         after: Some(r.state),
@@ -253,7 +253,7 @@ async fn insert_new(
     let new = NewRequest {
         request: r.clone(),
         delivery: None,
-        audit: audit(r, "requested"),
+        audit: audit(r, AuditAction::Requested),
         jobs: jobs.to_vec(),
     };
     store.insert_request(new, since, admit).await.unwrap()
@@ -293,6 +293,23 @@ fn job(kind: JobKind, after_secs: i64) -> NewJob {
     }
 }
 
+/// The audit action of the engine's move into `state` (one of them).
+fn entered_by(state: RequestState) -> AuditAction {
+    match state {
+        RequestState::Resolving => AuditAction::DevicePicked,
+        RequestState::AwaitingDevice => AuditAction::DeviceChoiceAsked,
+        RequestState::PendingApproval => AuditAction::SentToApprovers,
+        RequestState::Approved => AuditAction::Approved,
+        RequestState::Active => AuditAction::Elevated,
+        RequestState::Revoking => AuditAction::EndRequested,
+        RequestState::Ended => AuditAction::Restored,
+        RequestState::Refused => AuditAction::Refused,
+        RequestState::Denied => AuditAction::Denied,
+        RequestState::TimedOut => AuditAction::TimedOut,
+        RequestState::Cancelled => AuditAction::Withdrawn,
+    }
+}
+
 fn step(r: &Request, state: RequestState) -> Transition {
     let mut to = r.clone();
     to.state = state;
@@ -300,7 +317,7 @@ fn step(r: &Request, state: RequestState) -> Transition {
     Transition {
         request_id: r.id.clone(),
         expected_version: r.version,
-        audit: audit(&to, state.as_str()),
+        audit: audit(&to, entered_by(state)),
         to,
         notices: vec![],
         jobs: vec![],
@@ -385,7 +402,7 @@ async fn a_transition_from_a_stale_version_changes_nothing(db: Db) {
         .collect();
     assert_eq!(
         actions,
-        ["requested", "pending_approval"],
+        ["requested", "sent_to_approvers"],
         "the loser wrote no audit line"
     );
     let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
@@ -1224,7 +1241,7 @@ async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint(
         .execute(&mut reader)
         .await
         .unwrap();
-    let mut entry = audit(&r, "bulk");
+    let mut entry = audit(&r, AuditAction::ClickRefused);
     entry.detail = json!({ "text": "x".repeat(64 * 1024) });
     for _ in 0..160 {
         s.append_audit(&entry).await.unwrap();
@@ -1238,7 +1255,9 @@ async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint(
     drop(reader);
     s.checkpoint().await.unwrap();
     // The next write starts the log afresh.
-    s.append_audit(&audit(&r, "after")).await.unwrap();
+    s.append_audit(&audit(&r, AuditAction::ClickRefused))
+        .await
+        .unwrap();
     assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
     s.close().await;
 }
@@ -1349,7 +1368,7 @@ async fn a_command_delivered_twice_inserts_one_request_and_no_other_row(db: Db) 
             t0(),
         );
         NewRequest {
-            audit: audit(&r, "requested"),
+            audit: audit(&r, AuditAction::Requested),
             jobs: vec![job(JobKind::Resolve, 0)],
             request: r,
             delivery: delivery.map(str::to_owned),

@@ -6,8 +6,8 @@
 
 use chrono::Utc;
 use tempadmin::domain::{
-    AuditEntry, ChatUserId, Device, Email, GrantDuration, JcUserId, PriorState, Request,
-    RequestState, SystemId, Timestamp,
+    AuditAction, AuditEntry, ChatUserId, Device, Email, GrantDuration, JcUserId, PriorState,
+    Request, RequestState, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{Insertion, JobKind, NewJob, NewRequest, Store, Transition};
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
@@ -122,10 +122,10 @@ pub async fn seed_active_grant(
         vec!["bench".into()],
         now,
     );
-    let audit = |r: &Request, action: &str| AuditEntry {
+    let audit = |r: &Request, action: AuditAction| AuditEntry {
         at: now,
         actor: slack_id.clone(),
-        action: action.into(),
+        action,
         request_id: r.id.clone(),
         before: None,
         after: Some(r.state),
@@ -134,7 +134,7 @@ pub async fn seed_active_grant(
     let new = NewRequest {
         request: r.clone(),
         delivery: None,
-        audit: audit(&r, "requested"),
+        audit: audit(&r, AuditAction::Requested),
         jobs: Vec::new(),
     };
     let inserted = store
@@ -169,7 +169,7 @@ pub async fn seed_active_grant(
     let t = Transition {
         request_id: r.id.clone(),
         expected_version: r.version,
-        audit: audit(&to, "elevated"),
+        audit: audit(&to, AuditAction::Elevated),
         to,
         notices: vec![],
         jobs: vec![NewJob {

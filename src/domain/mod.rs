@@ -14,7 +14,7 @@ pub mod prior;
 pub mod reference;
 pub mod request;
 
-pub use audit::AuditEntry;
+pub use audit::{AuditAction, AuditEntry};
 pub use command::Command;
 pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};

@@ -11,8 +11,8 @@ use super::retry::{backoff, Patience};
 use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
 use crate::domain::{
-    AssociationOp, EndCause, Event, Notice, PrivateBody, Refusal, Request, RequestState,
-    Restoration, Timestamp,
+    AssociationOp, AuditAction, EndCause, Event, Notice, PrivateBody, Refusal, Request,
+    RequestState, Restoration, Timestamp,
 };
 
 /// What became of one run of a job.
@@ -132,7 +132,8 @@ impl Engine {
                     to.jc_user = Some(user.id.clone());
                     to.candidates = candidates;
                     let detail = json!({ "candidates": to.candidates.len() });
-                    let mut t = self.bot_transition(&request, to, "device_choice_asked", detail);
+                    let mut t =
+                        self.bot_transition(&request, to, AuditAction::DeviceChoiceAsked, detail);
                     t.notices = vec![Notice::Private {
                         reply_to: None,
                         body: PrivateBody::PickDevice,
@@ -176,7 +177,7 @@ impl Engine {
             "online": device.online,
         });
         to.device = Some(device);
-        let mut t = self.bot_transition(&request, to, "sent_to_approvers", detail);
+        let mut t = self.bot_transition(&request, to, AuditAction::SentToApprovers, detail);
         t.notices = vec![
             Notice::ApprovalCard,
             Notice::Private {
@@ -227,7 +228,12 @@ impl Engine {
         let mut to = request.clone();
         to.state = RequestState::Refused;
         to.ended_at = Some(self.now());
-        let mut t = self.bot_transition(request, to, "refused", serde_json::to_value(&refusal)?);
+        let mut t = self.bot_transition(
+            request,
+            to,
+            AuditAction::Refused,
+            serde_json::to_value(&refusal)?,
+        );
         t.notices = vec![Notice::Private {
             reply_to: None,
             body: PrivateBody::Refused(refusal),
@@ -306,7 +312,7 @@ impl Engine {
         to.expires_at = Some(until);
         let detail =
             json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
-        let mut t = self.bot_transition(&request, to, "elevated", detail);
+        let mut t = self.bot_transition(&request, to, AuditAction::Elevated, detail);
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
@@ -384,7 +390,7 @@ impl Engine {
         to.prior = Some(prior.clone());
         to.expires_at = Some(until);
         let detail = json!({ "prior": prior, "expires_at": until });
-        let mut t = self.bot_transition(request, to, "prior_state_recorded", detail);
+        let mut t = self.bot_transition(request, to, AuditAction::PriorStateRecorded, detail);
         t.reschedule = vec![NewJob {
             kind: JobKind::Revoke,
             due_at: until,
@@ -404,7 +410,7 @@ impl Engine {
         to.state = RequestState::Refused;
         to.ended_at = Some(self.now());
         let detail = serde_json::to_value(&refusal)?;
-        let mut t = self.bot_transition(request, to, "not_granted", detail);
+        let mut t = self.bot_transition(request, to, AuditAction::NotGranted, detail);
         let event = Event::NotGranted { refusal };
         t.notices = vec![
             Notice::RefreshCard,
@@ -444,7 +450,12 @@ impl Engine {
         let mut to = request.clone();
         to.state = RequestState::Revoking;
         to.end_cause = Some(EndCause::GrantFailed);
-        let mut t = self.bot_transition(request, to, "grant_failed", json!({ "error": error }));
+        let mut t = self.bot_transition(
+            request,
+            to,
+            AuditAction::GrantFailed,
+            json!({ "error": error }),
+        );
         t.notices = vec![
             Notice::Thread {
                 event: Event::GrantFailed {
@@ -481,14 +492,24 @@ impl Engine {
                     Some(_) => EndCause::Expired,
                     None => EndCause::GrantFailed,
                 });
-                let t = self.bot_transition(&request, to, "expired", json!({}));
+                let t = self.bot_transition(&request, to, AuditAction::Expired, json!({}));
                 if !self.store.transition(&t).await? {
                     return Ok(self.retry_soon("the request changed meanwhile"));
                 }
                 t.to
             }
             RequestState::Revoking => request,
-            _ => return Ok(Outcome::Done),
+            // Listed one by one, not `_`: a new state must be placed on
+            // one side or the other here, or an elevation in it would
+            // finish this job without being restored (DESIGN 1).
+            RequestState::Resolving
+            | RequestState::AwaitingDevice
+            | RequestState::PendingApproval
+            | RequestState::Ended
+            | RequestState::Refused
+            | RequestState::Denied
+            | RequestState::TimedOut
+            | RequestState::Cancelled => return Ok(Outcome::Done),
         };
         let restoration = match (&request.prior, &request.device, &request.jc_user) {
             (Some(prior), Some(device), Some(jc_user)) if prior.restoration().is_some() => {
@@ -530,15 +551,15 @@ impl Engine {
         };
         let (action, detail) = match restoration {
             Restoration::LeaveAlone { found } => (
-                "left_alone",
+                AuditAction::LeftAlone,
                 json!({ "found": found, "cause": cause.as_str() }),
             ),
             Restoration::Apply(op) => (
-                "restored",
+                AuditAction::Restored,
                 json!({ "operation": op, "cause": cause.as_str() }),
             ),
             Restoration::Nothing => (
-                "restored",
+                AuditAction::Restored,
                 json!({ "operation": null, "cause": cause.as_str() }),
             ),
         };
@@ -573,7 +594,7 @@ impl Engine {
                 request,
                 Some(request.state),
                 crate::domain::audit::BOT_ACTOR,
-                "restore_failing",
+                AuditAction::RestoreFailing,
                 json!({ "attempts": n, "error": e.to_string() }),
             );
             self.store.append_audit(&entry).await?;
@@ -617,7 +638,7 @@ impl Engine {
         let mut to = request.clone();
         to.state = RequestState::TimedOut;
         to.ended_at = Some(self.now());
-        let mut t = self.bot_transition(&request, to, "timed_out", json!({}));
+        let mut t = self.bot_transition(&request, to, AuditAction::TimedOut, json!({}));
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {

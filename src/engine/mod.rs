@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use crate::domain::audit::BOT_ACTOR;
 use crate::domain::request::{bounds, clip};
 use crate::domain::{
-    AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy, PrivateBody,
-    Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditAction, AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy,
+    PrivateBody, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use ports::{
     Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Insertion, JobKind,
@@ -265,7 +265,7 @@ impl Engine {
             &request,
             None,
             input.user.as_str(),
-            "requested",
+            AuditAction::Requested,
             json!({
                 "duration": duration.to_string(),
                 "text": clip(&input.text, bounds::AUDITED_TEXT),
@@ -337,8 +337,13 @@ impl Engine {
                     to.state = RequestState::Cancelled;
                     to.ended_at = Some(self.now());
                     to.ended_by = Some(user.clone());
-                    let mut t =
-                        self.transition(&request, to, user.as_str(), "withdrawn", json!({}));
+                    let mut t = self.transition(
+                        &request,
+                        to,
+                        user.as_str(),
+                        AuditAction::Withdrawn,
+                        json!({}),
+                    );
                     t.notices = vec![
                         Notice::RefreshCard,
                         Notice::Thread {
@@ -364,7 +369,13 @@ impl Engine {
         to.state = RequestState::Revoking;
         to.ended_by = Some(by.clone());
         to.end_cause = Some(EndCause::EndedEarly);
-        let mut t = self.transition(request, to, by.as_str(), "end_requested", json!({}));
+        let mut t = self.transition(
+            request,
+            to,
+            by.as_str(),
+            AuditAction::EndRequested,
+            json!({}),
+        );
         t.reschedule = vec![NewJob {
             kind: JobKind::Revoke,
             due_at: self.now(),
@@ -427,8 +438,13 @@ impl Engine {
             let by = click.user.clone();
             let t = if approve {
                 to.state = RequestState::Approved;
-                let mut t =
-                    self.transition(&request, to, click.user.as_str(), "approved", json!({}));
+                let mut t = self.transition(
+                    &request,
+                    to,
+                    click.user.as_str(),
+                    AuditAction::Approved,
+                    json!({}),
+                );
                 t.notices = vec![
                     Notice::RefreshCard,
                     Notice::Thread {
@@ -455,7 +471,13 @@ impl Engine {
                 t
             } else {
                 to.state = RequestState::Denied;
-                let mut t = self.transition(&request, to, click.user.as_str(), "denied", json!({}));
+                let mut t = self.transition(
+                    &request,
+                    to,
+                    click.user.as_str(),
+                    AuditAction::Denied,
+                    json!({}),
+                );
                 t.notices = vec![
                     Notice::RefreshCard,
                     Notice::Thread {
@@ -537,7 +559,13 @@ impl Engine {
         to.state = RequestState::Resolving;
         to.device = Some(device);
         let detail = json!({ "system_id": system });
-        let mut t = self.transition(&request, to, click.user.as_str(), "device_picked", detail);
+        let mut t = self.transition(
+            &request,
+            to,
+            click.user.as_str(),
+            AuditAction::DevicePicked,
+            detail,
+        );
         t.jobs = vec![NewJob {
             kind: JobKind::Resolve,
             due_at: self.now(),
@@ -616,7 +644,7 @@ impl Engine {
             request,
             Some(request.state),
             click.user.as_str(),
-            "click_refused",
+            AuditAction::ClickRefused,
             serde_json::to_value(&refusal)?,
         );
         self.store.append_audit(&entry).await?;
@@ -657,7 +685,7 @@ impl Engine {
         before: &Request,
         mut after: Request,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> Transition {
         // Every transition is built here; the state machine's table is the
@@ -687,13 +715,13 @@ impl Engine {
         request: &Request,
         before: Option<RequestState>,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> AuditEntry {
         AuditEntry {
             at: self.now(),
             actor: actor.to_string(),
-            action: action.to_string(),
+            action,
             request_id: request.id.clone(),
             before,
             after: Some(request.state),
@@ -706,7 +734,7 @@ impl Engine {
         &self,
         before: &Request,
         after: Request,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> Transition {
         self.transition(before, after, BOT_ACTOR, action, detail)

@@ -34,8 +34,8 @@ use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 
 use crate::domain::{
-    AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
-    Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditAction, AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration,
+    JcUserId, Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
@@ -248,7 +248,10 @@ fn audit_from_row(row: &PgRow) -> anyhow::Result<AuditEntry> {
     Ok(AuditEntry {
         at: ts(row.try_get("at")?),
         actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
+        action: {
+            let action: String = row.try_get("action")?;
+            AuditAction::parse(&action).with_context(|| format!("unknown audit action {action}"))?
+        },
         request_id: RequestId::from_stored(row.try_get("request_id")?),
         before: state("before_state")?,
         after: state("after_state")?,
@@ -315,7 +318,7 @@ async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(ms(e.at))
         .bind(&e.actor)
-        .bind(&e.action)
+        .bind(e.action.as_str())
         .bind(e.request_id.as_str())
         .bind(e.before.map(RequestState::as_str))
         .bind(e.after.map(RequestState::as_str))

@@ -483,7 +483,7 @@ impl TestApp {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.action)
+            .map(|e| e.action.to_string())
             .collect()
     }
 }
