@@ -13,6 +13,7 @@ pub mod policy;
 pub mod prior;
 pub mod reference;
 pub mod request;
+pub mod stage;
 
 pub use audit::{AuditAction, AuditEntry};
 pub use command::Command;
@@ -23,6 +24,7 @@ pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
 pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
+pub use stage::{Account, Decision, Grant, IllegalMove, Known, Move, Stage};
 
 /// A point in time. Milliseconds are the resolution the store keeps.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

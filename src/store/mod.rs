@@ -7,6 +7,7 @@
 //! audit line, its outgoing messages and its timers are written together or
 //! not at all.
 
+mod codec;
 mod group_commit;
 mod postgres;
 mod sqlite;

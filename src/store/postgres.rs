@@ -28,14 +28,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::DateTime;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 
+use super::codec::{
+    encode, ms, state_list, ts, AuditRow, JobRow, ReferenceRow, RequestRow, AUDIT_COLUMNS,
+    REQUEST_COLUMNS,
+};
 use crate::domain::{
-    AuditAction, AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration,
-    JcUserId, Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Refusal, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
@@ -71,27 +74,6 @@ pub struct PostgresStore {
     woken: Arc<Notify>,
     /// The task that listens on [`WORK_CHANNEL`]; stopped by `close`.
     listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
-}
-
-/// A row of `conversation_references`.
-#[derive(sqlx::FromRow)]
-struct ReferenceRow {
-    service_url: String,
-    conversation_id: Option<String>,
-    tenant_id: Option<String>,
-    seen_at: i64,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.map(ts)
 }
 
 impl PostgresStore {
@@ -199,80 +181,10 @@ async fn listen(pool: PgPool, mut first: Option<PgListener>, woken: Arc<Notify>)
     }
 }
 
-fn request_from_row(row: &PgRow) -> anyhow::Result<Request> {
-    let text = |col: &str| -> anyhow::Result<Option<String>> {
-        Ok(row.try_get::<Option<String>, _>(col)?)
-    };
-    let state: String = row.try_get("state")?;
-    let platform: String = row.try_get("platform")?;
-    let platform =
-        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
-    let person = |id: String| ChatUserId::new(platform, id);
-    Ok(Request {
-        id: RequestId::from_stored(row.try_get("id")?),
-        requester: person(row.try_get("requester")?),
-        reply_to: row.try_get("reply_to")?,
-        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
-        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
-        reason: row.try_get("reason")?,
-        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
-        created_at: ts(row.try_get("created_at")?),
-        email: text("email")?.and_then(|e| Email::parse(&e)),
-        jc_user: text("jc_user")?.map(JcUserId::new),
-        device: text("device")?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()?,
-        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
-        prior: text("prior")?
-            .map(|p| serde_json::from_str(&p))
-            .transpose()?,
-        decided_by: text("decided_by")?.map(person),
-        decided_at: opt_ts(row.try_get("decided_at")?),
-        elevated_at: opt_ts(row.try_get("elevated_at")?),
-        expires_at: opt_ts(row.try_get("expires_at")?),
-        ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: text("ended_by")?.map(person),
-        end_cause: text("end_cause")?.and_then(|c| EndCause::parse(&c)),
-        left_alone: row.try_get("left_alone")?,
-        approval_message: row.try_get("approval_message")?,
-        version: row.try_get("version")?,
-    })
+/// Every request column, for `SELECT` (`data` as text, for the codec).
+fn request_columns() -> String {
+    format!("{REQUEST_COLUMNS}, data::text AS data")
 }
-
-fn audit_from_row(row: &PgRow) -> anyhow::Result<AuditEntry> {
-    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
-        Ok(row
-            .try_get::<Option<String>, _>(col)?
-            .and_then(|s| RequestState::parse(&s)))
-    };
-    Ok(AuditEntry {
-        at: ts(row.try_get("at")?),
-        actor: row.try_get("actor")?,
-        action: {
-            let action: String = row.try_get("action")?;
-            AuditAction::parse(&action).with_context(|| format!("unknown audit action {action}"))?
-        },
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        before: state("before_state")?,
-        after: state("after_state")?,
-        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
-    })
-}
-
-fn job_from_row(row: &PgRow) -> anyhow::Result<Job> {
-    let kind: String = row.try_get("kind")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        kind: JobKind::from_stored(&kind, row.try_get("arg")?)
-            .with_context(|| format!("unknown job kind {kind}"))?,
-        due_at: ts(row.try_get("due_at")?),
-        attempt: row.try_get::<i64, _>("attempts")? as u32,
-    })
-}
-
-/// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
 
 /// The states in which a request holds its device (the unique index of the
 /// migration names the same ones).
@@ -296,21 +208,24 @@ async fn insert_request_row(
     r: &Request,
     delivery: Option<&str>,
 ) -> anyhow::Result<bool> {
-    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (delivery) DO NOTHING")
-        .bind(r.id.as_str())
-        .bind(r.platform().as_str())
-        .bind(r.requester.as_str())
-        .bind(&r.reply_to)
-        .bind(r.duration.as_secs() as i64)
-        .bind(serde_json::to_string(&r.words)?)
-        .bind(&r.reason)
-        .bind(r.state.as_str())
-        .bind(ms(r.created_at))
-        .bind(r.version)
-        .bind(delivery)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let e = encode(r)?;
+    let inserted = sqlx::query(
+        "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT (delivery) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(e.platform)
+    .bind(e.requester)
+    .bind(e.state)
+    .bind(e.created_at)
+    .bind(e.jc_user)
+    .bind(e.system_id)
+    .bind(&e.data)
+    .bind(e.version)
+    .bind(delivery)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     Ok(inserted == 1)
 }
 
@@ -406,28 +321,16 @@ async fn update_request_if_version(
     t: &Transition,
     r: &Request,
 ) -> anyhow::Result<bool> {
+    let e = encode(r)?;
     let updated = sqlx::query(
-        "UPDATE requests SET state = $1, reason = $2, email = $3, jc_user = $4, system_id = $5, device = $6, candidates = $7, prior = $8, \
-         decided_by = $9, decided_at = $10, elevated_at = $11, expires_at = $12, ended_at = $13, ended_by = $14, end_cause = $15, left_alone = $16, version = $17 \
-         WHERE id = $18 AND version = $19",
+        "UPDATE requests SET state = $1, jc_user = $2, system_id = $3, data = $4::jsonb, version = $5 \
+         WHERE id = $6 AND version = $7",
     )
-    .bind(r.state.as_str())
-    .bind(&r.reason)
-    .bind(r.email.as_ref().map(Email::as_str))
-    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
-    .bind(r.device.as_ref().map(|d| d.id.as_str()))
-    .bind(json_or_null(&r.device)?)
-    .bind(serde_json::to_string(&r.candidates)?)
-    .bind(json_or_null(&r.prior)?)
-    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.decided_at.map(ms))
-    .bind(r.elevated_at.map(ms))
-    .bind(r.expires_at.map(ms))
-    .bind(r.ended_at.map(ms))
-    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.end_cause.map(EndCause::as_str))
-    .bind(r.left_alone)
-    .bind(r.version)
+    .bind(e.state)
+    .bind(e.jc_user)
+    .bind(e.system_id)
+    .bind(&e.data)
+    .bind(e.version)
     .bind(t.request_id.as_str())
     .bind(t.expected_version)
     .execute(&mut **tx)
@@ -504,7 +407,7 @@ async fn lease_job(
     lease_until: Timestamp,
     owner: &str,
 ) -> anyhow::Result<Option<Job>> {
-    let row = sqlx::query(
+    let row: Option<JobRow> = sqlx::query_as(
         "UPDATE jobs SET attempts = attempts + 1, locked_until = $3, locked_by = $4 \
          WHERE id = (SELECT j.id FROM jobs j \
                      WHERE j.id = $1 AND j.done_at IS NULL AND j.due_at <= $2 \
@@ -520,7 +423,7 @@ async fn lease_job(
     .bind(owner)
     .fetch_optional(&mut **tx)
     .await?;
-    row.as_ref().map(job_from_row).transpose()
+    row.map(JobRow::decode).transpose()
 }
 
 /// Gives an outbox message up for good, whoever holds it (a row this
@@ -538,24 +441,6 @@ async fn set_message_aside(
         .execute(pool)
         .await?;
     Ok(())
-}
-
-/// The stored names of the states that satisfy `pick`, as an SQL list.
-fn state_list(pick: fn(RequestState) -> bool) -> String {
-    RequestState::ALL
-        .into_iter()
-        .filter(|s| pick(*s))
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
-    value
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(Into::into)
 }
 
 #[async_trait]
@@ -602,23 +487,23 @@ impl Store for PostgresStore {
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE id = $1", request_columns());
+        let row: Option<RequestRow> = sqlx::query_as(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(request_from_row).transpose()
+        row.map(RequestRow::decode).transpose()
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
         let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal}) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal}) ORDER BY created_at, id", request_columns());
+        let rows: Vec<RequestRow> = sqlx::query_as(&sql)
             .bind(requester.platform().as_str())
             .bind(requester.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(request_from_row).collect()
+        rows.into_iter().map(RequestRow::decode).collect()
     }
 
     async fn open_request_for_device(
@@ -627,14 +512,14 @@ impl Store for PostgresStore {
         system: &SystemId,
         except: &RequestId,
     ) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = $1 AND system_id = $2 AND id <> $3 AND state IN ({OPEN_ON_DEVICE}) ORDER BY created_at LIMIT 1");
-        let row = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE jc_user = $1 AND system_id = $2 AND id <> $3 AND state IN ({OPEN_ON_DEVICE}) ORDER BY created_at LIMIT 1", request_columns());
+        let row: Option<RequestRow> = sqlx::query_as(&sql)
             .bind(user.as_str())
             .bind(system.as_str())
             .bind(except.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(request_from_row).transpose()
+        row.map(RequestRow::decode).transpose()
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
@@ -753,13 +638,7 @@ impl Store for PostgresStore {
         .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| ConversationReference {
-            user: user.clone(),
-            service_url: r.service_url,
-            conversation_id: r.conversation_id,
-            tenant_id: r.tenant_id,
-            seen_at: ts(r.seen_at),
-        }))
+        Ok(row.map(|r| r.decode(user)))
     }
 
     async fn claim_job(
@@ -955,11 +834,12 @@ impl Store for PostgresStore {
     }
 
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= $1 ORDER BY id")
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= $1 ORDER BY id");
+        let rows: Vec<AuditRow> = sqlx::query_as(&sql)
             .bind(since.map(ms).unwrap_or(i64::MIN))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(audit_from_row).collect()
+        rows.into_iter().map(AuditRow::decode).collect()
     }
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {

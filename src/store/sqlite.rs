@@ -4,17 +4,18 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::DateTime;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::codec::{
+    encode, ms, state_list, ts, AuditRow, JobRow, ReferenceRow, RequestRow, AUDIT_COLUMNS,
+    REQUEST_COLUMNS,
+};
 use super::group_commit::GroupCommit;
 use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
-    AuditAction, AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration,
-    JcUserId, Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Refusal, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
@@ -93,27 +94,6 @@ fn lock_database(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
-}
-
-/// A row of `conversation_references`.
-#[derive(sqlx::FromRow)]
-struct ReferenceRow {
-    service_url: String,
-    conversation_id: Option<String>,
-    tenant_id: Option<String>,
-    seen_at: i64,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.map(ts)
 }
 
 impl SqliteStore {
@@ -297,68 +277,10 @@ impl SqliteStore {
     }
 }
 
-fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
-    let json_opt = |col: &str| -> anyhow::Result<Option<String>> {
-        Ok(row.try_get::<Option<String>, _>(col)?)
-    };
-    let state: String = row.try_get("state")?;
-    let platform: String = row.try_get("platform")?;
-    let platform =
-        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
-    let person = |id: String| ChatUserId::new(platform, id);
-    Ok(Request {
-        id: RequestId::from_stored(row.try_get("id")?),
-        requester: person(row.try_get("requester")?),
-        reply_to: row.try_get("reply_to")?,
-        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
-        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
-        reason: row.try_get("reason")?,
-        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
-        created_at: ts(row.try_get("created_at")?),
-        email: json_opt("email")?.and_then(|e| Email::parse(&e)),
-        jc_user: json_opt("jc_user")?.map(JcUserId::new),
-        device: json_opt("device")?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()?,
-        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
-        prior: json_opt("prior")?
-            .map(|p| serde_json::from_str(&p))
-            .transpose()?,
-        decided_by: json_opt("decided_by")?.map(person),
-        decided_at: opt_ts(row.try_get("decided_at")?),
-        elevated_at: opt_ts(row.try_get("elevated_at")?),
-        expires_at: opt_ts(row.try_get("expires_at")?),
-        ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: json_opt("ended_by")?.map(person),
-        end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
-        left_alone: row.try_get("left_alone")?,
-        approval_message: row.try_get("approval_message")?,
-        version: row.try_get("version")?,
-    })
+/// Every request column, for `SELECT`.
+fn request_columns() -> String {
+    format!("{REQUEST_COLUMNS}, data")
 }
-
-fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
-    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
-        Ok(row
-            .try_get::<Option<String>, _>(col)?
-            .and_then(|s| RequestState::parse(&s)))
-    };
-    Ok(AuditEntry {
-        at: ts(row.try_get("at")?),
-        actor: row.try_get("actor")?,
-        action: {
-            let action: String = row.try_get("action")?;
-            AuditAction::parse(&action).with_context(|| format!("unknown audit action {action}"))?
-        },
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        before: state("before_state")?,
-        after: state("after_state")?,
-        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
-    })
-}
-
-/// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -442,28 +364,16 @@ async fn transition_on(
     let mut tx = conn.begin().await?;
     // The version check makes this the conditional update of DESIGN 3: of
     // two writers that read the same version, the second changes nothing.
+    let e = encode(r)?;
     let updated = sqlx::query(
-        "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
-         decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, left_alone = ?, version = ? \
-         WHERE id = ? AND version = ?",
+        "UPDATE requests SET state = ?1, jc_user = ?2, system_id = ?3, data = ?4, version = ?5 \
+         WHERE id = ?6 AND version = ?7",
     )
-    .bind(r.state.as_str())
-    .bind(&r.reason)
-    .bind(r.email.as_ref().map(Email::as_str))
-    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
-    .bind(r.device.as_ref().map(|d| d.id.as_str()))
-    .bind(json_or_null(&r.device)?)
-    .bind(serde_json::to_string(&r.candidates)?)
-    .bind(json_or_null(&r.prior)?)
-    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.decided_at.map(ms))
-    .bind(r.elevated_at.map(ms))
-    .bind(r.expires_at.map(ms))
-    .bind(r.ended_at.map(ms))
-    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.end_cause.map(EndCause::as_str))
-    .bind(r.left_alone)
-    .bind(r.version)
+    .bind(e.state)
+    .bind(e.jc_user)
+    .bind(e.system_id)
+    .bind(&e.data)
+    .bind(e.version)
     .bind(t.request_id.as_str())
     .bind(t.expected_version)
     .execute(&mut *tx)
@@ -503,43 +413,28 @@ async fn mark_failed(
     Ok(())
 }
 
-/// The stored names of the states that satisfy `pick`, as an SQL list.
-fn state_list(pick: fn(RequestState) -> bool) -> String {
-    RequestState::ALL
-        .into_iter()
-        .filter(|s| pick(*s))
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
-    value
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(Into::into)
-}
-
 /// A new request's row, first audit line and jobs; nothing when a request
 /// with the same delivery key exists (the command is a copy).
 async fn insert_new_request(tx: &mut Tx<'_>, new: &NewRequest) -> anyhow::Result<Insertion> {
     let r = &new.request;
-    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery) DO NOTHING")
-        .bind(r.id.as_str())
-        .bind(r.platform().as_str())
-        .bind(r.requester.as_str())
-        .bind(&r.reply_to)
-        .bind(r.duration.as_secs() as i64)
-        .bind(serde_json::to_string(&r.words)?)
-        .bind(&r.reason)
-        .bind(r.state.as_str())
-        .bind(ms(r.created_at))
-        .bind(r.version)
-        .bind(&new.delivery)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let e = encode(r)?;
+    let inserted = sqlx::query(
+        "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (delivery) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(e.platform)
+    .bind(e.requester)
+    .bind(e.state)
+    .bind(e.created_at)
+    .bind(e.jc_user)
+    .bind(e.system_id)
+    .bind(&e.data)
+    .bind(e.version)
+    .bind(&new.delivery)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     if inserted == 0 {
         return Ok(Insertion::Replayed);
     }
@@ -619,23 +514,23 @@ impl Store for SqliteStore {
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?");
-        let row = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE id = ?", request_columns());
+        let row: Option<RequestRow> = sqlx::query_as(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(request_from_row).transpose()
+        row.map(RequestRow::decode).transpose()
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
         let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id", request_columns());
+        let rows: Vec<RequestRow> = sqlx::query_as(&sql)
             .bind(requester.platform().as_str())
             .bind(requester.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(request_from_row).collect()
+        rows.into_iter().map(RequestRow::decode).collect()
     }
 
     async fn open_request_for_device(
@@ -644,21 +539,21 @@ impl Store for SqliteStore {
         system: &SystemId,
         except: &RequestId,
     ) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = ? AND system_id = ? AND id <> ? AND state IN ('pending_approval', 'approved', 'active', 'revoking') ORDER BY created_at LIMIT 1");
-        let row = sqlx::query(&sql)
+        let sql = format!("SELECT {} FROM requests WHERE jc_user = ? AND system_id = ? AND id <> ? AND state IN ('pending_approval', 'approved', 'active', 'revoking') ORDER BY created_at LIMIT 1", request_columns());
+        let row: Option<RequestRow> = sqlx::query_as(&sql)
             .bind(user.as_str())
             .bind(system.as_str())
             .bind(except.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(request_from_row).transpose()
+        row.map(RequestRow::decode).transpose()
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
         let _writing = self
             .writer
             .turn(revocation_if(matches!(
-                t.to.state,
+                t.to.state(),
                 RequestState::Revoking | RequestState::Ended
             )))
             .await;
@@ -673,7 +568,7 @@ impl Store for SqliteStore {
         // that is idempotent, and keeping them cheap keeps a burst of
         // revocations from queueing behind a thousand fsyncs.
         let mut conn = self.pool.acquire().await?;
-        let durable = r.state == RequestState::Approved;
+        let durable = r.state() == RequestState::Approved;
         if durable {
             sqlx::query("PRAGMA synchronous = FULL")
                 .execute(&mut *conn)
@@ -779,13 +674,7 @@ impl Store for SqliteStore {
         .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| ConversationReference {
-            user: user.clone(),
-            service_url: r.service_url,
-            conversation_id: r.conversation_id,
-            tenant_id: r.tenant_id,
-            seen_at: ts(r.seen_at),
-        }))
+        Ok(row.map(|r| r.decode(user)))
     }
 
     async fn claim_job(
@@ -802,7 +691,7 @@ impl Store for SqliteStore {
             ClaimScope::Revocations => Some(JobKind::Revoke.name()),
             ClaimScope::Any => None,
         };
-        let row = sqlx::query(
+        let row: Option<JobRow> = sqlx::query_as(
             "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id = (SELECT j.id FROM jobs j \
                          WHERE j.done_at IS NULL AND j.due_at <= ?1 AND (?3 IS NULL OR j.kind = ?3) \
@@ -817,16 +706,7 @@ impl Store for SqliteStore {
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let kind: String = row.try_get("kind")?;
-        Ok(Some(Job {
-            id: row.try_get("id")?,
-            request_id: RequestId::from_stored(row.try_get("request_id")?),
-            kind: JobKind::from_stored(&kind, row.try_get("arg")?)
-                .with_context(|| format!("unknown job kind {kind}"))?,
-            due_at: ts(row.try_get("due_at")?),
-            attempt: row.try_get::<i64, _>("attempts")? as u32,
-        }))
+        row.map(JobRow::decode).transpose()
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
@@ -976,11 +856,12 @@ impl Store for SqliteStore {
     }
 
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= ? ORDER BY id")
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= ? ORDER BY id");
+        let rows: Vec<AuditRow> = sqlx::query_as(&sql)
             .bind(since.map(ms).unwrap_or(i64::MIN))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(audit_from_row).collect()
+        rows.into_iter().map(AuditRow::decode).collect()
     }
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {

@@ -226,7 +226,7 @@ impl TeamsChat {
             if let Some(name) = self.known_name(user.as_str()) {
                 people.insert(user, name);
             } else if user == request.requester {
-                if let Some(email) = &request.email {
+                if let Some(email) = request.email() {
                     people.insert(user, email.as_str().to_owned());
                 }
             }
@@ -548,8 +548,8 @@ fn member_email(member: &TeamsMember) -> Option<Email> {
 /// The people a message about `request` (and `event`) may name.
 fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     let mut people = vec![request.requester.clone()];
-    people.extend(request.decided_by.clone());
-    people.extend(request.ended_by.clone());
+    people.extend(request.decided_by().cloned());
+    people.extend(request.ended_by().cloned());
     match event {
         Some(Event::Approved { by } | Event::Denied { by }) => people.push(by.clone()),
         Some(Event::Ended { by: Some(by), .. }) => people.push(by.clone()),
