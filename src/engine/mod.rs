@@ -9,10 +9,14 @@
 //! it is retried until JumpCloud confirms the restoration.
 
 pub mod clock;
+#[cfg(test)]
+mod fakes;
 mod jobs;
 pub mod ports;
 pub mod retry;
 mod scheduler;
+#[cfg(test)]
+mod tests;
 
 pub use scheduler::Workers;
 
