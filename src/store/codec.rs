@@ -22,16 +22,11 @@ use crate::domain::{
     AuditAction, AuditEntry, ChatUserId, ConversationReference, GrantDuration, Platform, Request,
     RequestId, RequestState, Stage, Timestamp,
 };
-use crate::engine::ports::{Job, JobKind};
+use crate::engine::ports::{Job, JobKind, OutboxMessage};
 
 /// The format of `requests.data` this version writes (and the only one it
 /// reads).
 pub(super) const DATA_VERSION: u32 = 1;
-
-/// The columns of `requests` every request query selects, in
-/// [`RequestRow`]'s names (`data` is text on both backends).
-pub(super) const REQUEST_COLUMNS: &str =
-    "id, platform, requester, state, created_at, approval_message, version";
 
 /// A time as the store keeps it: Unix milliseconds.
 pub(super) fn ms(t: Timestamp) -> i64 {
@@ -122,7 +117,7 @@ pub(super) fn encode(r: &Request) -> anyhow::Result<EncodedRequest<'_>> {
     })
 }
 
-/// A row of `requests`, as selected by [`REQUEST_COLUMNS`] and `data`.
+/// A row of `requests`, with `data` as text.
 #[derive(sqlx::FromRow)]
 pub(super) struct RequestRow {
     id: String,
@@ -181,10 +176,6 @@ pub(super) struct AuditRow {
     after_state: Option<String>,
     detail: String,
 }
-
-/// The columns of `audit` that [`AuditRow`] reads.
-pub(super) const AUDIT_COLUMNS: &str =
-    "at, actor, action, request_id, before_state, after_state, detail";
 
 impl AuditRow {
     /// The audit line the row holds.
@@ -247,5 +238,27 @@ impl ReferenceRow {
             tenant_id: self.tenant_id,
             seen_at: ts(self.seen_at),
         }
+    }
+}
+
+/// A claimed row of `outbox`.
+#[derive(sqlx::FromRow)]
+pub(super) struct MessageRow {
+    pub id: i64,
+    request_id: String,
+    notice: String,
+    attempts: i64,
+}
+
+impl MessageRow {
+    /// The message the row holds; an error for a notice this version
+    /// cannot read.
+    pub(super) fn decode(self) -> serde_json::Result<OutboxMessage> {
+        Ok(OutboxMessage {
+            id: self.id,
+            request_id: RequestId::from_stored(self.request_id),
+            notice: serde_json::from_str(&self.notice)?,
+            attempt: self.attempts as u32,
+        })
     }
 }

@@ -10,6 +10,7 @@
 mod codec;
 mod group_commit;
 mod postgres;
+mod shared;
 mod sqlite;
 mod write_queue;
 

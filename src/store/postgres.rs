@@ -29,20 +29,17 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::codec::{
-    encode, ms, state_list, ts, AuditRow, JobRow, ReferenceRow, RequestRow, AUDIT_COLUMNS,
-    REQUEST_COLUMNS,
-};
+use super::codec::{ms, JobRow, MessageRow};
 use crate::domain::{
-    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Refusal, Request, RequestId,
+    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Request, RequestId,
     RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
-    Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, Store,
+    Transition,
 };
 
 /// The channel replicas wake each other on when work is added or released.
@@ -181,63 +178,17 @@ async fn listen(pool: PgPool, mut first: Option<PgListener>, woken: Arc<Notify>)
     }
 }
 
-/// Every request column, for `SELECT` (`data` as text, for the codec).
-fn request_columns() -> String {
-    format!("{REQUEST_COLUMNS}, data::text AS data")
-}
-
-/// The states in which a request holds its device (the unique index of the
-/// migration names the same ones).
-const OPEN_ON_DEVICE: &str = "'pending_approval', 'approved', 'active', 'revoking'";
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+super::shared::shared_sql!(
+    db = sqlx::Postgres,
+    data = "data::text AS data",
+    json = "::jsonb",
+    release = ", locked_by = NULL"
+);
 
 /// Tells every replica (on commit) that work was added or released.
 async fn notify_work(tx: &mut Tx<'_>) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WORK_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Inserts the request's row; `false` when a request with the same
-/// delivery key exists (the command is a copy), and nothing was written.
-async fn insert_request_row(
-    tx: &mut Tx<'_>,
-    r: &Request,
-    delivery: Option<&str>,
-) -> anyhow::Result<bool> {
-    let e = encode(r)?;
-    let inserted = sqlx::query(
-        "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT (delivery) DO NOTHING",
-    )
-    .bind(e.id)
-    .bind(e.platform)
-    .bind(e.requester)
-    .bind(e.state)
-    .bind(e.created_at)
-    .bind(e.jc_user)
-    .bind(e.system_id)
-    .bind(&e.data)
-    .bind(e.version)
-    .bind(delivery)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(ms(e.at))
-        .bind(&e.actor)
-        .bind(e.action.as_str())
-        .bind(e.request_id.as_str())
-        .bind(e.before.map(RequestState::as_str))
-        .bind(e.after.map(RequestState::as_str))
-        .bind(e.detail.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -252,90 +203,6 @@ async fn lock_request_row(tx: &mut Tx<'_>, id: &RequestId) -> anyhow::Result<boo
         .fetch_optional(&mut **tx)
         .await?;
     Ok(found.is_some())
-}
-
-/// Callers hold the request's row lock (or created the row in this
-/// transaction): see [`lock_request_row`].
-async fn insert_notices(tx: &mut Tx<'_>, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-    for notice in notices {
-        // Due at once: delivery order is the id order within a request.
-        sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES ($1, $2, 0)")
-            .bind(id.as_str())
-            .bind(serde_json::to_string(notice)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn insert_jobs(tx: &mut Tx<'_>, id: &RequestId, jobs: &[NewJob]) -> anyhow::Result<()> {
-    for job in jobs {
-        sqlx::query("INSERT INTO jobs (request_id, kind, arg, due_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.as_str())
-            .bind(job.kind.name())
-            .bind(job.kind.arg())
-            .bind(ms(job.due_at))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Moves the pending job of that kind to the new time, or creates it.
-async fn reschedule_job(tx: &mut Tx<'_>, id: &RequestId, job: &NewJob) -> anyhow::Result<()> {
-    let moved = sqlx::query("UPDATE jobs SET due_at = $1 WHERE request_id = $2 AND kind = $3 AND arg = $4 AND done_at IS NULL")
-        .bind(ms(job.due_at))
-        .bind(id.as_str())
-        .bind(job.kind.name())
-        .bind(job.kind.arg())
-        .execute(&mut **tx)
-        .await?;
-    if moved.rows_affected() == 0 {
-        insert_jobs(tx, id, std::slice::from_ref(job)).await?;
-    }
-    Ok(())
-}
-
-/// Marks pending jobs of that kind done without running them (not one
-/// that is in flight: its worker finishes it).
-async fn cancel_jobs(
-    tx: &mut Tx<'_>,
-    id: &RequestId,
-    kind: JobKind,
-    now: Timestamp,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE jobs SET done_at = $1, last_error = 'cancelled' WHERE request_id = $2 AND kind = $3 AND done_at IS NULL AND locked_until IS NULL")
-        .bind(ms(now))
-        .bind(id.as_str())
-        .bind(kind.name())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// The conditional update of a transition: applies only if the request
-/// still has the version the engine read. A concurrent writer waits for the
-/// row lock, then finds the version changed and updates nothing.
-async fn update_request_if_version(
-    tx: &mut Tx<'_>,
-    t: &Transition,
-    r: &Request,
-) -> anyhow::Result<bool> {
-    let e = encode(r)?;
-    let updated = sqlx::query(
-        "UPDATE requests SET state = $1, jc_user = $2, system_id = $3, data = $4::jsonb, version = $5 \
-         WHERE id = $6 AND version = $7",
-    )
-    .bind(e.state)
-    .bind(e.jc_user)
-    .bind(e.system_id)
-    .bind(&e.data)
-    .bind(e.version)
-    .bind(t.request_id.as_str())
-    .bind(t.expected_version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(updated.rows_affected() > 0)
 }
 
 /// Due, idle jobs (of `kind`, when given) whose request has no job in
@@ -360,28 +227,6 @@ async fn claimable_jobs(
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows)
-}
-
-/// What `admit` says of one more request of `r`'s requester: counts their
-/// open requests and those they made at or after `since`.
-async fn admission<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    r: &Request,
-    since: Timestamp,
-    admit: &Admission,
-) -> anyhow::Result<Result<(), Refusal>> {
-    let terminal = state_list(RequestState::is_terminal);
-    let sql = format!(
-        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= $1) \
-         FROM requests WHERE platform = $2 AND requester = $3"
-    );
-    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
-        .bind(ms(since))
-        .bind(r.requester.platform().as_str())
-        .bind(r.requester.as_str())
-        .fetch_one(db)
-        .await?;
-    Ok(admit(open as usize, recent as usize))
 }
 
 /// Takes the request's advisory lock for the rest of the transaction, if
@@ -424,23 +269,6 @@ async fn lease_job(
     .fetch_optional(&mut **tx)
     .await?;
     row.map(JobRow::decode).transpose()
-}
-
-/// Gives an outbox message up for good, whoever holds it (a row this
-/// version cannot read).
-async fn set_message_aside(
-    pool: &PgPool,
-    id: i64,
-    now: Timestamp,
-    error: &str,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
-        .bind(ms(now))
-        .bind(error)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(())
 }
 
 #[async_trait]
@@ -487,23 +315,11 @@ impl Store for PostgresStore {
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {} FROM requests WHERE id = $1", request_columns());
-        let row: Option<RequestRow> = sqlx::query_as(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(RequestRow::decode).transpose()
+        select_request(&self.pool, id).await
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
-        let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {} FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal}) ORDER BY created_at, id", request_columns());
-        let rows: Vec<RequestRow> = sqlx::query_as(&sql)
-            .bind(requester.platform().as_str())
-            .bind(requester.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(RequestRow::decode).collect()
+        select_open_requests_of(&self.pool, requester).await
     }
 
     async fn open_request_for_device(
@@ -512,14 +328,7 @@ impl Store for PostgresStore {
         system: &SystemId,
         except: &RequestId,
     ) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {} FROM requests WHERE jc_user = $1 AND system_id = $2 AND id <> $3 AND state IN ({OPEN_ON_DEVICE}) ORDER BY created_at LIMIT 1", request_columns());
-        let row: Option<RequestRow> = sqlx::query_as(&sql)
-            .bind(user.as_str())
-            .bind(system.as_str())
-            .bind(except.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(RequestRow::decode).transpose()
+        select_open_request_for_device(&self.pool, user, system, except).await
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
@@ -529,18 +338,9 @@ impl Store for PostgresStore {
         // without its revocation job (DESIGN 1). Commits are synchronous:
         // once this returns, a power loss forgets nothing.
         let mut tx = self.pool.begin().await?;
-        if !update_request_if_version(&mut tx, t, &t.to).await? {
+        if !apply_transition(&mut tx, t).await? {
             tx.rollback().await?;
             return Ok(false);
-        }
-        insert_audit(&mut tx, &t.audit).await?;
-        insert_notices(&mut tx, &t.request_id, &t.notices).await?;
-        insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
-        for job in &t.reschedule {
-            reschedule_job(&mut tx, &t.request_id, job).await?;
-        }
-        for kind in &t.cancel {
-            cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
         }
         if !t.notices.is_empty() || !t.jobs.is_empty() || !t.reschedule.is_empty() {
             notify_work(&mut tx).await?;
@@ -550,12 +350,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE requests SET approval_message = $1 WHERE id = $2")
-            .bind(reference)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        update_approval_message(&self.pool, id, reference).await
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
@@ -583,62 +378,23 @@ impl Store for PostgresStore {
         keep_until: Timestamp,
     ) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // Pruned here rather than by a timer, as on SQLite.
-        sqlx::query("DELETE FROM replays WHERE keep_until < $1")
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO replays (key, keep_until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(ms(keep_until))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let first = record_sighting(&mut tx, key, now, keep_until).await?;
         tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(first)
     }
 
     async fn remember_conversation_reference(
         &self,
         reference: &ConversationReference,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO conversation_references \
-               (platform, user_id, service_url, conversation_id, tenant_id, seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (platform, user_id) DO UPDATE SET \
-               service_url = excluded.service_url, \
-               conversation_id = COALESCE(excluded.conversation_id, conversation_references.conversation_id), \
-               tenant_id = COALESCE(excluded.tenant_id, conversation_references.tenant_id), \
-               seen_at = excluded.seen_at \
-             WHERE excluded.seen_at >= conversation_references.seen_at",
-        )
-        .bind(reference.user.platform().as_str())
-        .bind(reference.user.as_str())
-        .bind(&reference.service_url)
-        .bind(&reference.conversation_id)
-        .bind(&reference.tenant_id)
-        .bind(ms(reference.seen_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        upsert_reference(&self.pool, reference).await
     }
 
     async fn conversation_reference(
         &self,
         user: &ChatUserId,
     ) -> anyhow::Result<Option<ConversationReference>> {
-        let row: Option<ReferenceRow> = sqlx::query_as(
-            "SELECT service_url, conversation_id, tenant_id, seen_at \
-             FROM conversation_references WHERE platform = $1 AND user_id = $2",
-        )
-        .bind(user.platform().as_str())
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.decode(user)))
+        select_reference(&self.pool, user).await
     }
 
     async fn claim_job(
@@ -680,26 +436,12 @@ impl Store for PostgresStore {
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
-        // Fenced by the attempt: a slow old attempt cannot finish a newer one.
-        sqlx::query("UPDATE jobs SET done_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND done_at IS NULL")
-            .bind(ms(now))
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_job(&self.pool, job, now).await
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let released = sqlx::query("UPDATE jobs SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND done_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        if released.rows_affected() > 0 {
+        if release_job(&mut *tx, job, due_at, error).await? {
             notify_work(&mut tx).await?;
         }
         tx.commit().await?;
@@ -717,7 +459,7 @@ impl Store for PostgresStore {
         // claimers, one that sees an older snapshot is only more careful.
         // The row lock (and PostgreSQL's re-check of a row another claimer
         // just leased) keeps one message from being claimed twice.
-        let rows = sqlx::query(
+        let rows: Vec<MessageRow> = sqlx::query_as(
             "WITH picked AS ( \
                SELECT o.id FROM outbox o \
                WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= $1 \
@@ -736,28 +478,7 @@ impl Store for PostgresStore {
         .bind(&*self.owner)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let text: String = row.try_get("notice")?;
-            match serde_json::from_str(&text) {
-                Ok(notice) => messages.push(OutboxMessage {
-                    id,
-                    request_id: RequestId::from_stored(row.try_get("request_id")?),
-                    notice,
-                    attempt: row.try_get::<i64, _>("attempts")? as u32,
-                }),
-                // A row this version cannot read (one a newer replica wrote,
-                // during a rolling update) must not block its request's later
-                // messages: set it aside.
-                Err(e) => {
-                    tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
-                    set_message_aside(&self.pool, id, now, &format!("unreadable: {e}")).await?;
-                }
-            }
-        }
-        messages.sort_by_key(|m| m.id);
-        Ok(messages)
+        readable_messages(&self.pool, rows, now).await
     }
 
     async fn message_delivered(
@@ -765,13 +486,7 @@ impl Store for PostgresStore {
         message: &OutboxMessage,
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE outbox SET delivered_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, None).await
     }
 
     async fn message_failed(
@@ -780,14 +495,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         error: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, Some(error)).await
     }
 
     async fn retry_message(
@@ -797,14 +505,7 @@ impl Store for PostgresStore {
         error: &str,
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let released = sqlx::query("UPDATE outbox SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        if released.rows_affected() > 0 {
+        if release_message(&mut *tx, message, due_at, error).await? {
             notify_work(&mut tx).await?;
         }
         tx.commit().await?;
@@ -812,45 +513,19 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM ( \
-               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM jobs WHERE done_at IS NULL \
-               UNION ALL \
-               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_due(&self.pool).await
     }
 
     async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(GREATEST(due_at, COALESCE(locked_until, 0))) FROM jobs WHERE done_at IS NULL AND kind = $1",
-        )
-        .bind(JobKind::Revoke.name())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_revocation_due(&self.pool).await
     }
 
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
-        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= $1 ORDER BY id");
-        let rows: Vec<AuditRow> = sqlx::query_as(&sql)
-            .bind(since.map(ms).unwrap_or(i64::MIN))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(AuditRow::decode).collect()
+        select_audit_since(&self.pool, since).await
     }
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
-            .collect())
+        select_count_by_state(&self.pool).await
     }
 
     async fn work_added(&self) {
