@@ -151,16 +151,39 @@ impl RequestState {
 
     /// No transition leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled
-        )
+        // Every state named, so that a new one must be placed.
+        match self {
+            Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled => true,
+            Self::Resolving
+            | Self::AwaitingDevice
+            | Self::PendingApproval
+            | Self::Approved
+            | Self::Active
+            | Self::Revoking => false,
+        }
     }
 
     /// Admin rights may be in place, or about to be: from here the request
     /// must end through restoration (see the module's invariant).
     pub fn is_elevated(self) -> bool {
-        matches!(self, Self::Approved | Self::Active | Self::Revoking)
+        match self {
+            Self::Approved | Self::Active | Self::Revoking => true,
+            Self::Resolving
+            | Self::AwaitingDevice
+            | Self::PendingApproval
+            | Self::Ended
+            | Self::Refused
+            | Self::Denied
+            | Self::TimedOut
+            | Self::Cancelled => false,
+        }
+    }
+
+    /// The request holds its device: no other request of the same person
+    /// may reach approvers for it (the unique index of migration 0002 names
+    /// the same states; a new one needs a migration there too).
+    pub fn holds_device(self) -> bool {
+        self == Self::PendingApproval || self.is_elevated()
     }
 
     /// Every move the engine makes, `(from, to)`, named after the audit

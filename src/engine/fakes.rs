@@ -205,13 +205,7 @@ impl Store for MemoryStore {
             .find(|r| {
                 &r.id != except
                     && r.stage.holds() == (Some(user), Some(system))
-                    && matches!(
-                        r.state(),
-                        RequestState::PendingApproval
-                            | RequestState::Approved
-                            | RequestState::Active
-                            | RequestState::Revoking
-                    )
+                    && r.state().holds_device()
             })
             .cloned())
     }

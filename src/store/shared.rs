@@ -231,17 +231,18 @@ macro_rules! shared_sql {
             rows.into_iter().map(super::codec::RequestRow::decode).collect()
         }
 
-        /// The states in which a request holds its device are the ones the
-        /// unique index of migration 0002 names.
+        /// Another request holding the device (see
+        /// [`RequestState::holds_device`](crate::domain::RequestState::holds_device)).
         async fn select_open_request_for_device(
             pool: &sqlx::Pool<$db>,
             user: &crate::domain::JcUserId,
             system: &crate::domain::SystemId,
             except: &crate::domain::RequestId,
         ) -> anyhow::Result<Option<crate::domain::Request>> {
+            let holding = super::codec::state_list(crate::domain::RequestState::holds_device);
             let sql = format!(
                 "{REQUEST_SELECT} WHERE jc_user = $1 AND system_id = $2 AND id <> $3 \
-                 AND state IN ('pending_approval', 'approved', 'active', 'revoking') ORDER BY created_at LIMIT 1"
+                 AND state IN ({holding}) ORDER BY created_at LIMIT 1"
             );
             let row: Option<super::codec::RequestRow> = sqlx::query_as(&sql)
             .bind(user.as_str())
