@@ -1654,7 +1654,10 @@ async fn every_old_request_reads_back(s: &dyn Store) {
         (
             "r-picked",
             Stage::Resolving(stage::Resolving {
-                picked: Some(win.clone()),
+                picked: Some(stage::Picked {
+                    account: ada.clone(),
+                    device: win.clone(),
+                }),
             }),
         ),
         (

@@ -16,7 +16,11 @@ UPDATE requests SET data = jsonb_build_object(
     'reason', reason,
     'stage', jsonb_build_object(
         'state', state,
-        'picked', device::jsonb,
+        -- Resolving again after a pick: the picked device, for the account
+        -- it was offered to.
+        'picked', CASE WHEN device IS NOT NULL AND email IS NOT NULL AND jc_user IS NOT NULL
+                       THEN jsonb_build_object('account', jsonb_build_object('email', email, 'jc_user', jc_user),
+                                               'device', device::jsonb) END,
         'account', CASE WHEN email IS NOT NULL AND jc_user IS NOT NULL
                         THEN jsonb_build_object('email', email, 'jc_user', jc_user) END,
         'device', device::jsonb,

@@ -16,7 +16,11 @@ UPDATE requests SET data = json_object(
     'reason', reason,
     'stage', json_object(
         'state', state,
-        'picked', json(device),
+        -- Resolving again after a pick: the picked device, for the account
+        -- it was offered to.
+        'picked', json(CASE WHEN device IS NOT NULL AND email IS NOT NULL AND jc_user IS NOT NULL
+                            THEN json_object('account', json_object('email', email, 'jc_user', jc_user),
+                                             'device', json(device)) END),
         'account', json(CASE WHEN email IS NOT NULL AND jc_user IS NOT NULL
                              THEN json_object('email', email, 'jc_user', jc_user) END),
         'device', json(device),

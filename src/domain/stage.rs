@@ -70,9 +70,18 @@ pub struct Grant {
 /// Looking up the requester's account and devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolving {
-    /// The device the requester picked from the offered ones, when
-    /// resolving again after a pick.
-    pub picked: Option<Device>,
+    /// What the requester picked from the offered devices, when resolving
+    /// again after a pick (a first resolve has nothing yet).
+    pub picked: Option<Picked>,
+}
+
+/// A device the requester picked, with the account it was offered for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Picked {
+    /// The requester's account, as found when the devices were offered.
+    pub account: Account,
+    /// The picked device.
+    pub device: Device,
 }
 
 /// Waiting for the requester to pick one of several devices.
@@ -382,8 +391,11 @@ impl Stage {
                     account, device, ..
                 },
             ) => Self::PendingApproval(PendingApproval { account, device }),
-            (Self::AwaitingDevice(_), Move::PickDevice { device }) => Self::Resolving(Resolving {
-                picked: Some(device),
+            (Self::AwaitingDevice(a), Move::PickDevice { device }) => Self::Resolving(Resolving {
+                picked: Some(Picked {
+                    account: a.account.clone(),
+                    device,
+                }),
             }),
             (
                 Self::Resolving(_) | Self::AwaitingDevice(_) | Self::PendingApproval(_),
@@ -500,7 +512,7 @@ impl Stage {
     /// The requester's account, once found.
     pub fn account(&self) -> Option<&Account> {
         match self {
-            Self::Resolving(_) => None,
+            Self::Resolving(s) => s.picked.as_ref().map(|p| &p.account),
             Self::AwaitingDevice(s) => Some(&s.account),
             Self::PendingApproval(s) => Some(&s.account),
             Self::Approved(s) => Some(&s.account),
@@ -515,7 +527,7 @@ impl Stage {
     /// The chosen (or picked) device, once there is one.
     pub fn device(&self) -> Option<&Device> {
         match self {
-            Self::Resolving(s) => s.picked.as_ref(),
+            Self::Resolving(s) => s.picked.as_ref().map(|p| &p.device),
             Self::AwaitingDevice(_) => None,
             Self::PendingApproval(s) => Some(&s.device),
             Self::Approved(s) => Some(&s.device),
@@ -696,7 +708,10 @@ impl Stage {
         };
         match state {
             RequestState::Resolving => Self::Resolving(Resolving {
-                picked: Some(k.device),
+                picked: Some(Picked {
+                    account: k.account,
+                    device: k.device,
+                }),
             }),
             RequestState::AwaitingDevice => Self::AwaitingDevice(AwaitingDevice {
                 account: k.account,

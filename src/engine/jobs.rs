@@ -125,7 +125,7 @@ impl Engine {
             Ok(devices) => devices,
             Err(e) => return self.directory_failed_at_resolve(job, &request, e).await,
         };
-        let (device, reason) = match &resolving.picked {
+        let (device, reason) = match resolving.picked.as_ref().map(|p| &p.device) {
             // Picked from the offered list: use today's view of that device.
             Some(picked) => match devices
                 .iter()
@@ -274,14 +274,19 @@ impl Engine {
             return Ok(Outcome::Done);
         };
         let (device, jc_user) = (approved.device.clone(), approved.account.jc_user.clone());
-        let (request, Grant { prior, expires_at }) = match &approved.grant {
+        let (
+            request,
+            Grant {
+                prior,
+                expires_at: until,
+            },
+        ) = match &approved.grant {
             Some(grant) => (request.clone(), grant.clone()),
             None => match self.prepare_grant(job, &request, approved).await? {
                 Ok(prepared) => prepared,
                 Err(outcome) => return Ok(outcome),
             },
         };
-        let until = expires_at;
         if self.now() >= until {
             // Time ran out before JumpCloud confirmed (JumpCloud kept
             // failing, or the bot was down): no further elevation. The
