@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     for (n, (id, system)) in ids.iter().enumerate() {
         let at = first + step * n as i32;
-        sqlx::query("UPDATE requests SET expires_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE requests SET data = jsonb_set(data, '{stage,grant,expires_at}', to_jsonb($1::bigint)) WHERE id = $2")
             .bind(at.timestamp_millis())
             .bind(id)
             .execute(&mut *tx)

@@ -213,7 +213,7 @@ pub fn write_audit(
                 w.write_record([
                     e.at.to_rfc3339(),
                     e.actor.clone(),
-                    e.action.clone(),
+                    e.action.to_string(),
                     e.request_id.to_string(),
                     e.before.map(|s| s.as_str()).unwrap_or_default().to_string(),
                     e.after.map(|s| s.as_str()).unwrap_or_default().to_string(),

@@ -12,7 +12,7 @@
 
 use crate::domain::{
     ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, PrivateBody,
-    Refusal, Request, RequestState, Timestamp,
+    Refusal, Request, RequestState, Stage, Timestamp,
 };
 use crate::engine::Reply;
 
@@ -204,8 +204,7 @@ pub fn device_words(m: &impl Markup, d: &Device) -> String {
 /// The request's device, or "the device" before one is known.
 pub fn host(m: &impl Markup, request: &Request) -> String {
     request
-        .device
-        .as_ref()
+        .device()
         .map(|d| m.hostname(&d.hostname))
         .unwrap_or_else(|| "the device".into())
 }
@@ -270,8 +269,7 @@ pub fn card_reason(m: &impl Markup, r: &Request, max: usize) -> String {
 /// The device as shown on the card, in literal text.
 pub fn card_device(m: &impl Markup, r: &Request) -> String {
     let device = r
-        .device
-        .as_ref()
+        .device()
         .map(|d| device_words(m, d))
         .unwrap_or_else(|| "unknown".into());
     format!("Device: {device}")
@@ -279,35 +277,32 @@ pub fn card_device(m: &impl Markup, r: &Request) -> String {
 
 /// Where the request stands, for the card's status line.
 pub fn card_status(m: &impl Markup, r: &Request) -> String {
-    let decided = |verb: &str| match (&r.decided_by, r.decided_at) {
-        (Some(by), Some(at)) => format!("{verb} by {} at {}", m.person(by), m.time(at)),
-        _ => verb.to_string(),
+    let decided = |verb: &str| match r.stage.decision() {
+        Some(d) => format!("{verb} by {} at {}", m.person(&d.by), m.time(d.at)),
+        None => verb.to_string(),
     };
-    match r.state {
-        RequestState::PendingApproval => format!("{}Waiting for an approver.", m.icon(Icon::Waiting)),
-        RequestState::Approved => format!(
+    match &r.stage {
+        Stage::PendingApproval(_) => format!("{}Waiting for an approver.", m.icon(Icon::Waiting)),
+        Stage::Approved(_) => format!(
             "{}{}. Elevating on the device…",
             m.icon(Icon::Gear),
             decided("Approved")
         ),
-        RequestState::Active => format!(
+        Stage::Active(active) => format!(
             "{}{}. {}.",
             m.icon(Icon::Unlock),
-            m.bold(&format!(
-                "Active until {}",
-                r.expires_at.map(|t| m.time(t)).unwrap_or_default()
-            )),
+            m.bold(&format!("Active until {}", m.time(active.grant.expires_at))),
             decided("Approved")
         ),
-        RequestState::Revoking => format!("{}Restoring the previous rights…", m.icon(Icon::Lock)),
-        RequestState::Ended => {
-            let how = match (r.end_cause, &r.ended_by) {
-                (Some(EndCause::EndedEarly), Some(by)) => format!("ended early by {}", m.person(by)),
-                (Some(EndCause::GrantFailed), _) => "the elevation failed".to_string(),
-                _ => "expired".to_string(),
+        Stage::Revoking(_) => format!("{}Restoring the previous rights…", m.icon(Icon::Lock)),
+        Stage::Ended(ended) => {
+            let how = match (ended.revoking.end_cause, &ended.revoking.ended_by) {
+                (EndCause::EndedEarly, Some(by)) => format!("ended early by {}", m.person(by)),
+                (EndCause::GrantFailed, _) => "the elevation failed".to_string(),
+                (EndCause::Expired | EndCause::EndedEarly, _) => "expired".to_string(),
             };
-            let at = r.ended_at.map(|t| m.time(t)).unwrap_or_default();
-            let after = if r.left_alone {
+            let at = m.time(ended.ended_at);
+            let after = if ended.left_alone {
                 "The binding had been changed in JumpCloud meanwhile, so tempadmin left it as it was."
             } else {
                 "Previous rights restored."
@@ -318,19 +313,19 @@ pub fn card_status(m: &impl Markup, r: &Request) -> String {
                 m.bold(&format!("Ended at {at}"))
             )
         }
-        RequestState::Denied => format!("{}{}.", m.icon(Icon::NoEntry), decided("Denied")),
-        RequestState::TimedOut => format!(
+        Stage::Denied(_) => format!("{}{}.", m.icon(Icon::NoEntry), decided("Denied")),
+        Stage::TimedOut(_) => format!(
             "{}Nobody decided in time; the request expired.",
             m.icon(Icon::Sleep)
         ),
-        RequestState::Cancelled => format!("{}Withdrawn by the requester.", m.icon(Icon::Bin)),
-        RequestState::Refused if r.decided_by.is_some() => format!(
+        Stage::Cancelled(_) => format!("{}Withdrawn by the requester.", m.icon(Icon::Bin)),
+        Stage::Refused(closed) if closed.decision.is_some() => format!(
             "{}{}, but not granted: JumpCloud no longer allowed it (see the thread). Nothing was changed.",
             m.icon(Icon::Forbidden),
             decided("Approved")
         ),
-        RequestState::Resolving | RequestState::AwaitingDevice | RequestState::Refused => {
-            format!("State: {}", r.state.as_str())
+        Stage::Resolving(_) | Stage::AwaitingDevice(_) | Stage::Refused(_) => {
+            format!("State: {}", r.state().as_str())
         }
     }
 }
@@ -351,7 +346,7 @@ pub fn card_fallback(m: &impl Markup, r: &Request) -> String {
         m.person(&r.requester),
         host(m, r),
         r.duration,
-        state_words(r.state)
+        state_words(r.state())
     )
 }
 
@@ -409,7 +404,7 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
     match event {
         Event::Approved { by } => format!("{} approved your request for admin on {on}. Applying it now…", m.person(by)),
         Event::Denied { by } => format!("{} denied your request for admin on {on}.", m.person(by)),
-        Event::TimedOut if r.device.is_none() => {
+        Event::TimedOut if r.device().is_none() => {
             "You did not pick a computer in time, so the request expired. You can ask again.".into()
         }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
@@ -517,8 +512,7 @@ pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
 pub fn sent_text(m: &impl Markup, r: &Request) -> String {
     format!(
         "Your request for admin on {} for {} went to the approvers (request {}). You'll get a direct message when someone decides.",
-        r.device
-            .as_ref()
+        r.device()
             .map(|d| device_line(m, d))
             .unwrap_or_else(|| host(m, r)),
         r.duration,
@@ -529,7 +523,7 @@ pub fn sent_text(m: &impl Markup, r: &Request) -> String {
 /// The question above the device picker. `shown` of the request's
 /// candidates can be listed; `menu` says whether they are in a menu.
 pub fn picker_text(m: &impl Markup, r: &Request, shown: usize, menu: bool) -> String {
-    let count = r.candidates.len();
+    let count = r.candidates().len();
     let mut text = format!("You have {count} computers. Which one do you need admin rights on?");
     let name_it = m.command(&format!("{} HOSTNAME reason", r.duration));
     if shown < count {
@@ -578,7 +572,7 @@ pub fn reply_text(m: &impl Markup, reply: &Reply) -> String {
             .join("\n"),
         Reply::Revoking(requests) => requests
             .iter()
-            .map(|r| match r.state {
+            .map(|r| match r.state() {
                 RequestState::Cancelled => format!("Withdrew request {}.", m.code(r.id.as_str())),
                 _ => format!("Ending your admin rights on {} now; you'll get a message when your previous rights are back.", host(m, r)),
             })
@@ -588,14 +582,14 @@ pub fn reply_text(m: &impl Markup, reply: &Reply) -> String {
 }
 
 fn status_line(m: &impl Markup, r: &Request) -> String {
-    let until = match (r.state, r.expires_at) {
+    let until = match (r.state(), r.expires_at()) {
         (RequestState::Active, Some(t)) => format!(", until {}", m.time(t)),
         _ => String::new(),
     };
     format!(
         "• {}: {} on {} for {}{}",
         m.code(r.id.as_str()),
-        state_words(r.state),
+        state_words(r.state()),
         host(m, r),
         r.duration,
         until

@@ -97,7 +97,9 @@ struct Row {
 
 async fn requests(pool: &sqlx::PgPool) -> Vec<Row> {
     let rows: Vec<(String, String, String, Option<i64>)> =
-        sqlx::query_as("SELECT id, requester, state, expires_at FROM requests")
+        sqlx::query_as(
+            "SELECT id, requester, state, (data->'stage'->'grant'->>'expires_at')::bigint FROM requests",
+        )
             .fetch_all(pool)
             .await
             .unwrap();

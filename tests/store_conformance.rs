@@ -19,9 +19,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta};
 use serde_json::json;
+use tempadmin::domain::stage::{self, PendingApproval};
 use tempadmin::domain::{
-    AuditEntry, ChatUserId, ConversationReference, Device, Event, GrantDuration, JcUserId, Notice,
-    Policy, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    Account, AuditAction, AuditEntry, ChatUserId, ConversationReference, Decision, Device,
+    DirectBinding, Email, EndCause, Event, Grant, GrantDuration, JcUserId, Known, Notice, Policy,
+    PriorState, Refusal, Request, RequestId, RequestState, Stage, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Store,
@@ -179,6 +181,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_request_reads_back_as_written,
+    every_stage_reads_back_whole_and_holds_its_device,
     a_request_stays_on_its_platform_and_only_its_requester_sees_it,
     a_transition_from_a_stale_version_changes_nothing,
     of_two_concurrent_transitions_from_one_version_exactly_one_applies,
@@ -209,14 +212,14 @@ fn t0() -> Timestamp {
     DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
 }
 
-fn audit(r: &Request, action: &str) -> AuditEntry {
+fn audit(r: &Request, action: AuditAction) -> AuditEntry {
     AuditEntry {
         at: t0(),
         actor: "U1".into(),
-        action: action.into(),
+        action,
         request_id: r.id.clone(),
         before: None,
-        after: Some(r.state),
+        after: Some(r.state()),
         detail: json!({}),
     }
 }
@@ -254,7 +257,7 @@ async fn insert_new(
     let new = NewRequest {
         request: r.clone(),
         delivery: None,
-        audit: audit(r, "requested"),
+        audit: audit(r, AuditAction::Requested),
         jobs: jobs.to_vec(),
     };
     store.insert_request(new, since, admit).await.unwrap()
@@ -294,14 +297,69 @@ fn job(kind: JobKind, after_secs: i64) -> NewJob {
     }
 }
 
+/// The audit action of the engine's move into `state` (one of them).
+fn entered_by(state: RequestState) -> AuditAction {
+    match state {
+        RequestState::Resolving => AuditAction::DevicePicked,
+        RequestState::AwaitingDevice => AuditAction::DeviceChoiceAsked,
+        RequestState::PendingApproval => AuditAction::SentToApprovers,
+        RequestState::Approved => AuditAction::Approved,
+        RequestState::Active => AuditAction::Elevated,
+        RequestState::Revoking => AuditAction::EndRequested,
+        RequestState::Ended => AuditAction::Restored,
+        RequestState::Refused => AuditAction::Refused,
+        RequestState::Denied => AuditAction::Denied,
+        RequestState::TimedOut => AuditAction::TimedOut,
+        RequestState::Cancelled => AuditAction::Withdrawn,
+    }
+}
+
+/// Every fact a stage of `r` can hold: its own account and device (so
+/// that no two requests hold one device), a decision, a recorded prior
+/// state, an end.
+fn known(r: &Request) -> Known {
+    Known {
+        account: account(&format!("jc-{}", r.id)),
+        device: device(&format!("sys-{}", r.id)),
+        candidates: vec![device("cand-1"), device("cand-2")],
+        decision: Decision {
+            by: ChatUserId::new(r.platform(), "approver"),
+            at: t0() + TimeDelta::seconds(1),
+        },
+        grant: Grant {
+            prior: PriorState {
+                global_sudo: false,
+                direct: Some(DirectBinding {
+                    sudo: false,
+                    without_password: false,
+                }),
+                compiled_sudo: true,
+            },
+            expires_at: t0() + TimeDelta::minutes(20),
+        },
+        elevated_at: t0() + TimeDelta::seconds(2),
+        end_cause: EndCause::EndedEarly,
+        ended_by: Some(r.requester.clone()),
+        ended_at: t0() + TimeDelta::seconds(3),
+        left_alone: true,
+    }
+}
+
+fn account(jc_user: &str) -> Account {
+    Account {
+        email: Email::parse("ada@example.com").unwrap(),
+        jc_user: JcUserId::new(jc_user),
+    }
+}
+
 fn step(r: &Request, state: RequestState) -> Transition {
     let mut to = r.clone();
-    to.state = state;
+    to.stage = Stage::from_known(state, &known(r));
     to.version = r.version + 1;
     Transition {
         request_id: r.id.clone(),
         expected_version: r.version,
-        audit: audit(&to, state.as_str()),
+        audit: audit(&to, entered_by(state)),
         to,
         notices: vec![],
         jobs: vec![],
@@ -336,6 +394,34 @@ async fn a_request_reads_back_as_written(db: Db) {
     let r = insert(s, &[], &[]).await;
     assert_eq!(s.request(&r.id).await.unwrap(), Some(r.clone()));
     assert_eq!(s.open_requests_of(&r.requester).await.unwrap(), vec![r]);
+}
+
+async fn every_stage_reads_back_whole_and_holds_its_device(db: Db) {
+    let s = &*db.store;
+    for state in RequestState::ALL {
+        let r = insert(s, &[], &[]).await;
+        let t = step(&r, state);
+        assert!(s.transition(&t).await.unwrap(), "{state:?}");
+        let back = s.request(&r.id).await.unwrap().unwrap();
+        assert_eq!(back, t.to, "{state:?} reads back whole");
+        let (user, system) = t.to.stage.holds();
+        let holds = match (user, system) {
+            (Some(user), Some(system)) => s
+                .open_request_for_device(user, system, &RequestId::generate())
+                .await
+                .unwrap()
+                .map(|o| o.id),
+            _ => None,
+        };
+        let open_on_device = matches!(
+            state,
+            RequestState::PendingApproval
+                | RequestState::Approved
+                | RequestState::Active
+                | RequestState::Revoking
+        );
+        assert_eq!(holds.is_some(), open_on_device, "{state:?}");
+    }
 }
 
 async fn a_request_stays_on_its_platform_and_only_its_requester_sees_it(db: Db) {
@@ -374,7 +460,7 @@ async fn a_transition_from_a_stale_version_changes_nothing(db: Db) {
     assert!(!s.transition(&second).await.unwrap());
     let stored = s.request(&r.id).await.unwrap().unwrap();
     assert_eq!(
-        (stored.state, stored.version),
+        (stored.state(), stored.version),
         (RequestState::PendingApproval, 1)
     );
     let actions: Vec<_> = s
@@ -386,7 +472,7 @@ async fn a_transition_from_a_stale_version_changes_nothing(db: Db) {
         .collect();
     assert_eq!(
         actions,
-        ["requested", "pending_approval"],
+        ["requested", "sent_to_approvers"],
         "the loser wrote no audit line"
     );
     let queued = s.claim_messages(t0(), t0(), 10).await.unwrap();
@@ -428,8 +514,10 @@ async fn two_open_requests_for_one_device_cannot_both_reach_approvers(db: Db) {
     let s = &*db.store;
     let pending = |r: &Request| {
         let mut t = step(r, RequestState::PendingApproval);
-        t.to.jc_user = Some(JcUserId::new("jc1"));
-        t.to.device = Some(device("sys1"));
+        t.to.stage = Stage::PendingApproval(PendingApproval {
+            account: account("jc1"),
+            device: device("sys1"),
+        });
         t
     };
     let a = insert(s, &[], &[]).await;
@@ -437,7 +525,7 @@ async fn two_open_requests_for_one_device_cannot_both_reach_approvers(db: Db) {
     assert!(s.transition(&pending(&a)).await.unwrap());
     assert!(s.transition(&pending(&b)).await.is_err());
     assert_eq!(
-        s.request(&b.id).await.unwrap().unwrap().state,
+        s.request(&b.id).await.unwrap().unwrap().state(),
         RequestState::Resolving
     );
     // Once the first has ended, the device is free again.
@@ -453,10 +541,12 @@ async fn an_open_request_for_the_same_device_is_found_and_counts_by_state(db: Db
     let s = &*db.store;
     let r = insert(s, &[], &[]).await;
     let mut t = step(&r, RequestState::PendingApproval);
-    t.to.jc_user = Some(JcUserId::new("jc1"));
-    t.to.device = Some(Device {
-        online: false,
-        ..device("sys1")
+    t.to.stage = Stage::PendingApproval(PendingApproval {
+        account: account("jc1"),
+        device: Device {
+            online: false,
+            ..device("sys1")
+        },
     });
     assert!(s.transition(&t).await.unwrap());
     let other = RequestId::generate();
@@ -1225,7 +1315,7 @@ async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint(
         .execute(&mut reader)
         .await
         .unwrap();
-    let mut entry = audit(&r, "bulk");
+    let mut entry = audit(&r, AuditAction::ClickRefused);
     entry.detail = json!({ "text": "x".repeat(64 * 1024) });
     for _ in 0..160 {
         s.append_audit(&entry).await.unwrap();
@@ -1239,7 +1329,9 @@ async fn the_sqlite_write_ahead_log_is_cut_back_to_its_limit_after_a_checkpoint(
     drop(reader);
     s.checkpoint().await.unwrap();
     // The next write starts the log afresh.
-    s.append_audit(&audit(&r, "after")).await.unwrap();
+    s.append_audit(&audit(&r, AuditAction::ClickRefused))
+        .await
+        .unwrap();
     assert!(wal() <= WAL_SIZE_LIMIT, "cut back: {}", wal());
     s.close().await;
 }
@@ -1365,7 +1457,7 @@ async fn a_command_delivered_twice_inserts_one_request_and_no_other_row(db: Db) 
             t0(),
         );
         NewRequest {
-            audit: audit(&r, "requested"),
+            audit: audit(&r, AuditAction::Requested),
             jobs: vec![job(JobKind::Resolve, 0)],
             request: r,
             delivery: delivery.map(str::to_owned),
@@ -1469,5 +1561,364 @@ async fn a_conversation_reference_is_kept_per_person_and_the_newest_sighting_win
             .await
             .unwrap(),
         None
+    );
+}
+
+// ---------------------------------------------------------------- old databases
+
+/// Runs the migrations of `folder` up to 0007 on `pool`: the schema as
+/// the version before request stages left it.
+async fn migrate_to_0007<DB>(folder: &str, pool: &sqlx::Pool<DB>)
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+{
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(folder))
+        .await
+        .unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    migrator.run(pool).await.unwrap();
+}
+
+const OLD_REQUESTS: &str = include_str!("fixtures/requests_0007.sql");
+
+#[tokio::test]
+async fn an_sqlite_database_of_0007_opens_with_every_request_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    migrate_to_0007("migrations/sqlite", &pool).await;
+    sqlx::raw_sql(OLD_REQUESTS).execute(&pool).await.unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(&url).await.unwrap();
+    every_old_request_reads_back(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_0007_opens_with_every_request_and_its_data() {
+    let Some(admin_url) = postgres_server::server() else {
+        return;
+    };
+    let name = format!(
+        "tempadmin_test_old_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    let url = url.to_string();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    migrate_to_0007("migrations/postgres", &pool).await;
+    sqlx::raw_sql(OLD_REQUESTS).execute(&pool).await.unwrap();
+    pool.close().await;
+    let database = Database::Postgres(PostgresStore::open(&url).await.unwrap());
+    // Dropped with the database afterwards, as every other test's.
+    let db = Db {
+        store: database.store(),
+        database,
+        url,
+        postgres_name: Some(name),
+        _dir: None,
+    };
+    every_old_request_reads_back(&*db.store).await;
+}
+
+/// The requests of `fixtures/requests_0007.sql`, as the current code must
+/// read them: each in its stage, with everything the old columns held.
+async fn every_old_request_reads_back(s: &dyn Store) {
+    let at = |ms: i64| DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap();
+    let dev = |id: &str, host: &str, display: &str, os: &str, online: bool| Device {
+        id: SystemId::new(id),
+        hostname: host.into(),
+        display_name: display.into(),
+        os_family: os.into(),
+        online,
+        compiled_sudo: false,
+    };
+    let person = |email: &str, jc: &str| Account {
+        email: Email::parse(email).unwrap(),
+        jc_user: JcUserId::new(jc),
+    };
+    let decided = |by: ChatUserId, ms: i64| Decision { by, at: at(ms) };
+    let never_admin = PriorState {
+        global_sudo: false,
+        direct: None,
+        compiled_sudo: false,
+    };
+    let mac = dev("sys-1", "ada-mac", "ada-mac", "darwin", true);
+    let win = dev("sys-2", "ada-win", "ada-win", "windows", false);
+    let ada = person("ada@example.com", "jc-ada");
+    let u2 = ChatUserId::slack("U2");
+    let expected: Vec<(&str, Stage)> = vec![
+        (
+            "r-resolving",
+            Stage::Resolving(stage::Resolving { picked: None }),
+        ),
+        (
+            "r-picked",
+            Stage::Resolving(stage::Resolving {
+                picked: Some(stage::Picked {
+                    account: ada.clone(),
+                    device: win.clone(),
+                }),
+            }),
+        ),
+        (
+            "r-awaiting",
+            Stage::AwaitingDevice(stage::AwaitingDevice {
+                account: ada.clone(),
+                candidates: vec![mac.clone(), win.clone()],
+            }),
+        ),
+        (
+            "r-pending",
+            Stage::PendingApproval(PendingApproval {
+                account: ada.clone(),
+                device: dev("sys-3", "ada-3", "Ada 3", "darwin", true),
+            }),
+        ),
+        (
+            "r-approved",
+            Stage::Approved(stage::Approved {
+                account: ada.clone(),
+                device: dev("sys-4", "ada-4", "ada-4", "windows", true),
+                decision: decided(ChatUserId::teams("29:grace"), 4_500),
+                grant: None,
+            }),
+        ),
+        (
+            "r-recorded",
+            Stage::Approved(stage::Approved {
+                account: person("bob@example.com", "jc-bob"),
+                device: dev("sys-5", "bob-5", "bob-5", "linux", true),
+                decision: decided(u2.clone(), 5_500),
+                grant: Some(Grant {
+                    prior: never_admin.clone(),
+                    expires_at: at(606_000),
+                }),
+            }),
+        ),
+        (
+            "r-active",
+            Stage::Active(stage::Active {
+                account: person("cy@example.com", "jc-cy"),
+                device: dev("sys-6", "cy-6", "cy-6", "darwin", true),
+                decision: decided(u2.clone(), 6_500),
+                grant: Grant {
+                    prior: PriorState {
+                        direct: Some(DirectBinding {
+                            sudo: false,
+                            without_password: false,
+                        }),
+                        ..never_admin.clone()
+                    },
+                    expires_at: at(606_600),
+                },
+                elevated_at: at(6_800),
+            }),
+        ),
+        (
+            "r-revoking",
+            Stage::Revoking(stage::Revoking {
+                account: person("di@example.com", "jc-di"),
+                device: dev("sys-7", "di-7", "di-7", "darwin", true),
+                decision: decided(u2.clone(), 7_500),
+                grant: Some(Grant {
+                    prior: never_admin.clone(),
+                    expires_at: at(607_600),
+                }),
+                elevated_at: Some(at(7_800)),
+                end_cause: EndCause::EndedEarly,
+                ended_by: Some(ChatUserId::slack("U7")),
+            }),
+        ),
+        (
+            "r-safety-net",
+            Stage::Revoking(stage::Revoking {
+                account: person("ed@example.com", "jc-ed"),
+                device: dev("sys-8", "ed-8", "ed-8", "darwin", true),
+                decision: decided(u2.clone(), 8_500),
+                grant: None,
+                elevated_at: None,
+                end_cause: EndCause::GrantFailed,
+                ended_by: None,
+            }),
+        ),
+        (
+            "r-ended",
+            Stage::Ended(stage::Ended {
+                revoking: stage::Revoking {
+                    account: person("fay@example.com", "jc-fay"),
+                    device: dev("sys-9", "fay-9", "fay-9", "windows", true),
+                    decision: decided(u2.clone(), 9_500),
+                    grant: Some(Grant {
+                        prior: never_admin.clone(),
+                        expires_at: at(609_600),
+                    }),
+                    elevated_at: Some(at(9_800)),
+                    end_cause: EndCause::Expired,
+                    ended_by: None,
+                },
+                ended_at: at(609_700),
+                left_alone: true,
+            }),
+        ),
+        (
+            "r-not-granted",
+            Stage::Refused(stage::Closed {
+                ended_at: at(10_900),
+                ended_by: None,
+                account: Some(person("gus@example.com", "jc-gus")),
+                device: Some(dev("sys-10", "gus-10", "gus-10", "darwin", true)),
+                candidates: vec![],
+                decision: Some(decided(u2.clone(), 10_500)),
+            }),
+        ),
+        (
+            "r-refused",
+            Stage::Refused(stage::Closed {
+                ended_at: at(11_100),
+                ended_by: None,
+                account: None,
+                device: None,
+                candidates: vec![],
+                decision: None,
+            }),
+        ),
+        (
+            "r-denied",
+            Stage::Denied(stage::Denied {
+                account: person("hal@example.com", "jc-hal"),
+                device: dev("sys-12", "hal-12", "hal-12", "darwin", true),
+                decision: decided(u2.clone(), 12_500),
+            }),
+        ),
+        (
+            "r-timed-out",
+            Stage::TimedOut(stage::Closed {
+                ended_at: at(1_813_000),
+                ended_by: None,
+                account: Some(person("ivy@example.com", "jc-ivy")),
+                device: None,
+                candidates: vec![mac.clone()],
+                decision: None,
+            }),
+        ),
+        (
+            "r-cancelled",
+            Stage::Cancelled(stage::Closed {
+                ended_at: at(14_500),
+                ended_by: Some(ChatUserId::teams("29:jo")),
+                account: Some(person("jo@example.com", "jc-jo")),
+                device: Some(dev("sys-14", "jo-14", "jo-14", "darwin", true)),
+                candidates: vec![],
+                decision: None,
+            }),
+        ),
+    ];
+    let states: HashSet<RequestState> = expected.iter().map(|(_, s)| s.state()).collect();
+    assert_eq!(
+        states.len(),
+        RequestState::ALL.len(),
+        "every state is in the fixture"
+    );
+    for (id, stage) in expected {
+        let r = s
+            .request(&RequestId::from_stored(id.into()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} is gone"));
+        assert_eq!(r.stage, stage, "{id}");
+    }
+    // What is not the stage's came along too.
+    let first = s
+        .request(&RequestId::from_stored("r-resolving".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            first.requester,
+            first.reply_to.as_deref(),
+            first.duration,
+            first.words,
+            first.reason,
+            first.created_at,
+            first.version,
+        ),
+        (
+            ChatUserId::slack("U1"),
+            Some("https://hooks.slack.com/commands/T0/1/x"),
+            GrantDuration::from_secs(1200),
+            vec!["ada-mac".to_string(), "install".into(), "printer".into()],
+            "ada-mac install printer".to_string(),
+            at(0),
+            0,
+        )
+    );
+    let approved = s
+        .request(&RequestId::from_stored("r-approved".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.requester, ChatUserId::teams("29:ada"));
+    assert_eq!(
+        approved.approval_message.as_deref(),
+        Some("19:approvals@thread.tacv2;messageid=1")
+    );
+    assert_eq!(approved.reply_to.as_deref(), Some("conv:a:1ada"));
+    // The queries that filter on real columns still find them.
+    assert_eq!(
+        s.open_request_for_device(
+            &JcUserId::new("jc-cy"),
+            &SystemId::new("sys-6"),
+            &RequestId::generate()
+        )
+        .await
+        .unwrap()
+        .map(|r| r.id.to_string()),
+        Some("r-active".to_string())
+    );
+    assert_eq!(
+        s.open_requests_of(&ChatUserId::slack("U1"))
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(s.audit_since(None).await.unwrap()[0].action, "requested");
+    // A command delivered before the upgrade is still recognised.
+    let copy = Request::new(
+        ChatUserId::slack("U1"),
+        None,
+        GrantDuration::from_secs(600),
+        vec![],
+        at(20_000),
+    );
+    let new = NewRequest {
+        request: copy.clone(),
+        delivery: Some("slack:1:abc".into()),
+        audit: audit(&copy, AuditAction::Requested),
+        jobs: vec![],
+    };
+    assert_eq!(
+        s.insert_request(new, at(0), admit_all()).await.unwrap(),
+        Insertion::Replayed
     );
 }

@@ -5,9 +5,10 @@
 #![allow(dead_code)] // each benchmark uses its own part
 
 use chrono::Utc;
+use tempadmin::domain::stage;
 use tempadmin::domain::{
-    AuditEntry, ChatUserId, Device, Email, GrantDuration, JcUserId, PriorState, Request,
-    RequestState, SystemId, Timestamp,
+    Account, AuditAction, AuditEntry, ChatUserId, Decision, Device, Email, Grant, GrantDuration,
+    JcUserId, PriorState, Request, Stage, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{Insertion, JobKind, NewJob, NewRequest, Store, Transition};
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
@@ -122,19 +123,19 @@ pub async fn seed_active_grant(
         vec!["bench".into()],
         now,
     );
-    let audit = |r: &Request, action: &str| AuditEntry {
+    let audit = |r: &Request, action: AuditAction| AuditEntry {
         at: now,
         actor: slack_id.clone(),
-        action: action.into(),
+        action,
         request_id: r.id.clone(),
         before: None,
-        after: Some(r.state),
+        after: Some(r.state()),
         detail: serde_json::json!({}),
     };
     let new = NewRequest {
         request: r.clone(),
         delivery: None,
-        audit: audit(&r, "requested"),
+        audit: audit(&r, AuditAction::Requested),
         jobs: Vec::new(),
     };
     let inserted = store
@@ -145,31 +146,38 @@ pub async fn seed_active_grant(
         "setup refused: {inserted:?}"
     );
     let mut to = r.clone();
-    to.state = RequestState::Active;
     to.version = r.version + 1;
-    to.email = Email::parse(&format!("holder{i}@example.com"));
-    to.jc_user = Some(JcUserId::new(&user));
-    to.device = Some(Device {
-        id: SystemId::new(&system),
-        hostname: format!("holder{i}-pc"),
-        display_name: format!("holder{i}-pc"),
-        os_family: "windows".into(),
-        online: true,
-        compiled_sudo: false,
+    to.stage = Stage::Active(stage::Active {
+        account: Account {
+            email: Email::parse(&format!("holder{i}@example.com")).expect("an email"),
+            jc_user: JcUserId::new(&user),
+        },
+        device: Device {
+            id: SystemId::new(&system),
+            hostname: format!("holder{i}-pc"),
+            display_name: format!("holder{i}-pc"),
+            os_family: "windows".into(),
+            online: true,
+            compiled_sudo: false,
+        },
+        decision: Decision {
+            by: ChatUserId::slack("U0APPROVER"),
+            at: now,
+        },
+        grant: Grant {
+            prior: PriorState {
+                global_sudo: false,
+                direct: None,
+                compiled_sudo: false,
+            },
+            expires_at: expiry,
+        },
+        elevated_at: now,
     });
-    to.prior = Some(PriorState {
-        global_sudo: false,
-        direct: None,
-        compiled_sudo: false,
-    });
-    to.decided_by = Some(ChatUserId::slack("U0APPROVER"));
-    to.decided_at = Some(now);
-    to.elevated_at = Some(now);
-    to.expires_at = Some(expiry);
     let t = Transition {
         request_id: r.id.clone(),
         expected_version: r.version,
-        audit: audit(&to, "elevated"),
+        audit: audit(&to, AuditAction::Elevated),
         to,
         notices: vec![],
         jobs: vec![NewJob {

@@ -13,8 +13,9 @@ pub mod policy;
 pub mod prior;
 pub mod reference;
 pub mod request;
+pub mod stage;
 
-pub use audit::AuditEntry;
+pub use audit::{AuditAction, AuditEntry};
 pub use command::Command;
 pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
@@ -23,6 +24,7 @@ pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
 pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
+pub use stage::{Account, Decision, Grant, IllegalMove, Known, Move, Picked, Stage};
 
 /// A point in time. Milliseconds are the resolution the store keeps.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -10,7 +10,8 @@
 //!                    └──┘ (prior state recorded)   approved ─► refused
 //! ```
 //! The moves are data: [`RequestState::MOVES`], asked through
-//! [`RequestState::can_become`]. `approved` means "elevation under way";
+//! [`RequestState::can_become`], and enforced in every build by
+//! [`Stage::apply`], the one function that changes a stage. `approved` means "elevation under way";
 //! `revoking` means "restoration under way". Each arrow is a conditional
 //! update in the store (on the request's `version`), so of two racing
 //! transitions exactly one wins (DESIGN 3).
@@ -20,9 +21,10 @@
 //! `ended`, with one exception, `approved ─► refused`, which the engine
 //! takes only before its first elevation call (today's facts forbid the
 //! grant, and the prior state is not yet recorded). The states alone
-//! cannot tell that "before": an engine that checks moves should also
-//! require `prior` to be unset for that one.
+//! cannot tell that "before"; [`Stage::apply`] can, and refuses
+//! `not_granted` once the prior state is recorded.
 
+use super::stage::{self, IllegalMove, Move, Stage};
 use super::{
     ChatUserId, Email, EndCause, GrantDuration, JcUserId, PriorState, RequestId, SystemId,
     Timestamp,
@@ -149,16 +151,39 @@ impl RequestState {
 
     /// No transition leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled
-        )
+        // Every state named, so that a new one must be placed.
+        match self {
+            Self::Ended | Self::Refused | Self::Denied | Self::TimedOut | Self::Cancelled => true,
+            Self::Resolving
+            | Self::AwaitingDevice
+            | Self::PendingApproval
+            | Self::Approved
+            | Self::Active
+            | Self::Revoking => false,
+        }
     }
 
     /// Admin rights may be in place, or about to be: from here the request
     /// must end through restoration (see the module's invariant).
     pub fn is_elevated(self) -> bool {
-        matches!(self, Self::Approved | Self::Active | Self::Revoking)
+        match self {
+            Self::Approved | Self::Active | Self::Revoking => true,
+            Self::Resolving
+            | Self::AwaitingDevice
+            | Self::PendingApproval
+            | Self::Ended
+            | Self::Refused
+            | Self::Denied
+            | Self::TimedOut
+            | Self::Cancelled => false,
+        }
+    }
+
+    /// The request holds its device: no other request of the same person
+    /// may reach approvers for it (the unique index of migration 0002 names
+    /// the same states; a new one needs a migration there too).
+    pub fn holds_device(self) -> bool {
+        self == Self::PendingApproval || self.is_elevated()
     }
 
     /// Every move the engine makes, `(from, to)`, named after the audit
@@ -240,6 +265,7 @@ impl Device {
 }
 
 /// One request for temporary admin rights, from command to restoration.
+/// What exists only in some stages lives in [`Request::stage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Our id.
@@ -254,40 +280,14 @@ pub struct Request {
     pub words: Vec<String>,
     /// Why, as typed (shown literally).
     pub reason: String,
-    /// Where it is in its life.
-    pub state: RequestState,
     /// When it was asked.
     pub created_at: Timestamp,
-    /// The requester's email, from the chat profile.
-    pub email: Option<Email>,
-    /// The requester's JumpCloud user.
-    pub jc_user: Option<JcUserId>,
-    /// The chosen device.
-    pub device: Option<Device>,
-    /// Devices offered to pick from.
-    pub candidates: Vec<Device>,
-    /// Admin state before elevation (captured once).
-    pub prior: Option<PriorState>,
-    /// Who approved or denied.
-    pub decided_by: Option<ChatUserId>,
-    /// When.
-    pub decided_at: Option<Timestamp>,
-    /// When JumpCloud confirmed the elevation.
-    pub elevated_at: Option<Timestamp>,
-    /// When the rights are taken away: the first elevation attempt plus the
-    /// duration, fixed before JumpCloud is first called, so that neither a
-    /// retry nor a crash can extend it.
-    pub expires_at: Option<Timestamp>,
-    /// When restoration was confirmed.
-    pub ended_at: Option<Timestamp>,
-    /// Who ended it early (none for expiry).
-    pub ended_by: Option<ChatUserId>,
-    /// Why it ended.
-    pub end_cause: Option<EndCause>,
-    /// At revocation the binding had been changed by somebody else, so the
-    /// bot left it as it was instead of restoring the recorded state.
-    pub left_alone: bool,
-    /// The approval message in the approvers' channel (chat-specific reference).
+    /// Where it is in its life, with what exists there.
+    pub stage: Stage,
+    /// The approval message in the approvers' channel (chat-specific
+    /// reference), once the outbox posted it. Kept beside the stage, not in
+    /// it: the outbox records it without a transition (and without a new
+    /// version), so no transition may overwrite it.
     pub approval_message: Option<String>,
     /// Revision for optimistic concurrency: every transition bumps it, and a
     /// transition built from an older revision changes nothing.
@@ -319,23 +319,101 @@ impl Request {
             duration,
             words,
             reason,
-            state: RequestState::Resolving,
             created_at: now,
-            email: None,
-            jc_user: None,
-            device: None,
-            candidates: Vec::new(),
-            prior: None,
-            decided_by: None,
-            decided_at: None,
-            elevated_at: None,
-            expires_at: None,
-            ended_at: None,
-            ended_by: None,
-            end_cause: None,
-            left_alone: false,
+            stage: Stage::Resolving(stage::Resolving::default()),
             approval_message: None,
             version: 0,
+        }
+    }
+
+    /// The request after `event`, one version on; or why that is not a
+    /// move from its stage (then nothing changes). See [`Stage::apply`].
+    pub fn apply(&self, event: Move) -> Result<Request, IllegalMove> {
+        let reason = match &event {
+            Move::SendToApprovers { reason, .. } => reason.clone(),
+            _ => self.reason.clone(),
+        };
+        let stage = self.stage.apply(event)?;
+        Ok(Request {
+            stage,
+            reason,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Where it is in its life (the stage's name).
+    pub fn state(&self) -> RequestState {
+        self.stage.state()
+    }
+
+    // Readers that span stages; see the same names on [`Stage`].
+
+    /// The chosen (or picked) device, once there is one.
+    pub fn device(&self) -> Option<&Device> {
+        self.stage.device()
+    }
+
+    /// The devices offered to pick from.
+    pub fn candidates(&self) -> &[Device] {
+        self.stage.candidates()
+    }
+
+    /// The requester's email, once their account was found.
+    pub fn email(&self) -> Option<&Email> {
+        self.stage.account().map(|a| &a.email)
+    }
+
+    /// The requester's JumpCloud user, once found.
+    pub fn jc_user(&self) -> Option<&JcUserId> {
+        self.stage.account().map(|a| &a.jc_user)
+    }
+
+    /// Who approved or denied.
+    pub fn decided_by(&self) -> Option<&ChatUserId> {
+        self.stage.decision().map(|d| &d.by)
+    }
+
+    /// When they did.
+    pub fn decided_at(&self) -> Option<Timestamp> {
+        self.stage.decision().map(|d| d.at)
+    }
+
+    /// The admin state before elevation, once recorded.
+    pub fn prior(&self) -> Option<&PriorState> {
+        self.stage.grant().map(|g| &g.prior)
+    }
+
+    /// When the rights are taken away, once fixed.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.stage.grant().map(|g| g.expires_at)
+    }
+
+    /// When JumpCloud confirmed the elevation, if it did.
+    pub fn elevated_at(&self) -> Option<Timestamp> {
+        self.stage.elevated_at()
+    }
+
+    /// When it ended, for the terminal stages that record it.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.stage.ended_at()
+    }
+
+    /// Who ended it, when somebody did.
+    pub fn ended_by(&self) -> Option<&ChatUserId> {
+        self.stage.ended_by()
+    }
+
+    /// Why an elevation ends, once it does.
+    pub fn end_cause(&self) -> Option<EndCause> {
+        self.stage.revoking().map(|r| r.end_cause)
+    }
+
+    /// Whether the restoration left a binding somebody else had changed.
+    pub fn left_alone(&self) -> bool {
+        match &self.stage {
+            Stage::Ended(s) => s.left_alone,
+            _ => false,
         }
     }
 }

@@ -10,10 +10,26 @@ use super::ports::{DirectoryError, Job, JobKind, NewJob, OutboxMessage};
 use super::retry::{backoff, Patience};
 use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
+use crate::domain::stage::{self, Stage};
 use crate::domain::{
-    AssociationOp, EndCause, Event, Notice, PrivateBody, Refusal, Request, RequestState,
-    Restoration, Timestamp,
+    Account, AssociationOp, AuditAction, Event, Grant, Move, Notice, PrivateBody, Refusal, Request,
+    RequestState, Restoration, Timestamp,
 };
+
+/// The transition, or, for a move the request's stage does not allow, the
+/// end of the job: the move is logged and refused, and the request is left
+/// as it was (a retry would only be refused again).
+macro_rules! or_done {
+    ($engine:expr, $request:expr, $transition:expr) => {
+        match $transition {
+            Ok(t) => t,
+            Err(illegal) => {
+                $engine.refused_move($request, illegal);
+                return Ok(Outcome::Done);
+            }
+        }
+    };
+}
 
 /// What became of one run of a job.
 #[derive(Debug)]
@@ -70,9 +86,9 @@ impl Engine {
 
     /// Chat user → email → JumpCloud user → devices → the approvers.
     async fn resolve(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
-        if request.state != RequestState::Resolving {
+        let Stage::Resolving(resolving) = &request.stage else {
             return Ok(Outcome::Done);
-        }
+        };
         let email = match self.user_email(&request).await {
             Ok(Some(email)) => email,
             Ok(None) => return self.refuse(&request, Refusal::NoEmail).await,
@@ -109,7 +125,7 @@ impl Engine {
             Ok(devices) => devices,
             Err(e) => return self.directory_failed_at_resolve(job, &request, e).await,
         };
-        let (device, reason) = match &request.device {
+        let (device, reason) = match resolving.picked.as_ref().map(|p| &p.device) {
             // Picked from the offered list: use today's view of that device.
             Some(picked) => match devices
                 .iter()
@@ -126,13 +142,16 @@ impl Engine {
                         .await
                 }
                 DeviceChoice::Ask(candidates) => {
-                    let mut to = request.clone();
-                    to.state = RequestState::AwaitingDevice;
-                    to.email = Some(email);
-                    to.jc_user = Some(user.id.clone());
-                    to.candidates = candidates;
-                    let detail = json!({ "candidates": to.candidates.len() });
-                    let mut t = self.bot_transition(&request, to, "device_choice_asked", detail);
+                    let detail = json!({ "candidates": candidates.len() });
+                    let ask = Move::AskForDevice {
+                        account: Account {
+                            email,
+                            jc_user: user.id.clone(),
+                        },
+                        candidates,
+                    };
+                    let mut t =
+                        or_done!(self, &request, self.bot_transition(&request, ask, detail));
                     t.notices = vec![Notice::Private {
                         reply_to: None,
                         body: PrivateBody::PickDevice,
@@ -163,20 +182,21 @@ impl Engine {
             };
             return self.refuse(&request, refusal).await;
         }
-        let mut to = request.clone();
-        to.state = RequestState::PendingApproval;
-        to.email = Some(email);
-        to.jc_user = Some(user.id.clone());
-        to.reason = reason;
-        to.candidates.clear();
         let detail = json!({
             "jumpcloud_user": user.id,
             "system_id": device.id,
             "hostname": device.hostname,
             "online": device.online,
         });
-        to.device = Some(device);
-        let mut t = self.bot_transition(&request, to, "sent_to_approvers", detail);
+        let send = Move::SendToApprovers {
+            account: Account {
+                email,
+                jc_user: user.id.clone(),
+            },
+            device,
+            reason,
+        };
+        let mut t = or_done!(self, &request, self.bot_transition(&request, send, detail));
         t.notices = vec![
             Notice::ApprovalCard,
             Notice::Private {
@@ -224,10 +244,9 @@ impl Engine {
 
     /// Ends a request before it reached approvers, telling the requester why.
     async fn refuse(&self, request: &Request, refusal: Refusal) -> anyhow::Result<Outcome> {
-        let mut to = request.clone();
-        to.state = RequestState::Refused;
-        to.ended_at = Some(self.now());
-        let mut t = self.bot_transition(request, to, "refused", serde_json::to_value(&refusal)?);
+        let refuse = Move::Refuse { at: self.now() };
+        let detail = serde_json::to_value(&refusal)?;
+        let mut t = or_done!(self, request, self.bot_transition(request, refuse, detail));
         t.notices = vec![Notice::Private {
             reply_to: None,
             body: PrivateBody::Refused(refusal),
@@ -251,28 +270,23 @@ impl Engine {
     /// once, then elevates. The clock starts at the first elevation attempt:
     /// a retry, or a restart after a crash, never extends it.
     async fn grant(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
-        if request.state != RequestState::Approved {
+        let Stage::Approved(approved) = &request.stage else {
             return Ok(Outcome::Done);
-        }
-        let (Some(device), Some(jc_user)) = (request.device.clone(), request.jc_user.clone())
-        else {
-            anyhow::bail!(
-                "approved request {} lacks its device or account",
-                request.id
-            );
         };
-        let request = match &request.prior {
-            Some(_) => request,
-            None => match self.prepare_grant(job, &request).await? {
+        let (device, jc_user) = (approved.device.clone(), approved.account.jc_user.clone());
+        let (
+            request,
+            Grant {
+                prior,
+                expires_at: until,
+            },
+        ) = match &approved.grant {
+            Some(grant) => (request.clone(), grant.clone()),
+            None => match self.prepare_grant(job, &request, approved).await? {
                 Ok(prepared) => prepared,
                 Err(outcome) => return Ok(outcome),
             },
         };
-        let prior = request.prior.clone().expect("prior recorded above");
-        let until = request
-            .expires_at
-            .or_else(|| request.decided_at.map(|d| d + request.duration.as_chrono()))
-            .unwrap_or_else(|| self.now() + request.duration.as_chrono());
         if self.now() >= until {
             // Time ran out before JumpCloud confirmed (JumpCloud kept
             // failing, or the bot was down): no further elevation. The
@@ -300,13 +314,14 @@ impl Engine {
                 true
             }
         };
-        let mut to = request.clone();
-        to.state = RequestState::Active;
-        to.elevated_at = Some(self.now());
-        to.expires_at = Some(until);
         let detail =
             json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
-        let mut t = self.bot_transition(&request, to, "elevated", detail);
+        let elevate = Move::Elevate { at: self.now() };
+        let mut t = or_done!(
+            self,
+            &request,
+            self.bot_transition(&request, elevate, detail)
+        );
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
@@ -338,17 +353,10 @@ impl Engine {
         &self,
         job: &Job,
         request: &Request,
-    ) -> anyhow::Result<Result<Request, Outcome>> {
-        let (Some(device), Some(jc_user), Some(email)) = (
-            request.device.clone(),
-            request.jc_user.clone(),
-            request.email.clone(),
-        ) else {
-            anyhow::bail!(
-                "approved request {} lacks its device or account",
-                request.id
-            );
-        };
+        approved: &stage::Approved,
+    ) -> anyhow::Result<Result<(Request, Grant), Outcome>> {
+        let device = &approved.device;
+        let Account { email, jc_user } = approved.account.clone();
         // Decide on today's facts: the request was resolved up to
         // `approval_timeout` ago.
         let user = match self.directory.find_user_by_email(&email).await {
@@ -380,11 +388,19 @@ impl Engine {
             Err(e) => return Ok(Err(self.grant_error(job, request, e).await?)),
         };
         let until = self.now() + request.duration.as_chrono();
-        let mut to = request.clone();
-        to.prior = Some(prior.clone());
-        to.expires_at = Some(until);
         let detail = json!({ "prior": prior, "expires_at": until });
-        let mut t = self.bot_transition(request, to, "prior_state_recorded", detail);
+        let grant = Grant {
+            prior,
+            expires_at: until,
+        };
+        let record = Move::RecordGrant(grant.clone());
+        let mut t = match self.bot_transition(request, record, detail) {
+            Ok(t) => t,
+            Err(illegal) => {
+                self.refused_move(request, illegal);
+                return Ok(Err(Outcome::Done));
+            }
+        };
         t.reschedule = vec![NewJob {
             kind: JobKind::Revoke,
             due_at: until,
@@ -392,7 +408,7 @@ impl Engine {
         if !self.store.transition(&t).await? {
             return Ok(Err(self.retry_soon("the request changed meanwhile")));
         }
-        Ok(Ok(t.to))
+        Ok(Ok((t.to, grant)))
     }
 
     /// Approved, but today's facts forbid the grant: change nothing in
@@ -400,11 +416,13 @@ impl Engine {
     /// requester.
     async fn not_granted(&self, request: &Request, refusal: Refusal) -> anyhow::Result<Outcome> {
         tracing::warn!(request_id = %request.id, ?refusal, "approved request not granted");
-        let mut to = request.clone();
-        to.state = RequestState::Refused;
-        to.ended_at = Some(self.now());
         let detail = serde_json::to_value(&refusal)?;
-        let mut t = self.bot_transition(request, to, "not_granted", detail);
+        let not_granted = Move::NotGrant { at: self.now() };
+        let mut t = or_done!(
+            self,
+            request,
+            self.bot_transition(request, not_granted, detail)
+        );
         let event = Event::NotGranted { refusal };
         t.notices = vec![
             Notice::RefreshCard,
@@ -441,10 +459,12 @@ impl Engine {
     /// Gives up on an elevation and restores at once, in case part of it
     /// was applied.
     async fn grant_failed(&self, request: &Request, error: String) -> anyhow::Result<Outcome> {
-        let mut to = request.clone();
-        to.state = RequestState::Revoking;
-        to.end_cause = Some(EndCause::GrantFailed);
-        let mut t = self.bot_transition(request, to, "grant_failed", json!({ "error": error }));
+        let detail = json!({ "error": error });
+        let mut t = or_done!(
+            self,
+            request,
+            self.bot_transition(request, Move::GiveUpGrant, detail)
+        );
         t.notices = vec![
             Notice::Thread {
                 event: Event::GrantFailed {
@@ -466,32 +486,45 @@ impl Engine {
 
     /// Restores the recorded state; retried until JumpCloud confirms.
     async fn revoke(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
-        let request = match request.state {
-            RequestState::Approved | RequestState::Active => {
-                if let Some(expires) = request.expires_at {
+        // Every stage is named, not `_`: a new stage must be placed on one
+        // side or the other here, or an elevation in it would finish this
+        // job without being restored (DESIGN 1).
+        let request = match &request.stage {
+            Stage::Approved(_) | Stage::Active(_) => {
+                if let Some(expires) = request.expires_at() {
                     if self.now() < expires {
                         // Moved by a later transition; not due yet.
                         return Ok(Outcome::RetryAt(expires, "not yet expired".into()));
                     }
                 }
-                let mut to = request.clone();
-                to.state = RequestState::Revoking;
-                // The safety net can fire before any elevation was confirmed.
-                to.end_cause = Some(match request.elevated_at {
-                    Some(_) => EndCause::Expired,
-                    None => EndCause::GrantFailed,
-                });
-                let t = self.bot_transition(&request, to, "expired", json!({}));
+                // The move says why: expired, or (before any confirmed
+                // elevation: the safety net) a failed grant.
+                let t = or_done!(
+                    self,
+                    &request,
+                    self.bot_transition(&request, Move::Expire, json!({}))
+                );
                 if !self.store.transition(&t).await? {
                     return Ok(self.retry_soon("the request changed meanwhile"));
                 }
                 t.to
             }
-            RequestState::Revoking => request,
-            _ => return Ok(Outcome::Done),
+            Stage::Revoking(_) => request,
+            Stage::Resolving(_)
+            | Stage::AwaitingDevice(_)
+            | Stage::PendingApproval(_)
+            | Stage::Ended(_)
+            | Stage::Refused(_)
+            | Stage::Denied(_)
+            | Stage::TimedOut(_)
+            | Stage::Cancelled(_) => return Ok(Outcome::Done),
         };
-        let restoration = match (&request.prior, &request.device, &request.jc_user) {
-            (Some(prior), Some(device), Some(jc_user)) if prior.restoration().is_some() => {
+        let Stage::Revoking(revoking) = &request.stage else {
+            anyhow::bail!("request {} is not restoring after expiry", request.id);
+        };
+        let (device, jc_user) = (&revoking.device, &revoking.account.jc_user);
+        let restoration = match &revoking.grant {
+            Some(Grant { prior, .. }) if prior.restoration().is_some() => {
                 // Read once, to restore only what is still the bot's own
                 // elevation (DESIGN, flow step 8: IT's change during the
                 // grant stands). The prior state is not re-read (invariant 2).
@@ -505,45 +538,40 @@ impl Engine {
             }
             _ => Restoration::Nothing,
         };
-        if let (Restoration::Apply(op), Some(device), Some(jc_user)) =
-            (restoration, &request.device, &request.jc_user)
-        {
+        if let Restoration::Apply(op) = restoration {
             match self.directory.apply(&device.id, jc_user, op).await {
                 // Gone already counts as restored (DESIGN: 404 on revoke is success).
                 Ok(()) | Err(DirectoryError::NotFound) => {}
                 Err(e) => return self.revoke_error(job, &request, e).await,
             }
         }
-        let mut to = request.clone();
-        to.state = RequestState::Ended;
-        to.ended_at = Some(self.now());
-        let cause = request.end_cause.unwrap_or(EndCause::Expired);
+        let cause = revoking.end_cause;
         let event = match restoration {
             Restoration::LeaveAlone { found } => {
-                to.left_alone = true;
                 tracing::warn!(request_id = %request.id, ?found, "binding changed by somebody else during the grant; left as it is");
                 Event::LeftAlone { found }
             }
             _ => Event::Ended {
                 cause,
-                by: request.ended_by.clone(),
+                by: revoking.ended_by.clone(),
             },
         };
-        let (action, detail) = match restoration {
-            Restoration::LeaveAlone { found } => (
-                "left_alone",
-                json!({ "found": found, "cause": cause.as_str() }),
-            ),
-            Restoration::Apply(op) => (
-                "restored",
-                json!({ "operation": op, "cause": cause.as_str() }),
-            ),
-            Restoration::Nothing => (
-                "restored",
-                json!({ "operation": null, "cause": cause.as_str() }),
-            ),
+        let detail = match restoration {
+            Restoration::LeaveAlone { found } => {
+                json!({ "found": found, "cause": cause.as_str() })
+            }
+            Restoration::Apply(op) => json!({ "operation": op, "cause": cause.as_str() }),
+            Restoration::Nothing => json!({ "operation": null, "cause": cause.as_str() }),
         };
-        let mut t = self.bot_transition(&request, to, action, detail);
+        let restore = Move::Restore {
+            at: self.now(),
+            left_alone: matches!(restoration, Restoration::LeaveAlone { .. }),
+        };
+        let mut t = or_done!(
+            self,
+            &request,
+            self.bot_transition(&request, restore, detail)
+        );
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
@@ -572,9 +600,9 @@ impl Engine {
             };
             let entry = self.audit(
                 request,
-                Some(request.state),
+                Some(request.state()),
                 crate::domain::audit::BOT_ACTOR,
-                "restore_failing",
+                AuditAction::RestoreFailing,
                 json!({ "attempts": n, "error": e.to_string() }),
             );
             self.store.append_audit(&entry).await?;
@@ -588,7 +616,7 @@ impl Engine {
     // ------------------------------------------------------------ timers
 
     async fn remind(&self, request: Request, mark_secs: u64) -> anyhow::Result<Outcome> {
-        if request.state != RequestState::Active {
+        if request.state() != RequestState::Active {
             return Ok(Outcome::Done);
         }
         let left = crate::domain::GrantDuration::from_secs(mark_secs);
@@ -610,15 +638,17 @@ impl Engine {
 
     async fn approval_timeout(&self, request: Request) -> anyhow::Result<Outcome> {
         if !matches!(
-            request.state,
+            request.state(),
             RequestState::PendingApproval | RequestState::AwaitingDevice
         ) {
             return Ok(Outcome::Done);
         }
-        let mut to = request.clone();
-        to.state = RequestState::TimedOut;
-        to.ended_at = Some(self.now());
-        let mut t = self.bot_transition(&request, to, "timed_out", json!({}));
+        let time_out = Move::TimeOut { at: self.now() };
+        let mut t = or_done!(
+            self,
+            &request,
+            self.bot_transition(&request, time_out, json!({}))
+        );
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {

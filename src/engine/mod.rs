@@ -9,10 +9,14 @@
 //! it is retried until JumpCloud confirms the restoration.
 
 pub mod clock;
+#[cfg(test)]
+mod fakes;
 mod jobs;
 pub mod ports;
 pub mod retry;
 mod scheduler;
+#[cfg(test)]
+mod tests;
 
 pub use scheduler::{Workers, SHUTDOWN_GRACE};
 
@@ -23,9 +27,11 @@ use tokio::sync::Notify;
 
 use crate::domain::audit::BOT_ACTOR;
 use crate::domain::request::{bounds, clip};
+use crate::domain::stage::{self, Stage};
 use crate::domain::{
-    AuditEntry, ChatUserId, Command, Email, EndCause, Event, Notice, Platform, Policy, PrivateBody,
-    Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditAction, AuditEntry, ChatUserId, Command, Decision, Email, Event, IllegalMove, Move,
+    Notice, Platform, Policy, PrivateBody, Refusal, Request, RequestId, RequestState, SystemId,
+    Timestamp,
 };
 use ports::{
     Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Insertion, JobKind,
@@ -265,7 +271,7 @@ impl Engine {
             &request,
             None,
             input.user.as_str(),
-            "requested",
+            AuditAction::Requested,
             json!({
                 "duration": duration.to_string(),
                 "text": clip(&input.text, bounds::AUDITED_TEXT),
@@ -328,27 +334,38 @@ impl Engine {
             let Some(request) = self.store.request(id).await? else {
                 return Ok(None);
             };
-            let t = match request.state {
-                RequestState::Approved | RequestState::Active => self.end_early(&request, user),
-                RequestState::Resolving
-                | RequestState::AwaitingDevice
-                | RequestState::PendingApproval => {
-                    let mut to = request.clone();
-                    to.state = RequestState::Cancelled;
-                    to.ended_at = Some(self.now());
-                    to.ended_by = Some(user.clone());
-                    let mut t =
-                        self.transition(&request, to, user.as_str(), "withdrawn", json!({}));
-                    t.notices = vec![
-                        Notice::RefreshCard,
-                        Notice::Thread {
-                            event: Event::Cancelled,
-                        },
-                    ];
-                    t.cancel = vec![JobKind::ApprovalTimeout, JobKind::Resolve];
-                    t
+            let t = match &request.stage {
+                Stage::Approved(_) | Stage::Active(_) => self.end_early(&request, user),
+                Stage::Resolving(_) | Stage::AwaitingDevice(_) | Stage::PendingApproval(_) => {
+                    let withdraw = Move::Withdraw {
+                        by: user.clone(),
+                        at: self.now(),
+                    };
+                    self.transition(&request, withdraw, user.as_str(), json!({}))
+                        .map(|mut t| {
+                            t.notices = vec![
+                                Notice::RefreshCard,
+                                Notice::Thread {
+                                    event: Event::Cancelled,
+                                },
+                            ];
+                            t.cancel = vec![JobKind::ApprovalTimeout, JobKind::Resolve];
+                            t
+                        })
                 }
-                _ => return Ok(None),
+                Stage::Revoking(_)
+                | Stage::Ended(_)
+                | Stage::Refused(_)
+                | Stage::Denied(_)
+                | Stage::TimedOut(_)
+                | Stage::Cancelled(_) => return Ok(None),
+            };
+            let t = match t {
+                Ok(t) => t,
+                Err(illegal) => {
+                    self.refused_move(&request, illegal);
+                    return Ok(None);
+                }
             };
             if self.store.transition(&t).await? {
                 self.wake.notify_one();
@@ -359,18 +376,15 @@ impl Engine {
     }
 
     /// The transition that moves an elevation to restoration now.
-    fn end_early(&self, request: &Request, by: &ChatUserId) -> Transition {
-        let mut to = request.clone();
-        to.state = RequestState::Revoking;
-        to.ended_by = Some(by.clone());
-        to.end_cause = Some(EndCause::EndedEarly);
-        let mut t = self.transition(request, to, by.as_str(), "end_requested", json!({}));
+    fn end_early(&self, request: &Request, by: &ChatUserId) -> Result<Transition, IllegalMove> {
+        let end = Move::EndEarly { by: by.clone() };
+        let mut t = self.transition(request, end, by.as_str(), json!({}))?;
         t.reschedule = vec![NewJob {
             kind: JobKind::Revoke,
             due_at: self.now(),
         }];
         t.notices = vec![Notice::RefreshCard];
-        t
+        Ok(t)
     }
 
     /// An approver clicked Approve or Deny.
@@ -401,34 +415,44 @@ impl Engine {
                     .await;
             }
         };
-        if request.state != RequestState::PendingApproval {
+        let Stage::PendingApproval(pending) = &request.stage else {
             let refusal = Refusal::AlreadyDecided {
-                state: request.state,
+                state: request.state(),
             };
             return self.refuse_click(&request, &click, refusal).await;
-        }
-        if let Err(refusal) = self.other_account(&approver, &request).await {
+        };
+        if let Err(refusal) = self.other_account(&approver, pending).await {
             return self.refuse_click(&request, &click, refusal).await;
         }
         for _ in 0..RACE_RETRIES {
             let Some(request) = self.store.request(&click.request_id).await? else {
                 return Ok(());
             };
-            if request.state != RequestState::PendingApproval {
+            if request.state() != RequestState::PendingApproval {
                 let refusal = Refusal::AlreadyDecided {
-                    state: request.state,
+                    state: request.state(),
                 };
                 return self.refuse_click(&request, &click, refusal).await;
             }
             let now = self.now();
-            let mut to = request.clone();
-            to.decided_by = Some(click.user.clone());
-            to.decided_at = Some(now);
+            let decision = Decision {
+                by: click.user.clone(),
+                at: now,
+            };
             let by = click.user.clone();
-            let t = if approve {
-                to.state = RequestState::Approved;
-                let mut t =
-                    self.transition(&request, to, click.user.as_str(), "approved", json!({}));
+            let event = if approve {
+                Move::Approve(decision)
+            } else {
+                Move::Deny(decision)
+            };
+            let mut t = match self.transition(&request, event, click.user.as_str(), json!({})) {
+                Ok(t) => t,
+                Err(illegal) => {
+                    self.refused_move(&request, illegal);
+                    return Ok(());
+                }
+            };
+            if approve {
                 t.notices = vec![
                     Notice::RefreshCard,
                     Notice::Thread {
@@ -452,10 +476,7 @@ impl Engine {
                     },
                 ];
                 t.cancel = vec![JobKind::ApprovalTimeout];
-                t
             } else {
-                to.state = RequestState::Denied;
-                let mut t = self.transition(&request, to, click.user.as_str(), "denied", json!({}));
                 t.notices = vec![
                     Notice::RefreshCard,
                     Notice::Thread {
@@ -466,10 +487,9 @@ impl Engine {
                     },
                 ];
                 t.cancel = vec![JobKind::ApprovalTimeout];
-                t
-            };
+            }
             if self.store.transition(&t).await? {
-                tracing::info!(state = t.to.state.as_str(), "decision recorded");
+                tracing::info!(state = t.to.state().as_str(), "decision recorded");
                 self.wake.notify_one();
                 return Ok(());
             }
@@ -501,13 +521,22 @@ impl Engine {
             let Some(request) = self.store.request(&click.request_id).await? else {
                 return Ok(());
             };
-            if !matches!(request.state, RequestState::Approved | RequestState::Active) {
+            if !matches!(
+                request.state(),
+                RequestState::Approved | RequestState::Active
+            ) {
                 let refusal = Refusal::AlreadyDecided {
-                    state: request.state,
+                    state: request.state(),
                 };
                 return self.refuse_click(&request, &click, refusal).await;
             }
-            let t = self.end_early(&request, &click.user);
+            let t = match self.end_early(&request, &click.user) {
+                Ok(t) => t,
+                Err(illegal) => {
+                    self.refused_move(&request, illegal);
+                    return Ok(());
+                }
+            };
             if self.store.transition(&t).await? {
                 self.wake.notify_one();
                 return Ok(());
@@ -525,19 +554,26 @@ impl Engine {
         let Some(request) = self.clicked_request(&click).await? else {
             return Ok(());
         };
-        let chosen = request.candidates.iter().find(|d| d.id == system).cloned();
-        let (true, RequestState::AwaitingDevice, Some(device)) =
-            (click.user == request.requester, request.state, chosen)
-        else {
+        let chosen = match &request.stage {
+            Stage::AwaitingDevice(awaiting) if click.user == request.requester => {
+                awaiting.candidates.iter().find(|d| d.id == system).cloned()
+            }
+            _ => None,
+        };
+        let Some(device) = chosen else {
             return self
                 .refuse_click(&request, &click, Refusal::DeviceNotOffered)
                 .await;
         };
-        let mut to = request.clone();
-        to.state = RequestState::Resolving;
-        to.device = Some(device);
         let detail = json!({ "system_id": system });
-        let mut t = self.transition(&request, to, click.user.as_str(), "device_picked", detail);
+        let pick = Move::PickDevice { device };
+        let mut t = match self.transition(&request, pick, click.user.as_str(), detail) {
+            Ok(t) => t,
+            Err(illegal) => {
+                self.refused_move(&request, illegal);
+                return Ok(());
+            }
+        };
         t.jobs = vec![NewJob {
             kind: JobKind::Resolve,
             due_at: self.now(),
@@ -574,16 +610,16 @@ impl Engine {
     /// workspace, the other platform, a guest account) of the requester is
     /// the same person. An approver the bot cannot tell apart from the
     /// requester (no email, several accounts with it) decides nothing.
-    async fn other_account(&self, approver: &Approver, request: &Request) -> Result<(), Refusal> {
+    async fn other_account(
+        &self,
+        approver: &Approver,
+        pending: &stage::PendingApproval,
+    ) -> Result<(), Refusal> {
         let Some(email) = &approver.email else {
             tracing::warn!("an approver without an email in their chat profile");
             return Err(Refusal::ApproverUnverified);
         };
-        let Some(elevated) = &request.jc_user else {
-            // A pending request always has its account; without one there
-            // is nothing to compare, so nothing is decided.
-            return Err(Refusal::ApproverUnverified);
-        };
+        let elevated = &pending.account.jc_user;
         let found = tokio::time::timeout(
             ACCOUNT_CHECK_BUDGET,
             self.directory.find_user_by_email(email),
@@ -614,9 +650,9 @@ impl Engine {
         tracing::info!(?refusal, "click refused");
         let entry = self.audit(
             request,
-            Some(request.state),
+            Some(request.state()),
             click.user.as_str(),
-            "click_refused",
+            AuditAction::ClickRefused,
             serde_json::to_value(&refusal)?,
         );
         self.store.append_audit(&entry).await?;
@@ -650,27 +686,21 @@ impl Engine {
         Ok(first)
     }
 
-    /// A transition from `before` to `after` with its audit line; callers add
-    /// notices and jobs.
+    /// The transition that applies `event` to `before`, with its audit
+    /// line (the move names its action); callers add notices and jobs.
+    /// Every transition is built here, through [`Request::apply`], so a
+    /// move the state machine does not allow is refused in every build.
     fn transition(
         &self,
         before: &Request,
-        mut after: Request,
+        event: Move,
         actor: &str,
-        action: &str,
         detail: serde_json::Value,
-    ) -> Transition {
-        // Every transition is built here; the state machine's table is the
-        // one place that says which moves exist (the tests run with this on).
-        debug_assert!(
-            before.state.can_become(after.state),
-            "{:?} -> {:?} ({action}) is not a move of the state machine",
-            before.state,
-            after.state
-        );
-        after.version = before.version + 1;
-        let audit = self.audit(&after, Some(before.state), actor, action, detail);
-        Transition {
+    ) -> Result<Transition, IllegalMove> {
+        let action = event.action();
+        let after = before.apply(event)?;
+        let audit = self.audit(&after, Some(before.state()), actor, action, detail);
+        Ok(Transition {
             request_id: before.id.clone(),
             expected_version: before.version,
             to: after,
@@ -679,7 +709,20 @@ impl Engine {
             jobs: Vec::new(),
             reschedule: Vec::new(),
             cancel: Vec::new(),
-        }
+        })
+    }
+
+    /// Logs a move the state machine refused; the request stays as it was.
+    /// A refused move is a bug in the engine (it asked for a move its own
+    /// checks should have ruled out), never something a person can cause
+    /// on purpose, so it is logged as an error and otherwise ignored.
+    fn refused_move(&self, request: &Request, illegal: IllegalMove) {
+        tracing::error!(
+            request_id = %request.id,
+            from = illegal.from.as_str(),
+            event = illegal.event.as_str(),
+            "illegal move refused; the request is left as it was"
+        );
     }
 
     fn audit(
@@ -687,16 +730,16 @@ impl Engine {
         request: &Request,
         before: Option<RequestState>,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> AuditEntry {
         AuditEntry {
             at: self.now(),
             actor: actor.to_string(),
-            action: action.to_string(),
+            action,
             request_id: request.id.clone(),
             before,
-            after: Some(request.state),
+            after: Some(request.state()),
             detail,
         }
     }
@@ -705,10 +748,9 @@ impl Engine {
     fn bot_transition(
         &self,
         before: &Request,
-        after: Request,
-        action: &str,
+        event: Move,
         detail: serde_json::Value,
-    ) -> Transition {
-        self.transition(before, after, BOT_ACTOR, action, detail)
+    ) -> Result<Transition, IllegalMove> {
+        self.transition(before, event, BOT_ACTOR, detail)
     }
 }

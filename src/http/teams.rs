@@ -408,7 +408,7 @@ async fn invoke(
 /// (a member look-up, maybe Graph) is asked only when the cheap answers
 /// do not settle it.
 async fn may_end(teams: &TeamsEdge, request: &Request, user: &ChatUserId) -> bool {
-    if request.requester == *user || request.ended_by.as_ref() == Some(user) {
+    if request.requester == *user || request.ended_by() == Some(user) {
         return true;
     }
     match teams.chat.approver(user).await {

@@ -174,7 +174,7 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
     // The reason gets whatever the section's limit leaves; the policy caps
     // it long before that, but a raised cap must not cost the approval.
     let reason = wording::card_reason(&m, r, limits::SECTION_TEXT);
-    let buttons: Vec<SlackActionBlockElement> = wording::card_actions(r.state)
+    let buttons: Vec<SlackActionBlockElement> = wording::card_actions(r.state())
         .iter()
         .map(|action| match action {
             CardAction::Approve => button(
@@ -257,7 +257,7 @@ const PICKER_BUTTONS: usize = 5;
 /// computers than Slack can show are not dropped silently: the text says how
 /// many are listed and how to name the one missing.
 fn device_picker(r: &Request) -> SlackMessageContent {
-    let devices = &r.candidates;
+    let devices = r.candidates();
     let labels = wording::device_labels(devices, limits::LABEL);
     let shown = devices
         .len()
@@ -333,7 +333,48 @@ pub fn reply_message(reply: &Reply) -> SlackMessageContent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ChatUserId, Device, EndCause, GrantDuration, RequestState, SystemId};
+    use crate::domain::stage::{AwaitingDevice, PendingApproval};
+    use crate::domain::{
+        Account, ChatUserId, Decision, Device, DirectBinding, Email, EndCause, Grant,
+        GrantDuration, JcUserId, Known, Move, PriorState, RequestState, Stage, SystemId,
+    };
+
+    fn account() -> Account {
+        Account {
+            email: Email::parse("ada@example.com").unwrap(),
+            jc_user: JcUserId::new("jc1"),
+        }
+    }
+
+    /// Every fact some stage can hold, as `hostile_request` had them all.
+    fn known(device: Device, candidates: Vec<Device>, cause: EndCause) -> Known {
+        let now = chrono::Utc::now();
+        Known {
+            account: account(),
+            device,
+            candidates,
+            decision: Decision {
+                by: ChatUserId::slack("U2"),
+                at: now,
+            },
+            grant: Grant {
+                prior: PriorState {
+                    global_sudo: false,
+                    direct: Some(DirectBinding {
+                        sudo: false,
+                        without_password: false,
+                    }),
+                    compiled_sudo: false,
+                },
+                expires_at: now,
+            },
+            elevated_at: now,
+            end_cause: cause,
+            ended_by: Some(ChatUserId::slack("U2")),
+            ended_at: now,
+            left_alone: false,
+        }
+    }
 
     fn request() -> Request {
         let mut r = Request::new(
@@ -347,14 +388,16 @@ mod tests {
             ],
             chrono::Utc::now(),
         );
-        r.state = RequestState::PendingApproval;
-        r.device = Some(Device {
-            id: SystemId::new("s1"),
-            hostname: "ada-mac".into(),
-            display_name: "ada-mac".into(),
-            os_family: "darwin".into(),
-            online: true,
-            compiled_sudo: false,
+        r.stage = Stage::PendingApproval(PendingApproval {
+            account: account(),
+            device: Device {
+                id: SystemId::new("s1"),
+                hostname: "ada-mac".into(),
+                display_name: "ada-mac".into(),
+                os_family: "darwin".into(),
+                online: true,
+                compiled_sudo: false,
+            },
         });
         r
     }
@@ -372,9 +415,12 @@ mod tests {
         let mut r = request();
         let pending = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(pending.contains(actions::APPROVE) && pending.contains(actions::DENY));
-        r.state = RequestState::Denied;
-        r.decided_by = Some(ChatUserId::slack("U2"));
-        r.decided_at = Some(chrono::Utc::now());
+        r = r
+            .apply(Move::Deny(Decision {
+                by: ChatUserId::slack("U2"),
+                at: chrono::Utc::now(),
+            }))
+            .unwrap();
         let denied = serde_json::to_value(approval_card(&r)).unwrap().to_string();
         assert!(!denied.contains(actions::APPROVE) && !denied.contains(actions::DENY));
         assert!(denied.contains("Denied by <@U2>"));
@@ -393,8 +439,10 @@ mod tests {
 
     fn picker_for(devices: Vec<Device>) -> serde_json::Value {
         let mut r = request();
-        r.state = RequestState::AwaitingDevice;
-        r.candidates = devices;
+        r.stage = Stage::AwaitingDevice(AwaitingDevice {
+            account: account(),
+            candidates: devices,
+        });
         serde_json::to_value(private_message(&r, &PrivateBody::PickDevice)).unwrap()
     }
 
@@ -540,6 +588,15 @@ mod tests {
     fn hostile_request() -> Request {
         let mut r = request();
         r.reason = "&".repeat(20_000);
+        r.stage = Stage::from_known(
+            RequestState::PendingApproval,
+            &hostile_known(EndCause::EndedEarly),
+        );
+        r
+    }
+
+    /// Every fact some stage can hold, each as long and hostile as it gets.
+    fn hostile_known(cause: EndCause) -> Known {
         let device = Device {
             id: SystemId::new("5f3c00000000000000000001"),
             hostname: "<".repeat(1000),
@@ -548,20 +605,13 @@ mod tests {
             online: false,
             compiled_sudo: false,
         };
-        r.device = Some(device.clone());
-        r.candidates = (0..3)
+        let candidates = (0..3)
             .map(|n| Device {
                 id: SystemId::new(format!("5f3c0000000000000000000{n}")),
                 ..device.clone()
             })
             .collect();
-        r.decided_by = Some(ChatUserId::slack("U2"));
-        r.decided_at = Some(chrono::Utc::now());
-        r.expires_at = Some(chrono::Utc::now());
-        r.ended_at = Some(chrono::Utc::now());
-        r.ended_by = Some(ChatUserId::slack("U2"));
-        r.end_cause = Some(EndCause::EndedEarly);
-        r
+        known(device, candidates, cause)
     }
 
     #[test]
@@ -614,13 +664,12 @@ mod tests {
     fn every_block_message_stays_inside_block_kit_limits_whatever_was_typed() {
         let mut r = hostile_request();
         for state in RequestState::ALL {
-            r.state = state;
             for cause in [
                 EndCause::Expired,
                 EndCause::EndedEarly,
                 EndCause::GrantFailed,
             ] {
-                r.end_cause = Some(cause);
+                r.stage = Stage::from_known(state, &hostile_known(cause));
                 let card = approval_card(&r);
                 assert_eq!(refused_by_slack(&card), Vec::<String>::new(), "{state:?}");
             }

@@ -3,12 +3,19 @@
 //! PostgreSQL (several replicas). All SQL of the program lives in this
 //! folder; `database_url` chooses the backend.
 //!
+//! Layout: `codec.rs` turns requests, audit lines, jobs and messages into
+//! columns and back (a request's stage is one JSON column), `shared.rs`
+//! holds the statements both backends run alike, and `sqlite.rs` and
+//! `postgres.rs` only what differs between them.
+//!
 //! Invariant: each `Store` method is one transaction, so a transition, its
 //! audit line, its outgoing messages and its timers are written together or
 //! not at all.
 
+mod codec;
 mod group_commit;
 mod postgres;
+mod shared;
 mod sqlite;
 mod write_queue;
 

@@ -28,18 +28,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::DateTime;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use super::codec::{ms, JobRow, MessageRow};
 use crate::domain::{
-    AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
-    Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
-    Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, Store,
+    Transition,
 };
 
 /// The channel replicas wake each other on when work is added or released.
@@ -71,27 +71,6 @@ pub struct PostgresStore {
     woken: Arc<Notify>,
     /// The task that listens on [`WORK_CHANNEL`]; stopped by `close`.
     listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
-}
-
-/// A row of `conversation_references`.
-#[derive(sqlx::FromRow)]
-struct ReferenceRow {
-    service_url: String,
-    conversation_id: Option<String>,
-    tenant_id: Option<String>,
-    seen_at: i64,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.map(ts)
 }
 
 impl PostgresStore {
@@ -199,127 +178,17 @@ async fn listen(pool: PgPool, mut first: Option<PgListener>, woken: Arc<Notify>)
     }
 }
 
-fn request_from_row(row: &PgRow) -> anyhow::Result<Request> {
-    let text = |col: &str| -> anyhow::Result<Option<String>> {
-        Ok(row.try_get::<Option<String>, _>(col)?)
-    };
-    let state: String = row.try_get("state")?;
-    let platform: String = row.try_get("platform")?;
-    let platform =
-        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
-    let person = |id: String| ChatUserId::new(platform, id);
-    Ok(Request {
-        id: RequestId::from_stored(row.try_get("id")?),
-        requester: person(row.try_get("requester")?),
-        reply_to: row.try_get("reply_to")?,
-        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
-        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
-        reason: row.try_get("reason")?,
-        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
-        created_at: ts(row.try_get("created_at")?),
-        email: text("email")?.and_then(|e| Email::parse(&e)),
-        jc_user: text("jc_user")?.map(JcUserId::new),
-        device: text("device")?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()?,
-        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
-        prior: text("prior")?
-            .map(|p| serde_json::from_str(&p))
-            .transpose()?,
-        decided_by: text("decided_by")?.map(person),
-        decided_at: opt_ts(row.try_get("decided_at")?),
-        elevated_at: opt_ts(row.try_get("elevated_at")?),
-        expires_at: opt_ts(row.try_get("expires_at")?),
-        ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: text("ended_by")?.map(person),
-        end_cause: text("end_cause")?.and_then(|c| EndCause::parse(&c)),
-        left_alone: row.try_get("left_alone")?,
-        approval_message: row.try_get("approval_message")?,
-        version: row.try_get("version")?,
-    })
-}
-
-fn audit_from_row(row: &PgRow) -> anyhow::Result<AuditEntry> {
-    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
-        Ok(row
-            .try_get::<Option<String>, _>(col)?
-            .and_then(|s| RequestState::parse(&s)))
-    };
-    Ok(AuditEntry {
-        at: ts(row.try_get("at")?),
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        before: state("before_state")?,
-        after: state("after_state")?,
-        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
-    })
-}
-
-fn job_from_row(row: &PgRow) -> anyhow::Result<Job> {
-    let kind: String = row.try_get("kind")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        kind: JobKind::from_stored(&kind, row.try_get("arg")?)
-            .with_context(|| format!("unknown job kind {kind}"))?,
-        due_at: ts(row.try_get("due_at")?),
-        attempt: row.try_get::<i64, _>("attempts")? as u32,
-    })
-}
-
-/// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
-
-/// The states in which a request holds its device (the unique index of the
-/// migration names the same ones).
-const OPEN_ON_DEVICE: &str = "'pending_approval', 'approved', 'active', 'revoking'";
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+super::shared::shared_sql!(
+    db = sqlx::Postgres,
+    data = "data::text AS data",
+    json = "::jsonb",
+    release = ", locked_by = NULL"
+);
 
 /// Tells every replica (on commit) that work was added or released.
 async fn notify_work(tx: &mut Tx<'_>) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WORK_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Inserts the request's row; `false` when a request with the same
-/// delivery key exists (the command is a copy), and nothing was written.
-async fn insert_request_row(
-    tx: &mut Tx<'_>,
-    r: &Request,
-    delivery: Option<&str>,
-) -> anyhow::Result<bool> {
-    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (delivery) DO NOTHING")
-        .bind(r.id.as_str())
-        .bind(r.platform().as_str())
-        .bind(r.requester.as_str())
-        .bind(&r.reply_to)
-        .bind(r.duration.as_secs() as i64)
-        .bind(serde_json::to_string(&r.words)?)
-        .bind(&r.reason)
-        .bind(r.state.as_str())
-        .bind(ms(r.created_at))
-        .bind(r.version)
-        .bind(delivery)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    Ok(inserted == 1)
-}
-
-async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(ms(e.at))
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(e.request_id.as_str())
-        .bind(e.before.map(RequestState::as_str))
-        .bind(e.after.map(RequestState::as_str))
-        .bind(e.detail.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -334,102 +203,6 @@ async fn lock_request_row(tx: &mut Tx<'_>, id: &RequestId) -> anyhow::Result<boo
         .fetch_optional(&mut **tx)
         .await?;
     Ok(found.is_some())
-}
-
-/// Callers hold the request's row lock (or created the row in this
-/// transaction): see [`lock_request_row`].
-async fn insert_notices(tx: &mut Tx<'_>, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-    for notice in notices {
-        // Due at once: delivery order is the id order within a request.
-        sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES ($1, $2, 0)")
-            .bind(id.as_str())
-            .bind(serde_json::to_string(notice)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn insert_jobs(tx: &mut Tx<'_>, id: &RequestId, jobs: &[NewJob]) -> anyhow::Result<()> {
-    for job in jobs {
-        sqlx::query("INSERT INTO jobs (request_id, kind, arg, due_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.as_str())
-            .bind(job.kind.name())
-            .bind(job.kind.arg())
-            .bind(ms(job.due_at))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Moves the pending job of that kind to the new time, or creates it.
-async fn reschedule_job(tx: &mut Tx<'_>, id: &RequestId, job: &NewJob) -> anyhow::Result<()> {
-    let moved = sqlx::query("UPDATE jobs SET due_at = $1 WHERE request_id = $2 AND kind = $3 AND arg = $4 AND done_at IS NULL")
-        .bind(ms(job.due_at))
-        .bind(id.as_str())
-        .bind(job.kind.name())
-        .bind(job.kind.arg())
-        .execute(&mut **tx)
-        .await?;
-    if moved.rows_affected() == 0 {
-        insert_jobs(tx, id, std::slice::from_ref(job)).await?;
-    }
-    Ok(())
-}
-
-/// Marks pending jobs of that kind done without running them (not one
-/// that is in flight: its worker finishes it).
-async fn cancel_jobs(
-    tx: &mut Tx<'_>,
-    id: &RequestId,
-    kind: JobKind,
-    now: Timestamp,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE jobs SET done_at = $1, last_error = 'cancelled' WHERE request_id = $2 AND kind = $3 AND done_at IS NULL AND locked_until IS NULL")
-        .bind(ms(now))
-        .bind(id.as_str())
-        .bind(kind.name())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// The conditional update of a transition: applies only if the request
-/// still has the version the engine read. A concurrent writer waits for the
-/// row lock, then finds the version changed and updates nothing.
-async fn update_request_if_version(
-    tx: &mut Tx<'_>,
-    t: &Transition,
-    r: &Request,
-) -> anyhow::Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE requests SET state = $1, reason = $2, email = $3, jc_user = $4, system_id = $5, device = $6, candidates = $7, prior = $8, \
-         decided_by = $9, decided_at = $10, elevated_at = $11, expires_at = $12, ended_at = $13, ended_by = $14, end_cause = $15, left_alone = $16, version = $17 \
-         WHERE id = $18 AND version = $19",
-    )
-    .bind(r.state.as_str())
-    .bind(&r.reason)
-    .bind(r.email.as_ref().map(Email::as_str))
-    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
-    .bind(r.device.as_ref().map(|d| d.id.as_str()))
-    .bind(json_or_null(&r.device)?)
-    .bind(serde_json::to_string(&r.candidates)?)
-    .bind(json_or_null(&r.prior)?)
-    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.decided_at.map(ms))
-    .bind(r.elevated_at.map(ms))
-    .bind(r.expires_at.map(ms))
-    .bind(r.ended_at.map(ms))
-    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.end_cause.map(EndCause::as_str))
-    .bind(r.left_alone)
-    .bind(r.version)
-    .bind(t.request_id.as_str())
-    .bind(t.expected_version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(updated.rows_affected() > 0)
 }
 
 /// Due, idle jobs (of `kind`, when given) whose request has no job in
@@ -456,28 +229,6 @@ async fn claimable_jobs(
     Ok(rows)
 }
 
-/// What `admit` says of one more request of `r`'s requester: counts their
-/// open requests and those they made at or after `since`.
-async fn admission<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    r: &Request,
-    since: Timestamp,
-    admit: &Admission,
-) -> anyhow::Result<Result<(), Refusal>> {
-    let terminal = state_list(RequestState::is_terminal);
-    let sql = format!(
-        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= $1) \
-         FROM requests WHERE platform = $2 AND requester = $3"
-    );
-    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
-        .bind(ms(since))
-        .bind(r.requester.platform().as_str())
-        .bind(r.requester.as_str())
-        .fetch_one(db)
-        .await?;
-    Ok(admit(open as usize, recent as usize))
-}
-
 /// Takes the request's advisory lock for the rest of the transaction, if
 /// no other claimer holds it. Whoever held it before has committed, so the
 /// next statement's snapshot sees its claim. Two requests may share a key
@@ -501,7 +252,7 @@ async fn lease_job(
     lease_until: Timestamp,
     owner: &str,
 ) -> anyhow::Result<Option<Job>> {
-    let row = sqlx::query(
+    let row: Option<JobRow> = sqlx::query_as(
         "UPDATE jobs SET attempts = attempts + 1, locked_until = $3, locked_by = $4 \
          WHERE id = (SELECT j.id FROM jobs j \
                      WHERE j.id = $1 AND j.done_at IS NULL AND j.due_at <= $2 \
@@ -517,42 +268,7 @@ async fn lease_job(
     .bind(owner)
     .fetch_optional(&mut **tx)
     .await?;
-    row.as_ref().map(job_from_row).transpose()
-}
-
-/// Gives an outbox message up for good, whoever holds it (a row this
-/// version cannot read).
-async fn set_message_aside(
-    pool: &PgPool,
-    id: i64,
-    now: Timestamp,
-    error: &str,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
-        .bind(ms(now))
-        .bind(error)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// The stored names of the states that satisfy `pick`, as an SQL list.
-fn state_list(pick: fn(RequestState) -> bool) -> String {
-    RequestState::ALL
-        .into_iter()
-        .filter(|s| pick(*s))
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
-    value
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(Into::into)
+    row.map(JobRow::decode).transpose()
 }
 
 #[async_trait]
@@ -599,23 +315,11 @@ impl Store for PostgresStore {
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(request_from_row).transpose()
+        select_request(&self.pool, id).await
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
-        let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = $1 AND requester = $2 AND state NOT IN ({terminal}) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
-            .bind(requester.platform().as_str())
-            .bind(requester.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(request_from_row).collect()
+        select_open_requests_of(&self.pool, requester).await
     }
 
     async fn open_request_for_device(
@@ -624,14 +328,7 @@ impl Store for PostgresStore {
         system: &SystemId,
         except: &RequestId,
     ) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = $1 AND system_id = $2 AND id <> $3 AND state IN ({OPEN_ON_DEVICE}) ORDER BY created_at LIMIT 1");
-        let row = sqlx::query(&sql)
-            .bind(user.as_str())
-            .bind(system.as_str())
-            .bind(except.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(request_from_row).transpose()
+        select_open_request_for_device(&self.pool, user, system, except).await
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
@@ -641,18 +338,9 @@ impl Store for PostgresStore {
         // without its revocation job (DESIGN 1). Commits are synchronous:
         // once this returns, a power loss forgets nothing.
         let mut tx = self.pool.begin().await?;
-        if !update_request_if_version(&mut tx, t, &t.to).await? {
+        if !apply_transition(&mut tx, t).await? {
             tx.rollback().await?;
             return Ok(false);
-        }
-        insert_audit(&mut tx, &t.audit).await?;
-        insert_notices(&mut tx, &t.request_id, &t.notices).await?;
-        insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
-        for job in &t.reschedule {
-            reschedule_job(&mut tx, &t.request_id, job).await?;
-        }
-        for kind in &t.cancel {
-            cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
         }
         if !t.notices.is_empty() || !t.jobs.is_empty() || !t.reschedule.is_empty() {
             notify_work(&mut tx).await?;
@@ -662,12 +350,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE requests SET approval_message = $1 WHERE id = $2")
-            .bind(reference)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        update_approval_message(&self.pool, id, reference).await
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
@@ -695,68 +378,23 @@ impl Store for PostgresStore {
         keep_until: Timestamp,
     ) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // Pruned here rather than by a timer, as on SQLite.
-        sqlx::query("DELETE FROM replays WHERE keep_until < $1")
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO replays (key, keep_until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(ms(keep_until))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let first = record_sighting(&mut tx, key, now, keep_until).await?;
         tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(first)
     }
 
     async fn remember_conversation_reference(
         &self,
         reference: &ConversationReference,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO conversation_references \
-               (platform, user_id, service_url, conversation_id, tenant_id, seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (platform, user_id) DO UPDATE SET \
-               service_url = excluded.service_url, \
-               conversation_id = COALESCE(excluded.conversation_id, conversation_references.conversation_id), \
-               tenant_id = COALESCE(excluded.tenant_id, conversation_references.tenant_id), \
-               seen_at = excluded.seen_at \
-             WHERE excluded.seen_at >= conversation_references.seen_at",
-        )
-        .bind(reference.user.platform().as_str())
-        .bind(reference.user.as_str())
-        .bind(&reference.service_url)
-        .bind(&reference.conversation_id)
-        .bind(&reference.tenant_id)
-        .bind(ms(reference.seen_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        upsert_reference(&self.pool, reference).await
     }
 
     async fn conversation_reference(
         &self,
         user: &ChatUserId,
     ) -> anyhow::Result<Option<ConversationReference>> {
-        let row: Option<ReferenceRow> = sqlx::query_as(
-            "SELECT service_url, conversation_id, tenant_id, seen_at \
-             FROM conversation_references WHERE platform = $1 AND user_id = $2",
-        )
-        .bind(user.platform().as_str())
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| ConversationReference {
-            user: user.clone(),
-            service_url: r.service_url,
-            conversation_id: r.conversation_id,
-            tenant_id: r.tenant_id,
-            seen_at: ts(r.seen_at),
-        }))
+        select_reference(&self.pool, user).await
     }
 
     async fn claim_job(
@@ -798,26 +436,12 @@ impl Store for PostgresStore {
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
-        // Fenced by the attempt: a slow old attempt cannot finish a newer one.
-        sqlx::query("UPDATE jobs SET done_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND done_at IS NULL")
-            .bind(ms(now))
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_job(&self.pool, job, now).await
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let released = sqlx::query("UPDATE jobs SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND done_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        if released.rows_affected() > 0 {
+        if release_job(&mut *tx, job, due_at, error).await? {
             notify_work(&mut tx).await?;
         }
         tx.commit().await?;
@@ -835,7 +459,7 @@ impl Store for PostgresStore {
         // claimers, one that sees an older snapshot is only more careful.
         // The row lock (and PostgreSQL's re-check of a row another claimer
         // just leased) keeps one message from being claimed twice.
-        let rows = sqlx::query(
+        let rows: Vec<MessageRow> = sqlx::query_as(
             "WITH picked AS ( \
                SELECT o.id FROM outbox o \
                WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= $1 \
@@ -854,28 +478,7 @@ impl Store for PostgresStore {
         .bind(&*self.owner)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let text: String = row.try_get("notice")?;
-            match serde_json::from_str(&text) {
-                Ok(notice) => messages.push(OutboxMessage {
-                    id,
-                    request_id: RequestId::from_stored(row.try_get("request_id")?),
-                    notice,
-                    attempt: row.try_get::<i64, _>("attempts")? as u32,
-                }),
-                // A row this version cannot read (one a newer replica wrote,
-                // during a rolling update) must not block its request's later
-                // messages: set it aside.
-                Err(e) => {
-                    tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
-                    set_message_aside(&self.pool, id, now, &format!("unreadable: {e}")).await?;
-                }
-            }
-        }
-        messages.sort_by_key(|m| m.id);
-        Ok(messages)
+        readable_messages(&self.pool, rows, now).await
     }
 
     async fn message_delivered(
@@ -883,13 +486,7 @@ impl Store for PostgresStore {
         message: &OutboxMessage,
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE outbox SET delivered_at = $1, locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $2 AND attempts = $3 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, None).await
     }
 
     async fn message_failed(
@@ -898,14 +495,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         error: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, Some(error)).await
     }
 
     async fn retry_message(
@@ -915,14 +505,7 @@ impl Store for PostgresStore {
         error: &str,
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let released = sqlx::query("UPDATE outbox SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        if released.rows_affected() > 0 {
+        if release_message(&mut *tx, message, due_at, error).await? {
             notify_work(&mut tx).await?;
         }
         tx.commit().await?;
@@ -930,44 +513,19 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM ( \
-               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM jobs WHERE done_at IS NULL \
-               UNION ALL \
-               SELECT GREATEST(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_due(&self.pool).await
     }
 
     async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(GREATEST(due_at, COALESCE(locked_until, 0))) FROM jobs WHERE done_at IS NULL AND kind = $1",
-        )
-        .bind(JobKind::Revoke.name())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_revocation_due(&self.pool).await
     }
 
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= $1 ORDER BY id")
-            .bind(since.map(ms).unwrap_or(i64::MIN))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(audit_from_row).collect()
+        select_audit_since(&self.pool, since).await
     }
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
-            .collect())
+        select_count_by_state(&self.pool).await
     }
 
     async fn work_added(&self) {

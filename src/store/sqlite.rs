@@ -4,21 +4,19 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::DateTime;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
 
+use super::codec::{ms, JobRow, MessageRow};
 use super::group_commit::GroupCommit;
 use super::write_queue::{Urgency, WriteQueue};
 use crate::domain::{
-    AuditEntry, ChatUserId, ConversationReference, Email, EndCause, GrantDuration, JcUserId,
-    Notice, Platform, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage,
-    Store, Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, Store,
+    Transition,
 };
 
 /// How often the write-ahead log is folded into the database file.
@@ -96,27 +94,6 @@ fn lock_database(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
-}
-
-/// A row of `conversation_references`.
-#[derive(sqlx::FromRow)]
-struct ReferenceRow {
-    service_url: String,
-    conversation_id: Option<String>,
-    tenant_id: Option<String>,
-    seen_at: i64,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.map(ts)
 }
 
 impl SqliteStore {
@@ -328,247 +305,25 @@ impl SqliteStore {
     }
 }
 
-fn request_from_row(row: &SqliteRow) -> anyhow::Result<Request> {
-    let json_opt = |col: &str| -> anyhow::Result<Option<String>> {
-        Ok(row.try_get::<Option<String>, _>(col)?)
-    };
-    let state: String = row.try_get("state")?;
-    let platform: String = row.try_get("platform")?;
-    let platform =
-        Platform::parse(&platform).with_context(|| format!("unknown platform {platform}"))?;
-    let person = |id: String| ChatUserId::new(platform, id);
-    Ok(Request {
-        id: RequestId::from_stored(row.try_get("id")?),
-        requester: person(row.try_get("requester")?),
-        reply_to: row.try_get("reply_to")?,
-        duration: GrantDuration::from_secs(row.try_get::<i64, _>("duration_secs")?.max(1) as u64),
-        words: serde_json::from_str(&row.try_get::<String, _>("words")?)?,
-        reason: row.try_get("reason")?,
-        state: RequestState::parse(&state).with_context(|| format!("unknown state {state}"))?,
-        created_at: ts(row.try_get("created_at")?),
-        email: json_opt("email")?.and_then(|e| Email::parse(&e)),
-        jc_user: json_opt("jc_user")?.map(JcUserId::new),
-        device: json_opt("device")?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()?,
-        candidates: serde_json::from_str(&row.try_get::<String, _>("candidates")?)?,
-        prior: json_opt("prior")?
-            .map(|p| serde_json::from_str(&p))
-            .transpose()?,
-        decided_by: json_opt("decided_by")?.map(person),
-        decided_at: opt_ts(row.try_get("decided_at")?),
-        elevated_at: opt_ts(row.try_get("elevated_at")?),
-        expires_at: opt_ts(row.try_get("expires_at")?),
-        ended_at: opt_ts(row.try_get("ended_at")?),
-        ended_by: json_opt("ended_by")?.map(person),
-        end_cause: json_opt("end_cause")?.and_then(|c| EndCause::parse(&c)),
-        left_alone: row.try_get("left_alone")?,
-        approval_message: row.try_get("approval_message")?,
-        version: row.try_get("version")?,
-    })
-}
-
-fn audit_from_row(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
-    let state = |col: &str| -> anyhow::Result<Option<RequestState>> {
-        Ok(row
-            .try_get::<Option<String>, _>(col)?
-            .and_then(|s| RequestState::parse(&s)))
-    };
-    Ok(AuditEntry {
-        at: ts(row.try_get("at")?),
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        request_id: RequestId::from_stored(row.try_get("request_id")?),
-        before: state("before_state")?,
-        after: state("after_state")?,
-        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
-    })
-}
-
-/// The columns every request query selects.
-const REQUEST_COLUMNS: &str = "id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, email, jc_user, device, candidates, prior, decided_by, decided_at, elevated_at, expires_at, ended_at, ended_by, end_cause, left_alone, approval_message, version";
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
-
-async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEntry) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(ms(e.at))
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(e.request_id.as_str())
-        .bind(e.before.map(RequestState::as_str))
-        .bind(e.after.map(RequestState::as_str))
-        .bind(e.detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn insert_notices(tx: &mut Tx<'_>, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-    for notice in notices {
-        // Due at once: delivery order is the row order within a request.
-        sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES (?, ?, 0)")
-            .bind(id.as_str())
-            .bind(serde_json::to_string(notice)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn insert_jobs(tx: &mut Tx<'_>, id: &RequestId, jobs: &[NewJob]) -> anyhow::Result<()> {
-    for job in jobs {
-        sqlx::query("INSERT INTO jobs (request_id, kind, arg, due_at) VALUES (?, ?, ?, ?)")
-            .bind(id.as_str())
-            .bind(job.kind.name())
-            .bind(job.kind.arg())
-            .bind(ms(job.due_at))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Moves the pending job of that kind to the new time, or creates it.
-async fn reschedule_job(tx: &mut Tx<'_>, id: &RequestId, job: &NewJob) -> anyhow::Result<()> {
-    let moved = sqlx::query("UPDATE jobs SET due_at = ? WHERE request_id = ? AND kind = ? AND arg = ? AND done_at IS NULL")
-        .bind(ms(job.due_at))
-        .bind(id.as_str())
-        .bind(job.kind.name())
-        .bind(job.kind.arg())
-        .execute(&mut **tx)
-        .await?;
-    if moved.rows_affected() == 0 {
-        insert_jobs(tx, id, std::slice::from_ref(job)).await?;
-    }
-    Ok(())
-}
-
-/// Marks pending jobs of that kind done without running them.
-async fn cancel_jobs(
-    tx: &mut Tx<'_>,
-    id: &RequestId,
-    kind: JobKind,
-    now: Timestamp,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE jobs SET done_at = ?, last_error = 'cancelled' WHERE request_id = ? AND kind = ? AND done_at IS NULL AND locked_until IS NULL")
-        .bind(ms(now))
-        .bind(id.as_str())
-        .bind(kind.name())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+super::shared::shared_sql!(db = sqlx::Sqlite, data = "data", json = "", release = "");
 
 /// The body of `Store::transition`, on one connection.
-async fn transition_on(
-    conn: &mut sqlx::SqliteConnection,
-    t: &Transition,
-    r: &Request,
-) -> anyhow::Result<bool> {
+async fn transition_on(conn: &mut sqlx::SqliteConnection, t: &Transition) -> anyhow::Result<bool> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    // The version check makes this the conditional update of DESIGN 3: of
-    // two writers that read the same version, the second changes nothing.
-    let updated = sqlx::query(
-        "UPDATE requests SET state = ?, reason = ?, email = ?, jc_user = ?, system_id = ?, device = ?, candidates = ?, prior = ?, \
-         decided_by = ?, decided_at = ?, elevated_at = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_cause = ?, left_alone = ?, version = ? \
-         WHERE id = ? AND version = ?",
-    )
-    .bind(r.state.as_str())
-    .bind(&r.reason)
-    .bind(r.email.as_ref().map(Email::as_str))
-    .bind(r.jc_user.as_ref().map(JcUserId::as_str))
-    .bind(r.device.as_ref().map(|d| d.id.as_str()))
-    .bind(json_or_null(&r.device)?)
-    .bind(serde_json::to_string(&r.candidates)?)
-    .bind(json_or_null(&r.prior)?)
-    .bind(r.decided_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.decided_at.map(ms))
-    .bind(r.elevated_at.map(ms))
-    .bind(r.expires_at.map(ms))
-    .bind(r.ended_at.map(ms))
-    .bind(r.ended_by.as_ref().map(ChatUserId::as_str))
-    .bind(r.end_cause.map(EndCause::as_str))
-    .bind(r.left_alone)
-    .bind(r.version)
-    .bind(t.request_id.as_str())
-    .bind(t.expected_version)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    if !apply_transition(&mut tx, t).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    insert_audit(&mut tx, &t.audit).await?;
-    insert_notices(&mut tx, &t.request_id, &t.notices).await?;
-    insert_jobs(&mut tx, &t.request_id, &t.jobs).await?;
-    for job in &t.reschedule {
-        reschedule_job(&mut tx, &t.request_id, job).await?;
-    }
-    for kind in &t.cancel {
-        cancel_jobs(&mut tx, &t.request_id, *kind, t.audit.at).await?;
-    }
     tx.commit().await?;
     Ok(true)
-}
-
-/// Gives an outbox message up for good.
-async fn mark_failed(
-    pool: &SqlitePool,
-    id: i64,
-    now: Timestamp,
-    error: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ?",
-    )
-    .bind(ms(now))
-    .bind(error)
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The stored names of the states that satisfy `pick`, as an SQL list.
-fn state_list(pick: fn(RequestState) -> bool) -> String {
-    RequestState::ALL
-        .into_iter()
-        .filter(|s| pick(*s))
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn json_or_null<T: serde::Serialize>(value: &Option<T>) -> anyhow::Result<Option<String>> {
-    value
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(Into::into)
 }
 
 /// A new request's row, first audit line and jobs; nothing when a request
 /// with the same delivery key exists (the command is a copy).
 async fn insert_new_request(tx: &mut Tx<'_>, new: &NewRequest) -> anyhow::Result<Insertion> {
     let r = &new.request;
-    let inserted = sqlx::query("INSERT INTO requests (id, platform, requester, reply_to, duration_secs, words, reason, state, created_at, version, delivery) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery) DO NOTHING")
-        .bind(r.id.as_str())
-        .bind(r.platform().as_str())
-        .bind(r.requester.as_str())
-        .bind(&r.reply_to)
-        .bind(r.duration.as_secs() as i64)
-        .bind(serde_json::to_string(&r.words)?)
-        .bind(&r.reason)
-        .bind(r.state.as_str())
-        .bind(ms(r.created_at))
-        .bind(r.version)
-        .bind(&new.delivery)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if inserted == 0 {
+    if !insert_request_row(tx, r, new.delivery.as_deref()).await? {
         return Ok(Insertion::Replayed);
     }
     insert_audit(tx, &new.audit).await?;
@@ -598,28 +353,6 @@ async fn insert_batch(
     Ok(outcomes)
 }
 
-/// What `admit` says of one more request of `r`'s requester: counts their
-/// open requests and those they made at or after `since`.
-async fn admission<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
-    r: &Request,
-    since: Timestamp,
-    admit: &Admission,
-) -> anyhow::Result<Result<(), Refusal>> {
-    let terminal = state_list(RequestState::is_terminal);
-    let sql = format!(
-        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= ?) \
-         FROM requests WHERE platform = ? AND requester = ?"
-    );
-    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
-        .bind(ms(since))
-        .bind(r.requester.platform().as_str())
-        .bind(r.requester.as_str())
-        .fetch_one(db)
-        .await?;
-    Ok(admit(open as usize, recent as usize))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> anyhow::Result<()> {
@@ -644,23 +377,11 @@ impl Store for SqliteStore {
     }
 
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(request_from_row).transpose()
+        select_request(&self.pool, id).await
     }
 
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>> {
-        let terminal = state_list(RequestState::is_terminal);
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = ? AND requester = ? AND state NOT IN ({terminal}) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
-            .bind(requester.platform().as_str())
-            .bind(requester.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(request_from_row).collect()
+        select_open_requests_of(&self.pool, requester).await
     }
 
     async fn open_request_for_device(
@@ -669,21 +390,14 @@ impl Store for SqliteStore {
         system: &SystemId,
         except: &RequestId,
     ) -> anyhow::Result<Option<Request>> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE jc_user = ? AND system_id = ? AND id <> ? AND state IN ('pending_approval', 'approved', 'active', 'revoking') ORDER BY created_at LIMIT 1");
-        let row = sqlx::query(&sql)
-            .bind(user.as_str())
-            .bind(system.as_str())
-            .bind(except.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(request_from_row).transpose()
+        select_open_request_for_device(&self.pool, user, system, except).await
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
         let _writing = self
             .writer
             .turn(revocation_if(matches!(
-                t.to.state,
+                t.to.state(),
                 RequestState::Revoking | RequestState::Ended
             )))
             .await;
@@ -698,13 +412,13 @@ impl Store for SqliteStore {
         // that is idempotent, and keeping them cheap keeps a burst of
         // revocations from queueing behind a thousand fsyncs.
         let mut conn = self.pool.acquire().await?;
-        let durable = r.state == RequestState::Approved;
+        let durable = r.state() == RequestState::Approved;
         if durable {
             sqlx::query("PRAGMA synchronous = FULL")
                 .execute(&mut *conn)
                 .await?;
         }
-        let applied = transition_on(&mut conn, t, r).await;
+        let applied = transition_on(&mut conn, t).await;
         if durable {
             sqlx::query("PRAGMA synchronous = NORMAL")
                 .execute(&mut *conn)
@@ -715,12 +429,7 @@ impl Store for SqliteStore {
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query("UPDATE requests SET approval_message = ? WHERE id = ?")
-            .bind(reference)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        update_approval_message(&self.pool, id, reference).await
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
@@ -747,22 +456,9 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<bool> {
         let _writing = self.writer.turn(Urgency::Normal).await;
         let mut tx = self.pool.begin().await?;
-        // Pruned here rather than by a timer: the table only grows when
-        // requests arrive, and each prune removes few rows through the index.
-        sqlx::query("DELETE FROM replays WHERE keep_until < ?1")
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO replays (key, keep_until) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(ms(keep_until))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let first = record_sighting(&mut tx, key, now, keep_until).await?;
         tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(first)
     }
 
     async fn remember_conversation_reference(
@@ -770,47 +466,14 @@ impl Store for SqliteStore {
         reference: &ConversationReference,
     ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query(
-            "INSERT INTO conversation_references \
-               (platform, user_id, service_url, conversation_id, tenant_id, seen_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (platform, user_id) DO UPDATE SET \
-               service_url = excluded.service_url, \
-               conversation_id = COALESCE(excluded.conversation_id, conversation_references.conversation_id), \
-               tenant_id = COALESCE(excluded.tenant_id, conversation_references.tenant_id), \
-               seen_at = excluded.seen_at \
-             WHERE excluded.seen_at >= conversation_references.seen_at",
-        )
-        .bind(reference.user.platform().as_str())
-        .bind(reference.user.as_str())
-        .bind(&reference.service_url)
-        .bind(&reference.conversation_id)
-        .bind(&reference.tenant_id)
-        .bind(ms(reference.seen_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        upsert_reference(&self.pool, reference).await
     }
 
     async fn conversation_reference(
         &self,
         user: &ChatUserId,
     ) -> anyhow::Result<Option<ConversationReference>> {
-        let row: Option<ReferenceRow> = sqlx::query_as(
-            "SELECT service_url, conversation_id, tenant_id, seen_at \
-             FROM conversation_references WHERE platform = ?1 AND user_id = ?2",
-        )
-        .bind(user.platform().as_str())
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| ConversationReference {
-            user: user.clone(),
-            service_url: r.service_url,
-            conversation_id: r.conversation_id,
-            tenant_id: r.tenant_id,
-            seen_at: ts(r.seen_at),
-        }))
+        select_reference(&self.pool, user).await
     }
 
     async fn claim_job(
@@ -827,7 +490,7 @@ impl Store for SqliteStore {
             ClaimScope::Revocations => Some(JobKind::Revoke.name()),
             ClaimScope::Any => None,
         };
-        let row = sqlx::query(
+        let row: Option<JobRow> = sqlx::query_as(
             "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id = (SELECT j.id FROM jobs j \
                          WHERE j.done_at IS NULL AND j.due_at <= ?1 AND (?3 IS NULL OR j.kind = ?3) \
@@ -842,16 +505,7 @@ impl Store for SqliteStore {
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let kind: String = row.try_get("kind")?;
-        Ok(Some(Job {
-            id: row.try_get("id")?,
-            request_id: RequestId::from_stored(row.try_get("request_id")?),
-            kind: JobKind::from_stored(&kind, row.try_get("arg")?)
-                .with_context(|| format!("unknown job kind {kind}"))?,
-            due_at: ts(row.try_get("due_at")?),
-            attempt: row.try_get::<i64, _>("attempts")? as u32,
-        }))
+        row.map(JobRow::decode).transpose()
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
@@ -859,14 +513,7 @@ impl Store for SqliteStore {
             .writer
             .turn(revocation_if(job.kind == JobKind::Revoke))
             .await;
-        // Fenced by the attempt: a slow old attempt cannot finish a newer one.
-        sqlx::query("UPDATE jobs SET done_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND done_at IS NULL")
-            .bind(ms(now))
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_job(&self.pool, job, now).await
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
@@ -874,13 +521,7 @@ impl Store for SqliteStore {
             .writer
             .turn(revocation_if(job.kind == JobKind::Revoke))
             .await;
-        sqlx::query("UPDATE jobs SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND done_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(job.id)
-            .bind(job.attempt as i64)
-            .execute(&self.pool)
-            .await?;
+        release_job(&self.pool, job, due_at, error).await?;
         Ok(())
     }
 
@@ -891,7 +532,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        let rows = sqlx::query(
+        let rows: Vec<MessageRow> = sqlx::query_as(
             "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
              WHERE id IN (SELECT o.id FROM outbox o \
                           WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= ?1 \
@@ -906,27 +547,7 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let text: String = row.try_get("notice")?;
-            match serde_json::from_str(&text) {
-                Ok(notice) => messages.push(OutboxMessage {
-                    id,
-                    request_id: RequestId::from_stored(row.try_get("request_id")?),
-                    notice,
-                    attempt: row.try_get::<i64, _>("attempts")? as u32,
-                }),
-                // A row this version cannot read must not block its request's
-                // later messages (or the whole queue): set it aside.
-                Err(e) => {
-                    tracing::error!(message_id = id, error = %e, "unreadable outbox message set aside");
-                    mark_failed(&self.pool, id, now, &format!("unreadable: {e}")).await?;
-                }
-            }
-        }
-        messages.sort_by_key(|m| m.id);
-        Ok(messages)
+        readable_messages(&self.pool, rows, now).await
     }
 
     async fn message_delivered(
@@ -935,13 +556,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query("UPDATE outbox SET delivered_at = ?, locked_until = NULL, last_error = NULL WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, None).await
     }
 
     async fn message_failed(
@@ -951,14 +566,7 @@ impl Store for SqliteStore {
         error: &str,
     ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query("UPDATE outbox SET failed_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(now))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        finish_message(&self.pool, message, now, Some(error)).await
     }
 
     async fn retry_message(
@@ -968,55 +576,24 @@ impl Store for SqliteStore {
         error: &str,
     ) -> anyhow::Result<()> {
         let _writing = self.writer.turn(Urgency::Normal).await;
-        sqlx::query("UPDATE outbox SET due_at = ?, locked_until = NULL, last_error = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL")
-            .bind(ms(due_at))
-            .bind(error)
-            .bind(message.id)
-            .bind(message.attempt as i64)
-            .execute(&self.pool)
-            .await?;
+        release_message(&self.pool, message, due_at, error).await?;
         Ok(())
     }
 
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM ( \
-               SELECT MAX(due_at, COALESCE(locked_until, 0)) AS t FROM jobs WHERE done_at IS NULL \
-               UNION ALL \
-               SELECT MAX(due_at, COALESCE(locked_until, 0)) AS t FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_due(&self.pool).await
     }
 
     async fn next_revocation_due(&self) -> anyhow::Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(MAX(due_at, COALESCE(locked_until, 0))) FROM jobs WHERE done_at IS NULL AND kind = ?",
-        )
-        .bind(JobKind::Revoke.name())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next.map(ts))
+        select_next_revocation_due(&self.pool).await
     }
 
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT at, actor, action, request_id, before_state, after_state, detail FROM audit WHERE at >= ? ORDER BY id")
-            .bind(since.map(ms).unwrap_or(i64::MIN))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(audit_from_row).collect()
+        select_audit_since(&self.pool, since).await
     }
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| RequestState::parse(&s).map(|s| (s, n)))
-            .collect())
+        select_count_by_state(&self.pool).await
     }
 
     async fn renew_leases(&self, held: &[Lease], until: Timestamp) -> anyhow::Result<Vec<Lease>> {

@@ -296,7 +296,7 @@ impl TeamsChat {
             if let Some(name) = self.known_name(user.as_str()) {
                 people.insert(user, name);
             } else if user == request.requester {
-                if let Some(email) = &request.email {
+                if let Some(email) = request.email() {
                     people.insert(user, email.as_str().to_owned());
                 }
             }
@@ -620,8 +620,8 @@ fn is_them(member: &TeamsMember, user: &GroupUser) -> bool {
 /// The people a message about `request` (and `event`) may name.
 fn named(request: &Request, event: Option<&Event>) -> Vec<ChatUserId> {
     let mut people = vec![request.requester.clone()];
-    people.extend(request.decided_by.clone());
-    people.extend(request.ended_by.clone());
+    people.extend(request.decided_by().cloned());
+    people.extend(request.ended_by().cloned());
     match event {
         Some(Event::Approved { by } | Event::Denied { by }) => people.push(by.clone()),
         Some(Event::Ended { by: Some(by), .. }) => people.push(by.clone()),

@@ -283,7 +283,7 @@ fn card(body: Vec<Value>, actions: Vec<Value>) -> Value {
 pub fn approval_card(r: &Request, people: &People) -> Value {
     let m = TeamsMarkup::card(people);
     let data = json!({ verbs::REQUEST_ID: r.id.as_str() });
-    let actions = wording::card_actions(r.state)
+    let actions = wording::card_actions(r.state())
         .iter()
         .map(|action| match action {
             CardAction::Approve => execute(
@@ -311,7 +311,7 @@ pub fn approval_card(r: &Request, people: &People) -> Value {
     } else {
         literal_within(&r.reason, REASON_TEXT)
     };
-    let device = match &r.device {
+    let device = match r.device() {
         Some(d) => format!(
             "Device: {} ({}, {})",
             literal_within(&d.hostname, wording::HOSTNAME_TEXT),
@@ -395,7 +395,7 @@ pub fn reply_activity(reply: &Reply, people: &People) -> Value {
 /// and one button, whose `data` Teams merges with the chosen value.
 pub fn device_picker(r: &Request, people: &People) -> Value {
     let m = TeamsMarkup::card(people);
-    let devices = &r.candidates;
+    let devices = r.candidates();
     let shown = devices.len().min(PICKER_CHOICES);
     let labels = wording::device_labels(&devices[..shown], LABEL);
     let question = text_block(wording::picker_text(
@@ -446,7 +446,11 @@ pub fn device_picker(r: &Request, people: &People) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Device, GrantDuration, RequestState, SystemId};
+    use crate::domain::stage::{AwaitingDevice, PendingApproval};
+    use crate::domain::{
+        Account, Decision, Device, Email, Grant, GrantDuration, JcUserId, Move, PriorState, Stage,
+        SystemId,
+    };
 
     fn request() -> Request {
         let mut r = Request::new(
@@ -460,16 +464,32 @@ mod tests {
             ],
             chrono::Utc::now(),
         );
-        r.state = RequestState::PendingApproval;
-        r.device = Some(Device {
-            id: SystemId::new("s1"),
-            hostname: "ada-mac".into(),
-            display_name: "ada-mac".into(),
-            os_family: "darwin".into(),
-            online: true,
-            compiled_sudo: false,
+        r.stage = Stage::PendingApproval(PendingApproval {
+            account: account(),
+            device: Device {
+                id: SystemId::new("s1"),
+                hostname: "ada-mac".into(),
+                display_name: "ada-mac".into(),
+                os_family: "darwin".into(),
+                online: true,
+                compiled_sudo: false,
+            },
         });
         r
+    }
+
+    fn account() -> Account {
+        Account {
+            email: Email::parse("ada@example.com").unwrap(),
+            jc_user: JcUserId::new("jc1"),
+        }
+    }
+
+    fn awaiting(candidates: Vec<Device>) -> Stage {
+        Stage::AwaitingDevice(AwaitingDevice {
+            account: account(),
+            candidates,
+        })
     }
 
     fn people() -> People {
@@ -513,10 +533,24 @@ mod tests {
     #[test]
     fn a_decided_card_shows_who_decided_with_their_name_escaped_and_a_local_time() {
         let mut r = request();
-        r.state = RequestState::Active;
-        r.decided_by = Some(ChatUserId::teams("29:grace"));
-        r.decided_at = Some(chrono::Utc::now());
-        r.expires_at = Some(chrono::Utc::now());
+        let now = chrono::Utc::now();
+        r = r
+            .apply(Move::Approve(Decision {
+                by: ChatUserId::teams("29:grace"),
+                at: now,
+            }))
+            .and_then(|r| {
+                r.apply(Move::RecordGrant(Grant {
+                    prior: PriorState {
+                        global_sudo: false,
+                        direct: None,
+                        compiled_sudo: false,
+                    },
+                    expires_at: now,
+                }))
+            })
+            .and_then(|r| r.apply(Move::Elevate { at: now }))
+            .unwrap();
         let card = approval_card(&r, &people());
         let verbs: Vec<&str> = card["actions"]
             .as_array()
@@ -551,7 +585,6 @@ mod tests {
     #[test]
     fn many_computers_get_one_menu_and_few_get_buttons() {
         let mut r = request();
-        r.state = RequestState::AwaitingDevice;
         let computer = |n: usize| Device {
             id: SystemId::new(format!("sys{n:04}")),
             hostname: format!("lab-{n}"),
@@ -560,12 +593,12 @@ mod tests {
             online: true,
             compiled_sudo: false,
         };
-        r.candidates = (0..2).map(computer).collect();
+        r.stage = awaiting((0..2).map(computer).collect());
         let few = device_picker(&r, &people());
         let actions = few["actions"].as_array().unwrap();
         assert_eq!(actions.len(), 2);
         assert_eq!(actions[1]["data"][verbs::SYSTEM_ID], "sys0001");
-        r.candidates = (0..6).map(computer).collect();
+        r.stage = awaiting((0..6).map(computer).collect());
         let menu = device_picker(&r, &people());
         assert_eq!(menu["body"][1]["type"], "Input.ChoiceSet");
         assert_eq!(menu["body"][1]["label"], "Computer", "an input has a label");
@@ -576,7 +609,7 @@ mod tests {
             question.contains("Pick it from the menu") && !question.contains("type to filter"),
             "a 1.4 menu does not filter: {question}"
         );
-        r.candidates = (0..300).map(computer).collect();
+        r.stage = awaiting((0..300).map(computer).collect());
         let many = device_picker(&r, &people());
         assert_eq!(many["body"][1]["type"], "Input.ChoiceSet");
         assert_eq!(
@@ -592,27 +625,30 @@ mod tests {
     #[test]
     fn the_longest_picker_and_card_stay_within_teams_recommended_80_kb_as_utf16() {
         let mut r = request();
-        r.state = RequestState::AwaitingDevice;
         // Names that weigh the most: as long as shown, in characters that
         // JSON escapes or UTF-16 needs two units for.
         let long = "\u{1F5A5}\"<".repeat(wording::HOSTNAME_TEXT);
-        r.candidates = (0..PICKER_CHOICES)
-            .map(|n| Device {
-                id: SystemId::new(format!("{n:024}")),
-                hostname: long.clone(),
-                display_name: long.clone(),
-                os_family: "windows".into(),
-                online: true,
-                compiled_sudo: false,
-            })
-            .collect();
+        r.stage = awaiting(
+            (0..PICKER_CHOICES)
+                .map(|n| Device {
+                    id: SystemId::new(format!("{n:024}")),
+                    hostname: long.clone(),
+                    display_name: long.clone(),
+                    os_family: "windows".into(),
+                    online: true,
+                    compiled_sudo: false,
+                })
+                .collect(),
+        );
         let recommended = 80 * 1024;
         let picker = card_activity(device_picker(&r, &people())).to_string();
         let weight = crate::sim::teams::utf16_size(picker.as_bytes());
         assert!(weight <= recommended, "{weight} bytes as UTF-16");
-        r.state = RequestState::PendingApproval;
         r.reason = "\u{1F5A5}\"".repeat(REASON_TEXT);
-        r.device = r.candidates.first().cloned();
+        r.stage = Stage::PendingApproval(PendingApproval {
+            account: account(),
+            device: r.candidates().first().cloned().unwrap(),
+        });
         let card = approval_activity(&r, &people()).to_string();
         let weight = crate::sim::teams::utf16_size(card.as_bytes());
         assert!(weight <= recommended, "{weight} bytes as UTF-16");

@@ -198,7 +198,7 @@ impl Server {
         let entries = self.engine.store().audit_since(None).await.unwrap();
         let id = entries.iter().rev().find(|e| e.action == "requested")?;
         let request = self.engine.store().request(&id.request_id).await.unwrap()?;
-        Some(request.state)
+        Some(request.state())
     }
 
     /// Ada asks for 20 minutes and Grace approves; returns once JumpCloud

@@ -36,9 +36,9 @@ async fn a_request_is_approved_elevated_counted_down_and_restored_on_time() {
     assert_eq!(app.click(GRACE, "tempadmin_approve", &id).await, 200);
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(r.state(), RequestState::Active);
     assert_eq!(
-        r.expires_at.unwrap() - r.elevated_at.unwrap(),
+        r.expires_at().unwrap() - r.elevated_at().unwrap(),
         chrono::TimeDelta::minutes(20)
     );
     assert_eq!(

@@ -62,7 +62,7 @@ async fn a_crash_between_elevating_and_recording_still_ends_in_the_right_demotio
     app.restart().await;
     app.advance(Duration::from_secs(5)).await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(r.state(), RequestState::Active);
     // The retry found the binding it had added (409) and made sure of sudo;
     // it did not read the device's state again and take itself for an admin.
     assert_eq!(app.jc_ops(), ["add", "add", "update"]);
@@ -71,7 +71,7 @@ async fn a_crash_between_elevating_and_recording_still_ends_in_the_right_demotio
         1,
         "prior state is read exactly once"
     );
-    assert_eq!(r.prior.unwrap().direct, None);
+    assert_eq!(r.prior().unwrap().direct, None);
 
     app.advance(20 * MIN).await;
     assert_eq!(app.state_of(ADA).await, RequestState::Ended);

@@ -28,13 +28,13 @@ async fn jumpcloud_503s_at_grant_are_retried_and_the_clock_started_at_the_first_
     assert_eq!(app.state_of(ADA).await, RequestState::Approved);
     app.advance(4 * SEC).await; // second backoff
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(r.state(), RequestState::Active);
     assert_eq!(
-        r.elevated_at.unwrap() - r.decided_at.unwrap(),
+        r.elevated_at().unwrap() - r.decided_at().unwrap(),
         chrono::TimeDelta::seconds(6)
     );
     assert_eq!(
-        r.expires_at.unwrap() - r.decided_at.unwrap(),
+        r.expires_at().unwrap() - r.decided_at().unwrap(),
         chrono::TimeDelta::minutes(20),
         "retries do not extend the grant"
     );
@@ -78,7 +78,7 @@ async fn a_jumpcloud_401_at_grant_gives_up_and_restores() {
     app.click(GRACE, "tempadmin_approve", &id).await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Ended);
+    assert_eq!(r.state(), RequestState::Ended);
     assert!(app
         .thread()
         .iter()
@@ -242,8 +242,8 @@ async fn jumpcloud_down_for_the_whole_grant_ends_it_as_a_failed_elevation() {
     app.jc.set_down(false);
     app.advance(5 * MIN).await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Ended);
-    assert_eq!(r.elevated_at, None);
+    assert_eq!(r.state(), RequestState::Ended);
+    assert_eq!(r.elevated_at(), None);
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
     let thread = app.thread();
     assert!(

@@ -64,7 +64,7 @@ async fn a_request_beyond_the_hourly_limit_is_refused_until_an_hour_has_passed()
         .requests_of(ADA)
         .await
         .iter()
-        .all(|r| r.state == RequestState::Cancelled));
+        .all(|r| r.state() == RequestState::Cancelled));
     let answer = app.ask(ADA, "20m printer").await;
     assert!(
         answer.contains("10 requests in the past hour"),

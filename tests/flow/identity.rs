@@ -22,8 +22,8 @@ async fn a_mixed_case_slack_email_finds_the_lower_case_jumpcloud_account() {
     app.slack.add_user(ADA, "ada", Some("Ada@Example.COM"));
     app.pending_request("20m install printer driver").await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.jc_user.unwrap().as_str(), JC_ADA);
-    assert_eq!(r.device.unwrap().hostname, "ada-mac");
+    assert_eq!(r.jc_user().unwrap().as_str(), JC_ADA);
+    assert_eq!(r.device().unwrap().hostname, "ada-mac");
 }
 
 #[tokio::test]
@@ -39,7 +39,7 @@ async fn an_exact_match_wins_over_the_lower_case_one() {
     );
     app.pending_request("20m").await;
     assert_eq!(
-        app.request_of(ADA).await.jc_user.unwrap().as_str(),
+        app.request_of(ADA).await.jc_user().unwrap().as_str(),
         "jcada0000000000000000002"
     );
 }

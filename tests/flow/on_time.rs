@@ -74,8 +74,8 @@ async fn one_hung_jumpcloud_call_does_not_delay_anyone_elses_revocation() {
     app.settle().await;
     for (person, jc_id, system_id) in &people {
         let r = app.request_of(person).await;
-        assert_eq!(r.state, RequestState::Ended, "{person}");
-        assert_eq!(r.ended_at, r.expires_at, "{person} ended at its expiry");
+        assert_eq!(r.state(), RequestState::Ended, "{person}");
+        assert_eq!(r.ended_at(), r.expires_at(), "{person} ended at its expiry");
         assert!(!app.jc.is_admin(jc_id, system_id));
     }
     let calls = app.jc.calls();
@@ -151,9 +151,9 @@ async fn a_crash_after_jumpcloud_applied_the_elevation_never_extends_the_grant()
     app.click(GRACE, "tempadmin_approve", &id).await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Approved);
+    assert_eq!(r.state(), RequestState::Approved);
     assert_eq!(
-        r.expires_at.unwrap() - r.decided_at.unwrap(),
+        r.expires_at().unwrap() - r.decided_at().unwrap(),
         chrono::TimeDelta::minutes(5),
         "the end is fixed at the first attempt"
     );
@@ -163,7 +163,7 @@ async fn a_crash_after_jumpcloud_applied_the_elevation_never_extends_the_grant()
     app.restart().await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Ended);
+    assert_eq!(r.state(), RequestState::Ended);
     assert_eq!(
         app.jc_ops(),
         ["add", "remove"],
@@ -184,14 +184,14 @@ async fn a_grant_retried_after_a_crash_keeps_its_first_end() {
     app.fail_writes(1, Failure::ApplyThenStatus { status: 500 });
     app.click(GRACE, "tempadmin_approve", &id).await;
     app.settle().await;
-    let first_end = app.request_of(ADA).await.expires_at.unwrap();
+    let first_end = app.request_of(ADA).await.expires_at().unwrap();
     app.clock.advance(3 * MIN);
     app.restart().await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(r.state(), RequestState::Active);
     assert_eq!(
-        r.expires_at,
+        r.expires_at(),
         Some(first_end),
         "not 20 minutes from the retry"
     );
@@ -288,8 +288,8 @@ async fn a_binding_it_changed_during_the_grant_is_left_as_it_made_it() {
     app.jc.set_direct(JC_ADA, LAPTOP, true, true);
     app.advance(20 * MIN).await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Ended);
-    assert!(r.left_alone);
+    assert_eq!(r.state(), RequestState::Ended);
+    assert!(r.left_alone());
     assert_eq!(app.jc_ops(), ["add"], "no restoration was written");
     assert_eq!(app.jc.direct_attributes(JC_ADA, LAPTOP), Some((true, true)));
     let thread = app.thread();
@@ -312,7 +312,7 @@ async fn a_plain_binding_it_removed_during_the_grant_is_not_put_back() {
     app.jc.unbind(JC_ADA, LAPTOP);
     app.advance(20 * MIN).await;
     let r = app.request_of(ADA).await;
-    assert_eq!((r.state, r.left_alone), (RequestState::Ended, true));
+    assert_eq!((r.state(), r.left_alone()), (RequestState::Ended, true));
     assert_eq!(app.jc_ops(), ["update"], "the binding was not re-created");
     assert_eq!(app.jc.direct_binding(JC_ADA, LAPTOP), None);
 }
@@ -328,9 +328,9 @@ async fn a_restoration_that_got_through_before_a_crash_counts_as_done() {
     app.restart().await;
     app.advance(5 * SEC).await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::Ended);
+    assert_eq!(r.state(), RequestState::Ended);
     assert!(
-        !r.left_alone,
+        !r.left_alone(),
         "its own restoration is not somebody else's change"
     );
     assert_eq!(app.jc_ops(), ["add", "remove"]);

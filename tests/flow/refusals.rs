@@ -11,7 +11,7 @@ async fn refused_later(app: &TestApp, user: &str, text: &str) -> String {
     app.ask(user, text).await;
     app.settle().await;
     assert!(app.cards().is_empty(), "nothing reaches the approvers");
-    assert_eq!(app.request_of(user).await.state, RequestState::Refused);
+    assert_eq!(app.request_of(user).await.state(), RequestState::Refused);
     app.private_answers(&format!("cmd-{user}"))
         .pop()
         .expect("a private answer")
@@ -196,7 +196,7 @@ async fn several_computers_are_offered_as_buttons_and_the_pick_goes_to_approvers
     app.ask(ADA, "20m printer").await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::AwaitingDevice);
+    assert_eq!(r.state(), RequestState::AwaitingDevice);
     let picker = app.slack.responses().pop().unwrap().body;
     let blocks = picker["blocks"].to_string();
     assert!(
@@ -225,8 +225,8 @@ async fn several_computers_are_offered_as_buttons_and_the_pick_goes_to_approvers
     .await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::PendingApproval);
-    assert_eq!(r.device.unwrap().hostname, "ada-win");
+    assert_eq!(r.state(), RequestState::PendingApproval);
+    assert_eq!(r.device().unwrap().hostname, "ada-win");
     assert_eq!(r.reason, "printer");
     assert!(app.card().blocks.to_string().contains("ada-win"));
 }
@@ -240,7 +240,7 @@ async fn a_hostname_after_the_duration_selects_that_computer() {
         .bind_direct(JC_ADA, "sys00000000000000000win1", false);
     app.pending_request("20m ADA-WIN install driver").await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.device.unwrap().hostname, "ada-win");
+    assert_eq!(r.device().unwrap().hostname, "ada-win");
     assert_eq!(r.reason, "install driver");
 }
 

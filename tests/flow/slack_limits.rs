@@ -132,8 +132,8 @@ async fn with_two_computers_the_picker_slack_accepts_has_a_button_for_each() {
     pick(&app, ADA, &picker, &ids[0]).await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::PendingApproval);
-    assert_eq!(r.device.unwrap().id.as_str(), ids[0]);
+    assert_eq!(r.state(), RequestState::PendingApproval);
+    assert_eq!(r.device().unwrap().id.as_str(), ids[0]);
     assert!(app.card().blocks.to_string().contains("Device: ada-win ("));
 }
 
@@ -154,8 +154,8 @@ async fn with_thirty_computers_the_requester_picks_one_from_a_menu_and_it_reache
     pick(&app, ADA, &picker, &ids[27]).await;
     app.settle().await;
     let r = app.request_of(ADA).await;
-    assert_eq!(r.state, RequestState::PendingApproval);
-    assert_eq!(r.device.unwrap().id.as_str(), ids[27]);
+    assert_eq!(r.state(), RequestState::PendingApproval);
+    assert_eq!(r.device().unwrap().id.as_str(), ids[27]);
     assert!(app.card().blocks.to_string().contains("Device: lab-28 ("));
     assert_eq!(r.reason, "printer");
 }

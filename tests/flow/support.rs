@@ -368,7 +368,7 @@ impl TestApp {
     }
 
     pub async fn state_of(&self, user: &str) -> RequestState {
-        self.request_of(user).await.state
+        self.request_of(user).await.state()
     }
 
     /// Asks for admin as Ada and lets the request reach the approvers.
@@ -376,7 +376,7 @@ impl TestApp {
         self.ask(ADA, text).await;
         self.settle().await;
         let r = self.request_of(ADA).await;
-        assert_eq!(r.state, RequestState::PendingApproval);
+        assert_eq!(r.state(), RequestState::PendingApproval);
         r.id.to_string()
     }
 
@@ -488,7 +488,7 @@ impl TestApp {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.action)
+            .map(|e| e.action.to_string())
             .collect()
     }
 }

@@ -20,7 +20,7 @@ async fn pending(app: &TestApp, text: &str) -> String {
     assert_eq!(app.teams_say("Ada", text).await, 200);
     app.settle().await;
     let r = app.teams_request_of("Ada").await;
-    assert_eq!(r.state, RequestState::PendingApproval, "{r:?}");
+    assert_eq!(r.state(), RequestState::PendingApproval, "{r:?}");
     r.id.to_string()
 }
 
@@ -96,7 +96,7 @@ async fn a_teams_request_is_approved_elevated_counted_down_and_restored_on_time(
     );
     app.settle().await;
     let r = app.teams_request_of("Ada").await;
-    assert_eq!(r.state, RequestState::Active);
+    assert_eq!(r.state(), RequestState::Active);
     assert_eq!(app.jc_ops(), ["add"]);
     assert!(app.jc.is_admin(JC_ADA, LAPTOP));
     let live = card_of(&app.teams_card().activity).clone();
@@ -111,7 +111,10 @@ async fn a_teams_request_is_approved_elevated_counted_down_and_restored_on_time(
     assert!(app.teams_thread().last().unwrap().contains("1m left"));
     assert!(app.jc.is_admin(JC_ADA, LAPTOP));
     app.advance(MIN).await;
-    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(
+        app.teams_request_of("Ada").await.state(),
+        RequestState::Ended
+    );
     assert_eq!(app.jc_ops(), ["add", "remove"]);
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
 
@@ -153,7 +156,7 @@ async fn non_approvers_and_the_requester_cannot_decide_in_teams() {
     );
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app.jc_ops().is_empty());
@@ -170,7 +173,7 @@ async fn non_approvers_and_the_requester_cannot_decide_in_teams() {
     app.teams_click("Hopper", "tempadmin_approve", data).await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
 }
@@ -189,7 +192,7 @@ async fn a_denied_teams_request_changes_nothing_and_the_card_says_so() {
     assert!(answer["value"].to_string().contains("Denied by"));
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Denied
     );
     assert!(app.jc_ops().is_empty());
@@ -206,7 +209,7 @@ async fn a_denied_teams_request_changes_nothing_and_the_card_says_so() {
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Denied
     );
 }
@@ -219,12 +222,15 @@ async fn an_active_teams_grant_is_revoked_on_time_after_a_restart() {
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
     app.restart().await;
     app.advance(21 * MIN).await;
-    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(
+        app.teams_request_of("Ada").await.state(),
+        RequestState::Ended
+    );
     assert_eq!(app.jc_ops(), ["add", "remove"]);
     assert!(app.teams_thread().last().unwrap().contains("Time is up"));
 }
@@ -246,7 +252,10 @@ async fn teams_down_at_expiry_does_not_delay_revocation_and_messages_follow() {
         "JumpCloud is restored on time"
     );
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
-    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(
+        app.teams_request_of("Ada").await.state(),
+        RequestState::Ended
+    );
     assert_eq!(
         app.teams_thread().len(),
         before,
@@ -271,8 +280,8 @@ async fn slack_and_teams_requests_run_side_by_side_each_on_its_own_platform() {
     app.settle().await;
     let slack_request = app.request_of(ADA).await;
     let teams_request = app.teams_request_of("Lin").await;
-    assert_eq!(slack_request.state, RequestState::PendingApproval);
-    assert_eq!(teams_request.state, RequestState::PendingApproval);
+    assert_eq!(slack_request.state(), RequestState::PendingApproval);
+    assert_eq!(teams_request.state(), RequestState::PendingApproval);
     assert_eq!(app.cards().len(), 1, "one Slack card");
     assert_eq!(app.teams_cards().len(), 1, "one Teams card");
     assert!(card_of(&app.teams_card().activity)
@@ -284,7 +293,7 @@ async fn slack_and_teams_requests_run_side_by_side_each_on_its_own_platform() {
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Lin").await.state,
+        app.teams_request_of("Lin").await.state(),
         RequestState::PendingApproval
     );
 
@@ -299,7 +308,7 @@ async fn slack_and_teams_requests_run_side_by_side_each_on_its_own_platform() {
     app.settle().await;
     assert_eq!(app.state_of(ADA).await, RequestState::Active);
     assert_eq!(
-        app.teams_request_of("Lin").await.state,
+        app.teams_request_of("Lin").await.state(),
         RequestState::Active
     );
     assert!(app.jc.is_admin(JC_ADA, LAPTOP) && app.jc.is_admin(JC_LIN, LIN_PC));
@@ -422,7 +431,7 @@ async fn with_two_computers_the_requester_picks_one_on_a_card() {
     assert_eq!(app.teams_say("Lin", "20m driver").await, 200);
     app.settle().await;
     let r = app.teams_request_of("Lin").await;
-    assert_eq!(r.state, RequestState::AwaitingDevice);
+    assert_eq!(r.state(), RequestState::AwaitingDevice);
     let picker = app
         .bf()
         .activities()
@@ -452,8 +461,8 @@ async fn with_two_computers_the_requester_picks_one_on_a_card() {
     assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
     app.settle().await;
     let r = app.teams_request_of("Lin").await;
-    assert_eq!(r.state, RequestState::PendingApproval);
-    assert_eq!(r.device.unwrap().hostname, "lin-mac");
+    assert_eq!(r.state(), RequestState::PendingApproval);
+    assert_eq!(r.device().unwrap().hostname, "lin-mac");
 }
 
 /// The connector calls that created a 1:1 chat (`POST …/v3/conversations`).
@@ -508,7 +517,7 @@ async fn a_person_served_by_another_region_is_answered_and_messaged_through_thei
     assert_eq!(app.teams_say_in_region("Lin", "20m driver").await, 200);
     app.settle().await;
     let r = app.teams_request_of("Lin").await;
-    assert_eq!(r.state, RequestState::PendingApproval, "{r:?}");
+    assert_eq!(r.state(), RequestState::PendingApproval, "{r:?}");
     let dms = app.teams_dms("Lin");
     assert!(dms[0].contains("Checking"), "{dms:?}");
     assert!(dms[1].contains("went to the approvers"), "{dms:?}");
@@ -613,7 +622,7 @@ async fn a_member_of_an_approvers_group_nested_and_on_a_later_page_approves() {
     assert_eq!(verbs(&answer["value"]), ["tempadmin_revoke"]);
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
     assert_eq!(app.jc_ops(), ["add"]);
@@ -650,7 +659,7 @@ async fn outside_the_groups_or_in_them_as_the_requester_nobody_decides() {
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app.jc_ops().is_empty());
@@ -669,7 +678,7 @@ async fn outside_the_groups_or_in_them_as_the_requester_nobody_decides() {
     app.teams_click("Grace", "tempadmin_approve", data).await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Denied
     );
     assert!(app.jc_ops().is_empty());
@@ -691,7 +700,7 @@ async fn a_person_taken_out_of_the_group_after_the_request_can_no_longer_decide(
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app
@@ -705,7 +714,7 @@ async fn a_person_taken_out_of_the_group_after_the_request_can_no_longer_decide(
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
 }
@@ -731,7 +740,7 @@ async fn graph_down_or_without_permission_decides_nothing_and_the_approver_is_to
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app.jc_ops().is_empty());
@@ -746,7 +755,7 @@ async fn graph_down_or_without_permission_decides_nothing_and_the_approver_is_to
     app.teams_click("Grace", "tempadmin_approve", data).await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
 }
@@ -773,7 +782,7 @@ async fn a_chat_the_person_deleted_is_opened_again_once_and_kept() {
         .await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
     let new_chat = app
@@ -1112,7 +1121,7 @@ async fn a_member_of_another_tenant_whose_mail_is_a_listed_approvers_cannot_appr
     assert_eq!(status, 200);
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app.jc_ops().is_empty());
@@ -1121,7 +1130,7 @@ async fn a_member_of_another_tenant_whose_mail_is_a_listed_approvers_cannot_appr
     app.teams_click("Grace", "tempadmin_approve", data).await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
 }
@@ -1144,7 +1153,7 @@ async fn a_member_of_another_tenant_cannot_ask_even_with_a_colleagues_mail() {
     assert_eq!(app.teams_post(&asked).await.0, 200);
     app.settle().await;
     let r = app.requests_of("29:visitor").await.pop().expect("recorded");
-    assert_eq!(r.state, RequestState::Refused, "{r:?}");
+    assert_eq!(r.state(), RequestState::Refused, "{r:?}");
     assert!(app.teams_cards().is_empty(), "no card for Ada's computer");
     assert!(app.jc_ops().is_empty());
     assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
@@ -1167,7 +1176,7 @@ async fn a_teams_click_on_an_unknown_or_a_slack_request_reveals_nothing_of_it() 
     app.ask(ADA, "20m ada-mac slack-only-reason").await;
     app.settle().await;
     let slack = app.request_of(ADA).await;
-    assert_eq!(slack.state, RequestState::PendingApproval);
+    assert_eq!(slack.state(), RequestState::PendingApproval);
     // A Teams card exists to click on: Lin's.
     assert_eq!(app.teams_say("Lin", "20m teams-reason").await, 200);
     app.settle().await;
@@ -1225,7 +1234,7 @@ async fn end_now_by_someone_who_may_not_end_it_shows_them_nothing_of_the_request
     reveals_nothing(&answer, &secrets);
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Lin").await.state,
+        app.teams_request_of("Lin").await.state(),
         RequestState::Active
     );
 
@@ -1247,7 +1256,10 @@ async fn every_thread_reply_lands_in_the_cards_thread_and_nothing_else_at_the_ch
     for minutes in [5, 10, 4, 2] {
         app.advance(minutes * MIN).await;
     }
-    assert_eq!(app.teams_request_of("Ada").await.state, RequestState::Ended);
+    assert_eq!(
+        app.teams_request_of("Ada").await.state(),
+        RequestState::Ended
+    );
 
     let card = app.teams_card();
     let top: Vec<_> = app
@@ -1322,7 +1334,7 @@ async fn the_approvals_channel_is_served_where_its_own_activities_say_even_after
     assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
     app.advance(21 * MIN).await;
@@ -1400,7 +1412,7 @@ async fn a_second_teams_identity_of_the_requester_cannot_approve_her_request() {
     assert_eq!(status, 200);
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::PendingApproval
     );
     assert!(app.jc.writes().is_empty(), "nothing elevated");
@@ -1414,7 +1426,7 @@ async fn a_second_teams_identity_of_the_requester_cannot_approve_her_request() {
     app.teams_click("Hopper", "tempadmin_approve", data).await;
     app.settle().await;
     assert_eq!(
-        app.teams_request_of("Ada").await.state,
+        app.teams_request_of("Ada").await.state(),
         RequestState::Active
     );
 }

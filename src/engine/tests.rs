@@ -1,0 +1,400 @@
+//! The engine's rules against in-memory ports and a manual clock: the
+//! decision, the grant and the revocation, each in milliseconds. The flow
+//! tests (tests/flow) check the same end to end through HTTP, a database
+//! and the simulators; these are where a change to a rule is tried first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::clock::ManualClock;
+use super::fakes::{Fakes, MemoryChat, MemoryDirectory, MemoryStore, Person};
+use super::ports::{ChatError, Clock, DirectoryUser, JobKind};
+use super::{Chats, Click, CommandInput, Engine, Reply, Workers};
+use crate::domain::prior::ELEVATED;
+use crate::domain::{
+    AssociationOp, AuditAction, ChatUserId, Decision, Device, DirectBinding, Email, EndCause,
+    JcUserId, Move, Platform, Policy, Refusal, Request, RequestState, SystemId, Timestamp,
+};
+
+fn t0() -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn ada() -> ChatUserId {
+    ChatUserId::slack("U0ADA")
+}
+
+fn grace() -> ChatUserId {
+    ChatUserId::slack("U0GRACE")
+}
+
+fn jc_ada() -> JcUserId {
+    JcUserId::new("jc-ada")
+}
+
+fn mac() -> SystemId {
+    SystemId::new("sys-mac")
+}
+
+struct World {
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+    store: Arc<MemoryStore>,
+    directory: Arc<MemoryDirectory>,
+    chat: Arc<MemoryChat>,
+}
+
+/// Ada (a requester with one Mac and her JumpCloud account) and Grace (an
+/// approver with her own account), on Slack, at `t0`.
+fn world() -> World {
+    let fakes = Fakes {
+        store: Arc::new(MemoryStore::default()),
+        directory: Arc::new(MemoryDirectory::default()),
+        chat: Arc::new(MemoryChat::default()),
+    };
+    let account = |id: &str, email: &str| DirectoryUser {
+        id: JcUserId::new(id),
+        email: Email::parse(email).unwrap(),
+        global_sudo: false,
+        suspended: false,
+    };
+    fakes.directory.add(Person {
+        user: account("jc-ada", "ada@example.com"),
+        devices: vec![Device {
+            id: mac(),
+            hostname: "ada-mac".into(),
+            display_name: "ada-mac".into(),
+            os_family: "darwin".into(),
+            online: true,
+            compiled_sudo: false,
+        }],
+    });
+    fakes.directory.add(Person {
+        user: account("jc-grace", "grace@example.com"),
+        devices: vec![],
+    });
+    fakes.chat.person(&ada(), "ada@example.com");
+    fakes.chat.approver(&grace(), Some("grace@example.com"));
+    let clock = Arc::new(ManualClock::new(t0()));
+    let engine = Engine::new(
+        fakes.store.clone(),
+        fakes.directory.clone(),
+        Chats::default().with(Platform::Slack, fakes.chat.clone()),
+        clock.clone(),
+        Policy::default(),
+        Workers::new(4),
+    );
+    World {
+        engine,
+        clock,
+        store: fakes.store,
+        directory: fakes.directory,
+        chat: fakes.chat,
+    }
+}
+
+impl World {
+    async fn ask(&self, user: &ChatUserId, text: &str) -> Reply {
+        let input = CommandInput {
+            user: user.clone(),
+            text: text.into(),
+            reply_to: None,
+            delivery: None,
+        };
+        self.engine.handle_command(input).await.unwrap()
+    }
+
+    fn click(&self, user: &ChatUserId) -> Click {
+        Click {
+            user: user.clone(),
+            request_id: self.store.request_of(&ada()).id,
+            reply_to: None,
+            delivery: None,
+        }
+    }
+
+    async fn run_due(&self) {
+        self.engine.run_due().await.unwrap();
+    }
+
+    fn ada(&self) -> Request {
+        self.store.request_of(&ada())
+    }
+
+    /// Ada asks for 20 minutes and her request reaches the approvers.
+    async fn pending(&self) {
+        assert!(matches!(
+            self.ask(&ada(), "20m install printer").await,
+            Reply::Checking(_)
+        ));
+        self.run_due().await;
+        assert_eq!(self.ada().state(), RequestState::PendingApproval);
+    }
+
+    /// Then Grace approves a minute later, and the jobs run half a minute
+    /// after that.
+    async fn approved_and_granted(&self) {
+        self.pending().await;
+        self.clock.advance(MINUTE);
+        self.engine
+            .decide(self.click(&grace()), true)
+            .await
+            .unwrap();
+        self.clock.advance(MINUTE / 2);
+        self.run_due().await;
+    }
+
+    /// The refusal a refused click was audited with.
+    fn last_click_refusal(&self) -> serde_json::Value {
+        let audit = self.store.audit();
+        let refused = audit
+            .iter()
+            .rev()
+            .find(|e| e.action == AuditAction::ClickRefused)
+            .expect("a refused click");
+        refused.detail.clone()
+    }
+}
+
+fn refusal(r: Refusal) -> serde_json::Value {
+    serde_json::to_value(r).unwrap()
+}
+
+#[tokio::test]
+async fn an_approved_request_is_active_until_its_first_elevation_attempt_plus_its_duration() {
+    let w = world();
+    w.approved_and_granted().await;
+    let r = w.ada();
+    let granted_at = t0() + TimeDelta::seconds(90);
+    assert_eq!(r.state(), RequestState::Active);
+    assert_eq!(r.elevated_at(), Some(granted_at));
+    assert_eq!(r.expires_at(), Some(granted_at + TimeDelta::minutes(20)));
+    assert_eq!(r.decided_by(), Some(&grace()));
+    assert_eq!(r.decided_at(), Some(t0() + TimeDelta::seconds(60)));
+    assert_eq!(
+        w.store.pending(JobKind::Revoke),
+        vec![granted_at + TimeDelta::minutes(20)],
+        "one revocation, due at the end"
+    );
+    assert_eq!(w.directory.applied(), [AssociationOp::Add { sudo: true }]);
+    assert_eq!(w.directory.binding(&mac(), &jc_ada()), Some(ELEVATED));
+    assert_eq!(
+        w.store.actions(),
+        [
+            "requested",
+            "sent_to_approvers",
+            "approved",
+            "prior_state_recorded",
+            "elevated"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_denied_request_ends_and_jumpcloud_is_never_written() {
+    let w = world();
+    w.pending().await;
+    w.engine.decide(w.click(&grace()), false).await.unwrap();
+    w.clock.advance(40 * MINUTE);
+    w.run_due().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::Denied);
+    assert_eq!(r.decided_by(), Some(&grace()));
+    assert_eq!(w.directory.applied(), []);
+    assert_eq!(
+        w.store.actions(),
+        ["requested", "sent_to_approvers", "denied"],
+        "and the approval timer was cancelled"
+    );
+}
+
+#[tokio::test]
+async fn nobody_approves_their_own_request_by_chat_identity_or_by_account() {
+    let w = world();
+    w.pending().await;
+
+    w.engine.decide(w.click(&ada()), true).await.unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::OwnRequest));
+
+    // Ada's second chat identity, an approver, finds her own account.
+    let ada_elsewhere = ChatUserId::slack("U0ADA2");
+    w.chat.approver(&ada_elsewhere, Some("ADA@example.com"));
+    w.engine
+        .decide(w.click(&ada_elsewhere), true)
+        .await
+        .unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::OwnAccount));
+
+    // An approver the bot cannot tell apart from Ada decides nothing.
+    let nameless = ChatUserId::slack("U0NOEMAIL");
+    w.chat.approver(&nameless, None);
+    w.engine.decide(w.click(&nameless), true).await.unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::ApproverUnverified));
+
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::PendingApproval);
+    assert_eq!(w.ada().decided_by(), None);
+    assert_eq!(w.directory.applied(), []);
+}
+
+#[tokio::test]
+async fn at_expiry_a_binding_the_bot_added_is_removed() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::Ended);
+    assert_eq!(r.end_cause(), Some(EndCause::Expired));
+    assert_eq!(r.ended_at(), r.expires_at(), "ended at its expiry");
+    assert_eq!(
+        w.directory.applied(),
+        [AssociationOp::Add { sudo: true }, AssociationOp::Remove]
+    );
+    assert_eq!(w.directory.binding(&mac(), &jc_ada()), None);
+}
+
+#[tokio::test]
+async fn at_expiry_a_binding_that_existed_is_set_back_as_it_was() {
+    let w = world();
+    let before = DirectBinding {
+        sudo: false,
+        without_password: false,
+    };
+    w.directory.bind(&mac(), &jc_ada(), Some(before));
+    w.approved_and_granted().await;
+    assert_eq!(w.ada().prior().and_then(|p| p.direct), Some(before));
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(
+        w.directory.applied(),
+        [
+            AssociationOp::Update {
+                sudo: true,
+                without_password: false
+            },
+            AssociationOp::Update {
+                sudo: false,
+                without_password: false
+            }
+        ]
+    );
+    assert_eq!(w.directory.binding(&mac(), &jc_ada()), Some(before));
+}
+
+#[tokio::test]
+async fn a_permanent_admin_is_never_touched_at_grant_or_at_expiry() {
+    let w = world();
+    w.pending().await;
+    // IT made Ada an admin everywhere after she asked, before the grant.
+    w.directory.make_global_admin(&jc_ada());
+    w.engine.decide(w.click(&grace()), true).await.unwrap();
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Active);
+    assert!(w.ada().prior().unwrap().global_sudo, "recorded as admin");
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(w.directory.applied(), [], "JumpCloud was never written");
+}
+
+#[tokio::test]
+async fn end_now_restores_at_once_and_says_who_ended_it() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.clock.advance(3 * MINUTE);
+    w.engine.end_now(w.click(&ada())).await.unwrap();
+    assert_eq!(w.ada().state(), RequestState::Revoking);
+    w.run_due().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::Ended);
+    assert_eq!(r.end_cause(), Some(EndCause::EndedEarly));
+    assert_eq!(r.ended_by(), Some(&ada()));
+    assert_eq!(r.ended_at(), Some(t0() + TimeDelta::seconds(90 + 180)));
+    assert_eq!(
+        w.directory.applied(),
+        [AssociationOp::Add { sudo: true }, AssociationOp::Remove]
+    );
+    assert!(w
+        .store
+        .actions()
+        .ends_with(&["end_requested".to_string(), "restored".to_string()]));
+    assert!(
+        w.store.pending(JobKind::Revoke).is_empty(),
+        "nothing left due"
+    );
+}
+
+#[tokio::test]
+async fn end_now_from_somebody_else_changes_nothing() {
+    let w = world();
+    w.approved_and_granted().await;
+    let mallory = ChatUserId::slack("U0MALLORY");
+    w.engine.end_now(w.click(&mallory)).await.unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::NotAllowedToEnd));
+    assert_eq!(w.ada().state(), RequestState::Active);
+}
+
+/// Runs the same code in every build: the move check is ordinary control
+/// flow in `Stage::apply`, with no `debug_assert!` or
+/// `cfg(debug_assertions)` involved, so a release build refuses exactly
+/// what this test sees refused.
+#[tokio::test]
+async fn an_illegal_move_is_refused_and_the_request_is_left_as_it_was() {
+    let w = world();
+    // The approval card cannot be posted yet; meanwhile Ada withdraws.
+    w.chat.fail_cards(Some(ChatError::Transient("slow".into())));
+    w.ask(&ada(), "20m install printer").await;
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::PendingApproval);
+    assert!(matches!(w.ask(&ada(), "revoke").await, Reply::Revoking(_)));
+    let withdrawn = w.ada();
+    assert_eq!(withdrawn.state(), RequestState::Cancelled);
+    // Now the chat service refuses the card for good. The engine then
+    // refuses the request as unreachable, a move from pending approval;
+    // from cancelled it is no move, so nothing changes.
+    w.chat
+        .fail_cards(Some(ChatError::Permanent("channel_not_found".into())));
+    w.clock.advance(10 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada(), withdrawn, "left as it was, version and all");
+    assert_eq!(
+        w.store.actions(),
+        ["requested", "sent_to_approvers", "withdrawn"]
+    );
+
+    // The same through the engine's one builder of transitions.
+    let illegal = w
+        .engine
+        .transition(
+            &withdrawn,
+            Move::Approve(Decision {
+                by: grace(),
+                at: w.clock.now(),
+            }),
+            grace().as_str(),
+            serde_json::json!({}),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (illegal.from, illegal.event),
+        (RequestState::Cancelled, AuditAction::Approved)
+    );
+}
+
+#[tokio::test]
+async fn an_approval_timer_ends_an_undecided_request() {
+    let w = world();
+    w.pending().await;
+    w.clock.advance(30 * MINUTE);
+    w.run_due().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::TimedOut);
+    assert_eq!(r.ended_at(), Some(t0() + TimeDelta::minutes(30)));
+    assert!(w.chat.delivered().len() >= 3, "card, sent, and the end");
+}
