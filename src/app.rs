@@ -42,8 +42,10 @@ impl App {
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Database::open(&config.database_url).await?;
-        let directory: Arc<dyn Directory> =
-            Arc::new(JumpCloudClient::new(config.jumpcloud.clone())?);
+        let directory: Arc<dyn Directory> = Arc::new(JumpCloudClient::with_clock(
+            config.jumpcloud.clone(),
+            clock.clone(),
+        )?);
         let mut chats = Chats::default();
         let mut slack_edge = None;
         if let Some(slack_config) = &config.slack {

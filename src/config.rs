@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::domain::{GrantDuration, Policy};
 use crate::engine::Workers;
-use crate::jumpcloud::JumpCloudSettings;
+use crate::jumpcloud::{JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
 use crate::slack::client::SlackSettings;
 use crate::teams::TeamsSettings;
 
@@ -155,6 +155,7 @@ struct FileTeams {
 #[serde(deny_unknown_fields)]
 struct FileJumpCloud {
     api_url: Option<String>,
+    oauth_url: Option<String>,
     max_requests_per_second: Option<u32>,
     grant_mode: Option<String>,
     timeout: Option<GrantDuration>,
@@ -251,6 +252,7 @@ impl Config {
         if let Err(why) = crate::jumpcloud::check_api_url(&jumpcloud_url) {
             bail!("{jumpcloud_url_from} {why}");
         }
+        let credentials = jumpcloud_credentials(&env, file.jumpcloud.oauth_url)?;
         let http = http(file.http)?;
         let listen = env("TEMPADMIN_LISTEN")
             .or(file.listen)
@@ -280,7 +282,7 @@ impl Config {
             teams,
             jumpcloud: JumpCloudSettings {
                 api_url: jumpcloud_url,
-                api_key: secret("JUMPCLOUD_API_KEY")?,
+                credentials,
                 org_id: env("JUMPCLOUD_ORG_ID"),
                 timeout,
                 max_requests_per_second,
@@ -434,6 +436,48 @@ fn teams_settings(
         }
     }
     Ok(settings)
+}
+
+/// `JUMPCLOUD_API_KEY`, or a service account's `JUMPCLOUD_CLIENT_ID` and
+/// `JUMPCLOUD_CLIENT_SECRET`: exactly one of the two, since with both it
+/// would be unclear which rights the bot acts with.
+fn jumpcloud_credentials(
+    env: &impl Fn(&str) -> Option<String>,
+    oauth_url: Option<String>,
+) -> anyhow::Result<JumpCloudCredentials> {
+    // Checked whichever credential is used, so a wrong address does not
+    // wait to be found until someone switches to a service account.
+    let oauth_url = oauth_url.unwrap_or_else(|| crate::jumpcloud::DEFAULT_OAUTH_URL.into());
+    if let Err(why) = crate::jumpcloud::check_oauth_url(&oauth_url) {
+        bail!("jumpcloud.oauth_url {why}");
+    }
+    let key = env("JUMPCLOUD_API_KEY");
+    let id = env("JUMPCLOUD_CLIENT_ID");
+    let secret = env("JUMPCLOUD_CLIENT_SECRET");
+    Ok(match (key, id, secret) {
+        (Some(key), None, None) => JumpCloudCredentials::ApiKey(SecretString::from(key)),
+        (None, Some(id), Some(secret)) => JumpCloudCredentials::ServiceAccount(ServiceAccount {
+            client_id: SecretString::from(id),
+            client_secret: SecretString::from(secret),
+            oauth_url,
+        }),
+        (None, None, None) => bail!(
+            "no JumpCloud credentials: set JUMPCLOUD_CLIENT_ID and JUMPCLOUD_CLIENT_SECRET (a \
+             service account, recommended) or JUMPCLOUD_API_KEY"
+        ),
+        (Some(_), _, _) => bail!(
+            "JUMPCLOUD_API_KEY and a service account (JUMPCLOUD_CLIENT_ID, \
+             JUMPCLOUD_CLIENT_SECRET) are both set: set only one of the two"
+        ),
+        (None, Some(_), None) => bail!(
+            "JUMPCLOUD_CLIENT_ID is set but JUMPCLOUD_CLIENT_SECRET is not: a service account \
+             needs both"
+        ),
+        (None, None, Some(_)) => bail!(
+            "JUMPCLOUD_CLIENT_SECRET is set but JUMPCLOUD_CLIENT_ID is not: a service account \
+             needs both"
+        ),
+    })
 }
 
 /// An Entra ID object id: a GUID, `8-4-4-4-12` hexadecimal digits.
@@ -675,6 +719,154 @@ mod tests {
         assert!(
             !debug.contains("s3cr3t") && !debug.contains("xoxb-1") && !debug.contains("jc-key")
         );
+    }
+
+    /// `env_with_secrets` with a service account instead of the API key.
+    fn env_with_service_account(name: &str) -> Option<String> {
+        match name {
+            "JUMPCLOUD_API_KEY" => None,
+            "JUMPCLOUD_CLIENT_ID" => Some("sa-client-id".into()),
+            "JUMPCLOUD_CLIENT_SECRET" => Some("sa-client-s3cret".into()),
+            other => env_with_secrets(other),
+        }
+    }
+
+    #[test]
+    fn a_service_account_is_used_instead_of_the_api_key_at_the_default_token_endpoint() {
+        let env = |name: &str| match name {
+            "JUMPCLOUD_ORG_ID" => Some("org1".into()),
+            other => env_with_service_account(other),
+        };
+        let c = Config::parse(MINIMAL, env).unwrap();
+        let JumpCloudCredentials::ServiceAccount(account) = &c.jumpcloud.credentials else {
+            panic!("{:?}", c.jumpcloud.credentials);
+        };
+        assert_eq!(
+            account.oauth_url,
+            "https://admin-oauth.id.jumpcloud.com/oauth2/token"
+        );
+        assert_eq!(c.jumpcloud.org_id.as_deref(), Some("org1"));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("sa-client-s3cret") && !debug.contains("sa-client-id"),
+            "{debug}"
+        );
+
+        let text = format!(
+            "{MINIMAL}\n[jumpcloud]\noauth_url = \"https://admin-oauth.id.eu.jumpcloud.com/oauth2/token\""
+        );
+        let c = Config::parse(&text, env_with_service_account).unwrap();
+        let JumpCloudCredentials::ServiceAccount(account) = c.jumpcloud.credentials else {
+            panic!("not a service account");
+        };
+        assert_eq!(
+            account.oauth_url,
+            "https://admin-oauth.id.eu.jumpcloud.com/oauth2/token"
+        );
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        assert!(matches!(
+            c.jumpcloud.credentials,
+            JumpCloudCredentials::ApiKey(_)
+        ));
+    }
+
+    #[test]
+    fn both_jumpcloud_credentials_or_neither_is_a_start_up_error_naming_the_variables() {
+        let with = |key: bool, id: bool, secret: bool| {
+            let env = move |name: &str| match name {
+                "JUMPCLOUD_API_KEY" => key.then(|| "jc-key".into()),
+                "JUMPCLOUD_CLIENT_ID" => id.then(|| "sa-client-id".into()),
+                "JUMPCLOUD_CLIENT_SECRET" => secret.then(|| "sa-client-s3cret".into()),
+                other => env_with_secrets(other),
+            };
+            Config::parse(MINIMAL, env).map(|_| ())
+        };
+        for (key, id, secret, names) in [
+            (
+                true,
+                true,
+                true,
+                &["JUMPCLOUD_API_KEY", "JUMPCLOUD_CLIENT_ID", "only one"][..],
+            ),
+            (
+                true,
+                true,
+                false,
+                &["JUMPCLOUD_API_KEY", "JUMPCLOUD_CLIENT_ID", "only one"],
+            ),
+            (
+                true,
+                false,
+                true,
+                &["JUMPCLOUD_API_KEY", "JUMPCLOUD_CLIENT_SECRET", "only one"],
+            ),
+            (
+                false,
+                false,
+                false,
+                &[
+                    "JUMPCLOUD_API_KEY",
+                    "JUMPCLOUD_CLIENT_ID",
+                    "JUMPCLOUD_CLIENT_SECRET",
+                ],
+            ),
+            (false, true, false, &["JUMPCLOUD_CLIENT_SECRET is not"]),
+            (false, false, true, &["JUMPCLOUD_CLIENT_ID is not"]),
+        ] {
+            let err = format!("{:#}", with(key, id, secret).unwrap_err());
+            for name in names {
+                assert!(
+                    err.contains(name),
+                    "{key} {id} {secret}: {name} not in {err}"
+                );
+            }
+            assert!(
+                !err.contains("jc-key") && !err.contains("sa-client-s3cret"),
+                "{err}"
+            );
+        }
+        assert!(with(true, false, false).is_ok());
+        assert!(with(false, true, true).is_ok());
+    }
+
+    #[test]
+    fn the_token_endpoint_must_be_https_unless_it_is_loopback() {
+        let with_url = |url: &str| {
+            Config::parse(
+                &format!("{MINIMAL}\n[jumpcloud]\noauth_url = \"{url}\""),
+                env_with_service_account,
+            )
+        };
+        for fine in [
+            "https://admin-oauth.id.jumpcloud.com/oauth2/token",
+            "http://127.0.0.1:9/oauth2/token",
+            "http://localhost:3000/oauth2/token",
+        ] {
+            with_url(fine).unwrap_or_else(|e| panic!("{fine}: {e:#}"));
+        }
+        for (bad, why) in [
+            (
+                "http://admin-oauth.id.jumpcloud.com/oauth2/token",
+                "plain http",
+            ),
+            ("http://10.0.0.7/oauth2/token", "client secret"),
+            (
+                "https://id:pw@admin-oauth.id.jumpcloud.com/oauth2/token",
+                "user name or password",
+            ),
+            (
+                "https://admin-oauth.id.jumpcloud.com/oauth2/token?x=1",
+                "query",
+            ),
+            ("admin-oauth.id.jumpcloud.com", "not a URL"),
+        ] {
+            let err = format!("{:#}", with_url(bad).unwrap_err());
+            assert!(
+                err.contains("jumpcloud.oauth_url") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains(":pw@"), "{err}");
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! It translates and classifies; it decides nothing. Every failure becomes a
 //! `DirectoryError` the engine can act on (401/403 → `Unauthorized`, 429 →
-//! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The API
-//! key is sent as `x-api-key` and never logged or put into an error.
+//! `RateLimited` with `Retry-After`, 5xx and timeouts → `Transient`). The
+//! credential is an API key, sent as `x-api-key`, or a service account's
+//! bearer token ([`auth`]: a 401 renews the token once and retries the call
+//! once); neither is ever logged or put into an error.
 //!
 //! Every call waits its turn under `jumpcloud.max_requests_per_second`
 //! when it is set, revocations first ([`RateLimit`]).
@@ -11,6 +13,7 @@
 //! A person is found by email only, ignoring case, and only when exactly one
 //! account has that email; two that differ only in case are `AmbiguousEmail`.
 
+mod auth;
 mod rate_limit;
 
 use std::num::NonZeroU32;
@@ -24,9 +27,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{AssociationOp, Device, DirectBinding, Email, JcUserId, PriorState, SystemId};
+pub use auth::{JumpCloudCredentials, ServiceAccount, DEFAULT_OAUTH_URL};
 pub use rate_limit::RateLimit;
 
-use crate::engine::ports::{Directory, DirectoryError, DirectoryUser};
+use crate::engine::clock::SystemClock;
+use crate::engine::ports::{Clock, Directory, DirectoryError, DirectoryUser};
+use auth::TokenSource;
 
 /// Page size for list calls (JumpCloud allows at most 100).
 const PAGE: usize = 100;
@@ -36,8 +42,8 @@ const PAGE: usize = 100;
 pub struct JumpCloudSettings {
     /// `https://console.jumpcloud.com` (or the EU console, or a fake).
     pub api_url: String,
-    /// `JUMPCLOUD_API_KEY`.
-    pub api_key: SecretString,
+    /// `JUMPCLOUD_API_KEY`, or a service account's client credentials.
+    pub credentials: JumpCloudCredentials,
     /// `JUMPCLOUD_ORG_ID`, for multi-tenant administrators.
     pub org_id: Option<String>,
     /// Per-call timeout.
@@ -54,6 +60,14 @@ pub struct JumpCloudClient {
     http: reqwest::Client,
     settings: JumpCloudSettings,
     rate_limit: Option<Arc<RateLimit>>,
+    auth: Auth,
+}
+
+/// What each call is authenticated with.
+#[derive(Debug, Clone)]
+enum Auth {
+    ApiKey(SecretString),
+    Bearer(Arc<TokenSource>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,13 +143,22 @@ struct ErrorBody {
 }
 
 impl JumpCloudClient {
-    /// A client for these settings; refuses an `api_url` that
-    /// [`check_api_url`] refuses.
+    /// A client for these settings on the system clock; refuses an
+    /// `api_url` that [`check_api_url`] refuses.
     pub fn new(settings: JumpCloudSettings) -> anyhow::Result<Self> {
+        Self::with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// A client whose service-account tokens age by `clock` (tests move it).
+    pub fn with_clock(settings: JumpCloudSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         check_api_url(&settings.api_url)
             .map_err(|why| anyhow::anyhow!("jumpcloud.api_url {why}"))?;
+        if let JumpCloudCredentials::ServiceAccount(account) = &settings.credentials {
+            check_oauth_url(&account.oauth_url)
+                .map_err(|why| anyhow::anyhow!("jumpcloud.oauth_url {why}"))?;
+        }
         let http = reqwest::Client::builder()
-            // A followed redirect would carry `x-api-key` to wherever the
+            // A followed redirect would carry `x-api-key` (or the token) to wherever the
             // `Location` points (reqwest strips only standard credential
             // headers across origins), so none is followed.
             .redirect(redirect::Policy::none())
@@ -146,10 +169,17 @@ impl JumpCloudClient {
         let rate_limit = settings
             .max_requests_per_second
             .map(|n| Arc::new(RateLimit::new(n)));
+        let auth = match &settings.credentials {
+            JumpCloudCredentials::ApiKey(key) => Auth::ApiKey(key.clone()),
+            JumpCloudCredentials::ServiceAccount(account) => Auth::Bearer(Arc::new(
+                TokenSource::new(account.clone(), http.clone(), clock),
+            )),
+        };
         Ok(Self {
             http,
             settings,
             rate_limit,
+            auth,
         })
     }
 
@@ -158,7 +188,6 @@ impl JumpCloudClient {
         let mut builder = self
             .http
             .request(method, url)
-            .header("x-api-key", self.settings.api_key.expose_secret())
             .header(header::ACCEPT, "application/json")
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(org) = &self.settings.org_id {
@@ -167,8 +196,44 @@ impl JumpCloudClient {
         builder
     }
 
-    /// Sends, and turns anything but a 2xx into a classified error.
+    /// Sends with the credential, and turns anything but a 2xx into a
+    /// classified error. A bearer token refused with 401 is renewed once
+    /// and the call sent once more; a second 401 is the answer.
     async fn send(&self, builder: RequestBuilder) -> Result<Response, DirectoryError> {
+        let again = builder.try_clone();
+        let (mut response, generation) = self.attempt(builder, None).await?;
+        if let (StatusCode::UNAUTHORIZED, Some(generation), Some(again)) =
+            (response.status(), generation, again)
+        {
+            tracing::info!(
+                "JumpCloud refused the service account's token; renewing it and trying once more"
+            );
+            response = self.attempt(again, Some(generation)).await?.0;
+        }
+        self.classify_answer(response).await
+    }
+
+    /// One request with the credential (after renewing the token of
+    /// generation `refused`, when given); the token's generation comes back
+    /// so that a 401 can name the token it refused.
+    async fn attempt(
+        &self,
+        builder: RequestBuilder,
+        refused: Option<u64>,
+    ) -> Result<(Response, Option<u64>), DirectoryError> {
+        let (builder, generation) = match &self.auth {
+            Auth::ApiKey(key) => (builder.header("x-api-key", key.expose_secret()), None),
+            Auth::Bearer(tokens) => {
+                let bearer = match refused {
+                    None => tokens.bearer().await?,
+                    Some(generation) => tokens.renew_refused(generation).await?,
+                };
+                (
+                    builder.bearer_auth(bearer.token.expose_secret()),
+                    Some(bearer.generation),
+                )
+            }
+        };
         if let Some(limit) = &self.rate_limit {
             limit.turn().await;
         }
@@ -183,6 +248,10 @@ impl JumpCloudClient {
                 "request failed".to_string()
             })
         })?;
+        Ok((response, generation))
+    }
+
+    async fn classify_answer(&self, response: Response) -> Result<Response, DirectoryError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -287,14 +356,18 @@ impl JumpCloudClient {
 /// them, and credentials do not belong in it. The reason starts so that it
 /// reads after the setting's name.
 pub fn check_api_url(api_url: &str) -> Result<(), String> {
+    check_url(api_url, DEFAULT_API_URL, "the API key or token")
+}
+
+fn check_url(api_url: &str, example: &str, carries: &str) -> Result<(), String> {
     let url = url::Url::parse(api_url)
-        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {DEFAULT_API_URL}"))?;
+        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {example}"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain a user name or password".to_string());
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "`{api_url}` must be a base address without a query or fragment, e.g. {DEFAULT_API_URL}"
+            "`{api_url}` must be an address without a query or fragment, e.g. {example}"
         ));
     }
     let loopback = match url.host() {
@@ -307,13 +380,21 @@ pub fn check_api_url(api_url: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
         "http" => Err(format!(
-            "`{api_url}` uses plain http, which would send the API key unencrypted; use https:// \
+            "`{api_url}` uses plain http, which would send {carries} unencrypted; use https:// \
              (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
         )),
         other => Err(format!(
-            "`{api_url}` uses `{other}:`; JumpCloud's API is reached over https://, e.g. {DEFAULT_API_URL}"
+            "`{api_url}` uses `{other}:`; JumpCloud is reached over https://, e.g. {example}"
         )),
     }
+}
+
+/// Whether `oauth_url` may receive the service account's client secret:
+/// the same rules as [`check_api_url`] (https, or plain http to loopback; no
+/// user name, password, query or fragment), but it is the token endpoint's
+/// full address, not a base.
+pub fn check_oauth_url(oauth_url: &str) -> Result<(), String> {
+    check_url(oauth_url, DEFAULT_OAUTH_URL, "the client secret")
 }
 
 /// JumpCloud's API in the US region, as the examples in errors.
@@ -341,7 +422,7 @@ fn redirected(status: StatusCode, from: &url::Url, location: Option<&str>) -> Di
         .unwrap_or_else(|| "an unreadable address".to_string());
     DirectoryError::Permanent(format!(
         "redirected (HTTP {status}) to {target}; tempadmin does not follow redirects, so that \
-         the API key goes only to jumpcloud.api_url. Set jumpcloud.api_url to JumpCloud's API \
+         the credentials go only to jumpcloud.api_url. Set jumpcloud.api_url to JumpCloud's API \
          address itself (https://console.jumpcloud.com, or https://console.eu.jumpcloud.com in the EU)"
     ))
 }
@@ -522,7 +603,7 @@ mod tests {
     fn a_client_for_a_plain_http_address_off_loopback_is_refused() {
         let settings = |api_url: &str| JumpCloudSettings {
             api_url: api_url.into(),
-            api_key: SecretString::from("jc-key"),
+            credentials: JumpCloudCredentials::ApiKey(SecretString::from("jc-key")),
             org_id: None,
             timeout: Duration::from_secs(1),
             max_requests_per_second: None,

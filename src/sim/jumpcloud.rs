@@ -6,13 +6,17 @@
 //! (with their `sudo` attributes) and launching command triggers. Request and
 //! response shapes follow JumpCloud's published OpenAPI descriptions
 //! (`JumpCloud.SDK.V1.json`, `JumpCloud.SDK.V2.json`) and its public
-//! documentation: `x-api-key` authentication, `{"code","message","status"}`
+//! documentation: `x-api-key` authentication, or a service account's bearer
+//! token from the OAuth 2.0 token endpoint (`POST /oauth2/token`, served on the
+//! same port; see [`FakeJumpCloud::enable_service_account`]),
+//! `{"code","message","status"}`
 //! error bodies, `totalCount` in v1 list bodies and an `x-total-count` header on
 //! v2 lists, `limit` (default 10, at most 100) and `skip` paging. Every request
 //! is recorded, and failures (error statuses, changes applied but answered
 //! with an error, requests that never answer, redirects, outages, latency) can be
 //! injected.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -22,7 +26,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
+
+use crate::engine::clock::SystemClock;
+use crate::engine::ports::Clock;
+
+/// The token endpoint's path on the fake (JumpCloud's is
+/// `https://admin-oauth.id.jumpcloud.com/oauth2/token`).
+pub const TOKEN_PATH: &str = "/oauth2/token";
 
 /// A JumpCloud user ("systemuser") known to the fake.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,10 +80,23 @@ pub struct RecordedCall {
     pub body: Option<Value>,
     /// The `x-api-key` header.
     pub api_key: Option<String>,
+    /// The token of an `Authorization: Bearer` header.
+    pub bearer: Option<String>,
     /// The `x-org-id` header.
     pub org_id: Option<String>,
     /// When it arrived (wall clock), for latency measurements.
     pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One request to the token endpoint, as the fake received and answered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The client id of the `Authorization: Basic` header, when it had one.
+    pub client_id: Option<String>,
+    /// The form fields, in the order sent.
+    pub form: Vec<(String, String)>,
+    /// The status the fake answered.
+    pub status: u16,
 }
 
 /// How an injected failure (see [`FakeJumpCloud::fail_next`]) answers.
@@ -139,9 +164,44 @@ struct InjectedFailure {
     failure: Failure,
 }
 
+/// A service account the token endpoint knows.
+#[derive(Debug)]
+struct ServiceAccount {
+    client_id: String,
+    client_secret: String,
+    /// `expires_in` of the tokens it issues.
+    lifetime: Duration,
+}
+
+#[derive(Debug)]
+struct IssuedToken {
+    token: String,
+    expires_at: crate::domain::Timestamp,
+    revoked: bool,
+}
+
+/// The clock tokens expire by.
+struct FakeClock(Arc<dyn Clock>);
+
+impl fmt::Debug for FakeClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FakeClock")
+    }
+}
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self(Arc::new(SystemClock))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     api_key: String,
+    service_account: Option<ServiceAccount>,
+    tokens: Vec<IssuedToken>,
+    token_requests: Vec<TokenRequest>,
+    clock: FakeClock,
     users: Vec<SimUser>,
     systems: Vec<SimSystem>,
     direct: Vec<DirectBinding>,
@@ -156,6 +216,20 @@ struct Inner {
 }
 
 impl Inner {
+    /// A known API key, or a bearer token issued here that is neither
+    /// revoked nor expired.
+    fn authenticated(&self, call: &RecordedCall) -> bool {
+        if call.api_key.as_deref() == Some(self.api_key.as_str()) {
+            return true;
+        }
+        let now = self.clock.0.now();
+        call.bearer.as_deref().is_some_and(|bearer| {
+            self.tokens
+                .iter()
+                .any(|t| t.token == bearer && !t.revoked && now < t.expires_at)
+        })
+    }
+
     fn direct(&self, user_id: &str, system_id: &str) -> Option<&DirectBinding> {
         self.direct
             .iter()
@@ -213,6 +287,46 @@ impl FakeJumpCloud {
     /// The API key this fake accepts.
     pub fn api_key(&self) -> String {
         self.lock().api_key.clone()
+    }
+
+    /// The token endpoint's address, for `jumpcloud.oauth_url`.
+    pub fn oauth_url(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.url())
+    }
+
+    /// Lets the token endpoint issue bearer tokens to this service account,
+    /// each valid for `lifetime` (its `expires_in`). The API key stays
+    /// accepted too, as in an organisation that has both.
+    pub fn enable_service_account(&self, client_id: &str, client_secret: &str, lifetime: Duration) {
+        self.lock().service_account = Some(ServiceAccount {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            lifetime,
+        });
+    }
+
+    /// The clock tokens expire by (the system's unless told otherwise), so
+    /// a test can move a manual clock past a token's lifetime.
+    pub fn use_clock(&self, clock: Arc<dyn Clock>) {
+        self.lock().clock = FakeClock(clock);
+    }
+
+    /// Revokes every token issued so far, as an administrator rotating the
+    /// service account's secret would: the API answers 401 to them.
+    pub fn revoke_tokens(&self) {
+        for token in &mut self.lock().tokens {
+            token.revoked = true;
+        }
+    }
+
+    /// Every request to the token endpoint so far, in arrival order.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.lock().token_requests.clone()
+    }
+
+    /// How many tokens the token endpoint has issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.lock().tokens.len()
     }
 
     /// Adds a user, replacing one with the same id.
@@ -686,9 +800,13 @@ async fn handle(
         query: uri.query().map(str::to_owned),
         body: parse_body(&body),
         api_key: header("x-api-key"),
+        bearer: header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned)),
         org_id: header("x-org-id"),
         at: chrono::Utc::now(),
     };
+    if call.path == TOKEN_PATH {
+        return fake.token_endpoint(&method, &headers, &body);
+    }
     let latency = {
         let mut inner = fake.lock();
         inner.calls.push(call.clone());
@@ -703,7 +821,7 @@ async fn handle(
         if inner.down {
             return error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
         }
-        if call.api_key.as_deref() != Some(inner.api_key.as_str()) {
+        if !inner.authenticated(&call) {
             return error(StatusCode::UNAUTHORIZED, "Unauthorized");
         }
         inner.take_failure(&call.method, &call.path)
@@ -768,6 +886,125 @@ async fn handle(
             }
         }
     }
+}
+
+impl FakeJumpCloud {
+    /// `POST /oauth2/token`: OAuth 2.0 client credentials, checked as
+    /// strictly as a real authorisation server would (RFC 6749 §4.4 and
+    /// §5.2): the client in `Authorization: Basic`, a form body with exactly
+    /// `grant_type=client_credentials` and `scope=api`. Injected failures
+    /// whose path prefix matches [`TOKEN_PATH`] and [`FakeJumpCloud::set_down`]
+    /// apply here too.
+    fn token_endpoint(&self, method: &Method, headers: &HeaderMap, body: &Bytes) -> Response {
+        let form = parse_form(std::str::from_utf8(body).unwrap_or(""));
+        let basic = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(i, s)| (i.to_owned(), s.to_owned()))
+            });
+        let mut inner = self.lock();
+        let response = self.token_answer(&mut inner, method, headers, basic.as_ref(), &form);
+        inner.token_requests.push(TokenRequest {
+            client_id: basic.map(|(id, _)| id),
+            form,
+            status: response.status().as_u16(),
+        });
+        drop(inner);
+        self.arrived.send_modify(|n| *n += 1);
+        response
+    }
+
+    fn token_answer(
+        &self,
+        inner: &mut Inner,
+        method: &Method,
+        headers: &HeaderMap,
+        basic: Option<&(String, String)>,
+        form: &[(String, String)],
+    ) -> Response {
+        if inner.down {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
+        if *method != Method::POST {
+            return oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
+        }
+        if let Some(failure) = inner.take_failure(method.as_str(), TOKEN_PATH) {
+            match failure {
+                Failure::Status { status, .. } | Failure::ApplyThenStatus { status } => {
+                    return oauth_error(status_code(status), "server_error")
+                }
+                // A token request that never answers is a timeout for the
+                // client; the fake answers 504 at once instead of holding
+                // the lock.
+                _ => return oauth_error(StatusCode::GATEWAY_TIMEOUT, "server_error"),
+            }
+        }
+        let known = inner.service_account.as_ref().is_some_and(|account| {
+            basic.is_some_and(|(id, secret)| {
+                *id == account.client_id && *secret == account.client_secret
+            })
+        });
+        if !known {
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth2\""),
+            );
+            return response;
+        }
+        let form_type = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form_type {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+        let names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        if sorted != ["grant_type", "scope"] {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+        if param(form, "grant_type") != Some("client_credentials") {
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+        }
+        if param(form, "scope") != Some("api") {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
+        }
+        let lifetime = inner
+            .service_account
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |a| a.lifetime);
+        let token = format!(
+            "jc-sim-token-{}-{}",
+            inner.tokens.len() + 1,
+            hex::encode(rand::random::<[u8; 12]>())
+        );
+        let expires_at = inner.clock.0.now()
+            + chrono::TimeDelta::from_std(lifetime).unwrap_or(chrono::TimeDelta::MAX);
+        inner.tokens.push(IssuedToken {
+            token: token.clone(),
+            expires_at,
+            revoked: false,
+        });
+        Json(json!({
+            "access_token": token,
+            "expires_in": lifetime.as_secs(),
+            "scope": "api",
+            "token_type": "bearer",
+        }))
+        .into_response()
+    }
+}
+
+/// An OAuth error answer: `{"error": "invalid_client"}` and its status.
+fn oauth_error(status: StatusCode, word: &str) -> Response {
+    (status, Json(json!({ "error": word }))).into_response()
 }
 
 fn status_code(status: u16) -> StatusCode {
@@ -1042,6 +1279,156 @@ mod tests {
         assert_eq!(calls[0].api_key.as_deref(), Some(KEY));
         assert!(calls[0].query.as_deref().unwrap().contains("%24eq"));
         assert_eq!(calls[2].api_key.as_deref(), Some("wrong"));
+    }
+
+    /// A token request as JumpCloud's public clients send it, with `form`
+    /// as the body.
+    fn token_request(
+        fake: &FakeJumpCloud,
+        id: &str,
+        secret: &str,
+        form: &str,
+    ) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(fake.oauth_url())
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_checks_the_client_and_the_form_exactly() {
+        let fake = fake_with_data().await;
+        fake.enable_service_account("sa-id", "sa-secret", Duration::from_secs(3600));
+        let good = "grant_type=client_credentials&scope=api";
+        let status = |response: reqwest::Response| response.status().as_u16();
+        let error = |response: reqwest::Response| async move {
+            let body: Value = response.json().await.unwrap();
+            body["error"].as_str().unwrap().to_owned()
+        };
+
+        let wrong = token_request(&fake, "sa-id", "not-it", good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        assert!(wrong.headers().contains_key("www-authenticate"));
+        assert_eq!(error(wrong).await, "invalid_client");
+        let unknown = token_request(&fake, "other", "sa-secret", good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(unknown), 401);
+        // The client in the body instead of the Basic header is refused.
+        let in_body = reqwest::Client::new()
+            .post(fake.oauth_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "api"),
+                ("client_id", "sa-id"),
+                ("client_secret", "sa-secret"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(in_body), 401);
+        for (form, word) in [
+            ("grant_type=password&scope=api", "unsupported_grant_type"),
+            ("grant_type=client_credentials&scope=admin", "invalid_scope"),
+            ("grant_type=client_credentials", "invalid_request"),
+            (
+                "grant_type=client_credentials&scope=api&scope=api",
+                "invalid_request",
+            ),
+            (
+                "grant_type=client_credentials&scope=api&extra=1",
+                "invalid_request",
+            ),
+        ] {
+            let response = token_request(&fake, "sa-id", "sa-secret", form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{form}");
+            assert_eq!(error(response).await, word, "{form}");
+        }
+        let as_json = reqwest::Client::new()
+            .post(fake.oauth_url())
+            .basic_auth("sa-id", Some("sa-secret"))
+            .json(&json!({ "grant_type": "client_credentials", "scope": "api" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(as_json), 400);
+        assert_eq!(fake.tokens_issued(), 0, "nothing issued to a bad request");
+
+        let answer: Value = token_request(&fake, "sa-id", "sa-secret", good)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["expires_in"], 3600);
+        assert_eq!(answer["token_type"], "bearer");
+        let requests = fake.token_requests();
+        assert_eq!(requests.len(), 10);
+        assert_eq!(requests[9].client_id.as_deref(), Some("sa-id"));
+        assert_eq!(requests[9].status, 200);
+        assert!(fake.calls().is_empty(), "token requests are not API calls");
+    }
+
+    #[tokio::test]
+    async fn the_api_takes_live_bearer_tokens_and_refuses_expired_revoked_or_unknown_ones() {
+        let fake = fake_with_data().await;
+        let clock = Arc::new(crate::engine::clock::ManualClock::new(chrono::Utc::now()));
+        fake.use_clock(clock.clone());
+        fake.enable_service_account("sa-id", "sa-secret", Duration::from_secs(600));
+        let issue = || async {
+            let answer: Value = token_request(
+                &fake,
+                "sa-id",
+                "sa-secret",
+                "grant_type=client_credentials&scope=api",
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            answer["access_token"].as_str().unwrap().to_owned()
+        };
+        let with_token = |token: &str| {
+            reqwest::Client::new()
+                .get(format!("{}/api/systemusers", fake.url()))
+                .bearer_auth(token)
+                .send()
+        };
+        let token = issue().await;
+        assert_eq!(with_token(&token).await.unwrap().status(), 200);
+        assert_eq!(with_token("made-up").await.unwrap().status(), 401);
+        clock.advance(Duration::from_secs(599));
+        assert_eq!(with_token(&token).await.unwrap().status(), 200);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(with_token(&token).await.unwrap().status(), 401, "expired");
+
+        let second = issue().await;
+        assert_ne!(second, token);
+        assert_eq!(with_token(&second).await.unwrap().status(), 200);
+        fake.revoke_tokens();
+        assert_eq!(with_token(&second).await.unwrap().status(), 401, "revoked");
+        assert_eq!(with_token(&issue().await).await.unwrap().status(), 200);
+        assert_eq!(
+            get(&fake, "/api/systemusers")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "the API key is still accepted beside the service account"
+        );
+        assert_eq!(fake.calls()[0].bearer.as_deref(), Some(token.as_str()));
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 
 use crate::config::{Config, SlackConfig};
 use crate::domain::Policy;
-use crate::jumpcloud::JumpCloudSettings;
+use crate::jumpcloud::{JumpCloudCredentials, JumpCloudSettings};
 use crate::slack::client::SlackSettings;
 
 /// The signing secret the simulated Slack signs with.
@@ -82,7 +82,7 @@ fn jumpcloud_config(
         teams: None,
         jumpcloud: JumpCloudSettings {
             api_url: jumpcloud.url(),
-            api_key: SecretString::from(jumpcloud.api_key()),
+            credentials: JumpCloudCredentials::ApiKey(SecretString::from(jumpcloud.api_key())),
             org_id: None,
             timeout: call_timeout,
             max_requests_per_second: None,

@@ -12,6 +12,7 @@ mod on_time;
 mod outbound;
 mod provenance;
 mod refusals;
+mod service_account;
 mod slack_limits;
 mod support;
 mod teams;
