@@ -35,6 +35,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod jumpcloud;
+pub mod outbound;
 pub mod sim;
 pub mod slack;
 pub mod store;

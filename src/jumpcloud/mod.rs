@@ -360,33 +360,7 @@ pub fn check_api_url(api_url: &str) -> Result<(), String> {
 }
 
 fn check_url(api_url: &str, example: &str, carries: &str) -> Result<(), String> {
-    let url = url::Url::parse(api_url)
-        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {example}"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain a user name or password".to_string());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "`{api_url}` must be an address without a query or fragment, e.g. {example}"
-        ));
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err(format!(
-            "`{api_url}` uses plain http, which would send {carries} unencrypted; use https:// \
-             (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
-        )),
-        other => Err(format!(
-            "`{api_url}` uses `{other}:`; JumpCloud is reached over https://, e.g. {example}"
-        )),
-    }
+    crate::outbound::check_address(api_url, example, carries, "JumpCloud")
 }
 
 /// Whether `oauth_url` may receive the service account's client secret:

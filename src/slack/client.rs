@@ -61,33 +61,7 @@ pub enum IdentityError {
 /// be a base address (methods are appended to it) without credentials. The
 /// reason starts so that it reads after the setting's name.
 pub fn check_api_url(api_url: &str) -> Result<(), String> {
-    let url = url::Url::parse(api_url)
-        .map_err(|e| format!("`{api_url}` is not a URL ({e}); use e.g. {DEFAULT_API_URL}"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain a user name or password".to_string());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "`{api_url}` must be a base address without a query or fragment, e.g. {DEFAULT_API_URL}"
-        ));
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err(format!(
-            "`{api_url}` uses plain http, which would send the bot token unencrypted; use https:// \
-             (plain http is allowed only to a loopback test server: 127.0.0.0/8, ::1 or localhost)"
-        )),
-        other => Err(format!(
-            "`{api_url}` uses `{other}:`; Slack's Web API is reached over https://, e.g. {DEFAULT_API_URL}"
-        )),
-    }
+    crate::outbound::check_address(api_url, DEFAULT_API_URL, "the bot token", "Slack's Web API")
 }
 
 /// Slack's Web API, as the example in errors.

@@ -134,12 +134,7 @@ impl TeamsSettings {
 pub(crate) fn is_allowed_url(url: &url::Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => false,
-        },
+        "http" => crate::outbound::is_loopback(url),
         _ => false,
     }
 }
