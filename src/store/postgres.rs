@@ -185,6 +185,57 @@ super::shared::shared_sql!(
     release = ", locked_by = NULL"
 );
 
+/// Inserts the request's row; `false` when a request with the same
+/// delivery key exists (the command is a copy), and nothing was
+/// written.
+async fn insert_request_row(
+    tx: &mut Tx<'_>,
+    r: &crate::domain::Request,
+    delivery: Option<&str>,
+) -> anyhow::Result<bool> {
+    let e = super::codec::encode(r)?;
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT (delivery) DO NOTHING"
+    ))
+    .bind(e.id)
+    .bind(e.platform)
+    .bind(e.requester)
+    .bind(e.state)
+    .bind(e.created_at)
+    .bind(e.jc_user)
+    .bind(e.system_id)
+    .bind(&e.data)
+    .bind(e.version)
+    .bind(delivery)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// What `admit` says of one more request of `r`'s requester: counts
+/// their open requests and those they made at or after `since`.
+async fn admission<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    r: &crate::domain::Request,
+    since: crate::domain::Timestamp,
+    admit: &crate::engine::ports::Admission,
+) -> anyhow::Result<Result<(), crate::domain::Refusal>> {
+    let terminal = super::codec::state_list(crate::domain::RequestState::is_terminal);
+    let sql = format!(
+        "SELECT COUNT(*) FILTER (WHERE state NOT IN ({terminal})), COUNT(*) FILTER (WHERE created_at >= $1) \
+         FROM requests WHERE platform = $2 AND requester = $3"
+    );
+    let (open, recent): (i64, i64) = sqlx::query_as(&sql)
+        .bind(super::codec::ms(since))
+        .bind(r.requester.platform().as_str())
+        .bind(r.requester.as_str())
+        .fetch_one(db)
+        .await?;
+    Ok(admit(open as usize, recent as usize))
+}
+
 /// Tells every replica (on commit) that work was added or released.
 async fn notify_work(tx: &mut Tx<'_>) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")

@@ -319,20 +319,16 @@ async fn transition_on(conn: &mut sqlx::SqliteConnection, t: &Transition) -> any
     Ok(true)
 }
 
-/// A new request's row, first audit line and jobs; nothing when a request
-/// with the same delivery key exists (the command is a copy).
-async fn insert_new_request(tx: &mut Tx<'_>, new: &NewRequest) -> anyhow::Result<Insertion> {
-    let r = &new.request;
-    if !insert_request_row(tx, r, new.delivery.as_deref()).await? {
-        return Ok(Insertion::Replayed);
-    }
-    insert_audit(tx, &new.audit).await?;
-    insert_jobs(tx, &r.id, &new.jobs).await?;
-    Ok(Insertion::Inserted)
-}
-
-/// One group commit: each new request counted and inserted in turn, in one
-/// transaction, so each count sees the requests inserted before it.
+/// One group commit in two round trips to SQLite's worker thread, however
+/// many requests it holds: on a busy machine each round trip waits for a
+/// core, and every command's answer waits for them. The first takes the
+/// write lock and counts each requester's open and recent requests; the
+/// admission is decided from those counts plus the requests admitted
+/// earlier in the same batch (each new one is open and recent); the
+/// second inserts every admitted request with its audit line and jobs and
+/// commits. A request whose delivery key is taken inserts nothing (the
+/// command is a copy), and its audit line and jobs follow it only if its
+/// fresh id is then in the table.
 async fn insert_batch(
     connection: &mut sqlx::SqliteConnection,
     batch: &[AdmittedInsert],
@@ -340,17 +336,153 @@ async fn insert_batch(
     // IMMEDIATE: the write lock first, through the busy handler. A deferred
     // transaction that reads (the counts) and then writes cannot wait for
     // a writer of another connection: its upgrade fails at once.
-    let mut tx = sqlx::Connection::begin_with(connection, "BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for one in batch {
-        let outcome = match admission(&mut *tx, &one.new.request, one.since, &one.admit).await? {
-            Err(refusal) => Insertion::Refused(refusal),
-            Ok(()) => insert_new_request(&mut tx, &one.new).await?,
-        };
-        outcomes.push(outcome);
+    let counted = count_in_new_transaction(connection, batch).await;
+    let written = match counted {
+        Ok(counts) => insert_and_commit(connection, batch, &counts).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        // Whatever got through; nothing if the transaction never began.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
     }
-    tx.commit().await?;
-    Ok(outcomes)
+    written
+}
+
+/// `BEGIN IMMEDIATE`, then each batch member's (open, recent) counts, in
+/// batch order.
+async fn count_in_new_transaction(
+    connection: &mut sqlx::SqliteConnection,
+    batch: &[AdmittedInsert],
+) -> anyhow::Result<Vec<(usize, usize)>> {
+    let terminal = super::codec::state_list(RequestState::is_terminal);
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    for n in 0..batch.len() {
+        let k = 3 * n + 1;
+        sql.push_str(if n == 0 { " " } else { " UNION ALL " });
+        sql.push_str(&format!(
+            "SELECT {n}, COUNT(*) FILTER (WHERE state NOT IN ({terminal})), \
+             COUNT(*) FILTER (WHERE created_at >= ${k}) \
+             FROM requests WHERE platform = ${} AND requester = ${}",
+            k + 1,
+            k + 2
+        ));
+    }
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+    for one in batch {
+        let requester = &one.new.request.requester;
+        query = query
+            .bind(super::codec::ms(one.since))
+            .bind(requester.platform().as_str())
+            .bind(requester.as_str());
+    }
+    let mut rows = query.fetch_all(&mut *connection).await?;
+    rows.sort_by_key(|(n, _, _)| *n);
+    anyhow::ensure!(rows.len() == batch.len(), "a count per new request");
+    Ok(rows
+        .into_iter()
+        .map(|(_, open, recent)| (open as usize, recent as usize))
+        .collect())
+}
+
+/// Decides each admission, inserts the admitted and commits, in one query.
+async fn insert_and_commit(
+    connection: &mut sqlx::SqliteConnection,
+    batch: &[AdmittedInsert],
+    counts: &[(usize, usize)],
+) -> anyhow::Result<Vec<Insertion>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut admitted = Vec::new();
+    for (one, &(open, recent)) in batch.iter().zip(counts) {
+        let requester = &one.new.request.requester;
+        let earlier = admitted
+            .iter()
+            .filter(|a: &&&AdmittedInsert| a.new.request.requester == *requester)
+            .count();
+        match (one.admit)(open + earlier, recent + earlier) {
+            Err(refusal) => outcomes.push(Some(Insertion::Refused(refusal))),
+            Ok(()) => {
+                admitted.push(one);
+                outcomes.push(None);
+            }
+        }
+    }
+    let mut sql = String::new();
+    let mut next = 1;
+    let mut arg = || {
+        next += 1;
+        format!("${}", next - 1)
+    };
+    for one in &admitted {
+        let request = (0..10).map(|_| arg()).collect::<Vec<_>>();
+        let id = &request[0];
+        sql.push_str(&format!(
+            "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
+             VALUES ({}) ON CONFLICT (delivery) DO NOTHING RETURNING id; ",
+            request.join(", ")
+        ));
+        let audit = (0..7).map(|_| arg()).collect::<Vec<_>>();
+        sql.push_str(&format!(
+            "INSERT INTO audit (at, actor, action, request_id, before_state, after_state, detail) \
+             SELECT {} WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); ",
+            audit.join(", ")
+        ));
+        for _ in &one.new.jobs {
+            let job = (0..3).map(|_| arg()).collect::<Vec<_>>();
+            sql.push_str(&format!(
+                "INSERT INTO jobs (request_id, kind, arg, due_at) SELECT {id}, {} \
+                 WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); ",
+                job.join(", ")
+            ));
+        }
+    }
+    sql.push_str("COMMIT;");
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for one in &admitted {
+        let e = super::codec::encode(&one.new.request)?;
+        let a = &one.new.audit;
+        query = query
+            .bind(e.id)
+            .bind(e.platform)
+            .bind(e.requester)
+            .bind(e.state)
+            .bind(e.created_at)
+            .bind(e.jc_user)
+            .bind(e.system_id)
+            .bind(e.data)
+            .bind(e.version)
+            .bind(one.new.delivery.clone())
+            .bind(super::codec::ms(a.at))
+            .bind(a.actor.clone())
+            .bind(a.action.as_str())
+            .bind(a.request_id.as_str().to_owned())
+            .bind(a.before.map(RequestState::as_str))
+            .bind(a.after.map(RequestState::as_str))
+            .bind(a.detail.to_string());
+        for job in &one.new.jobs {
+            query = query
+                .bind(job.kind.name())
+                .bind(job.kind.arg())
+                .bind(super::codec::ms(job.due_at));
+        }
+    }
+    let inserted: std::collections::HashSet<String> = query
+        .fetch_all(&mut *connection)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(batch
+        .iter()
+        .zip(outcomes)
+        .map(|(one, outcome)| {
+            outcome.unwrap_or_else(|| {
+                if inserted.contains(one.new.request.id.as_str()) {
+                    Insertion::Inserted
+                } else {
+                    Insertion::Replayed
+                }
+            })
+        })
+        .collect())
 }
 
 #[async_trait]
