@@ -194,10 +194,10 @@ async fn insert_request_row(
     delivery: Option<&str>,
 ) -> anyhow::Result<bool> {
     let e = super::codec::encode(r)?;
-    let inserted = sqlx::query(concat!(
+    let inserted = sqlx::query(
         "INSERT INTO requests (id, platform, requester, state, created_at, jc_user, system_id, data, version, delivery) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT (delivery) DO NOTHING"
-    ))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT (delivery) DO NOTHING",
+    )
     .bind(e.id)
     .bind(e.platform)
     .bind(e.requester)
