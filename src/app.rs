@@ -17,6 +17,7 @@ use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
+use crate::jumpcloud::association::AssociationElevator;
 use crate::jumpcloud::JumpCloudClient;
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
@@ -76,9 +77,11 @@ impl App {
             chats = chats.with(Platform::Teams, chat);
             teams_edge = Some(Arc::new(TeamsEdge { auth, chat: teams }));
         }
+        let elevator = Arc::new(AssociationElevator::new(directory.clone()));
         let engine = Engine::new(
             store.store(),
             directory,
+            elevator,
             chats,
             clock,
             config.policy.clone(),

@@ -327,14 +327,15 @@ fn known(r: &Request) -> Known {
             at: t0() + TimeDelta::seconds(1),
         },
         grant: Grant {
-            prior: PriorState {
+            record: PriorState {
                 global_sudo: false,
                 direct: Some(DirectBinding {
                     sudo: false,
                     without_password: false,
                 }),
                 compiled_sudo: true,
-            },
+            }
+            .into(),
             expires_at: t0() + TimeDelta::minutes(20),
         },
         elevated_at: t0() + TimeDelta::seconds(2),
@@ -1709,7 +1710,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-5", "bob-5", "bob-5", "linux", true),
                 decision: decided(u2.clone(), 5_500),
                 grant: Some(Grant {
-                    prior: never_admin.clone(),
+                    record: never_admin.clone().into(),
                     expires_at: at(606_000),
                 }),
             }),
@@ -1721,13 +1722,14 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-6", "cy-6", "cy-6", "darwin", true),
                 decision: decided(u2.clone(), 6_500),
                 grant: Grant {
-                    prior: PriorState {
+                    record: PriorState {
                         direct: Some(DirectBinding {
                             sudo: false,
                             without_password: false,
                         }),
                         ..never_admin.clone()
-                    },
+                    }
+                    .into(),
                     expires_at: at(606_600),
                 },
                 elevated_at: at(6_800),
@@ -1740,7 +1742,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-7", "di-7", "di-7", "darwin", true),
                 decision: decided(u2.clone(), 7_500),
                 grant: Some(Grant {
-                    prior: never_admin.clone(),
+                    record: never_admin.clone().into(),
                     expires_at: at(607_600),
                 }),
                 elevated_at: Some(at(7_800)),
@@ -1768,7 +1770,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                     device: dev("sys-9", "fay-9", "fay-9", "windows", true),
                     decision: decided(u2.clone(), 9_500),
                     grant: Some(Grant {
-                        prior: never_admin.clone(),
+                        record: never_admin.clone().into(),
                         expires_at: at(609_600),
                     }),
                     elevated_at: Some(at(9_800)),

@@ -17,6 +17,7 @@ use crate::domain::{
     AssociationOp, AuditAction, ChatUserId, Decision, Device, DirectBinding, Email, EndCause,
     JcUserId, Move, Platform, Policy, Refusal, Request, RequestState, SystemId, Timestamp,
 };
+use crate::jumpcloud::association::AssociationElevator;
 
 fn t0() -> Timestamp {
     chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
@@ -83,6 +84,7 @@ fn world() -> World {
     let engine = Engine::new(
         fakes.store.clone(),
         fakes.directory.clone(),
+        Arc::new(AssociationElevator::new(fakes.directory.clone())),
         Chats::default().with(Platform::Slack, fakes.chat.clone()),
         clock.clone(),
         Policy::default(),

@@ -13,6 +13,7 @@
 //! A person is found by email only, ignoring case, and only when exactly one
 //! account has that email; two that differ only in case are `AmbiguousEmail`.
 
+pub mod association;
 mod auth;
 mod rate_limit;
 
