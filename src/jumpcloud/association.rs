@@ -30,9 +30,8 @@ impl AssociationElevator {
         Self { directory }
     }
 
-    /// Elevates as `prior` says (shared with the access-request elevator
-    /// for records it did not make).
-    pub(crate) async fn elevate_prior(
+    /// Elevates as `prior` says.
+    async fn elevate_prior(
         &self,
         prior: &PriorState,
         target: &ElevationTarget,
@@ -60,7 +59,7 @@ impl AssociationElevator {
     }
 
     /// Restores what `prior` recorded.
-    pub(crate) async fn restore_prior(
+    async fn restore_prior(
         &self,
         prior: &PriorState,
         target: &ElevationTarget,
@@ -114,7 +113,7 @@ impl Elevator for AssociationElevator {
         record: &ElevationRecord,
         target: &ElevationTarget,
     ) -> Result<Elevated, DirectoryError> {
-        self.elevate_prior(record.prior(), target).await
+        self.elevate_prior(association(record)?, target).await
     }
 
     async fn extend(
@@ -133,6 +132,17 @@ impl Elevator for AssociationElevator {
         record: &ElevationRecord,
         target: &ElevationTarget,
     ) -> Result<Restored, DirectoryError> {
-        self.restore_prior(record.prior(), target).await
+        self.restore_prior(association(record)?, target).await
+    }
+}
+
+/// The prior state of an association record; a record another grant mode
+/// made is not this elevator's to act on.
+fn association(record: &ElevationRecord) -> Result<&PriorState, DirectoryError> {
+    match record {
+        ElevationRecord::Association(prior) => Ok(prior),
+        ElevationRecord::AccessRequest { .. } => Err(DirectoryError::Permanent(
+            "this elevation was made in grant_mode access_request".into(),
+        )),
     }
 }
