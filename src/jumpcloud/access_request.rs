@@ -14,6 +14,12 @@
 //!   is checked against a fresh `GET` before it counts as a failure;
 //! - whether a direct user↔device binding is required: not assumed either way.
 //!
+//! A known gap: there is no list endpoint, so an access request that
+//! JumpCloud created while its answer was lost (a timeout, a crash right
+//! after the call) is not known to the bot, and a retry creates another.
+//! Both carry the same expiry, the grant's end, so JumpCloud's clock ends
+//! the unknown one on time; only an early end (End now) misses it.
+//!
 //! The record keeps the prior state too, read once before elevating as in
 //! association mode: a person who is admin already is not elevated, and no
 //! access request is made.

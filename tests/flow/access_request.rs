@@ -211,3 +211,43 @@ async fn a_refusal_by_jumpcloud_elevates_nothing_and_is_said() {
         app.direct_messages()
     );
 }
+
+#[tokio::test]
+async fn todays_facts_are_checked_before_any_access_request() {
+    use tempadmin::sim::jumpcloud::SimUser;
+    let ada = |sudo: bool, suspended: bool| SimUser {
+        id: JC_ADA.into(),
+        email: "ada@example.com".into(),
+        username: "ada".into(),
+        sudo,
+        suspended,
+    };
+    // Suspended between asking and approval: not granted, nothing asked of JumpCloud.
+    let app = spawn_access_app().await;
+    let id = app.pending_request("20m").await;
+    app.jc.add_user(ada(false, true));
+    app.click(GRACE, "tempadmin_approve", &id).await;
+    app.settle().await;
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&"not_granted".to_string()));
+    assert!(app.jc.access_requests().is_empty());
+
+    // Admin everywhere meanwhile: nothing to elevate, so no access request,
+    // and nothing taken away at the end.
+    let app = spawn_access_app().await;
+    let id = app.pending_request("20m").await;
+    app.jc.add_user(ada(true, false));
+    app.click(GRACE, "tempadmin_approve", &id).await;
+    app.settle().await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Active);
+    assert!(app.jc.access_requests().is_empty());
+    app.advance(20 * MIN).await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Ended);
+    assert!(
+        app.jc.is_admin(JC_ADA, LAPTOP),
+        "a permanent admin stays admin"
+    );
+    assert!(access_calls(&app).is_empty(), "{:?}", access_calls(&app));
+}
