@@ -17,7 +17,7 @@ use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
-use crate::jumpcloud::JumpCloudClient;
+use crate::jumpcloud::{JumpCloudClient, JumpCloudElevator};
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
@@ -42,10 +42,13 @@ impl App {
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Database::open(&config.database_url).await?;
-        let directory: Arc<dyn Directory> = Arc::new(JumpCloudClient::with_clock(
-            config.jumpcloud.clone(),
+        let jumpcloud = JumpCloudClient::with_clock(config.jumpcloud.clone(), clock.clone())?;
+        let elevator = Arc::new(JumpCloudElevator::new(
+            jumpcloud.clone(),
+            config.grant_mode,
             clock.clone(),
-        )?);
+        ));
+        let directory: Arc<dyn Directory> = Arc::new(jumpcloud);
         let mut chats = Chats::default();
         let mut slack_edge = None;
         if let Some(slack_config) = &config.slack {
@@ -79,6 +82,7 @@ impl App {
         let engine = Engine::new(
             store.store(),
             directory,
+            elevator,
             chats,
             clock,
             config.policy.clone(),

@@ -51,6 +51,10 @@ pub enum CliCommand {
         /// Framework.
         #[arg(long)]
         teams: bool,
+        /// Play it in `grant_mode = "access_request"`: JumpCloud's own
+        /// temporary elevation, whose expiry ends the rights.
+        #[arg(long)]
+        access_request: bool,
     },
     /// Microsoft Teams helpers.
     Teams {
@@ -145,13 +149,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             app.run(shutdown_signal()).await
         }
-        CliCommand::Demo { teams } => {
+        CliCommand::Demo {
+            teams,
+            access_request,
+        } => {
             let platform = if teams {
                 Platform::Teams
             } else {
                 Platform::Slack
             };
-            crate::demo::run(platform).await
+            let mode = if access_request {
+                crate::jumpcloud::GrantMode::AccessRequest
+            } else {
+                crate::jumpcloud::GrantMode::Association
+            };
+            crate::demo::run(platform, mode).await
         }
         CliCommand::Teams {
             command: TeamsCommand::Package { app_id, host, out },

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::domain::{GrantDuration, Policy};
 use crate::engine::Workers;
-use crate::jumpcloud::{JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
+use crate::jumpcloud::{GrantMode, JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
 use crate::slack::client::SlackSettings;
 use crate::teams::TeamsSettings;
 
@@ -31,6 +31,8 @@ pub struct Config {
     pub teams: Option<TeamsSettings>,
     /// JumpCloud.
     pub jumpcloud: JumpCloudSettings,
+    /// `jumpcloud.grant_mode`: how admin rights are given and taken back.
+    pub grant_mode: GrantMode,
     /// Request policy.
     pub policy: Policy,
     /// The scheduler's worker pool (`[scheduler] workers`).
@@ -218,13 +220,13 @@ impl Config {
             .grant_mode
             .as_deref()
             .unwrap_or("association");
-        match grant_mode {
-            "association" => {}
-            "access_request" => bail!(
-                "jumpcloud.grant_mode = \"access_request\" is not supported by this version yet; use \"association\""
+        let grant_mode = match grant_mode {
+            "association" => GrantMode::Association,
+            "access_request" => GrantMode::AccessRequest,
+            other => bail!(
+                "jumpcloud.grant_mode `{other}` is unknown; use \"association\" or \"access_request\""
             ),
-            other => bail!("jumpcloud.grant_mode `{other}` is unknown; use \"association\""),
-        }
+        };
         let policy = policy(file.policy)?;
         let workers = match file.scheduler.workers {
             None => Workers::default(),
@@ -287,6 +289,7 @@ impl Config {
                 timeout,
                 max_requests_per_second,
             },
+            grant_mode,
             policy,
             workers,
             http,
@@ -593,6 +596,19 @@ mod tests {
         assert_eq!(c.http.max_connections, None);
         assert_eq!(c.metrics_listen, None);
         assert!(c.slack.as_ref().unwrap().team_ids.is_empty());
+        assert_eq!(c.grant_mode, GrantMode::Association);
+    }
+
+    #[test]
+    fn both_grant_modes_are_accepted() {
+        for (word, mode) in [
+            ("association", GrantMode::Association),
+            ("access_request", GrantMode::AccessRequest),
+        ] {
+            let text = format!("{MINIMAL}\n[jumpcloud]\ngrant_mode = \"{word}\"");
+            let c = Config::parse(&text, env_with_secrets).unwrap();
+            assert_eq!(c.grant_mode, mode);
+        }
     }
 
     #[test]

@@ -18,9 +18,11 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::config::Config;
 use crate::domain::{ChatUserId, GrantDuration, Platform, Policy};
 use crate::engine::clock::SystemClock;
 use crate::engine::Engine;
+use crate::jumpcloud::GrantMode;
 use crate::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use crate::sim::slack::{FakeSlack, SimEvent};
 use crate::sim::teams::{self as bf, FakeBotFramework, APPROVALS_CONVERSATION};
@@ -38,9 +40,9 @@ fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).expect("demo durations are valid")
 }
 
-/// Runs the demo story on `platform`; `Ok` when it ends with the rights
-/// restored.
-pub async fn run(platform: Platform) -> anyhow::Result<()> {
+/// Runs the demo story on `platform` in grant `mode`; `Ok` when it ends
+/// with the rights restored.
+pub async fn run(platform: Platform, mode: GrantMode) -> anyhow::Result<()> {
     let jumpcloud = FakeJumpCloud::start("demo-api-key").await;
     jumpcloud.add_user(SimUser {
         id: JC_ADA.into(),
@@ -60,9 +62,25 @@ pub async fn run(platform: Platform) -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let database_url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    if mode == GrantMode::AccessRequest {
+        println!(
+            "grant_mode = \"access_request\": JumpCloud's own temporary elevation; its clock ends the rights at the grant's end.\n"
+        );
+    }
     match platform {
-        Platform::Slack => slack_story(&jumpcloud, database_url).await?,
-        Platform::Teams => teams_story(&jumpcloud, database_url).await?,
+        Platform::Slack => slack_story(&jumpcloud, database_url, mode).await?,
+        Platform::Teams => teams_story(&jumpcloud, database_url, mode).await?,
+    }
+    for access in jumpcloud.access_requests() {
+        println!(
+            "\nJumpCloud access request {}: expiry {}, accessState now {:?} (remark: request {}).",
+            access.id,
+            access
+                .expiry
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            access.state,
+            access.remarks
+        );
     }
 
     let writes: Vec<String> = jumpcloud
@@ -75,7 +93,11 @@ pub async fn run(platform: Platform) -> anyhow::Result<()> {
         .collect();
     println!(
         "\nJumpCloud association changes made by tempadmin: {}",
-        writes.join(", ")
+        if writes.is_empty() {
+            "none".to_string()
+        } else {
+            writes.join(", ")
+        }
     );
     if jumpcloud.is_admin(JC_ADA, LAPTOP) || jumpcloud.direct_binding(JC_ADA, LAPTOP).is_some() {
         bail!("Ada is still admin on the MacBook: the demo failed");
@@ -150,7 +172,11 @@ fn stamper() -> impl Fn() -> String + Send + 'static {
 }
 
 /// Ada types a slash command for 45 seconds, Grace clicks Approve.
-async fn slack_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow::Result<()> {
+async fn slack_story(
+    jumpcloud: &FakeJumpCloud,
+    database_url: String,
+    mode: GrantMode,
+) -> anyhow::Result<()> {
     let slack = FakeSlack::start("xoxb-demo").await;
     slack.add_user(ADA, "ada", Some("ada@example.com"));
     slack.add_user(GRACE, "grace", Some("grace@example.com"));
@@ -162,6 +188,10 @@ async fn slack_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
         policy("45s", &["30s", "15s"]),
         Duration::from_secs(5),
     );
+    let config = Config {
+        grant_mode: mode,
+        ..config
+    };
     let running = Running::start(&config).await?;
     let base = running.base.clone();
     let stamp = stamper();
@@ -273,7 +303,11 @@ async fn slack_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
 
 /// Ada writes to the bot in her personal chat for 20 seconds, Grace clicks
 /// Approve on the card in the approvals channel.
-async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow::Result<()> {
+async fn teams_story(
+    jumpcloud: &FakeJumpCloud,
+    database_url: String,
+    mode: GrantMode,
+) -> anyhow::Result<()> {
     let teams = FakeBotFramework::start().await;
     let person = |id: &str, name: &str, email: &str| bf::SimUser {
         id: id.into(),
@@ -296,6 +330,10 @@ async fn teams_story(jumpcloud: &FakeJumpCloud, database_url: String) -> anyhow:
         policy("20s", &["10s", "5s"]),
         Duration::from_secs(5),
     );
+    let config = Config {
+        grant_mode: mode,
+        ..config
+    };
     let running = Running::start(&config).await?;
     let messages = format!("{}/teams/messages", running.base);
     let service_url = teams.service_url();

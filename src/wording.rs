@@ -378,6 +378,10 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
             (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
             _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
         },
+        Event::EndedByDirectory => format!(
+            "{}Time is up: JumpCloud ended {who}'s admin rights on {on} at their expiry by its own clock; previous rights restored.",
+            m.icon(Icon::Lock)
+        ),
         Event::NotGranted { refusal } => format!(
             "{}Not granted: {} Nothing was changed in JumpCloud.",
             m.icon(Icon::Forbidden),
@@ -419,7 +423,9 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
         Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
         Event::Reminder { left } => format!("{}{left} of admin rights left on {on}.", m.icon(Icon::Hourglass)),
-        Event::Ended { .. } => format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock)),
+        Event::Ended { .. } | Event::EndedByDirectory => {
+            format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock))
+        }
         Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
         Event::NotGranted { refusal } => format!(
             "Your request for admin on {on} was approved but not granted: {} Nothing was changed.",

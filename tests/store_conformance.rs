@@ -21,9 +21,10 @@ use chrono::{DateTime, TimeDelta};
 use serde_json::json;
 use tempadmin::domain::stage::{self, PendingApproval};
 use tempadmin::domain::{
-    Account, AuditAction, AuditEntry, ChatUserId, ConversationReference, Decision, Device,
-    DirectBinding, Email, EndCause, Event, Grant, GrantDuration, JcUserId, Known, Notice, Policy,
-    PriorState, Refusal, Request, RequestId, RequestState, Stage, SystemId, Timestamp,
+    AccessRequestRecord, Account, AuditAction, AuditEntry, ChatUserId, ConversationReference,
+    Decision, Device, DirectBinding, ElevationRecord, Email, EndCause, Event, Grant, GrantDuration,
+    JcUserId, Known, Notice, Policy, PriorState, Refusal, Request, RequestId, RequestState, Stage,
+    SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Store,
@@ -204,6 +205,7 @@ on_both_backends!(
     a_burst_of_new_requests_over_two_processes_is_admitted_only_up_to_the_limits,
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
     a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins,
+    an_access_request_record_reads_back_whole,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -327,14 +329,15 @@ fn known(r: &Request) -> Known {
             at: t0() + TimeDelta::seconds(1),
         },
         grant: Grant {
-            prior: PriorState {
+            record: PriorState {
                 global_sudo: false,
                 direct: Some(DirectBinding {
                     sudo: false,
                     without_password: false,
                 }),
                 compiled_sudo: true,
-            },
+            }
+            .into(),
             expires_at: t0() + TimeDelta::minutes(20),
         },
         elevated_at: t0() + TimeDelta::seconds(2),
@@ -350,6 +353,26 @@ fn account(jc_user: &str) -> Account {
         email: Email::parse("ada@example.com").unwrap(),
         jc_user: JcUserId::new(jc_user),
     }
+}
+
+/// The elevator's record is the store's to keep, whatever the grant mode.
+async fn an_access_request_record_reads_back_whole(db: Db) {
+    let s = &*db.store;
+    let r = insert(s, &[], &[]).await;
+    let mut t = step(&r, RequestState::Active);
+    let mut k = known(&r);
+    k.grant.record = ElevationRecord::AccessRequest {
+        access_request: AccessRequestRecord {
+            prior: k.grant.record.prior().clone(),
+            id: Some("0123456789abcdef01234567".into()),
+            expiry: k.grant.expires_at,
+        },
+    };
+    t.to.stage = Stage::from_known(RequestState::Active, &k);
+    assert!(s.transition(&t).await.unwrap());
+    let back = s.request(&r.id).await.unwrap().unwrap();
+    assert_eq!(back, t.to);
+    assert_eq!(back.stage.grant().unwrap().record, k.grant.record);
 }
 
 fn step(r: &Request, state: RequestState) -> Transition {
@@ -1709,7 +1732,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-5", "bob-5", "bob-5", "linux", true),
                 decision: decided(u2.clone(), 5_500),
                 grant: Some(Grant {
-                    prior: never_admin.clone(),
+                    record: never_admin.clone().into(),
                     expires_at: at(606_000),
                 }),
             }),
@@ -1721,13 +1744,14 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-6", "cy-6", "cy-6", "darwin", true),
                 decision: decided(u2.clone(), 6_500),
                 grant: Grant {
-                    prior: PriorState {
+                    record: PriorState {
                         direct: Some(DirectBinding {
                             sudo: false,
                             without_password: false,
                         }),
                         ..never_admin.clone()
-                    },
+                    }
+                    .into(),
                     expires_at: at(606_600),
                 },
                 elevated_at: at(6_800),
@@ -1740,7 +1764,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 device: dev("sys-7", "di-7", "di-7", "darwin", true),
                 decision: decided(u2.clone(), 7_500),
                 grant: Some(Grant {
-                    prior: never_admin.clone(),
+                    record: never_admin.clone().into(),
                     expires_at: at(607_600),
                 }),
                 elevated_at: Some(at(7_800)),
@@ -1768,7 +1792,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                     device: dev("sys-9", "fay-9", "fay-9", "windows", true),
                     decision: decided(u2.clone(), 9_500),
                     grant: Some(Grant {
-                        prior: never_admin.clone(),
+                        record: never_admin.clone().into(),
                         expires_at: at(609_600),
                     }),
                     elevated_at: Some(at(9_800)),

@@ -165,11 +165,12 @@ pub async fn seed_active_grant(
             at: now,
         },
         grant: Grant {
-            prior: PriorState {
+            record: PriorState {
                 global_sudo: false,
                 direct: None,
                 compiled_sudo: false,
-            },
+            }
+            .into(),
             expires_at: expiry,
         },
         elevated_at: now,

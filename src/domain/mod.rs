@@ -21,7 +21,9 @@ pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
 pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
 pub use policy::Policy;
-pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
+pub use prior::{
+    AccessRequestRecord, AssociationOp, DirectBinding, ElevationRecord, PriorState, Restoration,
+};
 pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
 pub use stage::{Account, Decision, Grant, IllegalMove, Known, Move, Picked, Stage};

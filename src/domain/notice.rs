@@ -201,6 +201,9 @@ pub enum Event {
         /// Who ended it early.
         by: Option<ChatUserId>,
     },
+    /// JumpCloud's own clock ended the rights at the expiry it held
+    /// (`grant_mode = "access_request"`), before the bot's revocation did.
+    EndedByDirectory,
     /// Approved, but at grant time the facts no longer allowed it (account
     /// suspended, device unbound…): nothing was changed.
     NotGranted {

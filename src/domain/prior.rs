@@ -28,6 +28,58 @@ pub struct PriorState {
     pub compiled_sudo: bool,
 }
 
+/// What the elevator recorded about one elevation, kept in the request's
+/// stage from before the first elevation call until the rights are back.
+/// The engine stores it and hands it back to its [`Elevator`] port; it never
+/// decides from what is inside (no engine decision knows the grant mode).
+///
+/// Serialised untagged: an association record is a [`PriorState`] as it is,
+/// which is exactly what requests stored before grant modes existed hold,
+/// so they still read back.
+///
+/// [`Elevator`]: crate::engine::ports::Elevator
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ElevationRecord {
+    /// `grant_mode = "access_request"`: JumpCloud's own temporary elevation.
+    AccessRequest {
+        /// The access request.
+        access_request: AccessRequestRecord,
+    },
+    /// `grant_mode = "association"`: the prior binding, restored at the end.
+    Association(PriorState),
+}
+
+/// A JumpCloud access request (temporary elevated device privileges).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessRequestRecord {
+    /// The admin state found before elevating: an admin already is not
+    /// elevated (and then there is no access request).
+    pub prior: PriorState,
+    /// The access id JumpCloud answered, once it did.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The expiry JumpCloud holds (it ends the rights itself then).
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub expiry: super::Timestamp,
+}
+
+impl From<PriorState> for ElevationRecord {
+    fn from(prior: PriorState) -> Self {
+        Self::Association(prior)
+    }
+}
+
+impl ElevationRecord {
+    /// The admin state recorded before elevating, in either mode.
+    pub fn prior(&self) -> &PriorState {
+        match self {
+            Self::Association(prior) => prior,
+            Self::AccessRequest { access_request } => &access_request.prior,
+        }
+    }
+}
+
 /// One change to the user→device association (`POST …/associations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AssociationOp {
@@ -206,5 +258,46 @@ mod tests {
             assert_eq!(p.elevation(), None);
             assert_eq!(p.restoration(), None);
         }
+    }
+
+    #[test]
+    fn a_grant_stored_before_grant_modes_reads_as_an_association_record() {
+        // The shape requests were stored in before the elevator port: the
+        // prior state under `prior`.
+        let old = serde_json::json!({
+            "prior": {"global_sudo": false, "direct": {"sudo": false, "without_password": false}, "compiled_sudo": true},
+            "expires_at": 1_000,
+        });
+        let grant: crate::domain::Grant = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            grant.record,
+            ElevationRecord::Association(prior(false, Some(false), true))
+        );
+        let written = serde_json::to_value(&grant).unwrap();
+        assert_eq!(
+            written["record"]["compiled_sudo"], true,
+            "an association record is the prior state as it was"
+        );
+        assert_eq!(
+            serde_json::from_value::<crate::domain::Grant>(written).unwrap(),
+            grant
+        );
+    }
+
+    #[test]
+    fn an_access_request_record_reads_back_as_one() {
+        let record = ElevationRecord::AccessRequest {
+            access_request: AccessRequestRecord {
+                prior: prior(false, None, false),
+                id: Some("ar-1".into()),
+                expiry: chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+            },
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["access_request"]["id"], "ar-1");
+        assert_eq!(
+            serde_json::from_value::<ElevationRecord>(json).unwrap(),
+            record
+        );
     }
 }

@@ -381,7 +381,7 @@ impl Request {
 
     /// The admin state before elevation, once recorded.
     pub fn prior(&self) -> Option<&PriorState> {
-        self.stage.grant().map(|g| &g.prior)
+        self.stage.grant().map(|g| g.record.prior())
     }
 
     /// When the rights are taken away, once fixed.

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::AuditAction;
 use super::{
-    ChatUserId, Device, Email, EndCause, JcUserId, PriorState, RequestState, SystemId, Timestamp,
+    ChatUserId, Device, ElevationRecord, Email, EndCause, JcUserId, RequestState, SystemId,
+    Timestamp,
 };
 
 /// Times are kept as Unix milliseconds, the resolution the store keeps.
@@ -56,8 +57,13 @@ pub struct Decision {
 /// (DESIGN 2), in one durable write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
-    /// The admin state before elevation, never re-read afterwards.
-    pub prior: PriorState,
+    /// What the elevator recorded before elevating (in association mode
+    /// the admin state, never re-read afterwards), updated once by the
+    /// elevation itself (in access-request mode with the access id). Kept
+    /// under its old name `prior` too, so requests stored before grant
+    /// modes read back.
+    #[serde(alias = "prior")]
+    pub record: ElevationRecord,
     /// When the rights are taken away: the first elevation attempt plus
     /// the duration, fixed before JumpCloud is first called, so that
     /// neither a retry nor a crash can extend it.
@@ -288,6 +294,9 @@ pub enum Move {
     Elevate {
         /// When.
         at: Timestamp,
+        /// The elevator's record after elevating (what it must know to
+        /// extend and restore).
+        record: ElevationRecord,
     },
     /// End now, or `/tempadmin revoke`.
     EndEarly {
@@ -434,12 +443,15 @@ impl Stage {
                     decision,
                     grant: Some(grant),
                 }),
-                Move::Elevate { at },
+                Move::Elevate { at, record },
             ) => Self::Active(Active {
                 account: account.clone(),
                 device: device.clone(),
                 decision: decision.clone(),
-                grant: grant.clone(),
+                grant: Grant {
+                    record,
+                    expires_at: grant.expires_at,
+                },
                 elevated_at: at,
             }),
             (Self::Approved(_) | Self::Active(_), Move::EndEarly { by }) => self
@@ -755,7 +767,7 @@ impl Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::DirectBinding;
+    use crate::domain::{DirectBinding, PriorState};
 
     fn at(ms: i64) -> Timestamp {
         chrono::DateTime::from_timestamp_millis(ms).unwrap()
@@ -788,14 +800,15 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
-            prior: PriorState {
+            record: PriorState {
                 global_sudo: false,
                 direct: Some(DirectBinding {
                     sudo: false,
                     without_password: false,
                 }),
                 compiled_sudo: false,
-            },
+            }
+            .into(),
             expires_at: at(61_000),
         }
     }
@@ -821,7 +834,12 @@ mod tests {
             .unwrap();
         let approved = pending().apply(Move::Approve(decision())).unwrap();
         let recorded = approved.apply(Move::RecordGrant(grant())).unwrap();
-        let active = recorded.apply(Move::Elevate { at: at(2_000) }).unwrap();
+        let active = recorded
+            .apply(Move::Elevate {
+                at: at(2_000),
+                record: grant().record,
+            })
+            .unwrap();
         let revoking = active
             .apply(Move::EndEarly {
                 by: ChatUserId::slack("U1"),
@@ -905,8 +923,18 @@ mod tests {
         assert!(recorded.apply(Move::RecordGrant(grant())).is_err(), "once");
         // Elevating needs the recorded prior state.
         let approved = pending().apply(Move::Approve(decision())).unwrap();
-        assert!(approved.apply(Move::Elevate { at: at(9) }).is_err());
-        let illegal = approved.apply(Move::Elevate { at: at(9) }).unwrap_err();
+        assert!(approved
+            .apply(Move::Elevate {
+                at: at(9),
+                record: grant().record
+            })
+            .is_err());
+        let illegal = approved
+            .apply(Move::Elevate {
+                at: at(9),
+                record: grant().record,
+            })
+            .unwrap_err();
         assert_eq!(illegal.to_string(), "elevated is not a move from approved");
     }
 
@@ -932,7 +960,10 @@ mod tests {
         let active = approved
             .apply(Move::RecordGrant(grant()))
             .unwrap()
-            .apply(Move::Elevate { at: at(7) })
+            .apply(Move::Elevate {
+                at: at(7),
+                record: grant().record,
+            })
             .unwrap();
         let expired = active.apply(Move::Expire).unwrap();
         assert_eq!(

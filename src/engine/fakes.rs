@@ -13,11 +13,13 @@ use async_trait::async_trait;
 
 use super::ports::{
     Admission, Approver, Chat, ChatError, ClaimScope, Directory, DirectoryError, DirectoryUser,
-    Insertion, Job, JobKind, Lease, NewJob, NewRequest, OutboxMessage, Store, Transition,
+    Elevated, ElevationTarget, Elevator, Insertion, Job, JobKind, Lease, NewJob, NewRequest,
+    OutboxMessage, Restored, Store, Transition,
 };
 use crate::domain::{
-    AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding, Email,
-    JcUserId, Notice, PriorState, Request, RequestId, RequestState, SystemId, Timestamp,
+    AccessRequestRecord, AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device,
+    DirectBinding, ElevationRecord, Email, JcUserId, Notice, PriorState, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -638,6 +640,102 @@ impl Directory for MemoryDirectory {
         }
         s.applied.push((system.clone(), user.clone(), op));
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- Elevator
+
+/// An `Elevator` whose records are its own (an access request, as a
+/// second grant mode's would be), to show that the engine stores, passes on
+/// and reports what the elevator says without knowing the mode.
+#[derive(Debug, Default)]
+pub(crate) struct ScriptedElevator {
+    state: Mutex<ElevatorState>,
+}
+
+#[derive(Debug, Default)]
+struct ElevatorState {
+    /// What the next restore answers (`None`: restored).
+    restore_answer: Option<Restored>,
+    /// The records restore was given, in order.
+    restored: Vec<ElevationRecord>,
+    /// The ends the records were captured with.
+    captured: Vec<Timestamp>,
+}
+
+impl ScriptedElevator {
+    /// The next restores answer `restored`.
+    pub(crate) fn answer_restore(&self, restored: Restored) {
+        lock(&self.state).restore_answer = Some(restored);
+    }
+
+    /// The records restore was given.
+    pub(crate) fn restored(&self) -> Vec<ElevationRecord> {
+        lock(&self.state).restored.clone()
+    }
+}
+
+#[async_trait]
+impl Elevator for ScriptedElevator {
+    async fn capture(
+        &self,
+        _user: &DirectoryUser,
+        _target: &ElevationTarget,
+        until: Timestamp,
+    ) -> Result<ElevationRecord, DirectoryError> {
+        lock(&self.state).captured.push(until);
+        Ok(ElevationRecord::AccessRequest {
+            access_request: AccessRequestRecord {
+                prior: PriorState {
+                    global_sudo: false,
+                    direct: None,
+                    compiled_sudo: false,
+                },
+                id: None,
+                expiry: until,
+            },
+        })
+    }
+
+    async fn elevate(
+        &self,
+        record: &ElevationRecord,
+        _target: &ElevationTarget,
+    ) -> Result<Elevated, DirectoryError> {
+        let ElevationRecord::AccessRequest { access_request } = record else {
+            return Err(DirectoryError::Permanent("not my record".into()));
+        };
+        Ok(Elevated {
+            record: ElevationRecord::AccessRequest {
+                access_request: AccessRequestRecord {
+                    id: Some("access-1".into()),
+                    ..access_request.clone()
+                },
+            },
+            changed: true,
+            detail: serde_json::json!({ "access_request": "access-1" }),
+        })
+    }
+
+    async fn extend(
+        &self,
+        record: &ElevationRecord,
+        _target: &ElevationTarget,
+        _until: Timestamp,
+    ) -> Result<ElevationRecord, DirectoryError> {
+        Ok(record.clone())
+    }
+
+    async fn restore(
+        &self,
+        record: &ElevationRecord,
+        _target: &ElevationTarget,
+    ) -> Result<Restored, DirectoryError> {
+        let mut state = lock(&self.state);
+        state.restored.push(record.clone());
+        Ok(state.restore_answer.clone().unwrap_or(Restored::Restored {
+            detail: serde_json::json!({}),
+        }))
     }
 }
 

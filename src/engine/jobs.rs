@@ -6,15 +6,24 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::ports::{DirectoryError, Job, JobKind, NewJob, OutboxMessage};
+use super::ports::{
+    DirectoryError, ElevationTarget, Job, JobKind, NewJob, OutboxMessage, Restored,
+};
 use super::retry::{backoff, Patience};
 use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
 use crate::domain::stage::{self, Stage};
 use crate::domain::{
-    Account, AssociationOp, AuditAction, Event, Grant, Move, Notice, PrivateBody, Refusal, Request,
-    RequestState, Restoration, Timestamp,
+    Account, AuditAction, Event, Grant, Move, Notice, PrivateBody, Refusal, Request, RequestState,
+    Timestamp,
 };
+
+/// Adds the fields of `more` (an object from a port) to the audit detail.
+fn merge(detail: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(detail), serde_json::Value::Object(more)) = (detail.as_object_mut(), more) {
+        detail.extend(more);
+    }
+}
 
 /// The transition, or, for a move the request's stage does not allow, the
 /// end of the job: the move is logged and refused, and the request is left
@@ -273,11 +282,15 @@ impl Engine {
         let Stage::Approved(approved) = &request.stage else {
             return Ok(Outcome::Done);
         };
-        let (device, jc_user) = (approved.device.clone(), approved.account.jc_user.clone());
+        let target = ElevationTarget {
+            user: approved.account.jc_user.clone(),
+            system: approved.device.id.clone(),
+            request: request.id.clone(),
+        };
         let (
             request,
             Grant {
-                prior,
+                record,
                 expires_at: until,
             },
         ) = match &approved.grant {
@@ -294,29 +307,17 @@ impl Engine {
             tracing::warn!(request_id = %request.id, %until, "grant time ran out before the elevation was confirmed");
             return Ok(Outcome::Done);
         }
-        let changed = match prior.elevation() {
-            None => false,
-            Some(op) => {
-                let mut result = self.directory.apply(&device.id, &jc_user, op).await;
-                if let (AssociationOp::Add { sudo }, Err(DirectoryError::Conflict)) = (op, &result)
-                {
-                    // The binding exists although none did before: an earlier
-                    // attempt of ours added it and we never heard back.
-                    let again = AssociationOp::Update {
-                        sudo,
-                        without_password: false,
-                    };
-                    result = self.directory.apply(&device.id, &jc_user, again).await;
-                }
-                if let Err(e) = result {
-                    return self.grant_error(job, &request, e).await;
-                }
-                true
-            }
+        let elevated = match self.elevator.elevate(&record, &target).await {
+            Ok(elevated) => elevated,
+            Err(e) => return self.grant_error(job, &request, e).await,
         };
-        let detail =
-            json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
-        let elevate = Move::Elevate { at: self.now() };
+        let changed = elevated.changed;
+        let mut detail = json!({ "changed": changed, "expires_at": until });
+        merge(&mut detail, elevated.detail);
+        let elevate = Move::Elevate {
+            at: self.now(),
+            record: elevated.record,
+        };
         let mut t = or_done!(
             self,
             &request,
@@ -383,14 +384,19 @@ impl Engine {
         }
         // Captured once, never re-read (DESIGN 2): after a crash the device
         // may show our own elevation, which must not count.
-        let prior = match self.directory.admin_state(&user, &device.id).await {
-            Ok(prior) => prior,
+        let until = self.now() + request.duration.as_chrono();
+        let target = ElevationTarget {
+            user: jc_user,
+            system: device.id.clone(),
+            request: request.id.clone(),
+        };
+        let record = match self.elevator.capture(&user, &target, until).await {
+            Ok(record) => record,
             Err(e) => return Ok(Err(self.grant_error(job, request, e).await?)),
         };
-        let until = self.now() + request.duration.as_chrono();
-        let detail = json!({ "prior": prior, "expires_at": until });
+        let detail = json!({ "prior": record, "expires_at": until });
         let grant = Grant {
-            prior,
+            record,
             expires_at: until,
         };
         let record = Move::RecordGrant(grant.clone());
@@ -522,50 +528,46 @@ impl Engine {
         let Stage::Revoking(revoking) = &request.stage else {
             anyhow::bail!("request {} is not restoring after expiry", request.id);
         };
-        let (device, jc_user) = (&revoking.device, &revoking.account.jc_user);
-        let restoration = match &revoking.grant {
-            Some(Grant { prior, .. }) if prior.restoration().is_some() => {
-                // Read once, to restore only what is still the bot's own
-                // elevation (DESIGN, flow step 8: IT's change during the
-                // grant stands). The prior state is not re-read (invariant 2).
-                let found = match self.directory.direct_binding(&device.id, jc_user).await {
-                    Ok(found) => found,
-                    // The device is gone: nothing is left to restore.
-                    Err(DirectoryError::NotFound) => prior.direct,
-                    Err(e) => return self.revoke_error(job, &request, e).await,
-                };
-                prior.restoration_given(found)
-            }
-            _ => Restoration::Nothing,
+        let target = ElevationTarget {
+            user: revoking.account.jc_user.clone(),
+            system: revoking.device.id.clone(),
+            request: request.id.clone(),
         };
-        if let Restoration::Apply(op) = restoration {
-            match self.directory.apply(&device.id, jc_user, op).await {
-                // Gone already counts as restored (DESIGN: 404 on revoke is success).
-                Ok(()) | Err(DirectoryError::NotFound) => {}
+        let restored = match &revoking.grant {
+            Some(Grant { record, .. }) => match self.elevator.restore(record, &target).await {
+                Ok(restored) => restored,
                 Err(e) => return self.revoke_error(job, &request, e).await,
-            }
-        }
-        let cause = revoking.end_cause;
-        let event = match restoration {
-            Restoration::LeaveAlone { found } => {
-                tracing::warn!(request_id = %request.id, ?found, "binding changed by somebody else during the grant; left as it is");
-                Event::LeftAlone { found }
-            }
-            _ => Event::Ended {
-                cause,
-                by: revoking.ended_by.clone(),
+            },
+            None => Restored::Restored {
+                detail: json!({ "operation": null }),
             },
         };
-        let detail = match restoration {
-            Restoration::LeaveAlone { found } => {
-                json!({ "found": found, "cause": cause.as_str() })
+        let cause = revoking.end_cause;
+        let (event, detail) = match restored {
+            Restored::LeftAlone { found } => {
+                tracing::warn!(request_id = %request.id, ?found, "binding changed by somebody else during the grant; left as it is");
+                (
+                    Event::LeftAlone { found },
+                    json!({ "found": found, "cause": cause.as_str() }),
+                )
             }
-            Restoration::Apply(op) => json!({ "operation": op, "cause": cause.as_str() }),
-            Restoration::Nothing => json!({ "operation": null, "cause": cause.as_str() }),
+            Restored::Restored { detail: restored } => {
+                let mut detail = json!({ "cause": cause.as_str() });
+                merge(&mut detail, restored);
+                let by = revoking.ended_by.clone();
+                (Event::Ended { cause, by }, detail)
+            }
+            Restored::EndedByDirectory { detail: restored } => {
+                tracing::info!(request_id = %request.id, "JumpCloud ended the elevation at its own expiry");
+                let mut detail = json!({ "cause": cause.as_str(), "ended_by_jumpcloud": true });
+                merge(&mut detail, restored);
+                (Event::EndedByDirectory, detail)
+            }
         };
+        let left_alone = matches!(event, Event::LeftAlone { .. });
         let restore = Move::Restore {
             at: self.now(),
-            left_alone: matches!(restoration, Restoration::LeaveAlone { .. }),
+            left_alone,
         };
         let mut t = or_done!(
             self,

@@ -34,8 +34,8 @@ use crate::domain::{
     Timestamp,
 };
 use ports::{
-    Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Insertion, JobKind,
-    NewJob, NewRequest, Store, Transition,
+    Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Elevator, Insertion,
+    JobKind, NewJob, NewRequest, Store, Transition,
 };
 
 /// What the engine answers at once to a command (rendered by the chat adapter
@@ -101,6 +101,8 @@ pub struct Click {
 pub struct Engine {
     store: Arc<dyn Store>,
     directory: Arc<dyn Directory>,
+    /// How rights are given and taken back (the grant mode).
+    elevator: Arc<dyn Elevator>,
     chats: Chats,
     clock: Arc<dyn Clock>,
     policy: Policy,
@@ -163,6 +165,7 @@ impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
         directory: Arc<dyn Directory>,
+        elevator: Arc<dyn Elevator>,
         chats: Chats,
         clock: Arc<dyn Clock>,
         policy: Policy,
@@ -173,6 +176,7 @@ impl Engine {
             volume: Arc::new(move |open, last_hour| limits.check_volume(open, last_hour)),
             store,
             directory,
+            elevator,
             chats,
             clock,
             policy,

@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding, Email,
-    JcUserId, Notice, PriorState, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding,
+    ElevationRecord, Email, JcUserId, Notice, PriorState, Refusal, Request, RequestId,
+    RequestState, SystemId, Timestamp,
 };
 
 /// Decides from a person's open requests and those they made in the
@@ -152,6 +153,89 @@ pub trait Directory: Send + Sync {
         user: &JcUserId,
         op: AssociationOp,
     ) -> Result<(), DirectoryError>;
+}
+
+// ---------------------------------------------------------------- Elevator
+
+/// Whose rights, where, for which request: what every [`Elevator`] call
+/// is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElevationTarget {
+    /// The JumpCloud user.
+    pub user: JcUserId,
+    /// The device.
+    pub system: SystemId,
+    /// The request (JumpCloud may keep it as a remark; never the reason).
+    pub request: RequestId,
+}
+
+/// What an elevation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elevated {
+    /// The record to keep from now on.
+    pub record: ElevationRecord,
+    /// Whether JumpCloud was changed (`false`: the person was admin already).
+    pub changed: bool,
+    /// What to add to the audit line (the operation, the access id…).
+    pub detail: serde_json::Value,
+}
+
+/// What a restoration found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Restored {
+    /// The rights are back as recorded (or nothing had been changed).
+    Restored {
+        /// What to add to the audit line.
+        detail: serde_json::Value,
+    },
+    /// JumpCloud had already ended the elevation by its own clock, at its
+    /// expiry: nothing was left to do.
+    EndedByDirectory {
+        /// What to add to the audit line.
+        detail: serde_json::Value,
+    },
+    /// Somebody changed the binding during the grant; it was left as they
+    /// made it.
+    LeftAlone {
+        /// The direct binding found (`None`: there was none).
+        found: Option<DirectBinding>,
+    },
+}
+
+/// How admin rights are given and taken back (`jumpcloud.grant_mode`):
+/// the engine decides when, the elevator how. Its record
+/// ([`ElevationRecord`]) is stored by the engine without being looked into.
+#[async_trait]
+pub trait Elevator: Send + Sync {
+    /// Reads, once and before any change, what the elevation must know
+    /// (DESIGN 2): the record to store durably before elevating. `until`
+    /// is the grant's end.
+    async fn capture(
+        &self,
+        user: &DirectoryUser,
+        target: &ElevationTarget,
+        until: Timestamp,
+    ) -> Result<ElevationRecord, DirectoryError>;
+    /// Makes the person admin as the record says; may be called again for
+    /// the same record after a failure or a crash.
+    async fn elevate(
+        &self,
+        record: &ElevationRecord,
+        target: &ElevationTarget,
+    ) -> Result<Elevated, DirectoryError>;
+    /// Moves the end of an elevation to `until`; returns the record to keep.
+    async fn extend(
+        &self,
+        record: &ElevationRecord,
+        target: &ElevationTarget,
+        until: Timestamp,
+    ) -> Result<ElevationRecord, DirectoryError>;
+    /// Takes the rights back as recorded; "already gone" counts as done.
+    async fn restore(
+        &self,
+        record: &ElevationRecord,
+        target: &ElevationTarget,
+    ) -> Result<Restored, DirectoryError>;
 }
 
 // ---------------------------------------------------------------- Chat

@@ -9,14 +9,16 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::clock::ManualClock;
-use super::fakes::{Fakes, MemoryChat, MemoryDirectory, MemoryStore, Person};
-use super::ports::{ChatError, Clock, DirectoryUser, JobKind};
+use super::fakes::{Fakes, MemoryChat, MemoryDirectory, MemoryStore, Person, ScriptedElevator};
+use super::ports::{ChatError, Clock, DirectoryUser, Elevator, JobKind, Restored};
 use super::{Chats, Click, CommandInput, Engine, Reply, Workers};
 use crate::domain::prior::ELEVATED;
 use crate::domain::{
     AssociationOp, AuditAction, ChatUserId, Decision, Device, DirectBinding, Email, EndCause,
-    JcUserId, Move, Platform, Policy, Refusal, Request, RequestState, SystemId, Timestamp,
+    Event, JcUserId, Move, Notice, Platform, Policy, Refusal, Request, RequestState, SystemId,
+    Timestamp,
 };
+use crate::jumpcloud::association::AssociationElevator;
 
 fn t0() -> Timestamp {
     chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
@@ -51,6 +53,11 @@ struct World {
 /// Ada (a requester with one Mac and her JumpCloud account) and Grace (an
 /// approver with her own account), on Slack, at `t0`.
 fn world() -> World {
+    world_with(None)
+}
+
+/// The same, with `elevator` instead of the association elevator.
+fn world_with(elevator: Option<Arc<dyn Elevator>>) -> World {
     let fakes = Fakes {
         store: Arc::new(MemoryStore::default()),
         directory: Arc::new(MemoryDirectory::default()),
@@ -83,6 +90,7 @@ fn world() -> World {
     let engine = Engine::new(
         fakes.store.clone(),
         fakes.directory.clone(),
+        elevator.unwrap_or_else(|| Arc::new(AssociationElevator::new(fakes.directory.clone()))),
         Chats::default().with(Platform::Slack, fakes.chat.clone()),
         clock.clone(),
         Policy::default(),
@@ -397,4 +405,73 @@ async fn an_approval_timer_ends_an_undecided_request() {
     assert_eq!(r.state(), RequestState::TimedOut);
     assert_eq!(r.ended_at(), Some(t0() + TimeDelta::minutes(30)));
     assert!(w.chat.delivered().len() >= 3, "card, sent, and the end");
+}
+
+// ------------------------------------------------------------ the elevator port
+
+#[tokio::test]
+async fn the_engine_keeps_the_record_the_elevation_returns_and_restores_with_it() {
+    let elevator = Arc::new(ScriptedElevator::default());
+    let w = world_with(Some(elevator.clone()));
+    w.approved_and_granted().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::Active);
+    let record = r.stage.grant().unwrap().record.clone();
+    assert!(
+        serde_json::to_string(&record).unwrap().contains("access-1"),
+        "the Active stage holds the record elevate returned: {record:?}"
+    );
+    let elevated = w
+        .store
+        .audit()
+        .into_iter()
+        .find(|e| e.action == AuditAction::Elevated)
+        .unwrap();
+    assert_eq!(elevated.detail["access_request"], "access-1");
+    assert_eq!(elevated.detail["changed"], true);
+    assert!(w.directory.applied().is_empty(), "no binding was touched");
+
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(elevator.restored(), [record]);
+    let restored = w.store.audit().into_iter().last().unwrap();
+    assert_eq!(restored.action, AuditAction::Restored);
+    assert_eq!(restored.detail["cause"], "expired");
+    assert!(w.chat.delivered().contains(&Notice::Thread {
+        event: Event::Ended {
+            cause: EndCause::Expired,
+            by: None
+        }
+    }));
+}
+
+#[tokio::test]
+async fn an_elevation_the_directory_ended_by_its_own_clock_is_recorded_as_such() {
+    let elevator = Arc::new(ScriptedElevator::default());
+    elevator.answer_restore(Restored::EndedByDirectory {
+        detail: serde_json::json!({ "access_state": "expired" }),
+    });
+    let w = world_with(Some(elevator.clone()));
+    w.approved_and_granted().await;
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    let restored = w.store.audit().into_iter().last().unwrap();
+    assert_eq!(restored.action, AuditAction::Restored);
+    assert_eq!(restored.detail["ended_by_jumpcloud"], true);
+    assert_eq!(restored.detail["access_state"], "expired");
+    assert_eq!(restored.detail["cause"], "expired");
+    let delivered = w.chat.delivered();
+    for notice in [
+        Notice::Thread {
+            event: Event::EndedByDirectory,
+        },
+        Notice::Direct {
+            event: Event::EndedByDirectory,
+        },
+    ] {
+        assert!(delivered.contains(&notice), "{notice:?} in {delivered:?}");
+    }
+    assert!(!w.store.actions().contains(&"restore_failing".to_string()));
 }

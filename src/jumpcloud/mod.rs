@@ -13,6 +13,8 @@
 //! A person is found by email only, ignoring case, and only when exactly one
 //! account has that email; two that differ only in case are `AmbiguousEmail`.
 
+pub mod access_request;
+pub mod association;
 mod auth;
 mod rate_limit;
 
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{AssociationOp, Device, DirectBinding, Email, JcUserId, PriorState, SystemId};
+pub use access_request::{GrantMode, JumpCloudElevator};
 pub use auth::{JumpCloudCredentials, ServiceAccount, DEFAULT_OAUTH_URL};
 pub use rate_limit::RateLimit;
 

@@ -3,7 +3,9 @@
 //! looking a user up by e-mail (a case-sensitive list `filter`), listing the
 //! systems a user is bound to,
 //! reading a system, listing and changing direct system↔user associations
-//! (with their `sudo` attributes) and launching command triggers. Request and
+//! (with their `sudo` attributes), access requests (temporary elevation with
+//! their own expiry clock, in `jumpcloud_access.rs`) and launching command
+//! triggers. Request and
 //! response shapes follow JumpCloud's published OpenAPI descriptions
 //! (`JumpCloud.SDK.V1.json`, `JumpCloud.SDK.V2.json`) and its public
 //! documentation: `x-api-key` authentication, or a service account's bearer
@@ -31,6 +33,10 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::Clock;
+
+#[path = "jumpcloud_access.rs"]
+mod access;
+pub use access::SimAccess;
 
 /// The token endpoint's path on the fake (JumpCloud's is
 /// `https://admin-oauth.id.jumpcloud.com/oauth2/token`).
@@ -213,6 +219,8 @@ struct Inner {
     down: bool,
     latency: Duration,
     triggers: u64,
+    /// Access requests (temporary elevation), with their own expiry clock.
+    access: access::AccessBook,
 }
 
 impl Inner {
@@ -305,8 +313,9 @@ impl FakeJumpCloud {
         });
     }
 
-    /// The clock tokens expire by (the system's unless told otherwise), so
-    /// a test can move a manual clock past a token's lifetime.
+    /// The clock tokens and access requests expire by (the system's unless
+    /// told otherwise), so a test can move a manual clock past a token's
+    /// lifetime or an access request's expiry.
     pub fn use_clock(&self, clock: Arc<dyn Clock>) {
         self.lock().clock = FakeClock(clock);
     }
@@ -441,11 +450,22 @@ impl FakeJumpCloud {
         self.lock().direct(user_id, system_id).map(|b| b.sudo)
     }
 
-    /// Effective admin rights: the user's global `sudo` or sudo on the direct association.
+    /// Effective admin rights: the user's global `sudo`, sudo on the
+    /// direct association, or an access request granted now (by the
+    /// fake's clock).
     pub fn is_admin(&self, user_id: &str, system_id: &str) -> bool {
         let inner = self.lock();
         let global = inner.users.iter().any(|u| u.id == user_id && u.sudo);
-        global || inner.direct(user_id, system_id).is_some_and(|b| b.sudo)
+        let now = inner.clock.0.now();
+        global
+            || inner.direct(user_id, system_id).is_some_and(|b| b.sudo)
+            || inner.access.granted(user_id, system_id, now)
+    }
+
+    /// Every access request, oldest first, as it stands by the fake's clock.
+    pub fn access_requests(&self) -> Vec<SimAccess> {
+        let inner = self.lock();
+        inner.access.all(inner.clock.0.now())
     }
 
     /// Every request received so far, in arrival order.
@@ -522,6 +542,21 @@ impl FakeJumpCloud {
             ("GET", ["api", "v2", "systems", id, "associations"]) => self.associations(id, &params),
             ("POST", ["api", "v2", "systems", id, "associations"]) => {
                 self.change_association(id, body)
+            }
+            ("POST", ["api", "v2", "accessrequests"]) => self.create_access(body),
+            ("GET", ["api", "v2", "accessrequests", id]) => {
+                let inner = self.lock();
+                inner.access.get(id, inner.clock.0.now())
+            }
+            ("PUT", ["api", "v2", "accessrequests", id]) => {
+                let mut inner = self.lock();
+                let now = inner.clock.0.now();
+                inner.access.update(id, body, now)
+            }
+            ("POST", ["api", "v2", "accessrequests", id, "revoke"]) => {
+                let mut inner = self.lock();
+                let now = inner.clock.0.now();
+                inner.access.revoke(id, now)
             }
             _ => error(StatusCode::NOT_FOUND, "Not Found"),
         }
@@ -685,6 +720,42 @@ impl FakeJumpCloud {
         let total = connections.len();
         let page = connections.into_iter().skip(skip).take(limit).collect();
         with_total_count(page, total)
+    }
+
+    /// `POST /api/v2/accessrequests`: the user and device must exist and
+    /// the user be bound to the device (directly or through a group).
+    fn create_access(&self, body: Option<&Value>) -> Response {
+        let mut inner = self.lock();
+        let now = inner.clock.0.now();
+        let Inner {
+            access,
+            users,
+            systems,
+            direct,
+            groups,
+            ..
+        } = &mut *inner;
+        access.create(body, now, |user, system| {
+            if !users.iter().any(|u| u.id == user) {
+                return Err((StatusCode::NOT_FOUND, "User not found".into()));
+            }
+            if !systems.iter().any(|s| s.id == system) {
+                return Err((StatusCode::NOT_FOUND, "System not found".into()));
+            }
+            let bound = direct
+                .iter()
+                .any(|b| b.user_id == user && b.system_id == system)
+                || groups
+                    .iter()
+                    .any(|g| g.user_id == user && g.system_id == system);
+            if !bound {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "the user is not bound to the device".into(),
+                ));
+            }
+            Ok(())
+        })
     }
 
     fn change_association(&self, system_id: &str, body: Option<&Value>) -> Response {

@@ -87,6 +87,7 @@ fn jumpcloud_config(
             timeout: call_timeout,
             max_requests_per_second: None,
         },
+        grant_mode: Default::default(),
         policy,
         workers: crate::engine::Workers::default(),
         http: Default::default(),

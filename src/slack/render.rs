@@ -358,14 +358,15 @@ mod tests {
                 at: now,
             },
             grant: Grant {
-                prior: PriorState {
+                record: PriorState {
                     global_sudo: false,
                     direct: Some(DirectBinding {
                         sudo: false,
                         without_password: false,
                     }),
                     compiled_sudo: false,
-                },
+                }
+                .into(),
                 expires_at: now,
             },
             elevated_at: now,

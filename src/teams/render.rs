@@ -541,15 +541,19 @@ mod tests {
             }))
             .and_then(|r| {
                 r.apply(Move::RecordGrant(Grant {
-                    prior: PriorState {
+                    record: PriorState {
                         global_sudo: false,
                         direct: None,
                         compiled_sudo: false,
-                    },
+                    }
+                    .into(),
                     expires_at: now,
                 }))
             })
-            .and_then(|r| r.apply(Move::Elevate { at: now }))
+            .and_then(|r| {
+                let record = r.stage.grant().unwrap().record.clone();
+                r.apply(Move::Elevate { at: now, record })
+            })
             .unwrap();
         let card = approval_card(&r, &people());
         let verbs: Vec<&str> = card["actions"]

@@ -152,3 +152,28 @@ fn demo_teams_plays_the_whole_story_in_teams_terms_and_exits_0() {
     assert!(text.contains("Ada's chat with tempadmin: 🔓 You are admin on `ada-macbook`"));
     assert!(text.contains("JumpCloud association changes made by tempadmin: add, remove"));
 }
+
+#[test]
+fn demo_access_request_lets_jumpclouds_clock_end_the_rights_and_exits_0() {
+    let out = tempadmin()
+        .args(["demo", "--teams", "--access-request"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("grant_mode = \"access_request\""), "{text}");
+    assert!(
+        text.contains("#approvals thread ↳: 🔒 Time is up"),
+        "{text}"
+    );
+    assert!(text.contains("JumpCloud access request "), "{text}");
+    assert!(
+        text.contains("JumpCloud association changes made by tempadmin: none"),
+        "{text}"
+    );
+    assert!(text.contains("Demo complete."), "{text}");
+}

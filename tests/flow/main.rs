@@ -1,6 +1,7 @@
 //! Black-box tests: the real router and engine, a real SQLite file, fake
 //! Slack and JumpCloud servers on loopback, and a manual clock.
 
+mod access_request;
 mod approval;
 mod binary;
 mod durability;
