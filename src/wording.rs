@@ -11,8 +11,8 @@
 //! caps apply to all of it.
 
 use crate::domain::{
-    ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, PrivateBody,
-    Refusal, Request, RequestState, Stage, Timestamp,
+    ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, Presence,
+    PrivateBody, Refusal, Request, RequestState, Stage, Timestamp,
 };
 use crate::engine::Reply;
 
@@ -209,6 +209,51 @@ pub fn host(m: &impl Markup, request: &Request) -> String {
         .unwrap_or_else(|| "the device".into())
 }
 
+/// The request's device's OS family in lower case ("" before a device is
+/// known).
+fn os_family(r: &Request) -> String {
+    r.device()
+        .map(|d| d.os_family.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// How the new rights take effect, for the device's own OS only (issue
+/// 14). On Windows a sign-in during the grant would mint an admin token
+/// that outlives the grant until the next sign-out (DEVICE.md), so Windows
+/// users elevate through the UAC prompt instead: a fresh token each time.
+fn os_advice(m: &impl Markup, r: &Request) -> Option<String> {
+    match os_family(r).as_str() {
+        "windows" => Some(
+            "When a program asks for admin rights, approve the Windows (UAC) prompt with your own \
+             username and password: each prompt gets a fresh admin token. There is no need to sign \
+             in again; a sign-in now would keep admin rights past the end of the grant."
+                .into(),
+        ),
+        "darwin" | "mac" | "macos" => Some(format!(
+            "{} and the administrator prompts work at once.",
+            m.code("sudo")
+        )),
+        "linux" => Some(format!(
+            "{} works at once; rights that come through a group may need a new login shell.",
+            m.code("sudo")
+        )),
+        _ => None,
+    }
+}
+
+/// For an offline device: the change waits for its next check-in.
+fn offline_note(m: &impl Markup, r: &Request, presence: Option<Presence>) -> Option<String> {
+    let presence = presence.filter(|p| !p.online)?;
+    let seen = match presence.last_seen {
+        Some(at) => format!("last seen {}", m.time(at)),
+        None => "never seen".into(),
+    };
+    Some(format!(
+        "{} is offline ({seen}): the change applies when it next checks in with JumpCloud.",
+        host(m, r)
+    ))
+}
+
 fn error_text(m: &impl Markup, error: &str) -> String {
     m.text(error, ERROR_TEXT)
 }
@@ -361,7 +406,13 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Denied { by } => format!("{}Denied by {}.", m.icon(Icon::NoEntry), m.person(by)),
         Event::TimedOut => format!("{}Nobody decided in time; the request expired.", m.icon(Icon::Sleep)),
         Event::Cancelled => format!("{}The requester withdrew the request.", m.icon(Icon::Bin)),
-        Event::Elevated { until, changed: true } => format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until)),
+        Event::Elevated { until, changed: true, presence } => {
+            let mut text = format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
+            if let Some(note) = offline_note(m, r, *presence) {
+                text = format!("{text} {note}");
+            }
+            text
+        }
         Event::Elevated { changed: false, .. } => {
             format!("{}{who} was already admin on {on}; JumpCloud was not changed.", m.icon(Icon::Info))
         }
@@ -371,13 +422,23 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
             error_text(m, error)
         ),
         Event::Reminder { left } => format!("{}{left} left for {who} on {on}.", m.icon(Icon::Hourglass)),
-        Event::Ended { cause, by } => match (cause, by) {
-            (EndCause::EndedEarly, Some(by)) => {
-                format!("{}Ended early by {}: previous rights on {on} restored.", m.icon(Icon::Lock), m.person(by))
+        Event::Ended { cause, by, presence } => {
+            let text = match (cause, by) {
+                (EndCause::EndedEarly, Some(by)) => {
+                    format!("{}Ended early by {}: previous rights on {on} restored.", m.icon(Icon::Lock), m.person(by))
+                }
+                (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
+                _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
+            };
+            match presence {
+                None => text,
+                Some(Presence { online: true, .. }) => format!("{text} The computer was online."),
+                Some(Presence { online: false, last_seen }) => format!(
+                    "{text} The computer was offline ({}): JumpCloud accepted the change, and the computer applies it when it next checks in.",
+                    last_seen.map(|at| format!("last seen {}", m.time(at))).unwrap_or_else(|| "never seen".into())
+                ),
             }
-            (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
-            _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
-        },
+        }
         Event::NotGranted { refusal } => format!(
             "{}Not granted: {} Nothing was changed in JumpCloud.",
             m.icon(Icon::Forbidden),
@@ -409,16 +470,21 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
         Event::Cancelled => "Your request was withdrawn.".into(),
-        Event::Elevated { until, changed: true } => format!(
-            "{}You are admin on {on} until {}. On Windows, sign out and in again for it to take effect. \
-             End early with {}.",
-            m.icon(Icon::Unlock),
-            m.time(*until),
-            m.command("revoke")
-        ),
+        Event::Elevated { until, changed: true, presence } => {
+            let mut text = format!("{}You are admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
+            for note in [offline_note(m, r, *presence), os_advice(m, r)].into_iter().flatten() {
+                text = format!("{text} {note}");
+            }
+            format!("{text} End early with {}.", m.command("revoke"))
+        }
         Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
         Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
         Event::Reminder { left } => format!("{}{left} of admin rights left on {on}.", m.icon(Icon::Hourglass)),
+        Event::Ended { .. } if os_family(r) == "windows" => format!(
+            "{}Your admin rights on {on} have ended; your previous rights are back. \
+             A sign-out completes the removal: what you started as admin keeps its rights until you sign out.",
+            m.icon(Icon::Lock)
+        ),
         Event::Ended { .. } => format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock)),
         Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
         Event::NotGranted { refusal } => format!(

@@ -19,7 +19,7 @@ pub use audit::{AuditAction, AuditEntry};
 pub use command::Command;
 pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
-pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
+pub use notice::{EndCause, Event, Notice, Presence, PrivateBody, Refusal};
 pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
 pub use reference::ConversationReference;

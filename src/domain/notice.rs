@@ -183,6 +183,10 @@ pub enum Event {
         until: Timestamp,
         /// Whether JumpCloud was changed.
         changed: bool,
+        /// Whether the computer was online when the grant was confirmed,
+        /// read once then (`None`: not known; older messages have none).
+        #[serde(default)]
+        presence: Option<Presence>,
     },
     /// JumpCloud refused or failed the elevation for good.
     GrantFailed {
@@ -200,6 +204,11 @@ pub enum Event {
         cause: EndCause,
         /// Who ended it early.
         by: Option<ChatUserId>,
+        /// Whether the computer was online at the end: read once beside
+        /// the restoration, best effort (`None`: not read, the read failed
+        /// or took too long; older messages have none).
+        #[serde(default)]
+        presence: Option<Presence>,
     },
     /// Approved, but at grant time the facts no longer allowed it (account
     /// suspended, device unbound…): nothing was changed.
@@ -220,6 +229,17 @@ pub enum Event {
         /// A classification of the failure (never a secret).
         error: String,
     },
+}
+
+/// Whether a computer's agent is connected to JumpCloud, and when it
+/// last was (`GET /api/systems/{id}`: `active`, `lastContact`). A change
+/// to an offline computer's rights applies when it next checks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Presence {
+    /// `active`: the agent is connected right now.
+    pub online: bool,
+    /// `lastContact`, when JumpCloud gave one.
+    pub last_seen: Option<Timestamp>,
 }
 
 /// A private answer to one person.
@@ -281,6 +301,10 @@ mod tests {
                 event: Event::Ended {
                     cause: EndCause::EndedEarly,
                     by: Some(ChatUserId::slack("U1")),
+                    presence: Some(Presence {
+                        online: false,
+                        last_seen: Some(Timestamp::default()),
+                    }),
                 },
             },
             Notice::Private {

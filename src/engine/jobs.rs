@@ -12,8 +12,8 @@ use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
 use crate::domain::stage::{self, Stage};
 use crate::domain::{
-    Account, AssociationOp, AuditAction, Event, Grant, Move, Notice, PrivateBody, Refusal, Request,
-    RequestState, Restoration, Timestamp,
+    Account, AssociationOp, AuditAction, Event, Grant, Move, Notice, Presence, PrivateBody,
+    Refusal, Request, RequestState, Restoration, Timestamp,
 };
 
 /// The transition, or, for a move the request's stage does not allow, the
@@ -48,6 +48,10 @@ const REVOKE_ALARM_EVERY: u32 = 20;
 /// How often a look-up at resolve time is retried before the person is told
 /// that JumpCloud or Slack is unavailable (they are waiting for an answer).
 const RESOLVE_ATTEMPTS: u32 = 2;
+
+/// The most a read of whether a device is online may take at the grant
+/// and after a restoration: it only words a message.
+const PRESENCE_BUDGET: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Runs one claimed job.
@@ -314,22 +318,30 @@ impl Engine {
                 true
             }
         };
-        let detail =
-            json!({ "changed": changed, "operation": prior.elevation(), "expires_at": until });
+        let presence = self.presence_of(&device.id).await;
+        let detail = json!({
+            "changed": changed,
+            "operation": prior.elevation(),
+            "expires_at": until,
+            "online": presence.map(|p| p.online),
+        });
         let elevate = Move::Elevate { at: self.now() };
         let mut t = or_done!(
             self,
             &request,
             self.bot_transition(&request, elevate, detail)
         );
+        let elevated = Event::Elevated {
+            until,
+            changed,
+            presence,
+        };
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
-                event: Event::Elevated { until, changed },
+                event: elevated.clone(),
             },
-            Notice::Direct {
-                event: Event::Elevated { until, changed },
-            },
+            Notice::Direct { event: elevated },
         ];
         t.jobs = self
             .policy
@@ -538,6 +550,12 @@ impl Engine {
             }
             _ => Restoration::Nothing,
         };
+        // Whether the computer was online at the end, for the thread; only
+        // for a confirmed elevation (otherwise the device never changed).
+        let presence_read = revoking
+            .elevated_at
+            .is_some()
+            .then(|| self.start_presence_read(&device.id));
         if let Restoration::Apply(op) = restoration {
             match self.directory.apply(&device.id, jc_user, op).await {
                 // Gone already counts as restored (DESIGN: 404 on revoke is success).
@@ -554,6 +572,11 @@ impl Engine {
             _ => Event::Ended {
                 cause,
                 by: revoking.ended_by.clone(),
+                // Bounded by the read's own budget; a failed read is `None`.
+                presence: match presence_read {
+                    Some(read) => read.await.ok().flatten(),
+                    None => None,
+                },
             },
         };
         let detail = match restoration {
@@ -581,6 +604,37 @@ impl Engine {
         ];
         tracing::info!(request_id = %request.id, cause = cause.as_str(), "prior state restored");
         self.commit(t).await
+    }
+
+    /// Whether the device is online now, read once and bounded by
+    /// [`PRESENCE_BUDGET`]; `None` when JumpCloud does not say in time. It
+    /// only words messages, so it never holds up what it accompanies.
+    async fn presence_of(&self, system: &crate::domain::SystemId) -> Option<Presence> {
+        self.start_presence_read(system).await.ok().flatten()
+    }
+
+    /// Starts reading whether the device is online, beside the
+    /// restoration rather than before it, so the restoring call never
+    /// waits for it; the read ends by itself after [`PRESENCE_BUDGET`].
+    fn start_presence_read(
+        &self,
+        system: &crate::domain::SystemId,
+    ) -> tokio::task::JoinHandle<Option<Presence>> {
+        let directory = self.directory.clone();
+        let system = system.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(PRESENCE_BUDGET, directory.presence(&system)).await {
+                Ok(Ok(presence)) => Some(presence),
+                Ok(Err(e)) => {
+                    tracing::warn!(system_id = %system, error = %e, "could not read whether the device is online");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(system_id = %system, "JumpCloud did not say in time whether the device is online");
+                    None
+                }
+            }
+        })
     }
 
     async fn revoke_error(

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding, Email,
-    JcUserId, Notice, PriorState, Refusal, Request, RequestId, RequestState, SystemId, Timestamp,
+    JcUserId, Notice, Presence, PriorState, Refusal, Request, RequestId, RequestState, SystemId,
+    Timestamp,
 };
 
 /// Decides from a person's open requests and those they made in the
@@ -152,6 +153,8 @@ pub trait Directory: Send + Sync {
         user: &JcUserId,
         op: AssociationOp,
     ) -> Result<(), DirectoryError>;
+    /// Whether the device's agent is connected, and when it last was.
+    async fn presence(&self, system: &SystemId) -> Result<Presence, DirectoryError>;
 }
 
 // ---------------------------------------------------------------- Chat

@@ -398,3 +398,53 @@ async fn an_approval_timer_ends_an_undecided_request() {
     assert_eq!(r.ended_at(), Some(t0() + TimeDelta::minutes(30)));
     assert!(w.chat.delivered().len() >= 3, "card, sent, and the end");
 }
+
+/// The `presence` of the thread's message about the end.
+fn presence_at_end(w: &World) -> Option<crate::domain::Presence> {
+    w.chat
+        .delivered()
+        .into_iter()
+        .find_map(|n| match n {
+            crate::domain::Notice::Thread {
+                event: crate::domain::Event::Ended { presence, .. },
+            } => Some(presence),
+            _ => None,
+        })
+        .expect("the end in the thread")
+}
+
+#[tokio::test]
+async fn a_failed_read_of_whether_the_device_is_online_never_holds_up_a_grant_or_a_revocation() {
+    let w = world();
+    w.directory.set_presence(
+        &mac(),
+        Err(crate::engine::ports::DirectoryError::Transient(
+            "down".into(),
+        )),
+    );
+    w.approved_and_granted().await;
+    assert_eq!(w.ada().state(), RequestState::Active);
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(
+        w.directory.applied(),
+        [AssociationOp::Add { sudo: true }, AssociationOp::Remove]
+    );
+    assert_eq!(presence_at_end(&w), None);
+}
+
+#[tokio::test]
+async fn the_thread_is_told_whether_the_computer_was_online_at_the_end() {
+    let w = world();
+    w.approved_and_granted().await;
+    let offline = crate::domain::Presence {
+        online: false,
+        last_seen: Some(w.clock.now()),
+    };
+    w.directory.set_presence(&mac(), Ok(offline));
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(presence_at_end(&w), Some(offline));
+}
