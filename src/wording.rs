@@ -162,6 +162,33 @@ pub fn card_actions(state: RequestState) -> &'static [CardAction] {
     }
 }
 
+/// Which buttons the approval card of `r` shows: those of its state, and
+/// while an extension waits, Approve and Deny for it beside End now.
+pub fn request_actions(r: &Request) -> &'static [CardAction] {
+    match &r.stage {
+        Stage::Active(a) if a.extension.is_some() => {
+            &[CardAction::Approve, CardAction::Deny, CardAction::EndNow]
+        }
+        _ => card_actions(r.state()),
+    }
+}
+
+/// The button on the requester's grant message that asks for more time.
+pub const EXTEND_LABEL: &str = "Extend";
+
+/// Beside the **Extend** button where a card needs a line of its own.
+pub const EXTEND_OFFER: &str = "Need more time? Approvers decide on an extension.";
+
+/// Whether the direct message about `event` carries the **Extend**
+/// button: the grant's message (and an approved extension's), while the
+/// grant is active. A click after the end is refused by the engine anyway.
+pub fn offers_extend(r: &Request, event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Elevated { changed: true, .. } | Event::ExtensionApproved { .. }
+    ) && r.state() == RequestState::Active
+}
+
 /// A known OS family by its usual name.
 pub fn os_name(os_family: &str) -> &str {
     match os_family.to_ascii_lowercase().as_str() {
@@ -333,12 +360,23 @@ pub fn card_status(m: &impl Markup, r: &Request) -> String {
             m.icon(Icon::Gear),
             decided("Approved")
         ),
-        Stage::Active(active) => format!(
-            "{}{}. {}.",
-            m.icon(Icon::Unlock),
-            m.bold(&format!("Active until {}", m.time(active.grant.expires_at))),
-            decided("Approved")
-        ),
+        Stage::Active(active) => {
+            let status = format!(
+                "{}{}. {}.",
+                m.icon(Icon::Unlock),
+                m.bold(&format!("Active until {}", m.time(active.grant.expires_at))),
+                decided("Approved")
+            );
+            match &active.extension {
+                Some(asked) => format!(
+                    "{status} {}{} asks for {} more: approve or deny the extension.",
+                    m.icon(Icon::Waiting),
+                    m.person(&r.requester),
+                    m.bold(&asked.added.to_string())
+                ),
+                None => status,
+            }
+        }
         Stage::Revoking(_) => format!("{}Restoring the previous rights…", m.icon(Icon::Lock)),
         Stage::Ended(ended) => {
             let how = match (ended.revoking.end_cause, &ended.revoking.ended_by) {
@@ -416,6 +454,22 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Elevated { changed: false, .. } => {
             format!("{}{who} was already admin on {on}; JumpCloud was not changed.", m.icon(Icon::Info))
         }
+        Event::ExtensionRequested { added } => format!(
+            "{}{who} asks for {} more on {on}. Approve or deny it on the request above.",
+            m.icon(Icon::Waiting),
+            m.bold(&added.to_string())
+        ),
+        Event::ExtensionApproved { by, added, until } => format!(
+            "{}Extension of {added} approved by {}: {who} is admin on {on} until {}.",
+            m.icon(Icon::Check),
+            m.person(by),
+            m.time(*until)
+        ),
+        Event::ExtensionDenied { by } => format!(
+            "{}Extension denied by {}; the grant ends as planned.",
+            m.icon(Icon::NoEntry),
+            m.person(by)
+        ),
         Event::GrantFailed { error } => format!(
             "{}JumpCloud did not apply the elevation ({}). Anything it may have applied is being undone.",
             m.icon(Icon::Warning),
@@ -479,6 +533,17 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         }
         Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
         Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
+        Event::ExtensionRequested { added } => format!("Asked the approvers for {added} more on {on}."),
+        Event::ExtensionApproved { by, added, until } => format!(
+            "{}{} approved {added} more: you are admin on {on} until {}.",
+            m.icon(Icon::Unlock),
+            m.person(by),
+            m.time(*until)
+        ),
+        Event::ExtensionDenied { by } => format!(
+            "{} denied more time on {on}; your admin rights end as planned.",
+            m.person(by)
+        ),
         Event::Reminder { left } => format!("{}{left} of admin rights left on {on}.", m.icon(Icon::Hourglass)),
         Event::Ended { .. } if os_family(r) == "windows" => format!(
             "{}Your admin rights on {on} have ended; your previous rights are back. \
@@ -571,6 +636,19 @@ pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
             "{} is no longer one of the computers bound to your JumpCloud account. Ask IT.",
             m.hostname(hostname)
         ),
+        Refusal::ExtensionOverLimit { max, left: Some(left) } => format!(
+            "That would take your admin time past the limit of {max} from when it began; {left} is left. \
+             Ask for {left} or less: {}.",
+            m.command(&format!("extend {left}"))
+        ),
+        Refusal::ExtensionOverLimit { max, left: None } => format!(
+            "Your admin time has reached the limit of {max} from when it began; it can't be extended. \
+             Ask again with {} once it has ended.",
+            m.command("")
+        ),
+        Refusal::NothingToExtend => "You have no active admin rights to extend.".into(),
+        Refusal::ExtensionPending => "An extension of this grant is waiting for an approver already.".into(),
+        Refusal::ExtensionTooLate => "Nothing changed: this grant's time ran out before the extension was decided.".into(),
     }
 }
 
@@ -636,6 +714,17 @@ pub fn reply_text(m: &impl Markup, reply: &Reply) -> String {
             .map(|r| status_line(m, r))
             .collect::<Vec<_>>()
             .join("\n"),
+        Reply::Extending(r) => {
+            let added = match &r.stage {
+                Stage::Active(a) => a.extension.as_ref().map(|e| e.added.to_string()),
+                _ => None,
+            };
+            format!(
+                "Asked the approvers for {} more on {}.",
+                added.unwrap_or_else(|| "some".into()),
+                host(m, r)
+            )
+        }
         Reply::Revoking(requests) => requests
             .iter()
             .map(|r| match r.state() {
@@ -670,6 +759,7 @@ pub fn help_text(m: &impl Markup, policy: &Policy) -> String {
          • {}: ask for {example} of admin rights (between {} and {}{})\n\
          • {}: name the computer when you have several\n\
          • {}: your open requests\n\
+         • {}: ask for more admin time (approvers decide)\n\
          • {}: end your admin rights now, or withdraw a pending request\n\
          • {}: this text",
         m.bold("tempadmin"),
@@ -679,6 +769,7 @@ pub fn help_text(m: &impl Markup, policy: &Policy) -> String {
         if policy.require_reason { "; a reason is required" } else { "" },
         m.command("1h30m MY-LAPTOP reason"),
         m.command("status"),
+        m.command("extend 15m"),
         m.command("revoke"),
         m.command("help"),
     )
@@ -755,6 +846,10 @@ pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only.
 /// The answer to a click that may not see the request it names (unknown,
 /// another platform's, or not the clicker's to act on): nothing about it.
 pub const CANNOT_ACT: &str = "You can't act on this request.";
+
+/// The answer to an Extend click: what became of it follows as a message.
+pub const EXTENSION_ASKED: &str =
+    "Thanks. tempadmin will tell you whether the approvers give you more time.";
 
 /// The answer to a device pick: the rest follows as messages.
 pub const DEVICE_PICKED: &str =

@@ -24,7 +24,9 @@ pub use policy::Policy;
 pub use prior::{AssociationOp, DirectBinding, PriorState, Restoration};
 pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
-pub use stage::{Account, Decision, Grant, IllegalMove, Known, Move, Picked, Stage};
+pub use stage::{
+    Account, Decision, Extension, ExtensionAsked, Grant, IllegalMove, Known, Move, Picked, Stage,
+};
 
 /// A point in time. Milliseconds are the resolution the store keeps.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

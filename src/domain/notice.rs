@@ -119,6 +119,20 @@ pub enum Refusal {
     },
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
+    /// An extension would take the grant past `policy.max_duration` from
+    /// its first elevation (or nothing is left under it).
+    ExtensionOverLimit {
+        /// Policy maximum.
+        max: GrantDuration,
+        /// What is left under it (`None`: nothing).
+        left: Option<GrantDuration>,
+    },
+    /// Only an active grant of the person's own can be extended.
+    NothingToExtend,
+    /// An extension of this grant is waiting for approvers already.
+    ExtensionPending,
+    /// The grant's end came before the extension was decided.
+    ExtensionTooLate,
     /// At grant time the device is no longer bound to the person's JumpCloud
     /// account, or is no longer a computer.
     DeviceNoLongerBound {
@@ -187,6 +201,25 @@ pub enum Event {
         /// read once then (`None`: not known; older messages have none).
         #[serde(default)]
         presence: Option<Presence>,
+    },
+    /// The requester asked for more time.
+    ExtensionRequested {
+        /// How much more.
+        added: GrantDuration,
+    },
+    /// An approver approved an extension: the grant now ends at `until`.
+    ExtensionApproved {
+        /// By whom.
+        by: ChatUserId,
+        /// How much more.
+        added: GrantDuration,
+        /// The new end.
+        until: Timestamp,
+    },
+    /// An approver denied an extension: the end stays.
+    ExtensionDenied {
+        /// By whom.
+        by: ChatUserId,
     },
     /// JumpCloud refused or failed the elevation for good.
     GrantFailed {

@@ -65,6 +65,7 @@ impl Engine {
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Remind(secs) => self.remind(request, secs).await,
             JobKind::ApprovalTimeout => self.approval_timeout(request).await,
+            JobKind::Extend => self.on_extended(job, request).await,
         }
     }
 

@@ -221,6 +221,10 @@ pub enum JobKind {
     Remind(u64),
     /// Expire a request nobody decided.
     ApprovalTimeout,
+    /// Carry an approved extension's new end to JumpCloud and the device
+    /// ([`crate::engine::Engine`]'s `on_extended` hook): written in the
+    /// transaction that approves the extension, so a crash cannot lose it.
+    Extend,
 }
 
 impl JobKind {
@@ -232,6 +236,7 @@ impl JobKind {
             Self::Revoke => "revoke",
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
+            Self::Extend => "extend",
         }
     }
 
@@ -251,6 +256,7 @@ impl JobKind {
             "revoke" => Self::Revoke,
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
+            "extend" => Self::Extend,
             _ => return None,
         })
     }

@@ -5,6 +5,7 @@ mod approval;
 mod binary;
 mod device_words;
 mod durability;
+mod extend;
 mod failures;
 mod floods;
 mod identity;
