@@ -618,8 +618,11 @@ async fn nobody_approves_their_own_extension_by_chat_identity_or_by_account() {
     assert_eq!(w.ada().expires_at(), Some(first_end()));
 }
 
+/// A second approver's click, once the first decided, finds nothing
+/// waiting. (Clicks that truly race, through the real store, are in
+/// tests/flow/extend.rs: the fakes here run one click to its end first.)
 #[tokio::test]
-async fn two_approvers_clicking_at_once_make_one_extension_decision() {
+async fn a_second_approval_after_the_extension_was_decided_changes_nothing() {
     let w = world();
     w.chat.approver(&hopper(), Some("hopper@example.com"));
     w.approved_and_granted().await;
