@@ -248,6 +248,18 @@ async fn a_teams_extension_is_asked_with_the_button_and_approved_on_the_card() {
     app.settle().await;
     let first_end = app.teams_request_of("Ada").await.expires_at().unwrap();
 
+    // Typed, past the limit: refused at once, in Ada's chat.
+    let thread_before = app.teams_thread().len();
+    app.teams_say("Ada", "tempadmin extend 4h").await;
+    app.settle().await;
+    let refused = app.teams_dms("Ada").last().unwrap().clone();
+    assert!(refused.contains("limit of 4h"), "{refused}");
+    assert_eq!(
+        app.teams_thread().len(),
+        thread_before,
+        "approvers saw nothing"
+    );
+
     // The grant's direct message is a card with Extend.
     let chat = app.teams_chat_of("Ada");
     let grant = app
