@@ -6,9 +6,9 @@
 //!     ├─► refused | cancelled
 //!     └─► pending_approval ─► denied | timed_out | cancelled | refused
 //!               └─► approved ─► active ─► revoking ─► ended
-//!                                  ▲ └┘ (extension asked, approved, denied)
 //!                    │  ▲ └───────────────────┘
 //!                    └──┘ (prior state recorded)   approved ─► refused
+//!                                       active ─► active (extension asked, approved, denied)
 //! ```
 //! The moves are data: [`RequestState::MOVES`], asked through
 //! [`RequestState::can_become`], and enforced in every build by
