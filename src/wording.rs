@@ -11,8 +11,8 @@
 //! caps apply to all of it.
 
 use crate::domain::{
-    ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, PrivateBody,
-    Refusal, Request, RequestState, Stage, Timestamp,
+    ChatUserId, Device, DirectBinding, EndCause, Event, GrantDuration, Policy, Presence,
+    PrivateBody, Refusal, Request, RequestState, Stage, Timestamp,
 };
 use crate::engine::Reply;
 
@@ -162,6 +162,33 @@ pub fn card_actions(state: RequestState) -> &'static [CardAction] {
     }
 }
 
+/// Which buttons the approval card of `r` shows: those of its state, and
+/// while an extension waits, Approve and Deny for it beside End now.
+pub fn request_actions(r: &Request) -> &'static [CardAction] {
+    match &r.stage {
+        Stage::Active(a) if a.extension.is_some() => {
+            &[CardAction::Approve, CardAction::Deny, CardAction::EndNow]
+        }
+        _ => card_actions(r.state()),
+    }
+}
+
+/// The button on the requester's grant message that asks for more time.
+pub const EXTEND_LABEL: &str = "Extend";
+
+/// Beside the **Extend** button where a card needs a line of its own.
+pub const EXTEND_OFFER: &str = "Need more time? Approvers decide on an extension.";
+
+/// Whether the direct message about `event` carries the **Extend**
+/// button: the grant's message (and an approved extension's), while the
+/// grant is active. A click after the end is refused by the engine anyway.
+pub fn offers_extend(r: &Request, event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Elevated { changed: true, .. } | Event::ExtensionApproved { .. }
+    ) && r.state() == RequestState::Active
+}
+
 /// A known OS family by its usual name.
 pub fn os_name(os_family: &str) -> &str {
     match os_family.to_ascii_lowercase().as_str() {
@@ -207,6 +234,51 @@ pub fn host(m: &impl Markup, request: &Request) -> String {
         .device()
         .map(|d| m.hostname(&d.hostname))
         .unwrap_or_else(|| "the device".into())
+}
+
+/// The request's device's OS family in lower case ("" before a device is
+/// known).
+fn os_family(r: &Request) -> String {
+    r.device()
+        .map(|d| d.os_family.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// How the new rights take effect, for the device's own OS only (issue
+/// 14). On Windows a sign-in during the grant would mint an admin token
+/// that outlives the grant until the next sign-out (DEVICE.md), so Windows
+/// users elevate through the UAC prompt instead: a fresh token each time.
+fn os_advice(m: &impl Markup, r: &Request) -> Option<String> {
+    match os_family(r).as_str() {
+        "windows" => Some(
+            "When a program asks for admin rights, approve the Windows (UAC) prompt with your own \
+             username and password: each prompt gets a fresh admin token. There is no need to sign \
+             in again; a sign-in now would keep admin rights past the end of the grant."
+                .into(),
+        ),
+        "darwin" | "mac" | "macos" => Some(format!(
+            "{} and the administrator prompts work at once.",
+            m.code("sudo")
+        )),
+        "linux" => Some(format!(
+            "{} works at once; rights that come through a group may need a new login shell.",
+            m.code("sudo")
+        )),
+        _ => None,
+    }
+}
+
+/// For an offline device: the change waits for its next check-in.
+fn offline_note(m: &impl Markup, r: &Request, presence: Option<Presence>) -> Option<String> {
+    let presence = presence.filter(|p| !p.online)?;
+    let seen = match presence.last_seen {
+        Some(at) => format!("last seen {}", m.time(at)),
+        None => "never seen".into(),
+    };
+    Some(format!(
+        "{} is offline ({seen}): the change applies when it next checks in with JumpCloud.",
+        host(m, r)
+    ))
 }
 
 fn error_text(m: &impl Markup, error: &str) -> String {
@@ -288,12 +360,23 @@ pub fn card_status(m: &impl Markup, r: &Request) -> String {
             m.icon(Icon::Gear),
             decided("Approved")
         ),
-        Stage::Active(active) => format!(
-            "{}{}. {}.",
-            m.icon(Icon::Unlock),
-            m.bold(&format!("Active until {}", m.time(active.grant.expires_at))),
-            decided("Approved")
-        ),
+        Stage::Active(active) => {
+            let status = format!(
+                "{}{}. {}.",
+                m.icon(Icon::Unlock),
+                m.bold(&format!("Active until {}", m.time(active.grant.expires_at))),
+                decided("Approved")
+            );
+            match &active.extension {
+                Some(asked) => format!(
+                    "{status} {}{} asks for {} more: approve or deny the extension.",
+                    m.icon(Icon::Waiting),
+                    m.person(&r.requester),
+                    m.bold(&asked.added.to_string())
+                ),
+                None => status,
+            }
+        }
         Stage::Revoking(_) => format!("{}Restoring the previous rights…", m.icon(Icon::Lock)),
         Stage::Ended(ended) => {
             let how = match (ended.revoking.end_cause, &ended.revoking.ended_by) {
@@ -361,23 +444,55 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Denied { by } => format!("{}Denied by {}.", m.icon(Icon::NoEntry), m.person(by)),
         Event::TimedOut => format!("{}Nobody decided in time; the request expired.", m.icon(Icon::Sleep)),
         Event::Cancelled => format!("{}The requester withdrew the request.", m.icon(Icon::Bin)),
-        Event::Elevated { until, changed: true } => format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until)),
+        Event::Elevated { until, changed: true, presence } => {
+            let mut text = format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
+            if let Some(note) = offline_note(m, r, *presence) {
+                text = format!("{text} {note}");
+            }
+            text
+        }
         Event::Elevated { changed: false, .. } => {
             format!("{}{who} was already admin on {on}; JumpCloud was not changed.", m.icon(Icon::Info))
         }
+        Event::ExtensionRequested { added } => format!(
+            "{}{who} asks for {} more on {on}. Approve or deny it on the request above.",
+            m.icon(Icon::Waiting),
+            m.bold(&added.to_string())
+        ),
+        Event::ExtensionApproved { by, added, until } => format!(
+            "{}Extension of {added} approved by {}: {who} is admin on {on} until {}.",
+            m.icon(Icon::Check),
+            m.person(by),
+            m.time(*until)
+        ),
+        Event::ExtensionDenied { by } => format!(
+            "{}Extension denied by {}; the grant ends as planned.",
+            m.icon(Icon::NoEntry),
+            m.person(by)
+        ),
         Event::GrantFailed { error } => format!(
             "{}JumpCloud did not apply the elevation ({}). Anything it may have applied is being undone.",
             m.icon(Icon::Warning),
             error_text(m, error)
         ),
         Event::Reminder { left } => format!("{}{left} left for {who} on {on}.", m.icon(Icon::Hourglass)),
-        Event::Ended { cause, by } => match (cause, by) {
-            (EndCause::EndedEarly, Some(by)) => {
-                format!("{}Ended early by {}: previous rights on {on} restored.", m.icon(Icon::Lock), m.person(by))
+        Event::Ended { cause, by, presence } => {
+            let text = match (cause, by) {
+                (EndCause::EndedEarly, Some(by)) => {
+                    format!("{}Ended early by {}: previous rights on {on} restored.", m.icon(Icon::Lock), m.person(by))
+                }
+                (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
+                _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
+            };
+            match presence {
+                None => text,
+                Some(Presence { online: true, .. }) => format!("{text} The computer was online."),
+                Some(Presence { online: false, last_seen }) => format!(
+                    "{text} The computer was offline ({}): JumpCloud accepted the change, and the computer applies it when it next checks in.",
+                    last_seen.map(|at| format!("last seen {}", m.time(at))).unwrap_or_else(|| "never seen".into())
+                ),
             }
-            (EndCause::GrantFailed, _) => format!("{}Previous rights on {on} restored after the failed elevation.", m.icon(Icon::Lock)),
-            _ => format!("{}Time is up: previous rights on {on} restored.", m.icon(Icon::Lock)),
-        },
+        }
         Event::EndedByDirectory => format!(
             "{}Time is up: JumpCloud ended {who}'s admin rights on {on} at their expiry by its own clock; previous rights restored.",
             m.icon(Icon::Lock)
@@ -413,19 +528,33 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
         Event::Cancelled => "Your request was withdrawn.".into(),
-        Event::Elevated { until, changed: true } => format!(
-            "{}You are admin on {on} until {}. On Windows, sign out and in again for it to take effect. \
-             End early with {}.",
-            m.icon(Icon::Unlock),
-            m.time(*until),
-            m.command("revoke")
-        ),
+        Event::Elevated { until, changed: true, presence } => {
+            let mut text = format!("{}You are admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
+            for note in [offline_note(m, r, *presence), os_advice(m, r)].into_iter().flatten() {
+                text = format!("{text} {note}");
+            }
+            format!("{text} End early with {}.", m.command("revoke"))
+        }
         Event::Elevated { changed: false, .. } => format!("You were already admin on {on}; nothing was changed."),
         Event::GrantFailed { .. } => format!("JumpCloud did not apply your admin rights on {on}. Please try again later or ask IT."),
+        Event::ExtensionRequested { added } => format!("Asked the approvers for {added} more on {on}."),
+        Event::ExtensionApproved { by, added, until } => format!(
+            "{}{} approved {added} more: you are admin on {on} until {}.",
+            m.icon(Icon::Unlock),
+            m.person(by),
+            m.time(*until)
+        ),
+        Event::ExtensionDenied { by } => format!(
+            "{} denied more time on {on}; your admin rights end as planned.",
+            m.person(by)
+        ),
         Event::Reminder { left } => format!("{}{left} of admin rights left on {on}.", m.icon(Icon::Hourglass)),
-        Event::Ended { .. } | Event::EndedByDirectory => {
-            format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock))
-        }
+        Event::Ended { .. } | Event::EndedByDirectory if os_family(r) == "windows" => format!(
+            "{}Your admin rights on {on} have ended; your previous rights are back. \
+             A sign-out completes the removal: what you started as admin keeps its rights until you sign out.",
+            m.icon(Icon::Lock)
+        ),
+        Event::Ended { .. } | Event::EndedByDirectory => format!("{}Your admin rights on {on} have ended; your previous rights are back.", m.icon(Icon::Lock)),
         Event::RevokeFailing { .. } => format!("Restoring your previous rights on {on} is taking longer than expected; tempadmin keeps trying."),
         Event::NotGranted { refusal } => format!(
             "Your request for admin on {on} was approved but not granted: {} Nothing was changed.",
@@ -511,6 +640,19 @@ pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
             "{} is no longer one of the computers bound to your JumpCloud account. Ask IT.",
             m.hostname(hostname)
         ),
+        Refusal::ExtensionOverLimit { max, left: Some(left) } => format!(
+            "That would take your admin time past the limit of {max} from when it began; {left} is left. \
+             Ask for {left} or less: {}.",
+            m.command(&format!("extend {left}"))
+        ),
+        Refusal::ExtensionOverLimit { max, left: None } => format!(
+            "Your admin time has reached the limit of {max} from when it began; it can't be extended. \
+             Ask again with {} once it has ended.",
+            m.command("")
+        ),
+        Refusal::NothingToExtend => "You have no active admin rights to extend.".into(),
+        Refusal::ExtensionPending => "An extension of this grant is waiting for an approver already.".into(),
+        Refusal::ExtensionTooLate => "Nothing changed: this grant's time ran out before the extension was decided.".into(),
     }
 }
 
@@ -576,6 +718,17 @@ pub fn reply_text(m: &impl Markup, reply: &Reply) -> String {
             .map(|r| status_line(m, r))
             .collect::<Vec<_>>()
             .join("\n"),
+        Reply::Extending(r) => {
+            let added = match &r.stage {
+                Stage::Active(a) => a.extension.as_ref().map(|e| e.added.to_string()),
+                _ => None,
+            };
+            format!(
+                "Asked the approvers for {} more on {}.",
+                added.unwrap_or_else(|| "some".into()),
+                host(m, r)
+            )
+        }
         Reply::Revoking(requests) => requests
             .iter()
             .map(|r| match r.state() {
@@ -610,6 +763,7 @@ pub fn help_text(m: &impl Markup, policy: &Policy) -> String {
          • {}: ask for {example} of admin rights (between {} and {}{})\n\
          • {}: name the computer when you have several\n\
          • {}: your open requests\n\
+         • {}: ask for more admin time (approvers decide)\n\
          • {}: end your admin rights now, or withdraw a pending request\n\
          • {}: this text",
         m.bold("tempadmin"),
@@ -619,6 +773,7 @@ pub fn help_text(m: &impl Markup, policy: &Policy) -> String {
         if policy.require_reason { "; a reason is required" } else { "" },
         m.command("1h30m MY-LAPTOP reason"),
         m.command("status"),
+        m.command("extend 15m"),
         m.command("revoke"),
         m.command("help"),
     )
@@ -695,6 +850,10 @@ pub const NOT_HERE: &str = "Requests are decided in the approvers' channel only.
 /// The answer to a click that may not see the request it names (unknown,
 /// another platform's, or not the clicker's to act on): nothing about it.
 pub const CANNOT_ACT: &str = "You can't act on this request.";
+
+/// The answer to an Extend click: what became of it follows as a message.
+pub const EXTENSION_ASKED: &str =
+    "Thanks. tempadmin will tell you whether the approvers give you more time.";
 
 /// The answer to a device pick: the rest follows as messages.
 pub const DEVICE_PICKED: &str =

@@ -1755,6 +1755,8 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                     expires_at: at(606_600),
                 },
                 elevated_at: at(6_800),
+                extension: None,
+                extensions: Vec::new(),
             }),
         ),
         (

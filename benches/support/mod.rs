@@ -174,6 +174,8 @@ pub async fn seed_active_grant(
             expires_at: expiry,
         },
         elevated_at: now,
+        extension: None,
+        extensions: Vec::new(),
     });
     let t = Transition {
         request_id: r.id.clone(),

@@ -68,11 +68,17 @@ pub enum AuditAction {
     RestoreFailing,
     /// Nobody decided (or picked a device) in time.
     TimedOut,
+    /// The requester asked for more time on an active grant.
+    ExtensionRequested,
+    /// An approver approved the extension: the end moved.
+    ExtensionApproved,
+    /// An approver denied the extension: the end stays.
+    ExtensionDenied,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 19] = {
+    pub const ALL: [AuditAction; 22] = {
         use AuditAction::*;
         [
             Requested,
@@ -94,6 +100,9 @@ impl AuditAction {
             Restored,
             RestoreFailing,
             TimedOut,
+            ExtensionRequested,
+            ExtensionApproved,
+            ExtensionDenied,
         ]
     };
 
@@ -119,6 +128,9 @@ impl AuditAction {
             Self::Restored => "restored",
             Self::RestoreFailing => "restore_failing",
             Self::TimedOut => "timed_out",
+            Self::ExtensionRequested => "extension_requested",
+            Self::ExtensionApproved => "extension_approved",
+            Self::ExtensionDenied => "extension_denied",
         }
     }
 

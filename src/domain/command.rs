@@ -1,5 +1,6 @@
 //! What a person typed after `/tempadmin`, parsed into a `Command`.
-//! Grammar: `DURATION [HOSTNAME] [REASON…]`, `status`, `revoke`, `help`.
+//! Grammar: `DURATION [HOSTNAME] [REASON…]`, `extend [DURATION]`, `status`,
+//! `revoke`, `help`.
 
 use super::duration::{DurationParseError, GrantDuration};
 
@@ -12,6 +13,12 @@ pub enum Command {
     Status,
     /// End the person's active elevation, or withdraw a pending request.
     Revoke,
+    /// Ask for more time on the person's active grant (DESIGN flow 9);
+    /// without a duration, the default extension ([`crate::domain::Policy::extension_for`]).
+    Extend {
+        /// How much more, when given.
+        duration: Option<GrantDuration>,
+    },
     /// Ask for admin rights. `words` follow the duration: the first may name a
     /// device; which one does is only known once the devices are looked up.
     Request {
@@ -35,6 +42,10 @@ impl Command {
             "help" => return Ok(Self::Help),
             "status" => return Ok(Self::Status),
             "revoke" | "end" => return Ok(Self::Revoke),
+            "extend" => {
+                let duration = words.next().map(GrantDuration::parse).transpose()?;
+                return Ok(Self::Extend { duration });
+            }
             _ => {}
         }
         if !meant_as_duration(first) {
@@ -87,6 +98,21 @@ mod tests {
             Command::parse("please give me admin").unwrap(),
             Command::Help
         );
+    }
+
+    #[test]
+    fn extend_takes_an_optional_duration() {
+        assert_eq!(
+            Command::parse("extend 15m").unwrap(),
+            Command::Extend {
+                duration: Some(GrantDuration::parse("15m").unwrap())
+            }
+        );
+        assert_eq!(
+            Command::parse("Extend").unwrap(),
+            Command::Extend { duration: None }
+        );
+        assert!(Command::parse("extend soon").is_err());
     }
 
     #[test]

@@ -19,14 +19,16 @@ pub use audit::{AuditAction, AuditEntry};
 pub use command::Command;
 pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
-pub use notice::{EndCause, Event, Notice, PrivateBody, Refusal};
+pub use notice::{EndCause, Event, Notice, Presence, PrivateBody, Refusal};
 pub use policy::Policy;
 pub use prior::{
     AccessRequestRecord, AssociationOp, DirectBinding, ElevationRecord, PriorState, Restoration,
 };
 pub use reference::ConversationReference;
 pub use request::{Device, Request, RequestState};
-pub use stage::{Account, Decision, Grant, IllegalMove, Known, Move, Picked, Stage};
+pub use stage::{
+    Account, Decision, Extension, ExtensionAsked, Grant, IllegalMove, Known, Move, Picked, Stage,
+};
 
 /// A point in time. Milliseconds are the resolution the store keeps.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -119,6 +119,20 @@ pub enum Refusal {
     },
     /// A device pick that was not one of the offered devices, or came too late.
     DeviceNotOffered,
+    /// An extension would take the grant past `policy.max_duration` from
+    /// its first elevation (or nothing is left under it).
+    ExtensionOverLimit {
+        /// Policy maximum.
+        max: GrantDuration,
+        /// What is left under it (`None`: nothing).
+        left: Option<GrantDuration>,
+    },
+    /// Only an active grant of the person's own can be extended.
+    NothingToExtend,
+    /// An extension of this grant is waiting for approvers already.
+    ExtensionPending,
+    /// The grant's end came before the extension was decided.
+    ExtensionTooLate,
     /// At grant time the device is no longer bound to the person's JumpCloud
     /// account, or is no longer a computer.
     DeviceNoLongerBound {
@@ -183,6 +197,29 @@ pub enum Event {
         until: Timestamp,
         /// Whether JumpCloud was changed.
         changed: bool,
+        /// Whether the computer was online when the grant was confirmed,
+        /// read once then (`None`: not known; older messages have none).
+        #[serde(default)]
+        presence: Option<Presence>,
+    },
+    /// The requester asked for more time.
+    ExtensionRequested {
+        /// How much more.
+        added: GrantDuration,
+    },
+    /// An approver approved an extension: the grant now ends at `until`.
+    ExtensionApproved {
+        /// By whom.
+        by: ChatUserId,
+        /// How much more.
+        added: GrantDuration,
+        /// The new end.
+        until: Timestamp,
+    },
+    /// An approver denied an extension: the end stays.
+    ExtensionDenied {
+        /// By whom.
+        by: ChatUserId,
     },
     /// JumpCloud refused or failed the elevation for good.
     GrantFailed {
@@ -200,6 +237,11 @@ pub enum Event {
         cause: EndCause,
         /// Who ended it early.
         by: Option<ChatUserId>,
+        /// Whether the computer was online at the end: read once beside
+        /// the restoration, best effort (`None`: not read, the read failed
+        /// or took too long; older messages have none).
+        #[serde(default)]
+        presence: Option<Presence>,
     },
     /// JumpCloud's own clock ended the rights at the expiry it held
     /// (`grant_mode = "access_request"`), before the bot's revocation did.
@@ -223,6 +265,17 @@ pub enum Event {
         /// A classification of the failure (never a secret).
         error: String,
     },
+}
+
+/// Whether a computer's agent is connected to JumpCloud, and when it
+/// last was (`GET /api/systems/{id}`: `active`, `lastContact`). A change
+/// to an offline computer's rights applies when it next checks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Presence {
+    /// `active`: the agent is connected right now.
+    pub online: bool,
+    /// `lastContact`, when JumpCloud gave one.
+    pub last_seen: Option<Timestamp>,
 }
 
 /// A private answer to one person.
@@ -284,6 +337,10 @@ mod tests {
                 event: Event::Ended {
                     cause: EndCause::EndedEarly,
                     by: Some(ChatUserId::slack("U1")),
+                    presence: Some(Presence {
+                        online: false,
+                        last_seen: Some(Timestamp::default()),
+                    }),
                 },
             },
             Notice::Private {

@@ -93,6 +93,36 @@ impl Policy {
         Ok(())
     }
 
+    /// How much more an active grant of `granted` in total (from its first
+    /// elevation) may get: `asked`, or without it the default duration
+    /// capped by what is left under the maximum. Refused when nothing is
+    /// left, or `asked` would take the total past `max_duration`; the
+    /// refusal says the limit and what is left.
+    pub fn extension_for(
+        &self,
+        granted: GrantDuration,
+        asked: Option<GrantDuration>,
+    ) -> Result<GrantDuration, Refusal> {
+        let left_secs = self
+            .max_duration
+            .as_secs()
+            .saturating_sub(granted.as_secs());
+        // `GrantDuration` is never zero: nothing left is `None`.
+        let left = (left_secs > 0).then(|| GrantDuration::from_secs(left_secs));
+        let refusal = Refusal::ExtensionOverLimit {
+            max: self.max_duration,
+            left,
+        };
+        let Some(room) = left else {
+            return Err(refusal);
+        };
+        let added = asked.unwrap_or_else(|| self.default_duration.min(room));
+        if added > room {
+            return Err(refusal);
+        }
+        Ok(added)
+    }
+
     /// The reminder marks that fit inside a grant of `duration`, longest first.
     pub fn reminders_for(&self, duration: GrantDuration) -> Vec<GrantDuration> {
         let mut marks: Vec<_> = self
@@ -110,6 +140,31 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_extension_keeps_the_total_within_the_maximum_and_says_what_is_left() {
+        let p = Policy::default();
+        let d = |t: &str| GrantDuration::parse(t).unwrap();
+        let max = p.max_duration;
+        let granted = GrantDuration::from_secs(max.as_secs() - 600);
+        assert_eq!(p.extension_for(granted, Some(d("10m"))), Ok(d("10m")));
+        assert_eq!(
+            p.extension_for(granted, Some(d("11m"))),
+            Err(Refusal::ExtensionOverLimit {
+                max,
+                left: Some(d("10m"))
+            })
+        );
+        assert_eq!(
+            p.extension_for(granted, None),
+            Ok(p.default_duration.min(d("10m"))),
+            "the default, capped by what is left"
+        );
+        assert_eq!(
+            p.extension_for(max, None),
+            Err(Refusal::ExtensionOverLimit { max, left: None })
+        );
+    }
 
     fn d(s: &str) -> GrantDuration {
         GrantDuration::parse(s).unwrap()

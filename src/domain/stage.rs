@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::AuditAction;
 use super::{
-    ChatUserId, Device, ElevationRecord, Email, EndCause, JcUserId, RequestState, SystemId,
-    Timestamp,
+    ChatUserId, Device, ElevationRecord, Email, EndCause, GrantDuration, JcUserId, RequestState,
+    SystemId, Timestamp,
 };
 
 /// Times are kept as Unix milliseconds, the resolution the store keeps.
@@ -136,6 +136,42 @@ pub struct Active {
     /// When JumpCloud confirmed the elevation.
     #[serde(with = "millis::required")]
     pub elevated_at: Timestamp,
+    /// More time the requester asked for, waiting for an approver
+    /// (DESIGN flow 9); at most one at a time.
+    #[serde(default)]
+    pub extension: Option<ExtensionAsked>,
+    /// The extensions approved so far, oldest first; each moved
+    /// `grant.expires_at` on by its `added`.
+    #[serde(default)]
+    pub extensions: Vec<Extension>,
+}
+
+/// An extension waiting for an approver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionAsked {
+    /// How much more.
+    pub added: GrantDuration,
+    /// When the requester asked.
+    #[serde(with = "millis::required")]
+    pub at: Timestamp,
+}
+
+/// An approved extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// How much more.
+    pub added: GrantDuration,
+    /// Who approved, and when.
+    pub decision: Decision,
+}
+
+impl Active {
+    /// The time granted in all, from the first elevation attempt to the
+    /// current end: the requested duration and every approved extension.
+    pub fn granted(&self, requested: GrantDuration) -> GrantDuration {
+        let added: u64 = self.extensions.iter().map(|e| e.added.as_secs()).sum();
+        GrantDuration::from_secs(requested.as_secs() + added)
+    }
 }
 
 /// The prior state is being restored.
@@ -298,6 +334,12 @@ pub enum Move {
         /// extend and restore).
         record: ElevationRecord,
     },
+    /// The requester asked for more time; the grant stays active.
+    AskExtension(ExtensionAsked),
+    /// An approver approved the waiting extension: the end moves on.
+    ApproveExtension(Decision),
+    /// An approver denied the waiting extension: the end stays.
+    DenyExtension(Decision),
     /// End now, or `/tempadmin revoke`.
     EndEarly {
         /// Who asked.
@@ -332,6 +374,9 @@ impl Move {
             Self::NotGrant { .. } => AuditAction::NotGranted,
             Self::RecordGrant(_) => AuditAction::PriorStateRecorded,
             Self::Elevate { .. } => AuditAction::Elevated,
+            Self::AskExtension(_) => AuditAction::ExtensionRequested,
+            Self::ApproveExtension(_) => AuditAction::ExtensionApproved,
+            Self::DenyExtension(_) => AuditAction::ExtensionDenied,
             Self::EndEarly { .. } => AuditAction::EndRequested,
             Self::GiveUpGrant => AuditAction::GrantFailed,
             Self::Expire => AuditAction::Expired,
@@ -453,7 +498,38 @@ impl Stage {
                     expires_at: grant.expires_at,
                 },
                 elevated_at: at,
+                extension: None,
+                extensions: Vec::new(),
             }),
+            (Self::Active(a), Move::AskExtension(asked)) if a.extension.is_none() => {
+                Self::Active(Active {
+                    extension: Some(asked),
+                    ..a.clone()
+                })
+            }
+            (Self::Active(a), Move::ApproveExtension(decision)) => {
+                let asked = a.extension.clone().ok_or(illegal)?;
+                let mut extensions = a.extensions.clone();
+                extensions.push(Extension {
+                    added: asked.added,
+                    decision,
+                });
+                Self::Active(Active {
+                    grant: Grant {
+                        expires_at: a.grant.expires_at + asked.added.as_chrono(),
+                        ..a.grant.clone()
+                    },
+                    extension: None,
+                    extensions,
+                    ..a.clone()
+                })
+            }
+            (Self::Active(a), Move::DenyExtension(_)) if a.extension.is_some() => {
+                Self::Active(Active {
+                    extension: None,
+                    ..a.clone()
+                })
+            }
             (Self::Approved(_) | Self::Active(_), Move::EndEarly { by }) => self
                 .restoring(EndCause::EndedEarly, Some(by))
                 .ok_or(illegal)?,
@@ -745,6 +821,8 @@ impl Stage {
                 decision: k.decision,
                 grant: k.grant,
                 elevated_at: k.elevated_at,
+                extension: None,
+                extensions: Vec::new(),
             }),
             RequestState::Revoking => Self::Revoking(revoking),
             RequestState::Ended => Self::Ended(Ended {
@@ -947,6 +1025,39 @@ mod tests {
                 "{state:?} has an example"
             );
         }
+    }
+
+    #[test]
+    fn an_approved_extension_moves_the_end_and_a_denied_one_leaves_it() {
+        let active = every_stage()
+            .into_iter()
+            .find(|s| s.state() == RequestState::Active)
+            .unwrap();
+        let end = active.grant().unwrap().expires_at;
+        let ten = GrantDuration::from_secs(600);
+        let ask = Move::AskExtension(ExtensionAsked {
+            added: ten,
+            at: at(3_000),
+        });
+        // Nothing to decide before an ask.
+        assert!(active.apply(Move::ApproveExtension(decision())).is_err());
+        assert!(active.apply(Move::DenyExtension(decision())).is_err());
+        let asked = active.apply(ask.clone()).unwrap();
+        assert!(asked.apply(ask.clone()).is_err(), "one ask at a time");
+        let approved = asked.apply(Move::ApproveExtension(decision())).unwrap();
+        assert_eq!(approved.state(), RequestState::Active);
+        assert_eq!(approved.grant().unwrap().expires_at, end + ten.as_chrono());
+        let Stage::Active(a) = &approved else {
+            unreachable!()
+        };
+        assert_eq!(a.extension, None, "decided once");
+        assert_eq!(a.granted(ten), GrantDuration::from_secs(1_200));
+        assert!(approved.apply(Move::ApproveExtension(decision())).is_err());
+        let denied = asked.apply(Move::DenyExtension(decision())).unwrap();
+        assert_eq!(denied.grant().unwrap().expires_at, end);
+        assert_eq!(denied, active, "a denial leaves the grant as it was");
+        let text = serde_json::to_string(&approved).unwrap();
+        assert_eq!(serde_json::from_str::<Stage>(&text).unwrap(), approved);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use super::ports::{
 };
 use crate::domain::{
     AccessRequestRecord, AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device,
-    DirectBinding, ElevationRecord, Email, JcUserId, Notice, PriorState, Request, RequestId,
-    RequestState, SystemId, Timestamp,
+    DirectBinding, ElevationRecord, Email, JcUserId, Notice, Presence, PriorState, Request,
+    RequestId, RequestState, SystemId, Timestamp,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -497,6 +497,8 @@ struct DirectoryState {
     bindings: HashMap<(SystemId, JcUserId), DirectBinding>,
     /// Every association change applied, in order.
     applied: Vec<(SystemId, JcUserId, AssociationOp)>,
+    /// What `presence` answers per device (unset: online, never failing).
+    presence: HashMap<SystemId, Result<Presence, DirectoryError>>,
 }
 
 /// The `Directory` port (JumpCloud) in memory.
@@ -535,6 +537,11 @@ impl MemoryDirectory {
             .bindings
             .get(&(system.clone(), user.clone()))
             .copied()
+    }
+
+    /// What `presence` answers for `system` from now on.
+    pub(crate) fn set_presence(&self, system: &SystemId, answer: Result<Presence, DirectoryError>) {
+        lock(&self.state).presence.insert(system.clone(), answer);
     }
 
     /// Every association change applied, in order.
@@ -640,6 +647,17 @@ impl Directory for MemoryDirectory {
         }
         s.applied.push((system.clone(), user.clone(), op));
         Ok(())
+    }
+
+    async fn presence(&self, system: &SystemId) -> Result<Presence, DirectoryError> {
+        lock(&self.state)
+            .presence
+            .get(system)
+            .cloned()
+            .unwrap_or(Ok(Presence {
+                online: true,
+                last_seen: None,
+            }))
     }
 }
 

@@ -14,8 +14,8 @@ use super::Engine;
 use crate::domain::request::{choose_device, DeviceChoice};
 use crate::domain::stage::{self, Stage};
 use crate::domain::{
-    Account, AuditAction, Event, Grant, Move, Notice, PrivateBody, Refusal, Request, RequestState,
-    Timestamp,
+    Account, AuditAction, Event, Grant, Move, Notice, Presence, PrivateBody, Refusal, Request,
+    RequestState, Timestamp,
 };
 
 /// Adds the fields of `more` (an object from a port) to the audit detail.
@@ -58,6 +58,10 @@ const REVOKE_ALARM_EVERY: u32 = 20;
 /// that JumpCloud or Slack is unavailable (they are waiting for an answer).
 const RESOLVE_ATTEMPTS: u32 = 2;
 
+/// The most a read of whether a device is online may take at the grant
+/// and after a restoration: it only words a message.
+const PRESENCE_BUDGET: Duration = Duration::from_secs(2);
+
 impl Engine {
     /// Runs one claimed job.
     pub(crate) async fn run_job(&self, job: &Job) -> anyhow::Result<Outcome> {
@@ -69,6 +73,7 @@ impl Engine {
             JobKind::Grant => self.grant(job, request).await,
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Remind(secs) => self.remind(request, secs).await,
+            JobKind::Extend => self.on_extended(job, request).await,
             JobKind::ApprovalTimeout => self.approval_timeout(request).await,
         }
     }
@@ -77,7 +82,7 @@ impl Engine {
         Outcome::RetryAt(self.now(), why.to_string())
     }
 
-    fn retry_after(
+    pub(super) fn retry_after(
         &self,
         attempt: u32,
         hint: Option<Duration>,
@@ -312,7 +317,12 @@ impl Engine {
             Err(e) => return self.grant_error(job, &request, e).await,
         };
         let changed = elevated.changed;
-        let mut detail = json!({ "changed": changed, "expires_at": until });
+        let presence = self.presence_of(&target.system).await;
+        let mut detail = json!({
+            "changed": changed,
+            "expires_at": until,
+            "online": presence.map(|p| p.online),
+        });
         merge(&mut detail, elevated.detail);
         let elevate = Move::Elevate {
             at: self.now(),
@@ -323,14 +333,17 @@ impl Engine {
             &request,
             self.bot_transition(&request, elevate, detail)
         );
+        let elevated = Event::Elevated {
+            until,
+            changed,
+            presence,
+        };
         t.notices = vec![
             Notice::RefreshCard,
             Notice::Thread {
-                event: Event::Elevated { until, changed },
+                event: elevated.clone(),
             },
-            Notice::Direct {
-                event: Event::Elevated { until, changed },
-            },
+            Notice::Direct { event: elevated },
         ];
         t.jobs = self
             .policy
@@ -533,6 +546,12 @@ impl Engine {
             system: revoking.device.id.clone(),
             request: request.id.clone(),
         };
+        // Whether the computer was online at the end, for the thread; only
+        // for a confirmed elevation (otherwise the device never changed).
+        let presence_read = revoking
+            .elevated_at
+            .is_some()
+            .then(|| self.start_presence_read(&target.system));
         let restored = match &revoking.grant {
             Some(Grant { record, .. }) => match self.elevator.restore(record, &target).await {
                 Ok(restored) => restored,
@@ -555,7 +574,19 @@ impl Engine {
                 let mut detail = json!({ "cause": cause.as_str() });
                 merge(&mut detail, restored);
                 let by = revoking.ended_by.clone();
-                (Event::Ended { cause, by }, detail)
+                // Bounded by the read's own budget; a failed read is `None`.
+                let presence = match presence_read {
+                    Some(read) => read.await.ok().flatten(),
+                    None => None,
+                };
+                (
+                    Event::Ended {
+                        cause,
+                        by,
+                        presence,
+                    },
+                    detail,
+                )
             }
             Restored::EndedByDirectory { detail: restored } => {
                 tracing::info!(request_id = %request.id, "JumpCloud ended the elevation at its own expiry");
@@ -583,6 +614,37 @@ impl Engine {
         ];
         tracing::info!(request_id = %request.id, cause = cause.as_str(), "prior state restored");
         self.commit(t).await
+    }
+
+    /// Whether the device is online now, read once and bounded by
+    /// [`PRESENCE_BUDGET`]; `None` when JumpCloud does not say in time. It
+    /// only words messages, so it never holds up what it accompanies.
+    async fn presence_of(&self, system: &crate::domain::SystemId) -> Option<Presence> {
+        self.start_presence_read(system).await.ok().flatten()
+    }
+
+    /// Starts reading whether the device is online, beside the
+    /// restoration rather than before it, so the restoring call never
+    /// waits for it; the read ends by itself after [`PRESENCE_BUDGET`].
+    fn start_presence_read(
+        &self,
+        system: &crate::domain::SystemId,
+    ) -> tokio::task::JoinHandle<Option<Presence>> {
+        let directory = self.directory.clone();
+        let system = system.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(PRESENCE_BUDGET, directory.presence(&system)).await {
+                Ok(Ok(presence)) => Some(presence),
+                Ok(Err(e)) => {
+                    tracing::warn!(system_id = %system, error = %e, "could not read whether the device is online");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(system_id = %system, "JumpCloud did not say in time whether the device is online");
+                    None
+                }
+            }
+        })
     }
 
     async fn revoke_error(

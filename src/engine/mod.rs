@@ -9,6 +9,7 @@
 //! it is retried until JumpCloud confirms the restoration.
 
 pub mod clock;
+mod extend;
 #[cfg(test)]
 mod fakes;
 mod jobs;
@@ -52,6 +53,8 @@ pub enum Reply {
     Status(Vec<Request>),
     /// `/tempadmin revoke`: these were ended or withdrawn.
     Revoking(Vec<Request>),
+    /// `/tempadmin extend`: this grant's extension went to the approvers.
+    Extending(Box<Request>),
     /// This very command was delivered before and was acted on then; a
     /// copy (a replay) changes nothing.
     AlreadyReceived,
@@ -259,6 +262,9 @@ impl Engine {
             // A copy of a revoke ends nothing more than the original did:
             // every end is a conditional move, so it needs no remembering.
             Ok(Command::Revoke) => return self.revoke_all(&input.user).await,
+            Ok(Command::Extend { duration }) => {
+                return self.extend_by_command(&input.user, duration).await
+            }
             Ok(Command::Request { duration, words }) => (duration, words),
         };
         if let Err(refusal) = policy.check_duration(duration) {
@@ -419,13 +425,21 @@ impl Engine {
                     .await;
             }
         };
+        if let Stage::Active(active) = &request.stage {
+            if active.extension.is_some() {
+                if let Err(refusal) = self.other_account(&approver, &active.account).await {
+                    return self.refuse_click(&request, &click, refusal).await;
+                }
+                return self.decide_extension(click, approve).await;
+            }
+        }
         let Stage::PendingApproval(pending) = &request.stage else {
             let refusal = Refusal::AlreadyDecided {
                 state: request.state(),
             };
             return self.refuse_click(&request, &click, refusal).await;
         };
-        if let Err(refusal) = self.other_account(&approver, pending).await {
+        if let Err(refusal) = self.other_account(&approver, &pending.account).await {
             return self.refuse_click(&request, &click, refusal).await;
         }
         for _ in 0..RACE_RETRIES {
@@ -617,13 +631,13 @@ impl Engine {
     async fn other_account(
         &self,
         approver: &Approver,
-        pending: &stage::PendingApproval,
+        account: &stage::Account,
     ) -> Result<(), Refusal> {
         let Some(email) = &approver.email else {
             tracing::warn!("an approver without an email in their chat profile");
             return Err(Refusal::ApproverUnverified);
         };
-        let elevated = &pending.account.jc_user;
+        let elevated = &account.jc_user;
         let found = tokio::time::timeout(
             ACCOUNT_CHECK_BUDGET,
             self.directory.find_user_by_email(email),

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device, DirectBinding,
-    ElevationRecord, Email, JcUserId, Notice, PriorState, Refusal, Request, RequestId,
+    ElevationRecord, Email, JcUserId, Notice, Presence, PriorState, Refusal, Request, RequestId,
     RequestState, SystemId, Timestamp,
 };
 
@@ -153,6 +153,8 @@ pub trait Directory: Send + Sync {
         user: &JcUserId,
         op: AssociationOp,
     ) -> Result<(), DirectoryError>;
+    /// Whether the device's agent is connected, and when it last was.
+    async fn presence(&self, system: &SystemId) -> Result<Presence, DirectoryError>;
 }
 
 // ---------------------------------------------------------------- Elevator
@@ -302,6 +304,10 @@ pub enum JobKind {
     Remind(u64),
     /// Expire a request nobody decided.
     ApprovalTimeout,
+    /// Carry an approved extension's new end to JumpCloud and the device
+    /// ([`crate::engine::Engine`]'s `on_extended` hook): written in the
+    /// transaction that approves the extension, so a crash cannot lose it.
+    Extend,
 }
 
 impl JobKind {
@@ -313,6 +319,7 @@ impl JobKind {
             Self::Revoke => "revoke",
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
+            Self::Extend => "extend",
         }
     }
 
@@ -332,6 +339,7 @@ impl JobKind {
             "revoke" => Self::Revoke,
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
+            "extend" => Self::Extend,
             _ => return None,
         })
     }

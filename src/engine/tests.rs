@@ -438,12 +438,16 @@ async fn the_engine_keeps_the_record_the_elevation_returns_and_restores_with_it(
     let restored = w.store.audit().into_iter().last().unwrap();
     assert_eq!(restored.action, AuditAction::Restored);
     assert_eq!(restored.detail["cause"], "expired");
-    assert!(w.chat.delivered().contains(&Notice::Thread {
-        event: Event::Ended {
-            cause: EndCause::Expired,
-            by: None
+    assert!(w.chat.delivered().iter().any(|n| matches!(
+        n,
+        Notice::Thread {
+            event: Event::Ended {
+                cause: EndCause::Expired,
+                by: None,
+                ..
+            }
         }
-    }));
+    )));
 }
 
 #[tokio::test]
@@ -474,4 +478,249 @@ async fn an_elevation_the_directory_ended_by_its_own_clock_is_recorded_as_such()
         assert!(delivered.contains(&notice), "{notice:?} in {delivered:?}");
     }
     assert!(!w.store.actions().contains(&"restore_failing".to_string()));
+}
+
+/// The `presence` of the thread's message about the end.
+fn presence_at_end(w: &World) -> Option<crate::domain::Presence> {
+    w.chat
+        .delivered()
+        .into_iter()
+        .find_map(|n| match n {
+            crate::domain::Notice::Thread {
+                event: crate::domain::Event::Ended { presence, .. },
+            } => Some(presence),
+            _ => None,
+        })
+        .expect("the end in the thread")
+}
+
+#[tokio::test]
+async fn a_failed_read_of_whether_the_device_is_online_never_holds_up_a_grant_or_a_revocation() {
+    let w = world();
+    w.directory.set_presence(
+        &mac(),
+        Err(crate::engine::ports::DirectoryError::Transient(
+            "down".into(),
+        )),
+    );
+    w.approved_and_granted().await;
+    assert_eq!(w.ada().state(), RequestState::Active);
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(
+        w.directory.applied(),
+        [AssociationOp::Add { sudo: true }, AssociationOp::Remove]
+    );
+    assert_eq!(presence_at_end(&w), None);
+}
+
+#[tokio::test]
+async fn the_thread_is_told_whether_the_computer_was_online_at_the_end() {
+    let w = world();
+    w.approved_and_granted().await;
+    let offline = crate::domain::Presence {
+        online: false,
+        last_seen: Some(w.clock.now()),
+    };
+    w.directory.set_presence(&mac(), Ok(offline));
+    w.clock.advance(20 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(presence_at_end(&w), Some(offline));
+}
+
+// ------------------------------------------------------------ extend
+
+/// When Ada's 20-minute grant of [`World::approved_and_granted`] ends.
+fn first_end() -> Timestamp {
+    t0() + TimeDelta::seconds(90) + TimeDelta::minutes(20)
+}
+
+fn hopper() -> ChatUserId {
+    ChatUserId::slack("U0HOPPER")
+}
+
+impl World {
+    /// Ada, five minutes into her grant, asks for `text` more.
+    async fn ask_more(&self, text: &str) -> Reply {
+        self.clock.advance(5 * MINUTE);
+        self.ask(&ada(), &format!("extend {text}")).await
+    }
+
+    /// Moves the clock on to `at`.
+    fn move_to(&self, at: Timestamp) {
+        self.clock
+            .advance((at - self.clock.now()).to_std().expect("later"));
+    }
+
+    fn extension_waiting(&self) -> Option<crate::domain::ExtensionAsked> {
+        match self.ada().stage {
+            crate::domain::Stage::Active(a) => a.extension,
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_approved_extension_moves_the_revocation_and_the_reminders_to_the_new_end() {
+    let w = world();
+    w.approved_and_granted().await;
+    assert!(matches!(w.ask_more("10m").await, Reply::Extending(_)));
+    assert!(w.extension_waiting().is_some());
+    assert_eq!(
+        w.ada().expires_at(),
+        Some(first_end()),
+        "not before approval"
+    );
+    w.engine.decide(w.click(&grace()), true).await.unwrap();
+    let new_end = first_end() + TimeDelta::minutes(10);
+    assert_eq!(w.ada().state(), RequestState::Active);
+    assert_eq!(w.ada().expires_at(), Some(new_end));
+    assert_eq!(w.extension_waiting(), None);
+    assert_eq!(w.store.pending(JobKind::Revoke), vec![new_end]);
+    for mark in [15, 5, 1] {
+        assert_eq!(
+            w.store.pending(JobKind::Remind(mark * 60)),
+            vec![new_end - TimeDelta::minutes(mark as i64)],
+            "the {mark}m reminder"
+        );
+    }
+    assert_eq!(w.store.pending(JobKind::Extend).len(), 1, "the hook runs");
+    w.run_due().await;
+    assert!(w.store.pending(JobKind::Extend).is_empty());
+
+    // The old end passes: still admin.
+    w.move_to(first_end() + TimeDelta::seconds(1));
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Active);
+    assert_eq!(w.directory.binding(&mac(), &jc_ada()), Some(ELEVATED));
+    w.move_to(new_end);
+    w.run_due().await;
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::Ended);
+    assert_eq!(r.ended_at(), Some(new_end));
+    let actions = w.store.actions();
+    assert!(actions.contains(&"extension_requested".to_string()));
+    assert!(actions.contains(&"extension_approved".to_string()));
+}
+
+#[tokio::test]
+async fn a_denied_extension_leaves_the_end_where_it_was() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.ask_more("10m").await;
+    w.engine.decide(w.click(&grace()), false).await.unwrap();
+    assert_eq!(w.extension_waiting(), None);
+    assert_eq!(w.ada().expires_at(), Some(first_end()));
+    assert_eq!(w.store.pending(JobKind::Revoke), vec![first_end()]);
+    assert!(w.store.pending(JobKind::Extend).is_empty());
+    w.move_to(first_end());
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::Ended);
+    assert_eq!(w.ada().ended_at(), Some(first_end()));
+    assert!(w.store.actions().contains(&"extension_denied".to_string()));
+}
+
+#[tokio::test]
+async fn an_extension_past_the_maximum_is_refused_at_once_and_reaches_nobody() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.run_due().await;
+    // What reaches people, but for the countdown that runs on its own.
+    let told = || {
+        w.chat
+            .delivered()
+            .into_iter()
+            .filter(|n| {
+                !matches!(
+                    n,
+                    crate::domain::Notice::Thread {
+                        event: crate::domain::Event::Reminder { .. }
+                    } | crate::domain::Notice::Direct {
+                        event: crate::domain::Event::Reminder { .. }
+                    }
+                )
+            })
+            .count()
+    };
+    let before = (w.ada(), w.store.actions(), told());
+    // 20 minutes granted of the 4 hours the policy allows.
+    let reply = w.ask_more("3h41m").await;
+    let left = crate::domain::GrantDuration::parse("3h40m").unwrap();
+    assert_eq!(
+        reply,
+        Reply::Refused(Refusal::ExtensionOverLimit {
+            max: Policy::default().max_duration,
+            left: Some(left)
+        })
+    );
+    w.run_due().await;
+    assert_eq!(
+        (w.ada(), w.store.actions(), told()),
+        before,
+        "nothing written, nothing sent"
+    );
+    // Exactly what is left is fine.
+    assert!(matches!(w.ask_more("3h40m").await, Reply::Extending(_)));
+}
+
+#[tokio::test]
+async fn the_extend_button_asks_for_the_default_capped_by_what_is_left() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.engine.extend(w.click(&ada())).await.unwrap();
+    assert_eq!(
+        w.extension_waiting().map(|e| e.added),
+        Some(Policy::default().default_duration)
+    );
+    // Somebody else's click on Ada's button asks nothing.
+    w.engine.decide(w.click(&grace()), false).await.unwrap();
+    w.engine.extend(w.click(&grace())).await.unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::NothingToExtend));
+    assert_eq!(w.extension_waiting(), None);
+}
+
+#[tokio::test]
+async fn nobody_approves_their_own_extension_by_chat_identity_or_by_account() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.ask_more("10m").await;
+    w.engine.decide(w.click(&ada()), true).await.unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::OwnRequest));
+    let ada_elsewhere = ChatUserId::slack("U0ADA2");
+    w.chat.approver(&ada_elsewhere, Some("ada@example.com"));
+    w.engine
+        .decide(w.click(&ada_elsewhere), true)
+        .await
+        .unwrap();
+    assert_eq!(w.last_click_refusal(), refusal(Refusal::OwnAccount));
+    assert!(w.extension_waiting().is_some(), "still waiting");
+    assert_eq!(w.ada().expires_at(), Some(first_end()));
+}
+
+/// A second approver's click, once the first decided, finds nothing
+/// waiting. (Clicks that truly race, through the real store, are in
+/// tests/flow/extend.rs: the fakes here run one click to its end first.)
+#[tokio::test]
+async fn a_second_approval_after_the_extension_was_decided_changes_nothing() {
+    let w = world();
+    w.chat.approver(&hopper(), Some("hopper@example.com"));
+    w.approved_and_granted().await;
+    w.ask_more("10m").await;
+    let (a, b) = tokio::join!(
+        w.engine.decide(w.click(&grace()), true),
+        w.engine.decide(w.click(&hopper()), true)
+    );
+    a.unwrap();
+    b.unwrap();
+    let actions = w.store.actions();
+    let count = |name: &str| actions.iter().filter(|a| *a == name).count();
+    assert_eq!(count("extension_approved"), 1, "{actions:?}");
+    assert_eq!(count("click_refused"), 1, "{actions:?}");
+    assert_eq!(
+        w.ada().expires_at(),
+        Some(first_end() + TimeDelta::minutes(10)),
+        "moved once"
+    );
 }

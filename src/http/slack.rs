@@ -151,6 +151,7 @@ pub(super) async fn interaction(
         Action::Approve(click) => engine.decide(click, true).await?,
         Action::Deny(click) => engine.decide(click, false).await?,
         Action::Revoke(click) => engine.end_now(click).await?,
+        Action::Extend(click) => engine.extend(click).await?,
         Action::PickDevice(click, system) => engine.pick_device(click, system).await?,
         Action::Ignored => {}
     }

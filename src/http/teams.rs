@@ -365,6 +365,7 @@ async fn invoke(
         verbs::APPROVE => engine.decide(click, true).await?,
         verbs::DENY => engine.decide(click, false).await?,
         verbs::REVOKE => engine.end_now(click).await?,
+        verbs::EXTEND => engine.extend(click).await?,
         verbs::PICK_DEVICE => {
             let Some(system) = data[verbs::SYSTEM_ID].as_str().filter(|s| !s.is_empty()) else {
                 return Ok(
@@ -397,6 +398,10 @@ async fn invoke(
         }
         verbs::PICK_DEVICE if request.requester == user => {
             render::invoke_message_answer(wording::DEVICE_PICKED)
+        }
+        // What became of it arrives as a message (or a private refusal).
+        verbs::EXTEND if request.requester == user => {
+            render::invoke_message_answer(wording::EXTENSION_ASKED)
         }
         _ => render::invoke_message_answer(wording::CANNOT_ACT),
     };

@@ -28,7 +28,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::domain::{AssociationOp, Device, DirectBinding, Email, JcUserId, PriorState, SystemId};
+use crate::domain::{
+    AssociationOp, Device, DirectBinding, Email, JcUserId, Presence, PriorState, SystemId,
+};
 pub use access_request::{GrantMode, JumpCloudElevator};
 pub use auth::{JumpCloudCredentials, ServiceAccount, DEFAULT_OAUTH_URL};
 pub use rate_limit::RateLimit;
@@ -137,6 +139,9 @@ struct System {
     os_family: String,
     #[serde(default)]
     active: bool,
+    /// RFC 3339; absent for a device that never checked in.
+    #[serde(rename = "lastContact", default)]
+    last_contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,6 +535,20 @@ impl Directory for JumpCloudClient {
         self.send(self.call(Method::POST, &path).json(&body))
             .await?;
         Ok(())
+    }
+
+    async fn presence(&self, system: &SystemId) -> Result<Presence, DirectoryError> {
+        let path = format!("/api/systems/{}", segment(system.as_str()));
+        let (system, _): (System, _) = self.get_json(self.call(Method::GET, &path)).await?;
+        // A malformed time is as good as none: it only words a message.
+        let last_seen = system
+            .last_contact
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        Ok(Presence {
+            online: system.active,
+            last_seen,
+        })
     }
 }
 

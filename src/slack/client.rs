@@ -337,8 +337,7 @@ impl SlackChat {
                 Ok(None)
             }
             Notice::Direct { event } => {
-                let content =
-                    SlackMessageContent::new().with_text(render::direct_text(request, event));
+                let content = render::direct_message(request, event);
                 self.direct(&request.requester, content).await?;
                 Ok(None)
             }

@@ -17,6 +17,8 @@ pub mod actions {
     pub const DENY: &str = "tempadmin_deny";
     /// End now (value: the request id).
     pub const REVOKE: &str = "tempadmin_revoke";
+    /// Extend, on the requester's grant message (value: the request id).
+    pub const EXTEND: &str = "tempadmin_extend";
     /// Pick a device: the prefix of every picker action id. Buttons are
     /// `tempadmin_pick_device_1`, `_2`… (Slack wants action ids unique within
     /// a block) with the JumpCloud system id as value; select menus are

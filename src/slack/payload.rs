@@ -88,6 +88,8 @@ pub enum Action {
     Deny(Click),
     /// End now.
     Revoke(Click),
+    /// Extend: the requester asks for more time.
+    Extend(Click),
     /// A device was picked.
     PickDevice(Click, SystemId),
     /// Something that is not ours (other interaction types or action ids):
@@ -161,6 +163,7 @@ pub fn parse_interaction(
         actions::APPROVE => Action::Approve(click(request_id(&value)?)),
         actions::DENY => Action::Deny(click(request_id(&value)?)),
         actions::REVOKE => Action::Revoke(click(request_id(&value)?)),
+        actions::EXTEND => Action::Extend(click(request_id(&value)?)),
         // Each picker button has its own id (Slack wants them unique in a
         // block); they and the select menus all start with the prefix.
         id if id.starts_with(actions::PICK_DEVICE) => {

@@ -174,7 +174,7 @@ pub fn approval_card(r: &Request) -> SlackMessageContent {
     // The reason gets whatever the section's limit leaves; the policy caps
     // it long before that, but a raised cap must not cost the approval.
     let reason = wording::card_reason(&m, r, limits::SECTION_TEXT);
-    let buttons: Vec<SlackActionBlockElement> = wording::card_actions(r.state())
+    let buttons: Vec<SlackActionBlockElement> = wording::request_actions(r)
         .iter()
         .map(|action| match action {
             CardAction::Approve => button(
@@ -217,6 +217,21 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
 /// A direct message to the requester.
 pub fn direct_text(r: &Request, event: &Event) -> String {
     wording::direct_text(&Mrkdwn, r, event)
+}
+
+/// A direct message to the requester; the grant's own message carries an
+/// **Extend** button while the grant is active.
+pub fn direct_message(r: &Request, event: &Event) -> SlackMessageContent {
+    let text = direct_text(r, event);
+    if !wording::offers_extend(r, event) {
+        return message(text, vec![]);
+    }
+    let extend = button(actions::EXTEND, wording::EXTEND_LABEL, r.id.as_str(), None);
+    let blocks = vec![
+        section(text.clone()),
+        SlackActionsBlock::new(vec![extend]).into(),
+    ];
+    message(text, blocks)
 }
 
 /// Why something was refused, said to the person.

@@ -37,6 +37,8 @@ pub mod verbs {
     pub const REVOKE: &str = "tempadmin_revoke";
     /// Pick a device.
     pub const PICK_DEVICE: &str = "tempadmin_pick_device";
+    /// Extend, on the requester's grant message.
+    pub const EXTEND: &str = "tempadmin_extend";
     /// `data` key of the request id.
     pub const REQUEST_ID: &str = "request_id";
     /// `data` key (and the `Input.ChoiceSet` id) of the JumpCloud system id.
@@ -283,7 +285,7 @@ fn card(body: Vec<Value>, actions: Vec<Value>) -> Value {
 pub fn approval_card(r: &Request, people: &People) -> Value {
     let m = TeamsMarkup::card(people);
     let data = json!({ verbs::REQUEST_ID: r.id.as_str() });
-    let actions = wording::card_actions(r.state())
+    let actions = wording::request_actions(r)
         .iter()
         .map(|action| match action {
             CardAction::Approve => execute(
@@ -368,13 +370,21 @@ pub fn thread_activity(r: &Request, event: &Event, people: &People) -> Value {
     ))
 }
 
-/// A direct message to the requester.
+/// A direct message to the requester. The grant's own message, while the
+/// grant is active, carries a small card with an **Extend** button below
+/// its text (the text stays the message's, as every other direct message).
 pub fn direct_activity(r: &Request, event: &Event, people: &People) -> Value {
-    message(wording::direct_text(
-        &TeamsMarkup::message(people),
-        r,
-        event,
-    ))
+    let text = wording::direct_text(&TeamsMarkup::message(people), r, event);
+    if !wording::offers_extend(r, event) {
+        return message(text);
+    }
+    let data = json!({ verbs::REQUEST_ID: r.id.as_str() });
+    let extend = execute(wording::EXTEND_LABEL, verbs::EXTEND, data, None);
+    let body = text_block(wording::EXTEND_OFFER.to_string());
+    let mut activity = card_activity(card(vec![body], vec![extend]));
+    activity["text"] = json!(literal_within(&text, MESSAGE_TEXT));
+    activity["textFormat"] = json!("markdown");
+    activity
 }
 
 /// A private answer: text, or the device picker card.

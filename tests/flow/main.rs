@@ -4,7 +4,9 @@
 mod access_request;
 mod approval;
 mod binary;
+mod device_words;
 mod durability;
+mod extend;
 mod failures;
 mod floods;
 mod identity;
