@@ -251,3 +251,30 @@ async fn todays_facts_are_checked_before_any_access_request() {
     );
     assert!(access_calls(&app).is_empty(), "{:?}", access_calls(&app));
 }
+
+#[tokio::test]
+async fn an_approved_extension_moves_the_expiry_jumpcloud_holds() {
+    let app = spawn_access_app().await;
+    let id = app.active_grant("20m").await;
+    app.ask(ADA, "extend 10m").await;
+    app.settle().await;
+    assert_eq!(app.click(GRACE, "tempadmin_approve", &id).await, 200);
+    app.settle().await;
+    let r = app.request_of(ADA).await;
+    let [access] = app.jc.access_requests().try_into().unwrap();
+    assert_eq!(
+        Some(access.expiry),
+        r.expires_at(),
+        "JumpCloud holds the new end"
+    );
+    assert!(access_calls(&app)
+        .iter()
+        .any(|c| c.starts_with("PUT /api/v2/accessrequests/")));
+    // Past the old end, JumpCloud's clock has not ended it.
+    app.advance(25 * MIN).await;
+    assert!(app.jc.is_admin(JC_ADA, LAPTOP));
+    assert_eq!(app.state_of(ADA).await, RequestState::Active);
+    app.advance(5 * MIN).await;
+    assert_eq!(app.state_of(ADA).await, RequestState::Ended);
+    assert!(!app.jc.is_admin(JC_ADA, LAPTOP));
+}
