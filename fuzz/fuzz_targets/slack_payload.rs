@@ -27,7 +27,10 @@ fn check(action: Action) {
             assert!(!id.is_empty() && id.len() <= 64, "{id:?}");
             check_reply_to(click.reply_to.as_deref());
         }
-        Action::Approve(click) | Action::Deny(click) | Action::Revoke(click) => {
+        Action::Approve(click)
+        | Action::Deny(click)
+        | Action::Revoke(click)
+        | Action::Extend(click) => {
             check_reply_to(click.reply_to.as_deref());
         }
         Action::Ignored => {}
