@@ -32,6 +32,9 @@ use serde_json::{json, Map, Value};
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::Clock;
 
+mod commands;
+pub use commands::CommandRun;
+
 /// The token endpoint's path on the fake (JumpCloud's is
 /// `https://admin-oauth.id.jumpcloud.com/oauth2/token`).
 pub const TOKEN_PATH: &str = "/oauth2/token";
@@ -212,7 +215,8 @@ struct Inner {
     failures: Vec<InjectedFailure>,
     down: bool,
     latency: Duration,
-    triggers: u64,
+    /// Commands, their systems and their runs.
+    commands: commands::Commands,
 }
 
 impl Inner {
@@ -514,10 +518,12 @@ impl FakeJumpCloud {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let params = parse_form(query.unwrap_or(""));
+        if let Some(response) = self.route_commands(method, &segments, &params, body) {
+            return response;
+        }
         match (method, segments.as_slice()) {
             ("GET", ["api", "systemusers"]) => self.list_users(&params),
             ("GET", ["api", "systems", id]) => self.get_system(id, &params),
-            ("POST", ["api", "command", "trigger", name]) => self.trigger(name, body),
             ("GET", ["api", "v2", "users", id, "systems"]) => self.user_systems(id, &params),
             ("GET", ["api", "v2", "systems", id, "associations"]) => self.associations(id, &params),
             ("POST", ["api", "v2", "systems", id, "associations"]) => {
@@ -569,17 +575,6 @@ impl FakeJumpCloud {
             }
             None => error(StatusCode::NOT_FOUND, "Not Found"),
         }
-    }
-
-    fn trigger(&self, name: &str, body: Option<&Value>) -> Response {
-        if !matches!(body, None | Some(Value::Object(_))) {
-            return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
-        }
-        let mut inner = self.lock();
-        inner.triggers += 1;
-        let id = format!("{:024x}", 0x5f00_0000_u64 + inner.triggers);
-        tracing::debug!(trigger = name, command = %id, "fake JumpCloud command trigger");
-        Json(json!({ "triggered": [id] })).into_response()
     }
 
     fn user_systems(&self, user_id: &str, params: &[(String, String)]) -> Response {
