@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::domain::{GrantDuration, Policy};
+use crate::engine::device::{DeviceSettings, EndElevated};
 use crate::engine::Workers;
 use crate::jumpcloud::{JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
 use crate::slack::client::SlackSettings;
@@ -40,6 +41,8 @@ pub struct Config {
     /// A separate address for `GET /metrics`; when set, `/metrics` is served
     /// only there, so the port Slack reaches does not expose it.
     pub metrics_listen: Option<String>,
+    /// `[device]`: notices and ending what ran elevated on the computer.
+    pub device: DeviceSettings,
 }
 
 /// Limits that keep slow, idle or too many clients from starving the
@@ -104,6 +107,15 @@ struct FileConfig {
     metrics_listen: Option<String>,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    device: FileDevice,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDevice {
+    notices: Option<bool>,
+    end_elevated: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +285,16 @@ impl Config {
                 "jumpcloud.max_requests_per_second = {n} is out of range: use 1 to 10000, or leave it out for no limit of the bot's own"
             ),
         };
+        let end_elevated = match file.device.end_elevated.as_deref() {
+            None => EndElevated::Off,
+            Some(text) => EndElevated::parse(text).with_context(|| {
+                format!("device.end_elevated `{text}` is unknown; use \"off\", \"notify\" or \"terminate\"")
+            })?,
+        };
+        let device = DeviceSettings {
+            notices: file.device.notices.unwrap_or(false),
+            end_elevated,
+        };
         Ok(Self {
             listen,
             database_url: env("DATABASE_URL")
@@ -291,6 +313,7 @@ impl Config {
             workers,
             http,
             metrics_listen,
+            device,
         })
     }
 }

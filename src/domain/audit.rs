@@ -68,11 +68,14 @@ pub enum AuditAction {
     RestoreFailing,
     /// Nobody decided (or picked a device) in time.
     TimedOut,
+    /// A notice on the device, or ending what ran elevated, failed for good
+    /// (the grant and its revocation went on regardless).
+    DeviceStepFailed,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 19] = {
+    pub const ALL: [AuditAction; 20] = {
         use AuditAction::*;
         [
             Requested,
@@ -94,6 +97,7 @@ impl AuditAction {
             Restored,
             RestoreFailing,
             TimedOut,
+            DeviceStepFailed,
         ]
     };
 
@@ -119,6 +123,7 @@ impl AuditAction {
             Self::Restored => "restored",
             Self::RestoreFailing => "restore_failing",
             Self::TimedOut => "timed_out",
+            Self::DeviceStepFailed => "device_step_failed",
         }
     }
 

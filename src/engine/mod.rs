@@ -9,6 +9,7 @@
 //! it is retried until JumpCloud confirms the restoration.
 
 pub mod clock;
+pub mod device;
 #[cfg(test)]
 mod fakes;
 mod jobs;
@@ -111,6 +112,8 @@ pub struct Engine {
     /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
     admission: tokio::sync::Semaphore,
     wake: Notify,
+    /// `[device]`: notices and ending what ran elevated, when configured.
+    device: Option<device::DeviceHook>,
 }
 
 /// The chat adapters, one for each platform in use. Every request stays on
@@ -168,6 +171,19 @@ impl Engine {
         policy: Policy,
         workers: Workers,
     ) -> Arc<Self> {
+        Self::with_device(store, directory, chats, clock, policy, workers, None)
+    }
+
+    /// Like [`Engine::new`], with the device side (`[device]`) when given.
+    pub fn with_device(
+        store: Arc<dyn Store>,
+        directory: Arc<dyn Directory>,
+        chats: Chats,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+        workers: Workers,
+        device: Option<device::DeviceHook>,
+    ) -> Arc<Self> {
         let limits = policy.clone();
         Arc::new(Self {
             volume: Arc::new(move |open, last_hour| limits.check_volume(open, last_hour)),
@@ -179,6 +195,7 @@ impl Engine {
             workers,
             admission: tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT),
             wake: Notify::new(),
+            device,
         })
     }
 

@@ -218,6 +218,8 @@ pub enum JobKind {
     Remind(u64),
     /// Expire a request nobody decided.
     ApprovalTimeout,
+    /// A step on the device itself: a notice, or ending what ran elevated.
+    Device(super::device::DeviceStep),
 }
 
 impl JobKind {
@@ -229,6 +231,7 @@ impl JobKind {
             Self::Revoke => "revoke",
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
+            Self::Device(_) => "device",
         }
     }
 
@@ -236,6 +239,7 @@ impl JobKind {
     pub fn arg(self) -> i64 {
         match self {
             Self::Remind(secs) => secs as i64,
+            Self::Device(step) => step.arg(),
             _ => 0,
         }
     }
@@ -248,6 +252,7 @@ impl JobKind {
             "revoke" => Self::Revoke,
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
+            "device" => Self::Device(super::device::DeviceStep::from_arg(arg)),
             _ => return None,
         })
     }

@@ -14,6 +14,7 @@
 //! account has that email; two that differ only in case are `AmbiguousEmail`.
 
 mod auth;
+pub mod commands;
 mod rate_limit;
 
 use std::num::NonZeroU32;

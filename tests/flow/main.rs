@@ -3,6 +3,7 @@
 
 mod approval;
 mod binary;
+mod device;
 mod durability;
 mod failures;
 mod floods;
