@@ -34,9 +34,12 @@ case "$mode" in
     *) echo "refused: endMode must be notify or terminate" >&2; exit 2 ;;
 esac
 uid=$(id -u -- "$user" 2>/dev/null) || { echo "no local account $user"; exit 0; }
-# System accounts (below UID_MIN, 1000 by default) run services: never touched.
+# Only the range login.defs gives people (UID_MIN..UID_MAX, 1000..60000 by
+# default): below it are system accounts that run services, above it
+# `nobody` (65534) and other special ids. Those are never touched.
 uid_min=$(awk '$1 == "UID_MIN" { print $2 }' /etc/login.defs 2>/dev/null)
-if ! [[ "$uid" =~ ^[0-9]+$ ]] || (( uid < ${uid_min:-1000} )); then
+uid_max=$(awk '$1 == "UID_MAX" { print $2 }' /etc/login.defs 2>/dev/null)
+if ! [[ "$uid" =~ ^[0-9]+$ ]] || (( uid < ${uid_min:-1000} || uid > ${uid_max:-60000} )); then
     echo "refused: $user is a system account" >&2
     exit 2
 fi

@@ -31,8 +31,9 @@ case "$mode" in
     *) echo "refused: endMode must be notify or terminate" >&2; exit 2 ;;
 esac
 uid=$(id -u "$user" 2>/dev/null) || { echo "no local account $user"; exit 0; }
-# macOS people start at 501; below that are system accounts (daemons).
-if ! [[ "$uid" =~ ^[0-9]+$ ]] || (( uid < 501 )); then
+# macOS people start at 501; below that are system accounts (daemons), and
+# nobody is -2 (4294967294).
+if ! [[ "$uid" =~ ^[0-9]+$ ]] || (( uid < 501 || uid > 60000 )); then
     echo "refused: $user is a system account" >&2
     exit 2
 fi
