@@ -990,6 +990,23 @@ mod tests {
     }
 
     #[test]
+    fn the_device_section_is_off_by_default_and_says_which_words_it_takes() {
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        assert_eq!(c.device, DeviceSettings::default());
+        assert!(!c.device.enabled());
+        let text = format!("{MINIMAL}\n[device]\nnotices = true\nend_elevated = \"terminate\"");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert!(c.device.notices);
+        assert_eq!(c.device.end_elevated, EndElevated::Terminate);
+        let text = format!("{MINIMAL}\n[device]\nend_elevated = \"kill\"");
+        let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+        assert!(
+            err.contains("device.end_elevated") && err.contains("terminate"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_the_key_named() {
         let cases = [
             ("[slack]\napprovers = [\"U1234\"]", "approvals_channel"),
