@@ -1581,11 +1581,87 @@ mod tests {
         .json()
         .await
         .unwrap();
-        assert_eq!(triggered["triggered"].as_array().unwrap().len(), 1);
+        // No command has that trigger: nothing runs.
+        assert_eq!(triggered["triggered"], json!([]));
         assert_eq!(
             fake.calls().last().unwrap().body,
             Some(json!({ "user": "ada" }))
         );
+    }
+
+    #[tokio::test]
+    async fn commands_are_refused_where_jumpcloud_refuses_them() {
+        let fake = fake_with_data().await;
+        let status = |response: reqwest::Response| response.status().as_u16();
+        let command = |user: Option<&str>| {
+            let mut body = json!({
+                "name": "n", "command": "true", "commandType": "linux",
+                "launchType": "trigger", "trigger": "t",
+            });
+            if let Some(user) = user {
+                body["user"] = json!(user);
+            }
+            body
+        };
+        let refused = post(&fake, "/api/commands", command(None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(refused), 400);
+        let created: Value = post(
+            &fake,
+            "/api/commands",
+            command(Some("000000000000000000000000")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let id = created["_id"].as_str().unwrap().to_owned();
+        let bind = |system: &str| json!({ "op": "add", "type": "system", "id": system });
+        let path = format!("/api/v2/commands/{id}/associations");
+        assert_eq!(
+            status(post(&fake, &path, bind("nope")).send().await.unwrap()),
+            404
+        );
+        let unknown = "/api/v2/commands/000000000000000000000bad/associations";
+        assert_eq!(
+            status(post(&fake, unknown, bind("s1")).send().await.unwrap()),
+            404
+        );
+        assert_eq!(
+            status(post(&fake, &path, bind("s1")).send().await.unwrap()),
+            204
+        );
+        let nested = json!({ "targetSystemId": "s1", "text": { "a": "b" } });
+        let trigger = post(&fake, "/api/command/trigger/t", nested)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(trigger), 400);
+        assert!(fake.command_runs().is_empty());
+        let flat = json!({ "targetSystemId": "s1", "noticeMessage": "hi" });
+        let ran: Value = post(&fake, "/api/command/trigger/t", flat)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ran["triggered"], json!(["n"]));
+        let runs = fake.command_runs();
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].targets_its_system());
+        assert_eq!(runs[0].env["noticeMessage"], "hi");
+        let wrong_key = reqwest::Client::new()
+            .get(format!("{}/api/commands", fake.url()))
+            .header("x-api-key", "wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(wrong_key), 401);
     }
 
     #[tokio::test]
