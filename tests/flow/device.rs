@@ -124,6 +124,25 @@ async fn install_commands_twice_creates_nothing_the_second_time() {
     );
     assert_eq!(writes(&app), 6, "the second run wrote to JumpCloud");
     assert_eq!(app.jc.commands().len(), 6);
+
+    // Somebody edited one in the console: only that one is put back.
+    let edited = command_id(&app, "tempadmin-notice-linux");
+    let changed = reqwest::Client::new()
+        .put(app.jc.url() + "/api/commands/" + &edited)
+        .header("x-api-key", app.jc.api_key())
+        .json(&serde_json::json!({ "timeToLiveSeconds": 86400 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(changed.status().is_success());
+    let third = install(&app).await;
+    let updated: Vec<_> = third
+        .iter()
+        .filter(|(_, o)| *o == Installed::Updated)
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(updated, ["tempadmin-notice-linux"]);
+    assert_eq!(writes(&app), 8, "one edit by hand, one put back");
     for command in app.jc.commands() {
         let ttl = command["timeToLiveSeconds"].as_u64().unwrap();
         let timeout: u64 = command["timeout"].as_str().unwrap().parse().unwrap();
