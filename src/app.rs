@@ -13,10 +13,12 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, SlackConfig};
 use crate::domain::Platform;
+use crate::engine::device::DeviceHook;
 use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
 use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
+use crate::jumpcloud::commands::JumpCloudDevices;
 use crate::jumpcloud::{JumpCloudClient, JumpCloudElevator};
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
@@ -48,6 +50,14 @@ impl App {
             config.grant_mode,
             clock.clone(),
         ));
+        // One client for both: they share the rate limit and the token.
+        let device = config.device.enabled().then(|| DeviceHook {
+            settings: config.device,
+            commands: Arc::new(JumpCloudDevices::new(
+                jumpcloud.clone(),
+                config.device.end_elevated,
+            )),
+        });
         let directory: Arc<dyn Directory> = Arc::new(jumpcloud);
         let mut chats = Chats::default();
         let mut slack_edge = None;
@@ -79,7 +89,7 @@ impl App {
             chats = chats.with(Platform::Teams, chat);
             teams_edge = Some(Arc::new(TeamsEdge { auth, chat: teams }));
         }
-        let engine = Engine::new(
+        let engine = Engine::with_device(
             store.store(),
             directory,
             elevator,
@@ -87,6 +97,7 @@ impl App {
             clock,
             config.policy.clone(),
             config.workers,
+            device,
         );
         let limits = Limits::resolve(&config.http, config.workers.total);
         let state = AppState {

@@ -62,6 +62,12 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: TeamsCommand,
     },
+    /// JumpCloud helpers.
+    Jumpcloud {
+        /// What to do.
+        #[command(subcommand)]
+        command: JumpcloudCommand,
+    },
     /// The audit trail.
     Audit {
         /// What to do with it.
@@ -85,6 +91,19 @@ pub enum AuditCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
+    },
+}
+
+/// `tempadmin jumpcloud …`.
+#[derive(Debug, Subcommand)]
+pub enum JumpcloudCommand {
+    /// Create or update the device commands (`[device]` notices and
+    /// end_elevated): one trigger command per OS and purpose, found again by
+    /// name, changed only where it differs. Safe to run again.
+    InstallCommands {
+        /// The TOML config file (the same as for `serve`).
+        #[arg(long, env = "TEMPADMIN_CONFIG", value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -164,6 +183,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::jumpcloud::GrantMode::Association
             };
             crate::demo::run(platform, mode).await
+        }
+        CliCommand::Jumpcloud {
+            command: JumpcloudCommand::InstallCommands { config },
+        } => {
+            let config = Config::load(&config, |name| std::env::var(name).ok())?;
+            let client = crate::jumpcloud::JumpCloudClient::new(config.jumpcloud.clone())?;
+            let done = crate::jumpcloud::commands::install_commands(&client)
+                .await
+                .context("installing the JumpCloud commands failed")?;
+            for (name, outcome) in done {
+                println!("{name}: {}", format!("{outcome:?}").to_lowercase());
+            }
+            Ok(())
         }
         CliCommand::Teams {
             command: TeamsCommand::Package { app_id, host, out },

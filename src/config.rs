@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::domain::{GrantDuration, Policy};
+use crate::engine::device::{DeviceSettings, EndElevated};
 use crate::engine::Workers;
 use crate::jumpcloud::{GrantMode, JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
 use crate::slack::client::SlackSettings;
@@ -42,6 +43,8 @@ pub struct Config {
     /// A separate address for `GET /metrics`; when set, `/metrics` is served
     /// only there, so the port Slack reaches does not expose it.
     pub metrics_listen: Option<String>,
+    /// `[device]`: notices and ending what ran elevated on the computer.
+    pub device: DeviceSettings,
 }
 
 /// Limits that keep slow, idle or too many clients from starving the
@@ -106,6 +109,15 @@ struct FileConfig {
     metrics_listen: Option<String>,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    device: FileDevice,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDevice {
+    notices: Option<bool>,
+    end_elevated: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -275,6 +287,16 @@ impl Config {
                 "jumpcloud.max_requests_per_second = {n} is out of range: use 1 to 10000, or leave it out for no limit of the bot's own"
             ),
         };
+        let end_elevated = match file.device.end_elevated.as_deref() {
+            None => EndElevated::Off,
+            Some(text) => EndElevated::parse(text).with_context(|| {
+                format!("device.end_elevated `{text}` is unknown; use \"off\", \"notify\" or \"terminate\"")
+            })?,
+        };
+        let device = DeviceSettings {
+            notices: file.device.notices.unwrap_or(false),
+            end_elevated,
+        };
         Ok(Self {
             listen,
             database_url: env("DATABASE_URL")
@@ -294,6 +316,7 @@ impl Config {
             workers,
             http,
             metrics_listen,
+            device,
         })
     }
 }
@@ -978,6 +1001,23 @@ mod tests {
         let err = format!("{:#}", Config::parse(MINIMAL, env).unwrap_err());
         assert!(
             err.contains("SLACK_API_URL") && err.contains("plain http"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_device_section_is_off_by_default_and_says_which_words_it_takes() {
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        assert_eq!(c.device, DeviceSettings::default());
+        assert!(!c.device.enabled());
+        let text = format!("{MINIMAL}\n[device]\nnotices = true\nend_elevated = \"terminate\"");
+        let c = Config::parse(&text, env_with_secrets).unwrap();
+        assert!(c.device.notices);
+        assert_eq!(c.device.end_elevated, EndElevated::Terminate);
+        let text = format!("{MINIMAL}\n[device]\nend_elevated = \"kill\"");
+        let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+        assert!(
+            err.contains("device.end_elevated") && err.contains("terminate"),
             "{err}"
         );
     }

@@ -18,7 +18,6 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::config::Config;
 use crate::domain::{ChatUserId, GrantDuration, Platform, Policy};
 use crate::engine::clock::SystemClock;
 use crate::engine::Engine;
@@ -102,7 +101,35 @@ pub async fn run(platform: Platform, mode: GrantMode) -> anyhow::Result<()> {
     if jumpcloud.is_admin(JC_ADA, LAPTOP) || jumpcloud.direct_binding(JC_ADA, LAPTOP).is_some() {
         bail!("Ada is still admin on the MacBook: the demo failed");
     }
+    let shown: Vec<_> = jumpcloud
+        .command_runs()
+        .into_iter()
+        .filter(|run| run.targets_its_system() && run.command_name.contains("notice"))
+        .collect();
+    println!("\nWhat Ada's MacBook showed ({} notices, each a JumpCloud command run with the bot's own text as variables):", shown.len());
+    for run in &shown {
+        let text = |k: &str| run.env.get(k).map(String::as_str).unwrap_or("");
+        println!(
+            "  [{} on {}] {}: {}",
+            run.command_name,
+            run.system_id,
+            text("noticeTitle"),
+            text("noticeMessage")
+        );
+    }
+    if shown.is_empty() {
+        bail!("no notice reached the MacBook: the demo failed");
+    }
     println!("Ada is no longer admin; her MacBook is bound only through her group, as before. Demo complete.");
+    Ok(())
+}
+
+/// Turns on `[device] notices` and installs the device commands into the
+/// simulated JumpCloud, as `tempadmin jumpcloud install-commands` would.
+async fn with_device_notices(config: &mut crate::config::Config) -> anyhow::Result<()> {
+    config.device.notices = true;
+    let client = crate::jumpcloud::JumpCloudClient::new(config.jumpcloud.clone())?;
+    crate::jumpcloud::commands::install_commands(&client).await?;
     Ok(())
 }
 
@@ -180,7 +207,7 @@ async fn slack_story(
     let slack = FakeSlack::start("xoxb-demo").await;
     slack.add_user(ADA, "ada", Some("ada@example.com"));
     slack.add_user(GRACE, "grace", Some("grace@example.com"));
-    let config = sim::config(
+    let mut config = sim::config(
         &slack,
         jumpcloud,
         database_url,
@@ -188,10 +215,8 @@ async fn slack_story(
         policy("45s", &["30s", "15s"]),
         Duration::from_secs(5),
     );
-    let config = Config {
-        grant_mode: mode,
-        ..config
-    };
+    config.grant_mode = mode;
+    with_device_notices(&mut config).await?;
     let running = Running::start(&config).await?;
     let base = running.base.clone();
     let stamp = stamper();
@@ -321,7 +346,7 @@ async fn teams_story(
     let grace = person("29:grace", "Grace Hopper", "grace@example.com");
     teams.add_user(ada.clone());
     teams.add_user(grace.clone());
-    let config = sim::teams_config(
+    let mut config = sim::teams_config(
         &teams,
         jumpcloud,
         database_url,
@@ -330,10 +355,8 @@ async fn teams_story(
         policy("20s", &["10s", "5s"]),
         Duration::from_secs(5),
     );
-    let config = Config {
-        grant_mode: mode,
-        ..config
-    };
+    config.grant_mode = mode;
+    with_device_notices(&mut config).await?;
     let running = Running::start(&config).await?;
     let messages = format!("{}/teams/messages", running.base);
     let service_url = teams.service_url();

@@ -514,6 +514,13 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
             m.icon(Icon::Alarm),
             error_text(m, error)
         ),
+        Event::DeviceStepFailed { step, error } => format!(
+            "{}The {} step on {on} itself (a notice, or ending what ran elevated) failed ({}). \
+             The rights in JumpCloud are not affected.",
+            m.icon(Icon::Warning),
+            step,
+            error_text(m, error)
+        ),
     }
 }
 
@@ -564,6 +571,7 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
             "{}Your temporary admin time on {on} is over. IT changed your rights there meanwhile, so tempadmin left them as IT set them.",
             m.icon(Icon::Lock)
         ),
+        Event::DeviceStepFailed { .. } => format!("The notice on {on} itself could not be shown; your rights are as the other messages say."),
     }
 }
 
@@ -858,3 +866,86 @@ pub const EXTENSION_ASKED: &str =
 /// The answer to a device pick: the rest follows as messages.
 pub const DEVICE_PICKED: &str =
     "Thanks. tempadmin is checking that computer and will tell you what happens next.";
+
+// ---------------------------------------------------------------- device
+
+/// The title of every notice on the device.
+const DEVICE_TITLE: &str = "tempadmin";
+
+/// The device notice at the grant. Only the bot's words, JumpCloud's
+/// hostname and the time: never the reason or anything a person typed
+/// (DESIGN 8). The device's own time zone is unknown, so the time is UTC.
+pub fn device_granted(
+    hostname: &str,
+    until: crate::domain::Timestamp,
+) -> crate::engine::device::DeviceNotice {
+    crate::engine::device::DeviceNotice {
+        title: DEVICE_TITLE.into(),
+        message: format!(
+            "You are admin on {} until {}.",
+            device_hostname(hostname),
+            until.format("%H:%M UTC")
+        ),
+    }
+}
+
+/// The device notice at a reminder mark.
+pub fn device_reminder(
+    hostname: &str,
+    left: crate::domain::GrantDuration,
+) -> crate::engine::device::DeviceNotice {
+    crate::engine::device::DeviceNotice {
+        title: DEVICE_TITLE.into(),
+        message: format!(
+            "{left} of admin rights left on {}.",
+            device_hostname(hostname)
+        ),
+    }
+}
+
+/// The device notice at the end. A Windows sign-in keeps its admin token
+/// until sign-out, so a Windows user is always told that a sign-out
+/// completes the removal.
+pub fn device_ended(
+    hostname: &str,
+    os: crate::engine::device::DeviceOs,
+    end_elevated: crate::engine::device::EndElevated,
+) -> crate::engine::device::DeviceNotice {
+    use crate::engine::device::{DeviceOs, EndElevated};
+    let mut message = format!(
+        "Your admin rights on {} have ended.",
+        device_hostname(hostname)
+    );
+    match (os, end_elevated) {
+        (DeviceOs::Windows, EndElevated::Terminate) => {
+            message.push_str(" Programs still running as administrator were closed. Sign out to complete the removal.")
+        }
+        (DeviceOs::Windows, _) => message.push_str(" Sign out to complete the removal."),
+        (_, EndElevated::Terminate) => {
+            message.push_str(" Commands still running with sudo were ended.")
+        }
+        (_, EndElevated::Notify) => {
+            message.push_str(" sudo asks for your password again; commands still running with sudo keep running until they end.")
+        }
+        (_, EndElevated::Off) => {}
+    }
+    crate::engine::device::DeviceNotice {
+        title: DEVICE_TITLE.into(),
+        message,
+    }
+}
+
+/// A hostname as JumpCloud reports it, kept to what a hostname may hold,
+/// so that even a renamed device cannot put odd text on a screen.
+fn device_hostname(hostname: &str) -> String {
+    let clean: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(63)
+        .collect();
+    if clean.is_empty() {
+        "this computer".into()
+    } else {
+        clean
+    }
+}

@@ -74,11 +74,14 @@ pub enum AuditAction {
     ExtensionApproved,
     /// An approver denied the extension: the end stays.
     ExtensionDenied,
+    /// A notice on the device, or ending what ran elevated, failed for good
+    /// (the grant and its revocation went on regardless).
+    DeviceStepFailed,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 22] = {
+    pub const ALL: [AuditAction; 23] = {
         use AuditAction::*;
         [
             Requested,
@@ -103,6 +106,7 @@ impl AuditAction {
             ExtensionRequested,
             ExtensionApproved,
             ExtensionDenied,
+            DeviceStepFailed,
         ]
     };
 
@@ -131,6 +135,7 @@ impl AuditAction {
             Self::ExtensionRequested => "extension_requested",
             Self::ExtensionApproved => "extension_approved",
             Self::ExtensionDenied => "extension_denied",
+            Self::DeviceStepFailed => "device_step_failed",
         }
     }
 

@@ -265,6 +265,14 @@ pub enum Event {
         /// A classification of the failure (never a secret).
         error: String,
     },
+    /// A step on the device itself (a notice, or ending what ran elevated)
+    /// failed for good. The rights in JumpCloud are unaffected.
+    DeviceStepFailed {
+        /// Which: `grant`, `reminder` or `end`.
+        step: String,
+        /// A classification of the failure (never a secret).
+        error: String,
+    },
 }
 
 /// Whether a computer's agent is connected to JumpCloud, and when it

@@ -227,6 +227,19 @@ impl Engine {
                 .filter(|reminder| reminder.due_at > now),
         )
         .collect();
+        // The device's own reminders move with the end too.
+        if self.device.as_ref().is_some_and(|d| d.settings.notices) {
+            let device_reminders = self
+                .policy
+                .reminders_for(granted)
+                .into_iter()
+                .map(|mark| NewJob {
+                    kind: JobKind::Device(super::device::DeviceStep::Reminder(mark.as_secs())),
+                    due_at: until - mark.as_chrono(),
+                })
+                .filter(|reminder| reminder.due_at > now);
+            t.reschedule.extend(device_reminders);
+        }
         t.jobs = vec![NewJob {
             kind: JobKind::Extend,
             due_at: now,

@@ -75,6 +75,7 @@ impl Engine {
             JobKind::Remind(secs) => self.remind(request, secs).await,
             JobKind::Extend => self.on_extended(job, request).await,
             JobKind::ApprovalTimeout => self.approval_timeout(request).await,
+            JobKind::Device(step) => self.device_step(job, request, step).await,
         }
     }
 
@@ -355,6 +356,9 @@ impl Engine {
             })
             .filter(|reminder| reminder.due_at > self.now())
             .collect();
+        // After the elevation, as jobs of their own: a device that does not
+        // answer never holds the grant up.
+        t.jobs.extend(self.device_jobs_at_grant(&request, until));
         tracing::info!(request_id = %request.id, %until, changed, "elevation confirmed");
         self.commit(t).await
     }
@@ -612,6 +616,9 @@ impl Engine {
             },
             Notice::Direct { event },
         ];
+        // After the restoration is recorded: the device's end notice and
+        // the end of what ran elevated never hold the revocation up.
+        t.jobs = self.device_jobs_at_end(revoking.elevated_at.is_some());
         tracing::info!(request_id = %request.id, cause = cause.as_str(), "prior state restored");
         self.commit(t).await
     }

@@ -9,6 +9,7 @@
 //! it is retried until JumpCloud confirms the restoration.
 
 pub mod clock;
+pub mod device;
 mod extend;
 #[cfg(test)]
 mod fakes;
@@ -116,6 +117,8 @@ pub struct Engine {
     /// refused at once as busy (see [`COMMANDS_IN_FLIGHT`]).
     admission: tokio::sync::Semaphore,
     wake: Notify,
+    /// `[device]`: notices and ending what ran elevated, when configured.
+    device: Option<device::DeviceHook>,
 }
 
 /// The chat adapters, one for each platform in use. Every request stays on
@@ -174,6 +177,23 @@ impl Engine {
         policy: Policy,
         workers: Workers,
     ) -> Arc<Self> {
+        Self::with_device(
+            store, directory, elevator, chats, clock, policy, workers, None,
+        )
+    }
+
+    /// Like [`Engine::new`], with the device side (`[device]`) when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_device(
+        store: Arc<dyn Store>,
+        directory: Arc<dyn Directory>,
+        elevator: Arc<dyn Elevator>,
+        chats: Chats,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+        workers: Workers,
+        device: Option<device::DeviceHook>,
+    ) -> Arc<Self> {
         let limits = policy.clone();
         Arc::new(Self {
             volume: Arc::new(move |open, last_hour| limits.check_volume(open, last_hour)),
@@ -186,6 +206,7 @@ impl Engine {
             workers,
             admission: tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT),
             wake: Notify::new(),
+            device,
         })
     }
 

@@ -308,6 +308,8 @@ pub enum JobKind {
     /// ([`crate::engine::Engine`]'s `on_extended` hook): written in the
     /// transaction that approves the extension, so a crash cannot lose it.
     Extend,
+    /// A step on the device itself: a notice, or ending what ran elevated.
+    Device(super::device::DeviceStep),
 }
 
 impl JobKind {
@@ -320,6 +322,7 @@ impl JobKind {
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
             Self::Extend => "extend",
+            Self::Device(_) => "device",
         }
     }
 
@@ -327,6 +330,7 @@ impl JobKind {
     pub fn arg(self) -> i64 {
         match self {
             Self::Remind(secs) => secs as i64,
+            Self::Device(step) => step.arg(),
             _ => 0,
         }
     }
@@ -340,6 +344,7 @@ impl JobKind {
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
             "extend" => Self::Extend,
+            "device" => Self::Device(super::device::DeviceStep::from_arg(arg)),
             _ => return None,
         })
     }

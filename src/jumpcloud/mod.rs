@@ -16,6 +16,7 @@
 pub mod access_request;
 pub mod association;
 mod auth;
+pub mod commands;
 mod rate_limit;
 
 use std::num::NonZeroU32;

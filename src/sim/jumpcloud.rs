@@ -37,6 +37,8 @@ use crate::engine::ports::Clock;
 #[path = "jumpcloud_access.rs"]
 mod access;
 pub use access::SimAccess;
+mod commands;
+pub use commands::CommandRun;
 
 /// The token endpoint's path on the fake (JumpCloud's is
 /// `https://admin-oauth.id.jumpcloud.com/oauth2/token`).
@@ -218,9 +220,10 @@ struct Inner {
     failures: Vec<InjectedFailure>,
     down: bool,
     latency: Duration,
-    triggers: u64,
     /// Access requests (temporary elevation), with their own expiry clock.
     access: access::AccessBook,
+    /// Commands, their systems and their runs.
+    commands: commands::Commands,
 }
 
 impl Inner {
@@ -534,10 +537,12 @@ impl FakeJumpCloud {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let params = parse_form(query.unwrap_or(""));
+        if let Some(response) = self.route_commands(method, &segments, &params, body) {
+            return response;
+        }
         match (method, segments.as_slice()) {
             ("GET", ["api", "systemusers"]) => self.list_users(&params),
             ("GET", ["api", "systems", id]) => self.get_system(id, &params),
-            ("POST", ["api", "command", "trigger", name]) => self.trigger(name, body),
             ("GET", ["api", "v2", "users", id, "systems"]) => self.user_systems(id, &params),
             ("GET", ["api", "v2", "systems", id, "associations"]) => self.associations(id, &params),
             ("POST", ["api", "v2", "systems", id, "associations"]) => {
@@ -604,17 +609,6 @@ impl FakeJumpCloud {
             }
             None => error(StatusCode::NOT_FOUND, "Not Found"),
         }
-    }
-
-    fn trigger(&self, name: &str, body: Option<&Value>) -> Response {
-        if !matches!(body, None | Some(Value::Object(_))) {
-            return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
-        }
-        let mut inner = self.lock();
-        inner.triggers += 1;
-        let id = format!("{:024x}", 0x5f00_0000_u64 + inner.triggers);
-        tracing::debug!(trigger = name, command = %id, "fake JumpCloud command trigger");
-        Json(json!({ "triggered": [id] })).into_response()
     }
 
     fn user_systems(&self, user_id: &str, params: &[(String, String)]) -> Response {
@@ -1657,11 +1651,87 @@ mod tests {
         .json()
         .await
         .unwrap();
-        assert_eq!(triggered["triggered"].as_array().unwrap().len(), 1);
+        // No command has that trigger: nothing runs.
+        assert_eq!(triggered["triggered"], json!([]));
         assert_eq!(
             fake.calls().last().unwrap().body,
             Some(json!({ "user": "ada" }))
         );
+    }
+
+    #[tokio::test]
+    async fn commands_are_refused_where_jumpcloud_refuses_them() {
+        let fake = fake_with_data().await;
+        let status = |response: reqwest::Response| response.status().as_u16();
+        let command = |user: Option<&str>| {
+            let mut body = json!({
+                "name": "n", "command": "true", "commandType": "linux",
+                "launchType": "trigger", "trigger": "t",
+            });
+            if let Some(user) = user {
+                body["user"] = json!(user);
+            }
+            body
+        };
+        let refused = post(&fake, "/api/commands", command(None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(refused), 400);
+        let created: Value = post(
+            &fake,
+            "/api/commands",
+            command(Some("000000000000000000000000")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let id = created["_id"].as_str().unwrap().to_owned();
+        let bind = |system: &str| json!({ "op": "add", "type": "system", "id": system });
+        let path = format!("/api/v2/commands/{id}/associations");
+        assert_eq!(
+            status(post(&fake, &path, bind("nope")).send().await.unwrap()),
+            404
+        );
+        let unknown = "/api/v2/commands/000000000000000000000bad/associations";
+        assert_eq!(
+            status(post(&fake, unknown, bind("s1")).send().await.unwrap()),
+            404
+        );
+        assert_eq!(
+            status(post(&fake, &path, bind("s1")).send().await.unwrap()),
+            204
+        );
+        let nested = json!({ "targetSystemId": "s1", "text": { "a": "b" } });
+        let trigger = post(&fake, "/api/command/trigger/t", nested)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(trigger), 400);
+        assert!(fake.command_runs().is_empty());
+        let flat = json!({ "targetSystemId": "s1", "noticeMessage": "hi" });
+        let ran: Value = post(&fake, "/api/command/trigger/t", flat)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ran["triggered"], json!(["n"]));
+        let runs = fake.command_runs();
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].targets_its_system());
+        assert_eq!(runs[0].env["noticeMessage"], "hi");
+        let wrong_key = reqwest::Client::new()
+            .get(format!("{}/api/commands", fake.url()))
+            .header("x-api-key", "wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(wrong_key), 401);
     }
 
     #[tokio::test]

@@ -92,5 +92,6 @@ fn jumpcloud_config(
         workers: crate::engine::Workers::default(),
         http: Default::default(),
         metrics_listen: None,
+        device: Default::default(),
     }
 }
