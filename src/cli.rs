@@ -1,4 +1,10 @@
 //! The command line: `serve`, `demo`, `teams package`, `audit export`.
+//!
+//! Every argument that can come from the environment hides the variable's
+//! value in `--help` (`hide_env_values`) and shows only its name: the same
+//! variables carry secrets (`DATABASE_URL` holds PostgreSQL's password), and
+//! help text ends up in terminals, screenshots and CI logs. A test walks the
+//! command tree so a new argument cannot forget it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,7 +43,12 @@ pub enum CliCommand {
     /// DATABASE_URL, SLACK_API_URL and JUMPCLOUD_API_URL override the file.
     Serve {
         /// The TOML config file (see docker/config.example.toml).
-        #[arg(long, env = "TEMPADMIN_CONFIG", value_name = "FILE")]
+        #[arg(
+            long,
+            env = "TEMPADMIN_CONFIG",
+            hide_env_values = true,
+            value_name = "FILE"
+        )]
         config: PathBuf,
     },
     /// Play a whole request, approval, elevation, countdown and revocation
@@ -72,7 +83,12 @@ pub enum AuditCommand {
     /// Print the audit trail, oldest first.
     Export {
         /// The database to read.
-        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tempadmin.db")]
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            hide_env_values = true,
+            default_value = "sqlite://tempadmin.db"
+        )]
         database_url: String,
         /// Only entries at or after this time: RFC 3339 (2026-11-25T09:00:00Z)
         /// or a duration ago (24h, 90m).
@@ -239,7 +255,32 @@ fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    /// Calls `visit` with every command of the tree, `tempadmin` first,
+    /// and its path of names.
+    fn walk(command: &clap::Command, path: &str, visit: &mut impl FnMut(&str, &clap::Command)) {
+        visit(path, command);
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), visit);
+        }
+    }
+
+    #[test]
+    fn no_help_shows_the_value_of_an_environment_variable() {
+        walk(&Cli::command(), "tempadmin", &mut |path, command| {
+            for arg in command.get_arguments() {
+                if let Some(name) = arg.get_env() {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "`{path} --help` would print the value of {name:?}: set hide_env_values"
+                    );
+                }
+            }
+        });
+    }
 
     #[test]
     fn since_takes_a_time_or_a_duration_ago() {
