@@ -20,7 +20,8 @@ use crate::domain::{AuditEntry, GrantDuration, Platform, Timestamp};
 use crate::engine::clock::SystemClock;
 use crate::store::Database;
 
-/// Temporary admin rights on JumpCloud-managed computers, approved in Slack.
+/// Temporary admin rights on JumpCloud-managed computers, approved in Slack
+/// or Microsoft Teams.
 ///
 /// A person types `/tempadmin 20m install printer driver`, an approver clicks
 /// Approve, tempadmin elevates the person on their own computer through the
@@ -36,11 +37,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Run the bot: the HTTP endpoints for Slack and the scheduler.
+    /// Run the bot: the HTTP endpoints for Slack and Teams, and the
+    /// scheduler that grants and takes back rights on time.
     ///
-    /// Secrets come from the environment: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN,
-    /// JUMPCLOUD_API_KEY and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
-    /// DATABASE_URL, SLACK_API_URL and JUMPCLOUD_API_URL override the file.
+    /// Secrets come from the environment only: SLACK_SIGNING_SECRET and
+    /// SLACK_BOT_TOKEN (with [slack]), TEAMS_APP_PASSWORD (with [teams]),
+    /// JUMPCLOUD_API_KEY, and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
+    /// TEMPADMIN_METRICS_LISTEN, DATABASE_URL, SLACK_API_URL, TEAMS_APP_ID and
+    /// JUMPCLOUD_API_URL override the file. Stops gracefully on SIGTERM or
+    /// Ctrl-C.
     Serve {
         /// The TOML config file (see docker/config.example.toml).
         #[arg(
@@ -51,11 +56,12 @@ pub enum CliCommand {
         )]
         config: PathBuf,
     },
-    /// Play a whole request, approval, elevation, countdown and revocation
-    /// against built-in simulated Slack (or Teams) and JumpCloud servers on
-    /// loopback. Needs no account; takes about a minute (Teams: about 25
-    /// seconds); exits 0 when the story ends with the previous rights
-    /// restored.
+    /// Play a whole request against built-in simulators; needs no account.
+    ///
+    /// A request, its approval, the elevation, the countdown and the
+    /// revocation, against simulated Slack (or Teams) and JumpCloud servers
+    /// on loopback. Takes about a minute (Teams: about 25 seconds); exits 0
+    /// when the story ends with the previous rights restored.
     Demo {
         /// Play it in Microsoft Teams (a personal chat with the bot, an
         /// Adaptive Card in the approvals channel) against a simulated Bot
@@ -63,13 +69,13 @@ pub enum CliCommand {
         #[arg(long)]
         teams: bool,
     },
-    /// Microsoft Teams helpers.
+    /// Microsoft Teams helpers: the app package to upload in Teams.
     Teams {
         /// What to do.
         #[command(subcommand)]
         command: TeamsCommand,
     },
-    /// The audit trail.
+    /// The audit trail: every request's transitions, who made them and when.
     Audit {
         /// What to do with it.
         #[command(subcommand)]
@@ -80,19 +86,24 @@ pub enum CliCommand {
 /// `tempadmin audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print the audit trail, oldest first.
+    /// Print the audit trail, oldest first, as JSON lines or CSV.
+    ///
+    /// Reads the database beside a running server without disturbing it.
+    /// Secrets are never in the trail.
     Export {
-        /// The database to read.
+        /// The database to read: sqlite://FILE, or postgres://… (the
+        /// password is best left in DATABASE_URL, out of the shell history).
         #[arg(
             long,
             env = "DATABASE_URL",
             hide_env_values = true,
+            value_name = "URL",
             default_value = "sqlite://tempadmin.db"
         )]
         database_url: String,
         /// Only entries at or after this time: RFC 3339 (2026-11-25T09:00:00Z)
         /// or a duration ago (24h, 90m).
-        #[arg(long, value_parser = parse_since)]
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
         since: Option<Timestamp>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
@@ -269,6 +280,11 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn no_help_shows_the_value_of_an_environment_variable() {
         walk(&Cli::command(), "tempadmin", &mut |path, command| {
             for arg in command.get_arguments() {
@@ -278,6 +294,26 @@ mod tests {
                         "`{path} --help` would print the value of {name:?}: set hide_env_values"
                     );
                 }
+            }
+        });
+    }
+
+    #[test]
+    fn every_command_and_flag_explains_itself() {
+        walk(&Cli::command(), "tempadmin", &mut |path, command| {
+            assert!(
+                command
+                    .get_about()
+                    .is_some_and(|a| !a.to_string().trim().is_empty()),
+                "`{path}` has no about text"
+            );
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`{path}`: --{} has no help text",
+                    arg.get_id()
+                );
             }
         });
     }
