@@ -1,4 +1,10 @@
 //! The command line: `serve`, `demo`, `teams package`, `audit export`.
+//!
+//! Every argument that can come from the environment hides the variable's
+//! value in `--help` (`hide_env_values`) and shows only its name: the same
+//! variables carry secrets (`DATABASE_URL` holds PostgreSQL's password), and
+//! help text ends up in terminals, screenshots and CI logs. A test walks the
+//! command tree so a new argument cannot forget it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +20,8 @@ use crate::domain::{AuditEntry, GrantDuration, Platform, Timestamp};
 use crate::engine::clock::SystemClock;
 use crate::store::Database;
 
-/// Temporary admin rights on JumpCloud-managed computers, approved in Slack.
+/// Temporary admin rights on JumpCloud-managed computers, approved in Slack
+/// or Microsoft Teams.
 ///
 /// A person types `/tempadmin 20m install printer driver`, an approver clicks
 /// Approve, tempadmin elevates the person on their own computer through the
@@ -30,21 +37,31 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Run the bot: the HTTP endpoints for Slack and the scheduler.
+    /// Run the bot: the HTTP endpoints for Slack and Teams, and the
+    /// scheduler that grants and takes back rights on time.
     ///
-    /// Secrets come from the environment: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN,
-    /// JUMPCLOUD_API_KEY and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
-    /// DATABASE_URL, SLACK_API_URL and JUMPCLOUD_API_URL override the file.
+    /// Secrets come from the environment only: SLACK_SIGNING_SECRET and
+    /// SLACK_BOT_TOKEN (with [slack]), TEAMS_APP_PASSWORD (with [teams]),
+    /// JUMPCLOUD_API_KEY, and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
+    /// TEMPADMIN_METRICS_LISTEN, DATABASE_URL, SLACK_API_URL, TEAMS_APP_ID and
+    /// JUMPCLOUD_API_URL override the file. Stops gracefully on SIGTERM or
+    /// Ctrl-C.
     Serve {
         /// The TOML config file (see docker/config.example.toml).
-        #[arg(long, env = "TEMPADMIN_CONFIG", value_name = "FILE")]
+        #[arg(
+            long,
+            env = "TEMPADMIN_CONFIG",
+            hide_env_values = true,
+            value_name = "FILE"
+        )]
         config: PathBuf,
     },
-    /// Play a whole request, approval, elevation, countdown and revocation
-    /// against built-in simulated Slack (or Teams) and JumpCloud servers on
-    /// loopback. Needs no account; takes about a minute (Teams: about 25
-    /// seconds); exits 0 when the story ends with the previous rights
-    /// restored.
+    /// Play a whole request against built-in simulators; needs no account.
+    ///
+    /// A request, its approval, the elevation, the countdown and the
+    /// revocation, against simulated Slack (or Teams) and JumpCloud servers
+    /// on loopback. Takes about a minute (Teams: about 25 seconds); exits 0
+    /// when the story ends with the previous rights restored.
     Demo {
         /// Play it in Microsoft Teams (a personal chat with the bot, an
         /// Adaptive Card in the approvals channel) against a simulated Bot
@@ -56,19 +73,20 @@ pub enum CliCommand {
         #[arg(long)]
         access_request: bool,
     },
-    /// Microsoft Teams helpers.
+    /// Microsoft Teams helpers: the app package to upload in Teams.
     Teams {
         /// What to do.
         #[command(subcommand)]
         command: TeamsCommand,
     },
-    /// JumpCloud helpers.
+    /// JumpCloud helpers: create or update the device commands
+    /// (`[device]`) that notices and ending elevated work use.
     Jumpcloud {
         /// What to do.
         #[command(subcommand)]
         command: JumpcloudCommand,
     },
-    /// The audit trail.
+    /// The audit trail: every request's transitions, who made them and when.
     Audit {
         /// What to do with it.
         #[command(subcommand)]
@@ -79,14 +97,24 @@ pub enum CliCommand {
 /// `tempadmin audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print the audit trail, oldest first.
+    /// Print the audit trail, oldest first, as JSON lines or CSV.
+    ///
+    /// Reads the database beside a running server without disturbing it.
+    /// Secrets are never in the trail.
     Export {
-        /// The database to read.
-        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tempadmin.db")]
+        /// The database to read: sqlite://FILE, or postgres://… (the
+        /// password is best left in DATABASE_URL, out of the shell history).
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL",
+            default_value = "sqlite://tempadmin.db"
+        )]
         database_url: String,
         /// Only entries at or after this time: RFC 3339 (2026-11-25T09:00:00Z)
         /// or a duration ago (24h, 90m).
-        #[arg(long, value_parser = parse_since)]
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
         since: Option<Timestamp>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
@@ -102,7 +130,12 @@ pub enum JumpcloudCommand {
     /// name, changed only where it differs. Safe to run again.
     InstallCommands {
         /// The TOML config file (the same as for `serve`).
-        #[arg(long, env = "TEMPADMIN_CONFIG", value_name = "FILE")]
+        #[arg(
+            long,
+            env = "TEMPADMIN_CONFIG",
+            hide_env_values = true,
+            value_name = "FILE"
+        )]
         config: PathBuf,
     },
 }
@@ -283,7 +316,57 @@ fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    /// Calls `visit` with every command of the tree, `tempadmin` first,
+    /// and its path of names.
+    fn walk(command: &clap::Command, path: &str, visit: &mut impl FnMut(&str, &clap::Command)) {
+        visit(path, command);
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), visit);
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_help_shows_the_value_of_an_environment_variable() {
+        walk(&Cli::command(), "tempadmin", &mut |path, command| {
+            for arg in command.get_arguments() {
+                if let Some(name) = arg.get_env() {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "`{path} --help` would print the value of {name:?}: set hide_env_values"
+                    );
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn every_command_and_flag_explains_itself() {
+        walk(&Cli::command(), "tempadmin", &mut |path, command| {
+            assert!(
+                command
+                    .get_about()
+                    .is_some_and(|a| !a.to_string().trim().is_empty()),
+                "`{path}` has no about text"
+            );
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`{path}`: --{} has no help text",
+                    arg.get_id()
+                );
+            }
+        });
+    }
 
     #[test]
     fn since_takes_a_time_or_a_duration_ago() {

@@ -826,3 +826,175 @@ fn the_slack_manifest_asks_only_for_the_scopes_the_bot_uses() {
         ]
     );
 }
+
+/// A NetworkPolicy peer (`from` or `to` entry): its selectors' labels, by
+/// kind, and whether it is an address block.
+struct Peer {
+    namespaces: HashMap<String, String>,
+    pods: HashMap<String, String>,
+    ip_block: bool,
+}
+
+fn peers(rule: &Yaml, key: &str) -> Vec<Peer> {
+    if rule[key].is_badvalue() {
+        return Vec::new();
+    }
+    list(&rule[key], key)
+        .iter()
+        .map(|p| {
+            let selector = |kind: &str| {
+                if p[kind].is_badvalue() {
+                    HashMap::new()
+                } else {
+                    labels(&p[kind]["matchLabels"], kind)
+                }
+            };
+            Peer {
+                namespaces: selector("namespaceSelector"),
+                pods: selector("podSelector"),
+                ip_block: !p["ipBlock"].is_badvalue(),
+            }
+        })
+        .collect()
+}
+
+/// The port numbers a NetworkPolicy rule names (names resolved against the
+/// container, which fails for a name the container does not have).
+fn rule_ports(container: &Yaml, rule: &Yaml) -> Vec<i64> {
+    list(&rule["ports"], "a rule without ports opens every port")
+        .iter()
+        .map(|p| container_port(container, &p["port"]))
+        .collect()
+}
+
+#[test]
+fn the_network_policy_admits_only_the_ingress_controller_and_the_scraper_each_on_its_port() {
+    let policy = k8s("networkpolicy.yaml");
+    let deployment = k8s("deployment.yaml");
+    let c = container(&deployment);
+    let pod_labels = labels(
+        &deployment["spec"]["template"]["metadata"]["labels"],
+        "pod labels",
+    );
+    let spec = &policy["spec"];
+    assert!(selects(
+        &labels(&spec["podSelector"]["matchLabels"], "policy selector"),
+        &pod_labels
+    ));
+    let types: Vec<String> = list(&spec["policyTypes"], "policyTypes")
+        .iter()
+        .map(|t| text(t, "policyType"))
+        .collect();
+    assert!(types.contains(&"Ingress".into()) && types.contains(&"Egress".into()));
+
+    let config = pod_config();
+    let app_port = i64::from(port_of(&config.listen));
+    let metrics_port = i64::from(port_of(
+        config
+            .metrics_listen
+            .as_deref()
+            .expect("metrics_listen: /metrics on a port of its own"),
+    ));
+    let rules = list(&spec["ingress"], "ingress");
+    let mut sources = Vec::new();
+    for port in [app_port, metrics_port] {
+        let admitting: Vec<&Yaml> = rules
+            .iter()
+            .filter(|r| rule_ports(c, r).contains(&port))
+            .collect();
+        assert_eq!(admitting.len(), 1, "port {port}: one rule admits it");
+        assert_eq!(
+            rule_ports(c, admitting[0]),
+            [port],
+            "the app port and the metrics port each have a rule, and a source, of their own"
+        );
+        let from = peers(admitting[0], "from");
+        assert_eq!(from.len(), 1, "port {port}: one source");
+        let source = &from[0];
+        assert!(
+            !source.ip_block && !source.namespaces.is_empty(),
+            "port {port}: admit a namespace by its labels, not addresses or anybody"
+        );
+        sources.push(source.namespaces.clone());
+    }
+    assert_ne!(
+        sources[0], sources[1],
+        "the Ingress controller and the scraper are told apart"
+    );
+    for rule in rules {
+        assert!(
+            !peers(rule, "from").is_empty(),
+            "an ingress rule without `from` admits anybody: {rule:?}"
+        );
+    }
+}
+
+#[test]
+fn the_network_policy_reaches_postgresql_only_on_the_database_pods() {
+    let policy = k8s("networkpolicy.yaml");
+    let deployment = k8s("deployment.yaml");
+    let c = container(&deployment);
+    let (_, example) = secret_example();
+    let database = url::Url::parse(&example["DATABASE_URL"]).expect("DATABASE_URL is a URL");
+    let database_port = i64::from(database.port().unwrap_or(5432));
+    let rules = list(&policy["spec"]["egress"], "egress");
+    let to_database: Vec<&Yaml> = rules
+        .iter()
+        .filter(|r| rule_ports(c, r).contains(&database_port))
+        .collect();
+    assert_eq!(to_database.len(), 1, "one rule for PostgreSQL");
+    let to = peers(to_database[0], "to");
+    assert_eq!(to.len(), 1, "one destination: the database");
+    assert!(
+        !to[0].ip_block && !to[0].namespaces.is_empty() && !to[0].pods.is_empty(),
+        "PostgreSQL's pods in PostgreSQL's namespace, both selected in one entry"
+    );
+    // Anywhere only for DNS and HTTPS, whose servers are outside the
+    // cluster or have addresses that change.
+    for rule in rules {
+        if peers(rule, "to").is_empty() {
+            for port in rule_ports(c, rule) {
+                assert!(
+                    port == 53 || port == 443,
+                    "port {port} is open to every address"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_label_the_network_policy_asks_of_other_namespaces_is_documented() {
+    let policy = k8s("networkpolicy.yaml");
+    let manifest = read(&format!("{K8S}/networkpolicy.yaml"));
+    let install = read("docs/INSTALL.md");
+    let spec = &policy["spec"];
+    let rules = list(&spec["ingress"], "ingress")
+        .iter()
+        .map(|r| peers(r, "from"))
+        .chain(
+            list(&spec["egress"], "egress")
+                .iter()
+                .map(|r| peers(r, "to")),
+        );
+    let mut seen = 0;
+    for peer in rules.flatten() {
+        for (k, v) in peer.namespaces.iter().chain(&peer.pods) {
+            let label = format!("{k}: {v}");
+            // In the comment at the top, not only in the rule itself.
+            assert!(
+                manifest.matches(&label).count() >= 2,
+                "networkpolicy.yaml's comments do not list `{label}` among the labels to adapt"
+            );
+            assert!(
+                install.contains(&label),
+                "docs/INSTALL.md does not tell the operator to adapt `{label}`"
+            );
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 3,
+        "the policy names the ingress, monitoring and database peers"
+    );
+}

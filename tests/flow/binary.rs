@@ -20,6 +20,99 @@ fn help_explains_every_command() {
     assert!(String::from_utf8_lossy(&serve.stdout).contains("SLACK_SIGNING_SECRET"));
 }
 
+/// Secret-looking values for every variable the binary reads from the
+/// environment (and the service-account pair DESIGN.md names), each
+/// findable in any output.
+const ENVIRONMENT: [(&str, &str); 16] = [
+    (
+        "DATABASE_URL",
+        "postgres://tempadmin:db-password-5ecret@db.example:5432/tempadmin",
+    ),
+    ("SLACK_SIGNING_SECRET", "slack-signing-5ecret"),
+    ("SLACK_BOT_TOKEN", "xoxb-bot-token-5ecret"),
+    ("SLACK_APP_TOKEN", "xapp-app-token-5ecret"),
+    ("SLACK_API_URL", "https://slack-api-5ecret.example/api"),
+    ("JUMPCLOUD_API_KEY", "jumpcloud-api-key-5ecret"),
+    ("JUMPCLOUD_CLIENT_ID", "jumpcloud-client-id-5ecret"),
+    ("JUMPCLOUD_CLIENT_SECRET", "jumpcloud-client-5ecret"),
+    ("JUMPCLOUD_ORG_ID", "jumpcloud-org-5ecret"),
+    ("JUMPCLOUD_API_URL", "https://jumpcloud-5ecret.example"),
+    ("TEAMS_APP_ID", "teams-app-id-5ecret"),
+    ("TEAMS_APP_PASSWORD", "teams-app-password-5ecret"),
+    ("TEMPADMIN_CONFIG", "/etc/config-path-5ecret.toml"),
+    ("TEMPADMIN_LISTEN", "127.0.0.1:45123"),
+    ("TEMPADMIN_METRICS_LISTEN", "127.0.0.1:45124"),
+    ("TEMPADMIN_LOG", "debug,listen-5ecret=trace"),
+];
+
+/// The subcommands listed under `Commands:` in a help text, without
+/// clap's own `help`.
+fn subcommands_in(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn no_help_of_any_command_prints_a_value_from_the_environment() {
+    let run = |args: &[String]| {
+        let out = tempadmin().args(args).envs(ENVIRONMENT).output().unwrap();
+        assert!(out.status.success(), "tempadmin {args:?} failed");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Every command the binary offers, found the way a person finds them:
+    // in the help of the command above.
+    let mut commands: Vec<Vec<String>> = vec![vec![]];
+    let mut texts = Vec::new();
+    let mut i = 0;
+    while i < commands.len() {
+        let path = commands[i].clone();
+        let long = run(&[path.clone(), vec!["--help".into()]].concat());
+        for sub in subcommands_in(&long) {
+            commands.push([path.clone(), vec![sub]].concat());
+        }
+        texts.push((format!("{path:?} --help"), long));
+        texts.push((
+            format!("{path:?} -h"),
+            run(&[path.clone(), vec!["-h".into()]].concat()),
+        ));
+        texts.push((
+            format!("help {path:?}"),
+            run(&[vec!["help".into()], path].concat()),
+        ));
+        i += 1;
+    }
+    for nested in [["audit", "export"], ["teams", "package"]] {
+        assert!(
+            commands.iter().any(|c| c == &nested),
+            "`{}` was not found: {commands:?}",
+            nested.join(" ")
+        );
+    }
+    for (what, text) in &texts {
+        for (name, value) in ENVIRONMENT {
+            assert!(
+                !text.contains(value),
+                "`tempadmin {what}` prints the value of {name}:\n{text}"
+            );
+        }
+        assert!(!text.contains("5ecret"), "`tempadmin {what}`:\n{text}");
+    }
+    // The names stay: they tell a person where a value may come from.
+    let help_of = |what: &str| &texts.iter().find(|(w, _)| w == what).unwrap().1;
+    assert!(help_of(r#"["audit", "export"] --help"#).contains("[env: DATABASE_URL]"));
+    assert!(help_of(r#"["serve"] --help"#).contains("[env: TEMPADMIN_CONFIG]"));
+}
+
 #[test]
 fn serve_with_a_missing_secret_fails_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
