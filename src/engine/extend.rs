@@ -227,8 +227,13 @@ impl Engine {
                 .filter(|reminder| reminder.due_at > now),
         )
         .collect();
-        // The device's own reminders move with the end too.
+        // The device shows the new end (binding again is harmless), and its
+        // own reminders move with the end too.
         if self.device.as_ref().is_some_and(|d| d.settings.notices) {
+            t.reschedule.push(NewJob {
+                kind: JobKind::Device(super::device::DeviceStep::Granted),
+                due_at: now,
+            });
             let device_reminders = self
                 .policy
                 .reminders_for(granted)

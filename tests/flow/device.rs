@@ -347,3 +347,27 @@ async fn a_device_that_does_not_answer_never_delays_the_revocation() {
         .iter()
         .any(|a| a == "device_step_failed"));
 }
+
+#[tokio::test]
+async fn an_approved_extension_shows_the_new_end_on_the_device() {
+    let app = device_app().await;
+    let id = app.active_grant("20m").await;
+    let shown_before = app.jc.command_runs().len();
+    app.ask(ADA, "extend 10m").await;
+    app.settle().await;
+    assert_eq!(app.click(GRACE, "tempadmin_approve", &id).await, 200);
+    app.settle().await;
+    let until = app.request_of(ADA).await.expires_at().unwrap();
+    let new_notices: Vec<String> = app.jc.command_runs()[shown_before..]
+        .iter()
+        .filter(|run| run.targets_its_system() && run.system_id == LAPTOP)
+        .filter_map(|run| run.env.get("noticeMessage").cloned())
+        .collect();
+    let said = until.format("%H:%M").to_string();
+    assert!(
+        new_notices
+            .iter()
+            .any(|m| m.starts_with("You are admin on ada-mac until ") && m.contains(&said)),
+        "the device shows the new end {said}: {new_notices:?}"
+    );
+}
