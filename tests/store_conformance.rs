@@ -64,23 +64,7 @@ impl Db {
     /// `None` when there is no PostgreSQL to test on and none is required
     /// (`postgres_server` has said so); the test then returns at once.
     async fn postgres() -> Option<Self> {
-        let admin_url = postgres_server::server()?;
-        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "tempadmin_test_{}_{}_{:08x}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        );
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        let url = url.to_string();
+        let (url, name) = empty_postgres_database().await?;
         let database = Database::Postgres(PostgresStore::open(&url).await.unwrap());
         Some(Self {
             store: database.store(),
@@ -209,6 +193,28 @@ on_both_backends!(
 );
 
 // ---------------------------------------------------------------- helpers
+
+/// A new, empty PostgreSQL database of this test's own (its URL and
+/// name), or `None` when there is no PostgreSQL to test on.
+async fn empty_postgres_database() -> Option<(String, String)> {
+    let admin_url = postgres_server::server()?;
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "tempadmin_test_{}_{}_{:08x}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    Some((url.to_string(), name))
+}
 
 fn t0() -> Timestamp {
     DateTime::from_timestamp_millis(1_800_000_000_000).unwrap()
@@ -1629,23 +1635,9 @@ async fn an_sqlite_database_of_0007_opens_with_every_request_and_its_data() {
 
 #[tokio::test]
 async fn a_postgres_database_of_0007_opens_with_every_request_and_its_data() {
-    let Some(admin_url) = postgres_server::server() else {
+    let Some((url, name)) = empty_postgres_database().await else {
         return;
     };
-    let name = format!(
-        "tempadmin_test_old_{}_{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
-    let url = url.to_string();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     migrate_to_0007("migrations/postgres", &pool).await;
     sqlx::raw_sql(OLD_REQUESTS).execute(&pool).await.unwrap();
