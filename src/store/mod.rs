@@ -13,11 +13,10 @@
 //! not at all.
 
 mod codec;
-mod group_commit;
 mod postgres;
 mod shared;
 mod sqlite;
-mod write_queue;
+mod writer;
 
 use std::sync::Arc;
 

@@ -529,7 +529,7 @@ impl Store for PostgresStore {
         .bind(&*self.owner)
         .fetch_all(&self.pool)
         .await?;
-        readable_messages(&self.pool, rows, now).await
+        readable_messages(&mut *self.pool.acquire().await?, rows, now).await
     }
 
     async fn message_delivered(

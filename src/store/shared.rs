@@ -200,15 +200,15 @@ macro_rules! shared_sql {
             row.map(super::codec::RequestRow::decode).transpose()
         }
 
-        async fn update_approval_message(
-            pool: &sqlx::Pool<$db>,
+        async fn update_approval_message<'e>(
+            db: impl sqlx::Executor<'e, Database = $db>,
             id: &crate::domain::RequestId,
             reference: &str,
         ) -> anyhow::Result<()> {
             sqlx::query("UPDATE requests SET approval_message = $1 WHERE id = $2")
                 .bind(reference)
                 .bind(id.as_str())
-                .execute(pool)
+                .execute(db)
                 .await?;
             Ok(())
         }
@@ -238,8 +238,8 @@ macro_rules! shared_sql {
             Ok(inserted == 1)
         }
 
-        async fn upsert_reference(
-            pool: &sqlx::Pool<$db>,
+        async fn upsert_reference<'e>(
+            db: impl sqlx::Executor<'e, Database = $db>,
             reference: &crate::domain::ConversationReference,
         ) -> anyhow::Result<()> {
             sqlx::query(
@@ -259,7 +259,7 @@ macro_rules! shared_sql {
             .bind(&reference.conversation_id)
             .bind(&reference.tenant_id)
             .bind(super::codec::ms(reference.seen_at))
-            .execute(pool)
+            .execute(db)
             .await?;
             Ok(())
         }
@@ -378,7 +378,7 @@ macro_rules! shared_sql {
         /// later messages, or the whole queue: it is set aside, whoever
         /// holds it.
         async fn readable_messages(
-            pool: &sqlx::Pool<$db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             rows: Vec<super::codec::MessageRow>,
             now: crate::domain::Timestamp,
         ) -> anyhow::Result<Vec<crate::engine::ports::OutboxMessage>> {
@@ -397,7 +397,7 @@ macro_rules! shared_sql {
                         .bind(super::codec::ms(now))
                         .bind(format!("unreadable: {e}"))
                         .bind(id)
-                        .execute(pool)
+                        .execute(&mut *conn)
                         .await?;
                     }
                 }

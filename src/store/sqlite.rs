@@ -4,12 +4,13 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use super::codec::{ms, JobRow, MessageRow};
-use super::group_commit::GroupCommit;
-use super::write_queue::{Urgency, WriteQueue};
+use super::writer::{Connect, Urgency, Writer};
 use crate::domain::{
     AuditEntry, ChatUserId, ConversationReference, JcUserId, Notice, Request, RequestId,
     RequestState, SystemId, Timestamp,
@@ -31,23 +32,68 @@ pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// Requests, jobs, outbox and audit in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers' connections (WAL lets them run beside the writer).
     pool: SqlitePool,
-    /// Writers queue here, revocations first (see [`WriteQueue`]). Readers
-    /// do not (WAL lets them run beside the writer).
-    writer: std::sync::Arc<WriteQueue>,
+    /// Every write, on one connection and thread of its own, revocations
+    /// first and new requests in batches (see [`Writer`]).
+    writer: Writer<SqliteConnection, AdmittedInsert, Insertion>,
     /// The exclusive lock on `<database>.lock`, held from `open` until
     /// `close` (or until the last clone is dropped, or the process ends): a
     /// second process on the same file is refused, because `open` releases
     /// every lease in the file, which is only safe when nobody else holds
     /// one. `None` for in-memory databases and for readers.
     lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
-    /// New requests are committed in batches by one task (group commit),
-    /// so a flood of commands takes the writer once per batch, not once
-    /// per command.
-    inserts: GroupCommit<AdmittedInsert, Insertion>,
-    /// The committer's own connection (see [`SqliteStore::open`]); taken
-    /// and closed by [`SqliteStore::close`].
-    committer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+}
+
+/// The writer's connection: its own, or for an in-memory database (which
+/// exists once per connection) the pool's only one, shared with readers.
+enum WriterConnection {
+    Own(SqliteConnection),
+    Pool(SqlitePool),
+}
+
+/// The writer's connection for one write.
+enum Held<'a> {
+    Own(&'a mut SqliteConnection),
+    Pooled(PoolConnection<Sqlite>),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Held::Own(conn) => conn,
+            Held::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Held::Own(conn) => conn,
+            Held::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl Connect for WriterConnection {
+    type Conn = SqliteConnection;
+
+    async fn connection(
+        &mut self,
+    ) -> anyhow::Result<impl std::ops::DerefMut<Target = SqliteConnection> + Send> {
+        Ok(match self {
+            WriterConnection::Own(conn) => Held::Own(conn),
+            WriterConnection::Pool(pool) => Held::Pooled(pool.acquire().await?),
+        })
+    }
+
+    async fn close(self) {
+        if let WriterConnection::Own(conn) = self {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
 }
 
 /// A new request on its way to the group commit, with what decides
@@ -58,7 +104,7 @@ struct AdmittedInsert {
     admit: Admission,
 }
 
-/// Revocation writes go first in the writer queue.
+/// Revocation writes go first in the writer's queues.
 fn revocation_if(part_of_a_revocation: bool) -> Urgency {
     if part_of_a_revocation {
         Urgency::Revocation
@@ -173,34 +219,27 @@ impl SqliteStore {
             }
             Ok(())
         }
-        // The committer of new requests has a connection of its own, so a
-        // person's command never waits for a pooled connection that a job
-        // holds (an in-memory database exists once per connection, so it
-        // has the pool's one).
-        let committer = if in_memory {
-            None
-        } else {
-            Some(
-                sqlx::Connection::connect_with(&options)
-                    .await
-                    .with_context(|| format!("cannot open the database {url}"))?,
-            )
-        };
+        // Readers share the pool; the writer has a connection of its own
+        // (see `with`), so a person's command never waits for a pooled
+        // connection that a job holds.
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection.
             .max_connections(if in_memory { 1 } else { 4 })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
+        let writer_options = (!in_memory).then(|| options.clone());
         let store = Self::with(
             pool,
-            committer,
+            writer_options,
             std::sync::Arc::new(std::sync::Mutex::new(lock)),
-        );
+        )
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
         store.release_leases().await?;
         if !in_memory {
             tokio::spawn(store.clone().checkpoint_every(CHECKPOINT_INTERVAL));
@@ -252,50 +291,55 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
-        Ok(Self::with(pool, None, Default::default()))
+        Self::with(pool, None, Default::default()).await
     }
 
-    fn with(
+    /// The store over `pool`, with its writer on a connection of its own
+    /// opened with `writer` (or, without, on the pool's).
+    async fn with(
         pool: SqlitePool,
-        committer: Option<sqlx::SqliteConnection>,
+        writer: Option<SqliteConnectOptions>,
         lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
-    ) -> Self {
-        let writer = std::sync::Arc::new(WriteQueue::default());
-        let (batch_pool, batch_writer) = (pool.clone(), writer.clone());
-        let committer = std::sync::Arc::new(tokio::sync::Mutex::new(committer));
-        let own = committer.clone();
-        let inserts = GroupCommit::start(move |batch: Vec<AdmittedInsert>| {
-            let (pool, writer, committer) = (batch_pool.clone(), batch_writer.clone(), own.clone());
-            async move {
-                let _writing = writer.turn(Urgency::Command).await;
-                let mut own = committer.lock().await;
-                match own.as_mut() {
-                    Some(connection) => insert_batch(connection, &batch).await,
-                    None => insert_batch(&mut *pool.acquire().await?, &batch).await,
-                }
-            }
-        });
-        Self {
-            pool,
-            writer,
-            lock,
-            inserts,
-            committer,
-        }
+    ) -> anyhow::Result<Self> {
+        let shared = pool.clone();
+        let writer = Writer::start(
+            move || async move {
+                Ok(match writer {
+                    Some(options) => {
+                        WriterConnection::Own(sqlx::Connection::connect_with(&options).await?)
+                    }
+                    None => WriterConnection::Pool(shared),
+                })
+            },
+            |conn: &mut SqliteConnection, batch: Vec<AdmittedInsert>| {
+                Box::pin(async move { insert_batch(conn, &batch).await })
+            },
+        )
+        .await?;
+        Ok(Self { pool, writer, lock })
     }
 
-    /// How many writes have taken the writer's turn since the store was
+    /// Runs `write` on the writer's connection in its turn (see [`Writer`]).
+    async fn write<O: Send + 'static>(
+        &self,
+        urgency: Urgency,
+        write: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, anyhow::Result<O>>
+            + Send
+            + 'static,
+    ) -> anyhow::Result<O> {
+        self.writer.write(urgency, write).await
+    }
+
+    /// How many writes were asked of the writer since the store was
     /// opened (tests check that read-only commands write nothing).
     pub fn writes(&self) -> u64 {
-        self.writer.turns()
+        self.writer.asked()
     }
 
     /// Checkpoints the log into the database file, closes the pool, and
     /// lets the next process have the file.
     pub async fn close(&self) {
-        if let Some(committer) = self.committer.lock().await.take() {
-            let _ = sqlx::Connection::close(committer).await;
-        }
+        self.writer.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
@@ -498,13 +542,13 @@ impl Store for SqliteStore {
         since: Timestamp,
         admit: Admission,
     ) -> anyhow::Result<Insertion> {
-        // Counted and inserted in the committer's turn of the writer (one
+        // Counted and inserted in one transaction of the writer (one
         // process: the lock file), so nothing is written between count and
         // insert. A refused command costs one count in a batch; a look
         // before it, through the pool, waited for a connection that a job
         // held and made every answer later under load.
-        self.inserts
-            .submit(AdmittedInsert { new, since, admit })
+        self.writer
+            .insert(AdmittedInsert { new, since, admit })
             .await
     }
 
@@ -526,58 +570,74 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool> {
-        let _writing = self
-            .writer
-            .turn(revocation_if(matches!(
-                t.to.state(),
-                RequestState::Revoking | RequestState::Ended
-            )))
-            .await;
-        let r = &t.to;
-        // Commits default to `synchronous = NORMAL`: safe against a process
-        // crash, and cheap enough to acknowledge Slack at once. A transition
-        // into `approved` (the decision, and the prior state with the grant's
-        // end, both written before JumpCloud is touched) is fsynced, so even
-        // a power loss cannot forget an elevation or its revocation job; in
-        // WAL mode that also makes every earlier commit durable. Later moves
-        // (active, revoking, ended) need no fsync: losing one replays a job
-        // that is idempotent, and keeping them cheap keeps a burst of
-        // revocations from queueing behind a thousand fsyncs.
-        let mut conn = self.pool.acquire().await?;
-        let durable = r.state() == RequestState::Approved;
-        if durable {
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        let applied = transition_on(&mut conn, t).await;
-        if durable {
-            sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        applied
+        let urgency = revocation_if(matches!(
+            t.to.state(),
+            RequestState::Revoking | RequestState::Ended
+        ));
+        let t = t.clone();
+        self.write(urgency, move |conn| {
+            Box::pin(async move {
+                // Commits default to `synchronous = NORMAL`: safe against a
+                // process crash, and cheap enough to acknowledge Slack at
+                // once. A transition into `approved` (the decision, and the
+                // prior state with the grant's end, both written before
+                // JumpCloud is touched) is fsynced, so even a power loss
+                // cannot forget an elevation or its revocation job; in WAL
+                // mode that also makes every earlier commit durable. Later
+                // moves (active, revoking, ended) need no fsync: losing one
+                // replays a job that is idempotent, and keeping them cheap
+                // keeps a burst of revocations from queueing behind a
+                // thousand fsyncs.
+                let durable = t.to.state() == RequestState::Approved;
+                if durable {
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let applied = transition_on(conn, &t).await;
+                if durable {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                applied
+            })
+        })
+        .await
     }
 
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        update_approval_message(&self.pool, id, reference).await
+        let (id, reference) = (id.clone(), reference.to_owned());
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move { update_approval_message(conn, &id, &reference).await })
+        })
+        .await
     }
 
     async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        insert_notices(&mut tx, id, notices).await?;
-        tx.commit().await?;
-        Ok(())
+        let (id, notices) = (id.clone(), notices.to_vec());
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                insert_notices(&mut tx, &id, &notices).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        insert_audit(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
+        let entry = entry.clone();
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                insert_audit(&mut tx, &entry).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn first_sighting(
@@ -586,19 +646,27 @@ impl Store for SqliteStore {
         now: Timestamp,
         keep_until: Timestamp,
     ) -> anyhow::Result<bool> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        let first = record_sighting(&mut tx, key, now, keep_until).await?;
-        tx.commit().await?;
-        Ok(first)
+        let key = key.to_owned();
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                let first = record_sighting(&mut tx, &key, now, keep_until).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+        .await
     }
 
     async fn remember_conversation_reference(
         &self,
         reference: &ConversationReference,
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        upsert_reference(&self.pool, reference).await
+        let reference = reference.clone();
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move { upsert_reference(conn, &reference).await })
+        })
+        .await
     }
 
     async fn conversation_reference(
@@ -614,47 +682,51 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         scope: ClaimScope,
     ) -> anyhow::Result<Option<Job>> {
-        let _writing = self
-            .writer
-            .turn(revocation_if(scope == ClaimScope::Revocations))
-            .await;
         let kind = match scope {
             ClaimScope::Revocations => Some(JobKind::Revoke.name()),
             ClaimScope::Any => None,
         };
-        let row: Option<JobRow> = sqlx::query_as(
-            "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
-             WHERE id = (SELECT j.id FROM jobs j \
-                         WHERE j.done_at IS NULL AND j.due_at <= ?1 AND (?3 IS NULL OR j.kind = ?3) \
-                           AND (j.locked_until IS NULL OR j.locked_until <= ?1) \
-                           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
-                                           AND k.done_at IS NULL AND k.locked_until > ?1) \
-                         ORDER BY j.due_at, j.id LIMIT 1) \
-             RETURNING id, request_id, kind, arg, due_at, attempts",
-        )
-        .bind(ms(now))
-        .bind(ms(lease_until))
-        .bind(kind)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(JobRow::decode).transpose()
+        let urgency = revocation_if(scope == ClaimScope::Revocations);
+        self.write(urgency, move |conn| {
+            Box::pin(async move {
+                let row: Option<JobRow> = sqlx::query_as(
+                    "UPDATE jobs SET attempts = attempts + 1, locked_until = ?2 \
+                     WHERE id = (SELECT j.id FROM jobs j \
+                                 WHERE j.done_at IS NULL AND j.due_at <= ?1 AND (?3 IS NULL OR j.kind = ?3) \
+                                   AND (j.locked_until IS NULL OR j.locked_until <= ?1) \
+                                   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.request_id = j.request_id AND k.id <> j.id \
+                                                   AND k.done_at IS NULL AND k.locked_until > ?1) \
+                                 ORDER BY j.due_at, j.id LIMIT 1) \
+                     RETURNING id, request_id, kind, arg, due_at, attempts",
+                )
+                .bind(ms(now))
+                .bind(ms(lease_until))
+                .bind(kind)
+                .fetch_optional(conn)
+                .await?;
+                row.map(JobRow::decode).transpose()
+            })
+        })
+        .await
     }
 
     async fn complete_job(&self, job: &Job, now: Timestamp) -> anyhow::Result<()> {
-        let _writing = self
-            .writer
-            .turn(revocation_if(job.kind == JobKind::Revoke))
-            .await;
-        finish_job(&self.pool, job, now).await
+        let job = job.clone();
+        self.write(revocation_if(job.kind == JobKind::Revoke), move |conn| {
+            Box::pin(async move { finish_job(conn, &job, now).await })
+        })
+        .await
     }
 
     async fn retry_job(&self, job: &Job, due_at: Timestamp, error: &str) -> anyhow::Result<()> {
-        let _writing = self
-            .writer
-            .turn(revocation_if(job.kind == JobKind::Revoke))
-            .await;
-        release_job(&self.pool, job, due_at, error).await?;
-        Ok(())
+        let (job, error) = (job.clone(), error.to_owned());
+        self.write(revocation_if(job.kind == JobKind::Revoke), move |conn| {
+            Box::pin(async move {
+                release_job(conn, &job, due_at, &error).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn claim_messages(
@@ -663,23 +735,27 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxMessage>> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
-             WHERE id IN (SELECT o.id FROM outbox o \
-                          WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= ?1 \
-                            AND (o.locked_until IS NULL OR o.locked_until <= ?1) \
-                            AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.request_id = o.request_id \
-                                        AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
-                          ORDER BY o.id LIMIT ?3) \
-             RETURNING id, request_id, notice, attempts",
-        )
-        .bind(ms(now))
-        .bind(ms(lease_until))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        readable_messages(&self.pool, rows, now).await
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move {
+                let rows: Vec<MessageRow> = sqlx::query_as(
+                    "UPDATE outbox SET attempts = attempts + 1, locked_until = ?2 \
+                     WHERE id IN (SELECT o.id FROM outbox o \
+                                  WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.due_at <= ?1 \
+                                    AND (o.locked_until IS NULL OR o.locked_until <= ?1) \
+                                    AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.request_id = o.request_id \
+                                                AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
+                                  ORDER BY o.id LIMIT ?3) \
+                     RETURNING id, request_id, notice, attempts",
+                )
+                .bind(ms(now))
+                .bind(ms(lease_until))
+                .bind(limit as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+                readable_messages(conn, rows, now).await
+            })
+        })
+        .await
     }
 
     async fn message_delivered(
@@ -687,8 +763,11 @@ impl Store for SqliteStore {
         message: &OutboxMessage,
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        finish_message(&self.pool, message, now, None).await
+        let message = message.clone();
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move { finish_message(conn, &message, now, None).await })
+        })
+        .await
     }
 
     async fn message_failed(
@@ -697,8 +776,11 @@ impl Store for SqliteStore {
         now: Timestamp,
         error: &str,
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        finish_message(&self.pool, message, now, Some(error)).await
+        let (message, error) = (message.clone(), error.to_owned());
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move { finish_message(conn, &message, now, Some(&error)).await })
+        })
+        .await
     }
 
     async fn retry_message(
@@ -707,9 +789,14 @@ impl Store for SqliteStore {
         due_at: Timestamp,
         error: &str,
     ) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        release_message(&self.pool, message, due_at, error).await?;
-        Ok(())
+        let (message, error) = (message.clone(), error.to_owned());
+        self.write(Urgency::Normal, move |conn| {
+            Box::pin(async move {
+                release_message(conn, &message, due_at, &error).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn next_due(&self) -> anyhow::Result<Option<Timestamp>> {
@@ -734,40 +821,49 @@ impl Store for SqliteStore {
         }
         // Ahead of ordinary writes: in one process a lease that ran out
         // would let the scheduler claim its own running work a second time.
-        let _writing = self.writer.turn(Urgency::Revocation).await;
-        let mut tx = self.pool.begin().await?;
-        let mut lost = Vec::new();
-        for lease in held {
-            let (sql, id, attempt) = match *lease {
-                Lease::Job { id, attempt } => ("UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND done_at IS NULL AND locked_until IS NOT NULL", id, attempt),
-                Lease::Message { id, attempt } => ("UPDATE outbox SET locked_until = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL AND locked_until IS NOT NULL", id, attempt),
-            };
-            let renewed = sqlx::query(sql)
-                .bind(ms(until))
-                .bind(id)
-                .bind(attempt as i64)
-                .execute(&mut *tx)
-                .await?;
-            if renewed.rows_affected() == 0 {
-                lost.push(*lease);
-            }
-        }
-        tx.commit().await?;
-        Ok(lost)
+        let held = held.to_vec();
+        self.write(Urgency::Revocation, move |conn| {
+            Box::pin(async move {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                let mut lost = Vec::new();
+                for lease in held {
+                    let (sql, id, attempt) = match lease {
+                        Lease::Job { id, attempt } => ("UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND done_at IS NULL AND locked_until IS NOT NULL", id, attempt),
+                        Lease::Message { id, attempt } => ("UPDATE outbox SET locked_until = ? WHERE id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL AND locked_until IS NOT NULL", id, attempt),
+                    };
+                    let renewed = sqlx::query(sql)
+                        .bind(ms(until))
+                        .bind(id)
+                        .bind(attempt as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    if renewed.rows_affected() == 0 {
+                        lost.push(lease);
+                    }
+                }
+                tx.commit().await?;
+                Ok(lost)
+            })
+        })
+        .await
     }
 
     /// Every lease in the file is this process's: the lock file keeps any
     /// other process out.
     async fn release_leases(&self) -> anyhow::Result<()> {
-        let _writing = self.writer.turn(Urgency::Normal).await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(Urgency::Normal, |conn| {
+            Box::pin(async move {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                sqlx::query("UPDATE jobs SET locked_until = NULL WHERE done_at IS NULL AND locked_until IS NOT NULL")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE outbox SET locked_until = NULL WHERE delivered_at IS NULL AND locked_until IS NOT NULL")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
