@@ -477,3 +477,54 @@ async fn pending_migrations_fail_and_are_not_applied() {
         ],
     );
 }
+
+#[tokio::test]
+async fn teams_credentials_and_graph_rights_are_checked_before_going_live() {
+    let mut setup = Setup::everything().await;
+    setup.set_env("TEAMS_APP_PASSWORD", "wrong-teams-5ecret");
+    let (out, text) = setup.check().await;
+    fails_naming(
+        &out,
+        &text,
+        &[
+            "Teams: TEAMS_APP_PASSWORD",
+            "invalid_client",
+            "teams.app_id",
+        ],
+    );
+    assert!(!text.contains("Microsoft Graph"), "{text}");
+    setup.set_env("TEAMS_APP_PASSWORD", tempadmin::sim::teams::APP_PASSWORD);
+    let teams = setup.teams.clone().unwrap();
+    teams.set_graph_permission_granted(false);
+    let (out, text) = setup.check().await;
+    fails_naming(
+        &out,
+        &text,
+        &[
+            "Teams: approver group 0f1e2d3c",
+            "Authorization_RequestDenied",
+            "GroupMember.Read.All",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn credentials_that_may_not_read_access_requests_fail_naming_the_grant_mode() {
+    use tempadmin::sim::jumpcloud::Failure;
+    let setup = Setup::new().await;
+    setup.jc.fail_next(
+        "GET",
+        "/api/v2/accessrequests",
+        1,
+        Failure::Status {
+            status: 403,
+            retry_after: None,
+        },
+    );
+    let (out, text) = setup.check_with("access_request").await;
+    fails_naming(
+        &out,
+        &text,
+        &["reading access requests", "HTTP 403", "grant_mode"],
+    );
+}
