@@ -1,4 +1,5 @@
-//! The command line: `serve`, `demo`, `teams package`, `audit export`.
+//! The command line: `serve`, `check`, `demo`, `jumpcloud install-commands`,
+//! `teams package`, `audit export`.
 //!
 //! Every argument that can come from the environment hides the variable's
 //! value in `--help` (`hide_env_values`) and shows only its name: the same
@@ -48,6 +49,29 @@ pub enum CliCommand {
     /// Ctrl-C.
     Serve {
         /// The TOML config file (see docker/config.example.toml).
+        #[arg(
+            long,
+            env = "TEMPADMIN_CONFIG",
+            hide_env_values = true,
+            value_name = "FILE"
+        )]
+        config: PathBuf,
+    },
+    /// Prove a config against the real services, changing nothing.
+    ///
+    /// Run it after writing the config and before going live. It reads the
+    /// config and the secrets as `serve` does, then asks each service what
+    /// `serve` will need: Slack (the bot token, the approvals channel and
+    /// the bot's membership, every approver and approver group), JumpCloud
+    /// (the credentials can list users and devices; the device commands
+    /// with [device]; access requests with grant_mode = "access_request"),
+    /// Teams with [teams] (the Bot Framework token; Microsoft Graph for
+    /// approver groups), and the database (reachable, migrations current).
+    /// One line per check: ✓, or ✗ with what to fix. It posts nothing,
+    /// writes nothing and never migrates the database. Exits 0 only when
+    /// every check passes.
+    Check {
+        /// The TOML config file (the same as for `serve`).
         #[arg(
             long,
             env = "TEMPADMIN_CONFIG",
@@ -201,6 +225,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             app.run(shutdown_signal()).await
         }
+        CliCommand::Check { config } => {
+            let config = Config::load(&config, |name| std::env::var(name).ok())?;
+            let report = crate::check::run(&config).await;
+            println!("{report}");
+            if report.passed() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} of {} checks failed",
+                    report.failures(),
+                    report.outcomes.len()
+                )
+            }
+        }
         CliCommand::Demo {
             teams,
             access_request,
@@ -303,8 +341,8 @@ pub fn write_audit(
     Ok(())
 }
 
-/// A database URL without any password in it, for logs.
-fn redact_url(url: &str) -> String {
+/// A database URL without any password in it, for logs and `check`.
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("redacted"));

@@ -21,6 +21,8 @@
 //! - [`http`]: the axum router: verify, parse, hand over, answer, for the
 //!   Slack and Teams routes alike.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, wiring.
+//! - [`check`]: `tempadmin check`, the configuration proved against the
+//!   services without changing anything.
 //! - [`sim`]: loopback simulators of Slack, the Bot Framework and JumpCloud
 //!   for the demo, the tests and the benchmarks.
 //! - [`demo`]: `tempadmin demo`, the whole story against the simulators
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;

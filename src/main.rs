@@ -11,6 +11,8 @@ async fn main() -> std::process::ExitCode {
         let default = match cli.command {
             // The demo prints its own story; only problems go to the log.
             tempadmin::cli::CliCommand::Demo { .. } => "warn",
+            // Its lines say all it found; log lines would say it twice.
+            tempadmin::cli::CliCommand::Check { .. } => "off",
             _ => "info,sqlx=warn",
         };
         EnvFilter::new(default)

@@ -814,17 +814,26 @@ fn the_slack_manifest_asks_only_for_the_scopes_the_bot_uses() {
     // commands: /tempadmin; chat:write: chat.postMessage (also direct
     // messages, with a user id as the channel) and chat.update; users:read
     // and users:read.email: users.info and bots.info; usergroups:read:
-    // usergroups.users.list. Nothing calls conversations.open (im:write).
+    // usergroups.users.list; channels:read and groups:read:
+    // conversations.info of the approvals channel (`tempadmin check`).
+    // Nothing calls conversations.open (im:write).
     assert_eq!(
         scopes,
         [
+            "channels:read",
             "chat:write",
             "commands",
+            "groups:read",
             "usergroups:read",
             "users:read",
             "users:read.email"
         ]
     );
+    // The simulator grants exactly the manifest's scopes, so a method the
+    // bot calls without its scope fails in the tests as it would in Slack.
+    let mut simulated: Vec<&str> = tempadmin::sim::slack::SCOPES.to_vec();
+    simulated.sort();
+    assert_eq!(scopes, simulated);
 }
 
 /// A NetworkPolicy peer (`from` or `to` entry): its selectors' labels, by

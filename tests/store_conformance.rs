@@ -190,6 +190,7 @@ on_both_backends!(
     requests_are_counted_per_person_from_a_time_on_whatever_became_of_them,
     a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins,
     an_access_request_record_reads_back_whole,
+    migrations_are_told_current_then_pending_and_never_applied_by_asking,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -362,6 +363,28 @@ fn account(jc_user: &str) -> Account {
 }
 
 /// The elevator's record is the store's to keep, whatever the grant mode.
+/// `tempadmin check`'s question: read-only, it tells a database this build
+/// migrated from one an older build left behind, and asking twice finds
+/// the same (nothing was applied in between).
+async fn migrations_are_told_current_then_pending_and_never_applied_by_asking(db: Db) {
+    use tempadmin::store::migrations::{readiness, Readiness};
+    let Readiness::Current { applied } = readiness(&db.url).await.unwrap() else {
+        panic!("a database the store opened is current")
+    };
+    assert!(applied > 0);
+    db.execute(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let Readiness::Pending(pending) = readiness(&db.url).await.unwrap() else {
+            panic!("one migration is pending")
+        };
+        assert_eq!(pending.len(), 1);
+    }
+}
+
 async fn an_access_request_record_reads_back_whole(db: Db) {
     let s = &*db.store;
     let r = insert(s, &[], &[]).await;

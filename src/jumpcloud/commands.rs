@@ -184,6 +184,54 @@ impl JumpCloudClient {
     }
 }
 
+/// How one of tempadmin's commands stands in JumpCloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// No command has its name.
+    Missing,
+    /// It exists but differs from what `install-commands` would write.
+    Differs,
+    /// It exists as it should.
+    Current,
+}
+
+/// The commands a grant uses under `end_elevated`: the notices always
+/// (they carry the grant's start and end), the end-elevated ones unless it
+/// is off.
+pub fn required_specs(end_elevated: EndElevated) -> Vec<CommandSpec> {
+    let purposes = purposes(end_elevated != EndElevated::Off);
+    command_specs()
+        .into_iter()
+        .filter(|s| purposes.contains(&s.purpose))
+        .collect()
+}
+
+fn purposes(end_elevated: bool) -> &'static [Purpose] {
+    if end_elevated {
+        &[Purpose::Notice, Purpose::EndElevated]
+    } else {
+        &[Purpose::Notice]
+    }
+}
+
+/// How `spec` stands in JumpCloud, asked with `GET`s only (`tempadmin
+/// check`): found by name, and compared as [`install_commands`] compares.
+pub async fn found(client: &JumpCloudClient, spec: &CommandSpec) -> Result<Found, DirectoryError> {
+    let Some(id) = client.command_id(spec.name).await? else {
+        return Ok(Found::Missing);
+    };
+    let path = format!("/api/commands/{}", segment(&id));
+    let (current, _): (Map<String, Value>, _) =
+        client.get_json(client.call(Method::GET, &path)).await?;
+    Ok(
+        if spec.body().iter().all(|(k, v)| current.get(k) == Some(v)) {
+            Found::Current
+        } else {
+            Found::Differs
+        },
+    )
+}
+
 /// Creates or updates every command in [`command_specs`], found again by
 /// name: a command that is already as it should be is left alone, so a
 /// second run changes nothing.
@@ -243,11 +291,7 @@ impl JumpCloudDevices {
     }
 
     fn purposes(&self) -> &'static [Purpose] {
-        if self.end_elevated {
-            &[Purpose::Notice, Purpose::EndElevated]
-        } else {
-            &[Purpose::Notice]
-        }
+        purposes(self.end_elevated)
     }
 
     async fn id_of(&self, spec: &CommandSpec) -> Result<String, DirectoryError> {

@@ -17,6 +17,7 @@ pub mod access_request;
 pub mod association;
 mod auth;
 pub mod commands;
+mod probe;
 mod rate_limit;
 
 use std::num::NonZeroU32;

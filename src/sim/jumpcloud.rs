@@ -1,7 +1,7 @@
 //! Fake JumpCloud API: a loopback HTTP server that simulates the parts of
 //! JumpCloud's v1 (`/api`) and v2 (`/api/v2`) REST API that tempadmin uses —
-//! looking a user up by e-mail (a case-sensitive list `filter`), listing the
-//! systems a user is bound to,
+//! looking a user up by e-mail (a case-sensitive list `filter`), listing
+//! users and systems, listing the systems a user is bound to,
 //! reading a system, listing and changing direct system↔user associations
 //! (with their `sudo` attributes), access requests (temporary elevation with
 //! their own expiry clock, in `jumpcloud_access.rs`) and launching command
@@ -476,6 +476,18 @@ impl FakeJumpCloud {
         self.lock().calls.clone()
     }
 
+    /// Every request that could change something: all but `GET`s (the
+    /// token endpoint's requests are not among the calls, see
+    /// [`FakeJumpCloud::token_requests`]).
+    pub fn write_calls(&self) -> Vec<RecordedCall> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method != "GET")
+            .cloned()
+            .collect()
+    }
+
     /// Only the `POST /api/v2/systems/{id}/associations` requests, in arrival order.
     pub fn writes(&self) -> Vec<RecordedCall> {
         self.lock()
@@ -542,6 +554,7 @@ impl FakeJumpCloud {
         }
         match (method, segments.as_slice()) {
             ("GET", ["api", "systemusers"]) => self.list_users(&params),
+            ("GET", ["api", "systems"]) => self.list_systems(&params),
             ("GET", ["api", "systems", id]) => self.get_system(id, &params),
             ("GET", ["api", "v2", "users", id, "systems"]) => self.user_systems(id, &params),
             ("GET", ["api", "v2", "systems", id, "associations"]) => self.associations(id, &params),
@@ -599,6 +612,30 @@ impl FakeJumpCloud {
             .map(|u| select_fields(user_json(u), fields))
             .collect();
         Json(json!({ "totalCount": matching.len(), "results": results })).into_response()
+    }
+
+    /// `GET /api/systems`: v1 paging, `fields`, and `totalCount`.
+    fn list_systems(&self, params: &[(String, String)]) -> Response {
+        let (limit, skip) = match paging(params) {
+            Ok(paging) => paging,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        if params.iter().any(|(k, _)| k == "filter") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the simulator lists systems without filters",
+            );
+        }
+        let fields = param(params, "fields");
+        let inner = self.lock();
+        let results: Vec<Value> = inner
+            .systems
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|s| select_fields(system_json(s), fields))
+            .collect();
+        Json(json!({ "totalCount": inner.systems.len(), "results": results })).into_response()
     }
 
     fn get_system(&self, id: &str, params: &[(String, String)]) -> Response {
@@ -1344,6 +1381,36 @@ mod tests {
         assert_eq!(calls[0].api_key.as_deref(), Some(KEY));
         assert!(calls[0].query.as_deref().unwrap().contains("%24eq"));
         assert_eq!(calls[2].api_key.as_deref(), Some("wrong"));
+    }
+
+    #[tokio::test]
+    async fn lists_systems_with_their_total_and_counts_only_non_gets_as_writes() {
+        let fake = fake_with_data().await;
+        let body: Value = get(&fake, "/api/systems?limit=1&fields=_id")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({ "totalCount": 2, "results": [{ "_id": "s1" }] })
+        );
+        let refused = get(&fake, "/api/systems?limit=101").send().await.unwrap();
+        assert_eq!(refused.status(), 400);
+        assert!(fake.write_calls().is_empty());
+        post(
+            &fake,
+            "/api/v2/systems/s1/associations",
+            association("add", "u1", true),
+        )
+        .send()
+        .await
+        .unwrap();
+        let writes = fake.write_calls();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].path, "/api/v2/systems/s1/associations");
     }
 
     /// A token request as JumpCloud's public clients send it, with `form`

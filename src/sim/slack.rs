@@ -1,8 +1,9 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
 //! tempadmin calls (`auth.test`, `bots.info`, `users.info`, `usergroups.users.list`,
-//! `chat.postMessage` (a user id as `channel` posts into the app's DM with
-//! that person), `chat.update`; also `conversations.open`, which tempadmin
-//! does not call, so a test can see that it never does) and the
+//! `conversations.info`, `chat.postMessage` (a user id as `channel` posts
+//! into the app's DM with that person), `chat.update`; also
+//! `conversations.open`, which tempadmin does not call, so a test can see
+//! that it never does) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
 //! Slack's API documentation: methods live at `{api_url}/{method}`, the bot
 //! token comes as `Authorization: Bearer xoxb-…`, GET methods take query
@@ -10,9 +11,16 @@
 //! `{"ok":false,"error":"…"}`, rate limiting is HTTP 429 with `Retry-After`,
 //! and every Web API answer is `application/json`; a `response_url` answers
 //! like an incoming webhook, `200` with the body `ok` as `text/html`, and
-//! errors as a bare word under a 4xx status. Every call is recorded, posted
-//! messages keep their edit history, a broadcast feed reports changes live,
-//! and outages and rate limiting can be injected.
+//! errors as a bare word under a 4xx status. The read methods need their
+//! scopes ([`SCOPES`]; a test can take one away, [`FakeSlack::remove_scope`])
+//! and answer `missing_scope` with `needed` and `provided` without them.
+//! Channels the bot knows of can be described ([`FakeSlack::add_channel`];
+//! the approvals channel exists from the start, with the bot in it): a
+//! private channel the bot is not in is `channel_not_found`, as for a bot
+//! token it is. Every call is recorded ([`FakeSlack::write_calls`] picks
+//! those that change something), posted messages keep their edit history,
+//! a broadcast feed reports changes live, and outages and rate limiting can
+//! be injected.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +44,40 @@ pub const APP_ID: &str = "A0TEMPADMIN";
 pub const BOT_ID: &str = "B0BOT";
 /// The simulated bot's user (`auth.test` → `user_id`).
 pub const BOT_USER_ID: &str = "U0BOT";
+
+/// The bot scopes the simulated app was installed with (the manifest's).
+pub const SCOPES: [&str; 7] = [
+    "commands",
+    "chat:write",
+    "users:read",
+    "users:read.email",
+    "usergroups:read",
+    "channels:read",
+    "groups:read",
+];
+
+/// The Web API methods that change nothing; any other call counts as a
+/// write ([`FakeSlack::write_calls`]).
+const READ_METHODS: [&str; 5] = [
+    "auth.test",
+    "bots.info",
+    "users.info",
+    "usergroups.users.list",
+    "conversations.info",
+];
+
+/// A channel as `conversations.info` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimChannel {
+    /// Its name, without `#`.
+    pub name: String,
+    /// A private channel: invisible to a bot that is not a member.
+    pub private: bool,
+    /// Archived.
+    pub archived: bool,
+    /// Whether the bot is a member.
+    pub bot_member: bool,
+}
 
 /// A message posted through `chat.postMessage`, as it currently stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +156,10 @@ struct Inner {
     redirects: Vec<(StatusCode, String)>,
     last_ts: u64,
     closed_channels: BTreeMap<String, String>,
+    /// Channels `conversations.info` knows.
+    channels: BTreeMap<String, SimChannel>,
+    /// Scopes of [`SCOPES`] taken away.
+    removed_scopes: Vec<String>,
 }
 
 impl Inner {
@@ -138,6 +184,25 @@ impl Inner {
         Some(channel.to_owned())
     }
 
+    /// `missing_scope`, as Slack answers it, unless the app has `scope`.
+    fn lacks(&self, scope: &str) -> Option<Value> {
+        let removed = self.removed_scopes.iter().any(|s| s == scope);
+        if SCOPES.contains(&scope) && !removed {
+            return None;
+        }
+        let provided: Vec<&str> = SCOPES
+            .iter()
+            .copied()
+            .filter(|s| !self.removed_scopes.iter().any(|r| r == s))
+            .collect();
+        Some(json!({
+            "ok": false,
+            "error": "missing_scope",
+            "needed": scope,
+            "provided": provided.join(","),
+        }))
+    }
+
     fn next_ts(&mut self) -> String {
         self.last_ts += 1;
         let micros = 1_700_000_000_000_000 + self.last_ts * 100;
@@ -160,6 +225,15 @@ impl FakeSlack {
             addr,
             inner: Arc::new(Mutex::new(Inner {
                 bot_token: bot_token.to_owned(),
+                channels: BTreeMap::from([(
+                    super::APPROVALS_CHANNEL.to_owned(),
+                    SimChannel {
+                        name: "tempadmin-approvals".into(),
+                        private: false,
+                        archived: false,
+                        bot_member: true,
+                    },
+                )]),
                 ..Inner::default()
             })),
             events,
@@ -270,6 +344,36 @@ impl FakeSlack {
         self.lock().redirects.push((status, location.to_owned()));
     }
 
+    /// Adds (or replaces) a channel that `conversations.info` describes.
+    pub fn add_channel(&self, id: &str, channel: SimChannel) {
+        self.lock().channels.insert(id.to_owned(), channel);
+    }
+
+    /// Forgets a channel (a deleted one): `conversations.info` answers
+    /// `channel_not_found`.
+    pub fn remove_channel(&self, id: &str) {
+        self.lock().channels.remove(id);
+    }
+
+    /// Installs the app without `scope`: the methods that need it answer
+    /// `missing_scope`.
+    pub fn remove_scope(&self, scope: &str) {
+        self.lock().removed_scopes.push(scope.to_owned());
+    }
+
+    /// The calls that may have changed something: every call but those of
+    /// the read methods (`auth.test`, `bots.info`, `users.info`,
+    /// `usergroups.users.list`, `conversations.info`), so a posted message,
+    /// an update, a `response_url` post or any unknown method counts.
+    pub fn write_calls(&self) -> Vec<SlackCall> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| !READ_METHODS.contains(&c.method.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Posts to `channel` fail with `error` (e.g. `not_in_channel` when the
     /// bot was never invited), as Slack answers them.
     pub fn close_channel(&self, channel: &str, error: &str) {
@@ -331,6 +435,7 @@ impl FakeSlack {
             "bots.info" => (bots_info(&params), None),
             "users.info" => (users_info(&inner, &params), None),
             "usergroups.users.list" => (usergroup_members(&inner, &params), None),
+            "conversations.info" => (conversation_info(&inner, &params), None),
             "conversations.open" => (open_conversation(&inner, &params), None),
             "chat.postMessage" => post_message(&mut inner, &params),
             "chat.update" => update_message(&mut inner, &params),
@@ -444,6 +549,9 @@ fn bots_info(params: &Value) -> Value {
 }
 
 fn users_info(inner: &Inner, params: &Value) -> Value {
+    if let Some(refusal) = inner.lacks("users:read") {
+        return refusal;
+    }
     let Some((id, user)) = str_param(params, "user").and_then(|id| inner.users.get_key_value(id))
     else {
         return failed("user_not_found");
@@ -467,10 +575,77 @@ fn users_info(inner: &Inner, params: &Value) -> Value {
 }
 
 fn usergroup_members(inner: &Inner, params: &Value) -> Value {
+    if let Some(refusal) = inner.lacks("usergroups:read") {
+        return refusal;
+    }
     match str_param(params, "usergroup").and_then(|id| inner.usergroups.get(id)) {
         Some(members) => json!({ "ok": true, "users": members }),
         None => failed("no_such_subteam"),
     }
+}
+
+/// `conversations.info` for a bot token: a channel the bot can see (a
+/// public one, or a private one it is in) needs `channels:read` or
+/// `groups:read`; a private one it is not in, or one that does not exist,
+/// is `channel_not_found`. A DM id of someone in the workspace is their
+/// direct conversation with the app.
+fn conversation_info(inner: &Inner, params: &Value) -> Value {
+    let Some(id) = str_param(params, "channel") else {
+        return failed("channel_not_found");
+    };
+    if id.starts_with('D') {
+        let Some(user) = inner.users.keys().find(|u| dm_channel(u) == id) else {
+            return failed("channel_not_found");
+        };
+        if let Some(refusal) = inner.lacks("im:read") {
+            return refusal;
+        }
+        return json!({
+            "ok": true,
+            "channel": { "id": id, "created": 1_700_000_000, "is_im": true, "user": user, "is_org_shared": false },
+        });
+    }
+    let Some(channel) = inner
+        .channels
+        .get(id)
+        .filter(|c| !c.private || c.bot_member)
+    else {
+        return failed("channel_not_found");
+    };
+    let scope = if channel.private {
+        "groups:read"
+    } else {
+        "channels:read"
+    };
+    if let Some(refusal) = inner.lacks(scope) {
+        return refusal;
+    }
+    json!({
+        "ok": true,
+        "channel": {
+            "id": id,
+            "name": channel.name,
+            "name_normalized": channel.name,
+            "is_channel": true,
+            "is_group": false,
+            "is_im": false,
+            "is_mpim": false,
+            "is_private": channel.private,
+            "created": 1_700_000_000,
+            "creator": "U0CREATOR",
+            "is_archived": channel.archived,
+            "is_general": false,
+            "is_shared": false,
+            "is_org_shared": false,
+            "is_ext_shared": false,
+            "is_pending_ext_shared": false,
+            "is_member": channel.bot_member,
+            "unlinked": 0,
+            "topic": { "value": "", "creator": "", "last_set": 0 },
+            "purpose": { "value": "Approvals for temporary admin rights", "creator": "U0CREATOR", "last_set": 1_700_000_000 },
+            "previous_names": [],
+        },
+    })
 }
 
 fn open_conversation(inner: &Inner, params: &Value) -> Value {
@@ -759,6 +934,59 @@ mod tests {
             "{content_type}"
         );
         response.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn conversations_info_shows_a_bot_only_what_its_token_may_see() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let info = |channel: &str| call(&fake, "conversations.info", json!({ "channel": channel }));
+        let approvals = json_of(info(super::super::APPROVALS_CHANNEL)).await;
+        assert_eq!(approvals["channel"]["is_member"], true);
+        assert_eq!(approvals["channel"]["is_private"], false);
+        let channel = |private, bot_member| SimChannel {
+            name: "it-private".into(),
+            private,
+            archived: false,
+            bot_member,
+        };
+        fake.add_channel("C0PUBLIC", channel(false, false));
+        fake.add_channel("G0PRIVATE", channel(true, false));
+        fake.add_channel("G0JOINED", channel(true, true));
+        let public = json_of(info("C0PUBLIC")).await;
+        assert_eq!(public["ok"], true);
+        assert_eq!(public["channel"]["is_member"], false);
+        assert_eq!(
+            json_of(info("G0PRIVATE")).await,
+            json!({ "ok": false, "error": "channel_not_found" })
+        );
+        assert_eq!(
+            json_of(info("G0JOINED")).await["channel"]["is_member"],
+            true
+        );
+        assert_eq!(
+            json_of(info("C0NOWHERE")).await["error"],
+            "channel_not_found"
+        );
+        fake.remove_scope("groups:read");
+        let refused = json_of(info("G0JOINED")).await;
+        assert_eq!(refused["error"], "missing_scope");
+        assert_eq!(refused["needed"], "groups:read");
+        assert!(!refused["provided"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .any(|s| s == "groups:read"));
+        assert_eq!(json_of(info("C0PUBLIC")).await["ok"], true);
+        assert!(fake.write_calls().is_empty());
+        json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C0PUBLIC", "text": "hi" }),
+        ))
+        .await;
+        json_of(call(&fake, "no.such.method", json!({}))).await;
+        let writes: Vec<String> = fake.write_calls().into_iter().map(|c| c.method).collect();
+        assert_eq!(writes, ["chat.postMessage", "no.such.method"]);
     }
 
     #[tokio::test]

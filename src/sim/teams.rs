@@ -558,6 +558,17 @@ impl FakeBotFramework {
         self.lock().calls.clone()
     }
 
+    /// The calls that could change something in Teams or Entra ID: all
+    /// but `GET`s and token requests (which change nothing there).
+    pub fn write_calls(&self) -> Vec<TeamsCall> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method != "GET" && !c.path.ends_with("/oauth2/v2.0/token"))
+            .cloned()
+            .collect()
+    }
+
     /// How many times the key set (`jwks_uri`) was fetched.
     pub fn key_fetches(&self) -> usize {
         self.count_calls("/v1/.well-known/keys")

@@ -43,6 +43,30 @@ pub struct SlackChat {
     hooks: HookHosts,
 }
 
+/// The approvals channel as `conversations.info` describes it to the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelFacts {
+    /// Its name, without `#`.
+    pub name: Option<String>,
+    /// A private channel (the bot sees it only as a member).
+    pub private: bool,
+    /// Archived: nothing can be posted there.
+    pub archived: bool,
+    /// Whether the bot is a member (it can post only then).
+    pub member: bool,
+}
+
+/// A person as `users.info` describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonFacts {
+    /// A deactivated account.
+    pub deleted: bool,
+    /// A bot, not a person.
+    pub bot: bool,
+    /// Whether the profile shows an email (`users:read.email`).
+    pub email: bool,
+}
+
 /// Why the bot token could not be checked at start.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -149,6 +173,49 @@ impl SlackChat {
             .chat_post_message(&req)
             .await
             .map_err(classify)
+    }
+
+    /// The approvals channel, as the bot sees it (`conversations.info`; read
+    /// only, for `tempadmin check`).
+    pub async fn approvals_channel(&self) -> Result<ChannelFacts, ChatError> {
+        let req = SlackApiConversationsInfoRequest::new(SlackChannelId::new(
+            self.settings.approvals_channel.clone(),
+        ));
+        let session = self.client.open_session(&self.token);
+        let info = bounded(self.settings.timeout, async {
+            session.conversations_info(&req).await.map_err(classify)
+        })
+        .await?
+        .channel;
+        let flag = |f: Option<bool>| f.unwrap_or(false);
+        Ok(ChannelFacts {
+            name: info.name,
+            private: flag(info.flags.is_private) || flag(info.flags.is_group),
+            archived: flag(info.flags.is_archived),
+            member: flag(info.flags.is_member),
+        })
+    }
+
+    /// A person, by user id (`users.info`; read only, for `tempadmin check`).
+    pub async fn person(&self, user: &str) -> Result<PersonFacts, ChatError> {
+        let req = SlackApiUsersInfoRequest::new(SlackUserId::new(user.into()));
+        let session = self.client.open_session(&self.token);
+        let user = bounded(self.settings.timeout, async {
+            session.users_info(&req).await.map_err(classify)
+        })
+        .await?
+        .user;
+        Ok(PersonFacts {
+            deleted: user.deleted.unwrap_or(false),
+            bot: user.flags.is_bot.unwrap_or(false),
+            email: user.profile.and_then(|p| p.email).is_some(),
+        })
+    }
+
+    /// A user group's members (`usergroups.users.list`), within the call
+    /// timeout.
+    pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, ChatError> {
+        bounded(self.settings.timeout, self.group_members(group)).await
     }
 
     /// A user group's members, asked for now: a person removed from the

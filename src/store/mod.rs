@@ -6,13 +6,15 @@
 //! Layout: `codec.rs` turns requests, audit lines, jobs and messages into
 //! columns and back (a request's stage is one JSON column), `shared.rs`
 //! holds the statements both backends run alike, and `sqlite.rs` and
-//! `postgres.rs` only what differs between them.
+//! `postgres.rs` only what differs between them; `migrations.rs` tells,
+//! without changing anything, whether a database is ready for this build.
 //!
 //! Invariant: each `Store` method is one transaction, so a transition, its
 //! audit line, its outgoing messages and its timers are written together or
 //! not at all.
 
 mod codec;
+pub mod migrations;
 mod postgres;
 mod shared;
 mod sqlite;

@@ -147,6 +147,12 @@ impl Connector {
         }
     }
 
+    /// Asks the token endpoint for a fresh Bot Connector token, sending
+    /// nothing to Teams (`tempadmin check`).
+    pub async fn fetch_token(&self) -> Result<(), ChatError> {
+        self.tokens.token(true).await.map(|_| ())
+    }
+
     /// Posts a new activity to a conversation
     /// (`POST {serviceUrl}/v3/conversations/{id}/activities`); its id.
     pub async fn send_to_conversation(

@@ -171,6 +171,13 @@ impl Graph {
         Ok(false)
     }
 
+    /// How many users the first page of `group_id`'s members holds: the
+    /// very call an approver's click makes, once (`tempadmin check`).
+    pub async fn first_page_users(&self, group_id: &str) -> Result<usize, ChatError> {
+        let page = self.page(self.members_url(group_id)?, group_id).await?;
+        Ok(page.value.iter().filter(|u| u.is_user()).count())
+    }
+
     /// One page, with one retry on 401 under a fresh token.
     async fn page(&self, url: url::Url, group_id: &str) -> Result<Page, ChatError> {
         for attempt in 0..2 {

@@ -4,6 +4,7 @@
 mod access_request;
 mod approval;
 mod binary;
+mod check;
 mod device;
 mod device_words;
 mod durability;
