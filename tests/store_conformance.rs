@@ -1764,6 +1764,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 elevated_at: Some(at(7_800)),
                 end_cause: EndCause::EndedEarly,
                 ended_by: Some(ChatUserId::slack("U7")),
+                due_at: Some(at(7_900)),
             }),
         ),
         (
@@ -1776,6 +1777,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 elevated_at: None,
                 end_cause: EndCause::GrantFailed,
                 ended_by: None,
+                due_at: None,
             }),
         ),
         (
@@ -1792,6 +1794,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                     elevated_at: Some(at(9_800)),
                     end_cause: EndCause::Expired,
                     ended_by: None,
+                    due_at: Some(at(609_600)),
                 },
                 ended_at: at(609_700),
                 left_alone: true,
