@@ -490,7 +490,9 @@ impl Store for MemoryStore {
             let d = &mut depths[i];
             if due_at <= now {
                 d.due += 1;
-                d.oldest_due_at = Some(d.oldest_due_at.map_or(due_at, |o| o.min(due_at)));
+                if due_at.timestamp_millis() > 0 {
+                    d.oldest_due_at = Some(d.oldest_due_at.map_or(due_at, |o| o.min(due_at)));
+                }
             } else {
                 d.scheduled += 1;
             }

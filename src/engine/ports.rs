@@ -401,7 +401,9 @@ pub struct QueueDepth {
     pub due: i64,
     /// Unfinished and due later.
     pub scheduled: i64,
-    /// The earliest due time among the due ones.
+    /// The earliest due time among the due ones. A message is queued due
+    /// at once, without a time of its own; it gets one from a failed
+    /// delivery's retry, so for the outbox this is the oldest retry due.
     pub oldest_due_at: Option<Timestamp>,
 }
 

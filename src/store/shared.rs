@@ -468,6 +468,9 @@ macro_rules! shared_sql {
         }
 
         /// Unfinished jobs and messages by kind, due and scheduled at `now`.
+        /// A message is queued due at 0 (at once) and gets a time only when
+        /// a failed delivery sets its retry, so only those count for the
+        /// outbox's oldest due time.
         async fn select_queue_depth(
             pool: &sqlx::Pool<$db>,
             now: crate::domain::Timestamp,
@@ -486,7 +489,7 @@ macro_rules! shared_sql {
                 "SELECT ",
                 $notice_kind,
                 " AS kind, COUNT(CASE WHEN due_at <= $1 THEN 1 END), \
-                 COUNT(CASE WHEN due_at > $1 THEN 1 END), MIN(CASE WHEN due_at <= $1 THEN due_at END) \
+                 COUNT(CASE WHEN due_at > $1 THEN 1 END), MIN(CASE WHEN due_at <= $1 AND due_at > 0 THEN due_at END) \
                  FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY 1"
             ))
             .bind(super::codec::ms(now))
