@@ -17,9 +17,10 @@ use crate::engine::device::DeviceHook;
 use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
-use crate::http::{self, AppState, Counters, SlackEdge, TeamsEdge};
+use crate::http::{self, AppState, SlackEdge, TeamsEdge};
 use crate::jumpcloud::commands::JumpCloudDevices;
 use crate::jumpcloud::{JumpCloudClient, JumpCloudElevator};
+use crate::metrics::Metrics;
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
@@ -44,7 +45,22 @@ impl App {
     /// (port 0 picks a free port).
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Database::open(&config.database_url).await?;
-        let jumpcloud = JumpCloudClient::with_clock(config.jumpcloud.clone(), clock.clone())?;
+        let limits = Limits::resolve(&config.http, config.workers.total);
+        // This app's own registry: apps that share a process (the tests)
+        // never mix their numbers.
+        let platforms: Vec<Platform> = [
+            (Platform::Slack, config.slack.is_some()),
+            (Platform::Teams, config.teams.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(platform, served)| served.then_some(platform))
+        .collect();
+        let metrics = Metrics::new(
+            &platforms,
+            Some((limits.open_connections(), limits.max_connections() as u64)),
+        );
+        let jumpcloud =
+            JumpCloudClient::recording(config.jumpcloud.clone(), clock.clone(), metrics.clone())?;
         let elevator = Arc::new(JumpCloudElevator::new(
             jumpcloud.clone(),
             config.grant_mode,
@@ -62,7 +78,8 @@ impl App {
         let mut chats = Chats::default();
         let mut slack_edge = None;
         if let Some(slack_config) = &config.slack {
-            let slack = Arc::new(SlackChat::new(slack_config.api.clone())?);
+            let slack =
+                Arc::new(SlackChat::new(slack_config.api.clone())?.with_metrics(metrics.clone()));
             let edge = Arc::new(SlackEdge {
                 secret: SigningSecret::new(slack_config.signing_secret.clone()),
                 hooks: slack.hook_hosts().clone(),
@@ -75,16 +92,16 @@ impl App {
         }
         let mut teams_edge = None;
         if let Some(settings) = &config.teams {
-            let teams = Arc::new(TeamsChat::new(
-                settings.clone(),
-                clock.clone(),
-                store.store(),
-            ));
+            let teams = Arc::new(
+                TeamsChat::new(settings.clone(), clock.clone(), store.store())
+                    .with_metrics(metrics.clone()),
+            );
             let auth = BotFrameworkAuth::new(
                 settings,
                 crate::teams::http_client(settings.timeout),
                 clock.clone(),
-            );
+            )
+            .with_metrics(metrics.clone());
             let chat: Arc<dyn Chat> = teams.clone();
             chats = chats.with(Platform::Teams, chat);
             teams_edge = Some(Arc::new(TeamsEdge { auth, chat: teams }));
@@ -98,17 +115,12 @@ impl App {
             config.policy.clone(),
             config.workers,
             device,
+            metrics,
         );
-        let limits = Limits::resolve(&config.http, config.workers.total);
         let state = AppState {
             engine: engine.clone(),
             slack: slack_edge,
             teams: teams_edge,
-            counters: Arc::new(Counters {
-                open_connections: limits.open_connections(),
-                max_connections: limits.max_connections() as u64,
-                ..Counters::default()
-            }),
         };
         let listener = TcpListener::bind(&config.listen)
             .await

@@ -20,6 +20,7 @@
 //!   services.
 //! - [`http`]: the axum router: verify, parse, hand over, answer, for the
 //!   Slack and Teams routes alike.
+//! - [`metrics`]: what `/metrics` exposes, recorded where things happen.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, wiring.
 //! - [`check`]: `tempadmin check`, the configuration proved against the
 //!   services without changing anything.
@@ -38,6 +39,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod jumpcloud;
+pub mod metrics;
 pub mod outbound;
 pub mod sim;
 pub mod slack;

@@ -27,8 +27,8 @@ use tempadmin::domain::{
     SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Store,
-    Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Queue,
+    QueueDepth, Store, Transition,
 };
 use tempadmin::store::{Database, PostgresStore, SqliteStore};
 
@@ -165,6 +165,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_queue_depth_counts_unfinished_work_by_kind_due_and_scheduled,
     a_request_reads_back_as_written,
     every_stage_reads_back_whole_and_holds_its_device,
     a_request_stays_on_its_platform_and_only_its_requester_sees_it,
@@ -1787,6 +1788,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 elevated_at: Some(at(7_800)),
                 end_cause: EndCause::EndedEarly,
                 ended_by: Some(ChatUserId::slack("U7")),
+                due_at: None,
             }),
         ),
         (
@@ -1799,6 +1801,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                 elevated_at: None,
                 end_cause: EndCause::GrantFailed,
                 ended_by: None,
+                due_at: None,
             }),
         ),
         (
@@ -1815,6 +1818,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
                     elevated_at: Some(at(9_800)),
                     end_cause: EndCause::Expired,
                     ended_by: None,
+                    due_at: None,
                 },
                 ended_at: at(609_700),
                 left_alone: true,
@@ -1961,5 +1965,62 @@ async fn every_old_request_reads_back(s: &dyn Store) {
     assert_eq!(
         s.insert_request(new, at(0), admit_all()).await.unwrap(),
         Insertion::Replayed
+    );
+}
+
+async fn the_queue_depth_counts_unfinished_work_by_kind_due_and_scheduled(db: Db) {
+    let s = &*db.store;
+    let secs = TimeDelta::seconds;
+    insert(
+        s,
+        &[job(JobKind::Resolve, 0), job(JobKind::Revoke, 600)],
+        &[Notice::ApprovalCard, Notice::RefreshCard],
+    )
+    .await;
+    insert(s, &[job(JobKind::Resolve, 20)], &[]).await;
+    let now = t0() + secs(30);
+    let depth = |queue, kind: &str, due, scheduled, oldest: Option<i64>| QueueDepth {
+        queue,
+        kind: kind.to_string(),
+        due,
+        scheduled,
+        oldest_due_at: oldest.map(|s| t0() + secs(s)),
+    };
+    let read = || async {
+        let mut all = s.queue_depth(now).await.unwrap();
+        all.sort_by(|a, b| (a.queue.as_str(), &a.kind).cmp(&(b.queue.as_str(), &b.kind)));
+        all
+    };
+    assert_eq!(
+        read().await,
+        vec![
+            depth(Queue::Jobs, "resolve", 2, 0, Some(0)),
+            depth(Queue::Jobs, "revoke", 0, 1, None),
+            // Queued at once, without a time until a retry gives one.
+            depth(Queue::Outbox, "approval_card", 1, 0, None),
+            depth(Queue::Outbox, "refresh_card", 1, 0, None),
+        ]
+    );
+
+    // Finished work leaves; a message waiting for its retry has a time.
+    let first = s
+        .claim_job(now, now, ClaimScope::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    s.complete_job(&first, now).await.unwrap();
+    let card = s.claim_messages(now, now, 10).await.unwrap().remove(0);
+    s.message_delivered(&card, now).await.unwrap();
+    let refresh = s.claim_messages(now, now, 10).await.unwrap().remove(0);
+    s.retry_message(&refresh, t0() + secs(25), "down")
+        .await
+        .unwrap();
+    assert_eq!(
+        read().await,
+        vec![
+            depth(Queue::Jobs, "resolve", 1, 0, Some(20)),
+            depth(Queue::Jobs, "revoke", 0, 1, None),
+            depth(Queue::Outbox, "refresh_card", 1, 0, Some(25)),
+        ]
     );
 }

@@ -326,6 +326,17 @@ pub enum Notice {
     },
 }
 
+impl Notice {
+    /// Every kind of notice, as its serde tag `to` names it in the outbox.
+    pub const KINDS: [&'static str; 5] = [
+        "approval_card",
+        "refresh_card",
+        "thread",
+        "direct",
+        "private",
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +407,7 @@ mod tests {
                 }),
             },
         ];
+        let mut kinds = std::collections::BTreeSet::new();
         for notice in notices {
             let json = serde_json::to_string(&notice).unwrap();
             assert_eq!(
@@ -403,6 +415,11 @@ mod tests {
                 notice,
                 "{json}"
             );
+            let value = serde_json::to_value(&notice).unwrap();
+            kinds.insert(value["to"].as_str().unwrap().to_string());
         }
+        // The outbox's kinds on /metrics are exactly these tags.
+        let listed = Notice::KINDS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(kinds, listed);
     }
 }

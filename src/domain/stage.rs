@@ -193,6 +193,12 @@ pub struct Revoking {
     pub end_cause: EndCause,
     /// Who ended it early (none for expiry and failures).
     pub ended_by: Option<ChatUserId>,
+    /// When the restoration became due: the grant's end for an expiry,
+    /// the moment End now, a revoke or a failed grant asked for it
+    /// otherwise; `None` when nothing was recorded to restore (and for
+    /// rows written before it was kept). The revocation lag counts from it.
+    #[serde(with = "millis::optional", default)]
+    pub due_at: Option<Timestamp>,
 }
 
 /// Restored. Terminal.
@@ -344,9 +350,14 @@ pub enum Move {
     EndEarly {
         /// Who asked.
         by: ChatUserId,
+        /// When.
+        at: Timestamp,
     },
     /// JumpCloud would not apply the elevation: restore at once.
-    GiveUpGrant,
+    GiveUpGrant {
+        /// When.
+        at: Timestamp,
+    },
     /// The grant's time is up (or its safety net fired before any
     /// elevation was confirmed).
     Expire,
@@ -378,7 +389,7 @@ impl Move {
             Self::ApproveExtension(_) => AuditAction::ExtensionApproved,
             Self::DenyExtension(_) => AuditAction::ExtensionDenied,
             Self::EndEarly { .. } => AuditAction::EndRequested,
-            Self::GiveUpGrant => AuditAction::GrantFailed,
+            Self::GiveUpGrant { .. } => AuditAction::GrantFailed,
             Self::Expire => AuditAction::Expired,
             Self::Restore {
                 left_alone: true, ..
@@ -530,18 +541,23 @@ impl Stage {
                     ..a.clone()
                 })
             }
-            (Self::Approved(_) | Self::Active(_), Move::EndEarly { by }) => self
-                .restoring(EndCause::EndedEarly, Some(by))
+            (Self::Approved(_) | Self::Active(_), Move::EndEarly { by, at }) => self
+                .restoring(EndCause::EndedEarly, Some(by), Some(at))
                 .ok_or(illegal)?,
-            (Self::Approved(_), Move::GiveUpGrant) => {
-                self.restoring(EndCause::GrantFailed, None).ok_or(illegal)?
-            }
-            // The safety net can fire before any elevation was confirmed.
+            (Self::Approved(_), Move::GiveUpGrant { at }) => self
+                .restoring(EndCause::GrantFailed, None, Some(at))
+                .ok_or(illegal)?,
+            // The safety net can fire before any elevation was confirmed;
+            // it was due at the grant's end, when one was recorded.
             (Self::Approved(_), Move::Expire) => {
-                self.restoring(EndCause::GrantFailed, None).ok_or(illegal)?
+                let due = self.grant().map(|g| g.expires_at);
+                self.restoring(EndCause::GrantFailed, None, due)
+                    .ok_or(illegal)?
             }
-            (Self::Active(_), Move::Expire) => {
-                self.restoring(EndCause::Expired, None).ok_or(illegal)?
+            (Self::Active(a), Move::Expire) => {
+                let due = Some(a.grant.expires_at);
+                self.restoring(EndCause::Expired, None, due)
+                    .ok_or(illegal)?
             }
             (Self::Revoking(r), Move::Restore { at, left_alone }) => Self::Ended(Ended {
                 revoking: r.clone(),
@@ -557,7 +573,12 @@ impl Stage {
     }
 
     /// The restoration of an elevation (from `approved` or `active`).
-    fn restoring(&self, end_cause: EndCause, ended_by: Option<ChatUserId>) -> Option<Stage> {
+    fn restoring(
+        &self,
+        end_cause: EndCause,
+        ended_by: Option<ChatUserId>,
+        due_at: Option<Timestamp>,
+    ) -> Option<Stage> {
         let (a, elevated_at) = match self {
             Self::Approved(a) => (a.clone(), None),
             Self::Active(a) => (
@@ -571,6 +592,8 @@ impl Stage {
             ),
             _ => return None,
         };
+        // Nothing recorded, nothing to restore: no lag to count.
+        let due_at = a.grant.as_ref().and(due_at);
         Some(Self::Revoking(Revoking {
             account: a.account,
             device: a.device,
@@ -579,6 +602,7 @@ impl Stage {
             elevated_at,
             end_cause,
             ended_by,
+            due_at,
         }))
     }
 
@@ -785,6 +809,7 @@ impl Stage {
             elevated_at: Some(k.elevated_at),
             end_cause: k.end_cause,
             ended_by: k.ended_by.clone(),
+            due_at: Some(k.grant.expires_at),
         };
         let closed = Closed {
             ended_at: k.ended_at,
@@ -921,6 +946,7 @@ mod tests {
         let revoking = active
             .apply(Move::EndEarly {
                 by: ChatUserId::slack("U1"),
+                at: at(2_500),
             })
             .unwrap();
         let ended = revoking

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use super::ports::{
     Admission, Approver, Chat, ChatError, ClaimScope, Directory, DirectoryError, DirectoryUser,
     Elevated, ElevationTarget, Elevator, Insertion, Job, JobKind, Lease, NewJob, NewRequest,
-    OutboxMessage, Restored, Store, Transition,
+    OutboxMessage, Queue, QueueDepth, Restored, Store, Transition,
 };
 use crate::domain::{
     AccessRequestRecord, AssociationOp, AuditEntry, ChatUserId, ConversationReference, Device,
@@ -453,6 +453,51 @@ impl Store for MemoryStore {
             })
             .filter(|(_, n)| *n > 0)
             .collect())
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<Vec<QueueDepth>> {
+        let t = lock(&self.tables);
+        let jobs = t
+            .jobs
+            .iter()
+            .filter(|j| !j.done)
+            .map(|j| (Queue::Jobs, j.kind.name(), j.due_at));
+        let messages = t.outbox.iter().filter(|m| !m.finished).map(|m| {
+            let kind = serde_json::to_value(&m.notice).unwrap()["to"]
+                .as_str()
+                .and_then(|k| Notice::KINDS.iter().find(|known| **known == k).copied())
+                .unwrap_or("unknown");
+            (Queue::Outbox, kind, m.due_at)
+        });
+        let mut depths: Vec<QueueDepth> = Vec::new();
+        for (queue, kind, due_at) in jobs.chain(messages) {
+            let i = match depths
+                .iter()
+                .position(|d| d.queue == queue && d.kind == kind)
+            {
+                Some(i) => i,
+                None => {
+                    depths.push(QueueDepth {
+                        queue,
+                        kind: kind.to_string(),
+                        due: 0,
+                        scheduled: 0,
+                        oldest_due_at: None,
+                    });
+                    depths.len() - 1
+                }
+            };
+            let d = &mut depths[i];
+            if due_at <= now {
+                d.due += 1;
+                if due_at.timestamp_millis() > 0 {
+                    d.oldest_due_at = Some(d.oldest_due_at.map_or(due_at, |o| o.min(due_at)));
+                }
+            } else {
+                d.scheduled += 1;
+            }
+        }
+        Ok(depths)
     }
 
     async fn release_leases(&self) -> anyhow::Result<()> {

@@ -486,7 +486,7 @@ impl Engine {
         let mut t = or_done!(
             self,
             request,
-            self.bot_transition(request, Move::GiveUpGrant, detail)
+            self.bot_transition(request, Move::GiveUpGrant { at: self.now() }, detail)
         );
         t.notices = vec![
             Notice::Thread {
@@ -565,6 +565,8 @@ impl Engine {
                 detail: json!({ "operation": null }),
             },
         };
+        // JumpCloud's confirmation: the end of the revocation lag.
+        let confirmed_at = self.now();
         let cause = revoking.end_cause;
         let (event, detail) = match restored {
             Restored::LeftAlone { found } => {
@@ -620,7 +622,13 @@ impl Engine {
         // the end of what ran elevated never hold the revocation up.
         t.jobs = self.device_jobs_at_end(revoking.elevated_at.is_some());
         tracing::info!(request_id = %request.id, cause = cause.as_str(), "prior state restored");
-        self.commit(t).await
+        let outcome = self.commit(t).await?;
+        // Counted once, when the confirmation is recorded: a lost race
+        // runs the job again, and JumpCloud is asked again.
+        if let (Outcome::Done, Some(due)) = (&outcome, revoking.due_at) {
+            self.metrics.revocation_confirmed(cause, confirmed_at - due);
+        }
+        Ok(outcome)
     }
 
     /// Whether the device is online now, read once and bounded by

@@ -35,6 +35,7 @@ use crate::domain::{
     Notice, Platform, Policy, PrivateBody, Refusal, Request, RequestId, RequestState, SystemId,
     Timestamp,
 };
+use crate::metrics::Metrics;
 use ports::{
     Admission, Approver, Chat, ChatError, Clock, Directory, DirectoryError, Elevator, Insertion,
     JobKind, NewJob, NewRequest, Store, Transition,
@@ -119,6 +120,8 @@ pub struct Engine {
     wake: Notify,
     /// `[device]`: notices and ending what ran elevated, when configured.
     device: Option<device::DeviceHook>,
+    /// Where the revocation lag is recorded.
+    metrics: Metrics,
 }
 
 /// The chat adapters, one for each platform in use. Every request stays on
@@ -178,11 +181,20 @@ impl Engine {
         workers: Workers,
     ) -> Arc<Self> {
         Self::with_device(
-            store, directory, elevator, chats, clock, policy, workers, None,
+            store,
+            directory,
+            elevator,
+            chats,
+            clock,
+            policy,
+            workers,
+            None,
+            Metrics::default(),
         )
     }
 
-    /// Like [`Engine::new`], with the device side (`[device]`) when given.
+    /// Like [`Engine::new`], with the device side (`[device]`) when given,
+    /// recording into the app's `metrics`.
     #[allow(clippy::too_many_arguments)]
     pub fn with_device(
         store: Arc<dyn Store>,
@@ -193,6 +205,7 @@ impl Engine {
         policy: Policy,
         workers: Workers,
         device: Option<device::DeviceHook>,
+        metrics: Metrics,
     ) -> Arc<Self> {
         let limits = policy.clone();
         Arc::new(Self {
@@ -207,6 +220,7 @@ impl Engine {
             admission: tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT),
             wake: Notify::new(),
             device,
+            metrics,
         })
     }
 
@@ -223,6 +237,11 @@ impl Engine {
     /// The clock in force.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// What this engine and its app record for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn now(&self) -> Timestamp {
@@ -408,7 +427,10 @@ impl Engine {
 
     /// The transition that moves an elevation to restoration now.
     fn end_early(&self, request: &Request, by: &ChatUserId) -> Result<Transition, IllegalMove> {
-        let end = Move::EndEarly { by: by.clone() };
+        let end = Move::EndEarly {
+            by: by.clone(),
+            at: self.now(),
+        };
         let mut t = self.transition(request, end, by.as_str(), json!({}))?;
         t.reschedule = vec![NewJob {
             kind: JobKind::Revoke,

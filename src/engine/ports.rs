@@ -350,6 +350,63 @@ impl JobKind {
     }
 }
 
+impl JobKind {
+    /// Every stored name, as [`JobKind::name`] gives them.
+    pub const NAMES: [&'static str; 7] = [
+        "resolve",
+        "grant",
+        "revoke",
+        "remind",
+        "approval_timeout",
+        "extend",
+        "device",
+    ];
+}
+
+/// The two durable queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Timers and work: `jobs`, by [`JobKind::name`].
+    Jobs,
+    /// Chat messages: `outbox`, by where the notice goes (its serde tag).
+    Outbox,
+}
+
+impl Queue {
+    /// The `queue` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jobs => "jobs",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    /// Every kind of item the queue holds.
+    pub fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::Jobs => &JobKind::NAMES,
+            Self::Outbox => &Notice::KINDS,
+        }
+    }
+}
+
+/// What waits in one queue, of one kind ([`Store::queue_depth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Which queue.
+    pub queue: Queue,
+    /// The kind (a job's stored name, a notice's kind).
+    pub kind: String,
+    /// Unfinished and due now (including those running).
+    pub due: i64,
+    /// Unfinished and due later.
+    pub scheduled: i64,
+    /// The earliest due time among the due ones. A message is queued due
+    /// at once, without a time of its own; it gets one from a failed
+    /// delivery's retry, so for the outbox this is the oldest retry due.
+    pub oldest_due_at: Option<Timestamp>,
+}
+
 /// Which jobs a claim may take: revocations are claimed on their own first,
 /// so look-ups and reminders never stand in front of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -613,6 +670,10 @@ pub trait Store: Send + Sync {
     async fn audit_since(&self, since: Option<Timestamp>) -> anyhow::Result<Vec<AuditEntry>>;
     /// Counts of requests by state, for `/metrics`.
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>>;
+    /// Unfinished jobs and outbox messages by queue and kind, split at
+    /// `now` into due and scheduled, for `/metrics`; kinds with nothing
+    /// unfinished are left out.
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<Vec<QueueDepth>>;
 
     /// Resolves when work may have been added or released by any process
     /// sharing the database since the last time it resolved, so a sleeping
@@ -629,4 +690,17 @@ pub trait Store: Send + Sync {
     /// Called on graceful shutdown, after the workers stopped; never
     /// touches another process's leases.
     async fn release_leases(&self) -> anyhow::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_job_name_is_a_stored_kind_that_names_itself() {
+        for name in JobKind::NAMES {
+            let kind = JobKind::from_stored(name, 0).unwrap();
+            assert_eq!(kind.name(), name);
+        }
+    }
 }

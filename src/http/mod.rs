@@ -14,7 +14,6 @@ pub mod serve;
 mod slack;
 mod teams;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
@@ -43,8 +42,6 @@ pub struct AppState {
     pub slack: Option<Arc<SlackEdge>>,
     /// What the Teams route needs, when Teams is used.
     pub teams: Option<Arc<TeamsEdge>>,
-    /// Counters for `/metrics`.
-    pub counters: Arc<Counters>,
 }
 
 /// What a signed Slack payload must also be to count: from our app in our
@@ -67,31 +64,6 @@ pub struct TeamsEdge {
     pub auth: BotFrameworkAuth,
     /// The Teams adapter, for the immediate answers and refreshed cards.
     pub chat: Arc<TeamsChat>,
-}
-
-/// Process counters exposed on `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Slack's traffic (`platform="slack"`).
-    pub slack: PlatformCounters,
-    /// Teams' traffic (`platform="teams"`).
-    pub teams: PlatformCounters,
-    /// Inbound connections open on `listen` now.
-    pub open_connections: Arc<AtomicU64>,
-    /// The cap on them.
-    pub max_connections: u64,
-}
-
-/// One chat platform's inbound traffic, counted apart from the other's so
-/// `/metrics` can tell them by their `platform` label.
-#[derive(Debug, Default)]
-pub struct PlatformCounters {
-    /// Requests refused for their signature (Slack) or token (Teams).
-    pub rejected: AtomicU64,
-    /// Commands handled: slash commands, or messages to the bot in Teams.
-    pub commands: AtomicU64,
-    /// Button clicks handled: Block Kit actions, or Adaptive Card actions.
-    pub interactions: AtomicU64,
 }
 
 /// The router with every route of DESIGN.md.

@@ -1,8 +1,6 @@
 //! Slack's routes. Each one: verify the signature on the raw body, parse,
 //! hand over to the engine, answer within Slack's 3 seconds.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -11,6 +9,7 @@ use axum::Json;
 use slack_morphism::prelude::{SlackCommandEventResponse, SlackMessageResponseType};
 
 use super::{ApiError, AppState, SlackEdge};
+use crate::domain::Platform;
 use crate::engine::Delivery;
 use crate::slack::origin::Ours;
 use crate::slack::payload::{self, Action, EventEnvelope, PayloadError};
@@ -38,10 +37,11 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiE
         )
         .map_err(|e| {
             state
-                .counters
-                .slack
+                .engine
+                .metrics()
+                .inbound(Platform::Slack)
                 .rejected
-                .fetch_add(1, Ordering::Relaxed);
+                .inc();
             tracing::warn!(reason = %e, "refused a Slack request");
             ApiError::Unauthorized
         })
@@ -103,10 +103,11 @@ pub(super) async fn command(
         return Ok(ephemeral(render::not_ours()));
     }
     state
-        .counters
-        .slack
+        .engine
+        .metrics()
+        .inbound(Platform::Slack)
         .commands
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     let reply = state.engine.handle_command(command.input).await?;
     Ok(ephemeral(render::reply_message(&reply)))
 }
@@ -142,10 +143,11 @@ pub(super) async fn interaction(
         }
     }
     state
-        .counters
-        .slack
+        .engine
+        .metrics()
+        .inbound(Platform::Slack)
         .interactions
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     let engine = &state.engine;
     match action {
         Action::Approve(click) => engine.decide(click, true).await?,

@@ -38,8 +38,6 @@
 //! `GET /privacy` and `GET /terms` serve the pages the app manifest links
 //! to.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -95,10 +93,11 @@ pub(super) async fn messages(
         .await
     {
         state
-            .counters
-            .teams
+            .engine
+            .metrics()
+            .inbound(Platform::Teams)
             .rejected
-            .fetch_add(1, Ordering::Relaxed);
+            .inc();
         tracing::warn!(reason = %e, "refused a Teams activity");
         return Err(ApiError::Unauthorized);
     }
@@ -244,10 +243,11 @@ async fn message(
         return Ok(().into_response());
     };
     state
-        .counters
-        .teams
+        .engine
+        .metrics()
+        .inbound(Platform::Teams)
         .commands
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     // Kept before the command is handled: its look-ups and direct messages
     // go where this activity came from.
     if let Some(reference) = reference(state, activity, &user, personal) {
@@ -335,10 +335,11 @@ async fn invoke(
         return Ok(Json(render::invoke_message_answer(wording::NOT_UNDERSTOOD)).into_response());
     };
     state
-        .counters
-        .teams
+        .engine
+        .metrics()
+        .inbound(Platform::Teams)
         .interactions
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     // A click tells where the person is served now, as a message does; its
     // conversation is their 1:1 chat only when the card is in it (a card in
     // a channel must not become where their direct messages go).

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::domain::Timestamp;
 use crate::engine::ports::{Clock, DirectoryError};
+use crate::metrics::{Metrics, Outcome, Service};
 
 /// JumpCloud's token endpoint (US region; the EU one is
 /// `https://admin-oauth.id.eu.jumpcloud.com/oauth2/token`).
@@ -81,6 +82,8 @@ pub(crate) struct TokenSource {
     clock: Arc<dyn Clock>,
     /// Held across a renewal: that is what makes it one at a time.
     state: tokio::sync::Mutex<State>,
+    /// Where each token request's outcome is counted.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -129,12 +132,14 @@ impl TokenSource {
         account: ServiceAccount,
         http: reqwest::Client,
         clock: Arc<dyn Clock>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             account,
             http,
             clock,
             state: tokio::sync::Mutex::new(State::default()),
+            metrics,
         }
     }
 
@@ -189,6 +194,7 @@ impl TokenSource {
     /// One token request: `Authorization: Basic base64(id:secret)` and the
     /// form `grant_type=client_credentials&scope=api`.
     async fn fetch(&self, now: Timestamp) -> Result<CachedToken, DirectoryError> {
+        let call = self.metrics.start(Service::JumpCloud, "POST /oauth2/token");
         let response = self
             .http
             .post(&self.account.oauth_url)
@@ -199,14 +205,15 @@ impl TokenSource {
             .header(header::ACCEPT, "application/json")
             .form(&[("grant_type", "client_credentials"), ("scope", SCOPE)])
             .send()
-            .await
-            .map_err(|e| {
-                DirectoryError::Transient(if e.is_timeout() {
-                    "token endpoint timed out".to_string()
-                } else {
-                    "token endpoint unreachable".to_string()
-                })
-            })?;
+            .await;
+        call.done(Outcome::of_reqwest(&response));
+        let response = response.map_err(|e| {
+            DirectoryError::Transient(if e.is_timeout() {
+                "token endpoint timed out".to_string()
+            } else {
+                "token endpoint unreachable".to_string()
+            })
+        })?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response

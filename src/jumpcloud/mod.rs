@@ -39,6 +39,7 @@ pub use rate_limit::RateLimit;
 
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::{Clock, Directory, DirectoryError, DirectoryUser};
+use crate::metrics::{Metrics, Outcome, Service};
 use auth::TokenSource;
 
 /// Page size for list calls (JumpCloud allows at most 100).
@@ -68,6 +69,8 @@ pub struct JumpCloudClient {
     settings: JumpCloudSettings,
     rate_limit: Option<Arc<RateLimit>>,
     auth: Auth,
+    /// Where each call's outcome is counted.
+    metrics: Metrics,
 }
 
 /// What each call is authenticated with.
@@ -152,6 +155,33 @@ struct ErrorBody {
     message: String,
 }
 
+/// The calls the bot makes, as `METHOD path` with `{id}` for an id: the
+/// `endpoint` label of `tempadmin_outbound_calls_total`.
+const ENDPOINTS: [&str; 16] = [
+    "GET /api/systemusers",
+    "GET /api/systemusers/{id}",
+    "GET /api/v2/users/{id}/systems",
+    "GET /api/systems/{id}",
+    "GET /api/v2/systems/{id}/associations",
+    "POST /api/v2/systems/{id}/associations",
+    "POST /api/v2/accessrequests",
+    "GET /api/v2/accessrequests/{id}",
+    "PUT /api/v2/accessrequests/{id}",
+    "POST /api/v2/accessrequests/{id}/revoke",
+    "GET /api/commands",
+    "POST /api/commands",
+    "GET /api/commands/{id}",
+    "PUT /api/commands/{id}",
+    "POST /api/v2/commands/{id}/associations",
+    "POST /api/command/trigger/{id}",
+];
+
+/// Which of [`ENDPOINTS`] a request is (`"other"` for none), so ids never
+/// become label values.
+fn endpoint_family(method: &Method, path: &str) -> &'static str {
+    crate::metrics::endpoint_family(method.as_str(), path, "api", &ENDPOINTS)
+}
+
 impl JumpCloudClient {
     /// A client for these settings on the system clock; refuses an
     /// `api_url` that [`check_api_url`] refuses.
@@ -161,6 +191,16 @@ impl JumpCloudClient {
 
     /// A client whose service-account tokens age by `clock` (tests move it).
     pub fn with_clock(settings: JumpCloudSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::recording(settings, clock, Metrics::default())
+    }
+
+    /// Like [`JumpCloudClient::with_clock`], counting every call (and every
+    /// token request) into `metrics`.
+    pub fn recording(
+        settings: JumpCloudSettings,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         check_api_url(&settings.api_url)
             .map_err(|why| anyhow::anyhow!("jumpcloud.api_url {why}"))?;
         if let JumpCloudCredentials::ServiceAccount(account) = &settings.credentials {
@@ -182,7 +222,7 @@ impl JumpCloudClient {
         let auth = match &settings.credentials {
             JumpCloudCredentials::ApiKey(key) => Auth::ApiKey(key.clone()),
             JumpCloudCredentials::ServiceAccount(account) => Auth::Bearer(Arc::new(
-                TokenSource::new(account.clone(), http.clone(), clock),
+                TokenSource::new(account.clone(), http.clone(), clock, metrics.clone()),
             )),
         };
         Ok(Self {
@@ -190,6 +230,7 @@ impl JumpCloudClient {
             settings,
             rate_limit,
             auth,
+            metrics,
         })
     }
 
@@ -247,7 +288,14 @@ impl JumpCloudClient {
         if let Some(limit) = &self.rate_limit {
             limit.turn().await;
         }
-        let response = builder.send().await.map_err(|e| {
+        let request = builder
+            .build()
+            .map_err(|_| DirectoryError::Permanent("could not build the request".to_string()))?;
+        let endpoint = endpoint_family(request.method(), request.url().path());
+        let call = self.metrics.start(Service::JumpCloud, endpoint);
+        let response = self.http.execute(request).await;
+        call.done(Outcome::of_reqwest(&response));
+        let response = response.map_err(|e| {
             // reqwest's message names the URL, never headers; drop the URL's
             // query all the same.
             DirectoryError::Transient(if e.is_timeout() {
@@ -557,6 +605,33 @@ impl Directory for JumpCloudClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_family_names_the_call_without_its_ids() {
+        let family = |m: Method, p: &str| endpoint_family(&m, p);
+        assert_eq!(
+            family(Method::POST, "/api/v2/systems/5f1a2b/associations"),
+            "POST /api/v2/systems/{id}/associations"
+        );
+        assert_eq!(
+            family(Method::GET, "/api/v2/systems/5f1a2b/associations"),
+            "GET /api/v2/systems/{id}/associations"
+        );
+        assert_eq!(
+            family(Method::GET, "/prefix/api/systems/5f1a2b"),
+            "GET /api/systems/{id}"
+        );
+        assert_eq!(
+            family(Method::GET, "/api/systemusers"),
+            "GET /api/systemusers"
+        );
+        assert_eq!(
+            family(Method::POST, "/api/command/trigger/tempadmin-notice"),
+            "POST /api/command/trigger/{id}"
+        );
+        assert_eq!(family(Method::DELETE, "/api/systems/5f1a2b"), "other");
+        assert_eq!(family(Method::GET, "/api/unknown/5f1a2b"), "other");
+    }
 
     #[test]
     fn statuses_are_classified_for_the_engine() {

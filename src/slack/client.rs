@@ -13,6 +13,7 @@ use super::render;
 use super::response_url::HookHosts;
 use crate::domain::{ChatUserId, Email, Notice, Request};
 use crate::engine::ports::{Approver, Chat, ChatError};
+use crate::metrics::{Metrics, Outcome, Service};
 
 /// The most an approver check may take: it runs inside a click's answer,
 /// which Slack abandons after 3 seconds.
@@ -41,6 +42,8 @@ pub struct SlackChat {
     token: SlackApiToken,
     settings: SlackSettings,
     hooks: HookHosts,
+    /// Where each call's outcome is counted.
+    metrics: Metrics,
 }
 
 /// The approvals channel as `conversations.info` describes it to the bot.
@@ -114,7 +117,26 @@ impl SlackChat {
             token,
             hooks: HookHosts::new(&settings.api_url),
             settings,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// The same client, counting every call into `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Runs one Web API call (`method`, the `endpoint` label), counts its
+    /// outcome, and classifies its failure for the engine.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        call: impl std::future::Future<Output = Result<T, SlackClientError>>,
+    ) -> Result<T, ChatError> {
+        let watch = self.metrics.start(Service::Slack, method);
+        let result = call.await;
+        watch.done(outcome(&result));
+        result.map_err(classify)
     }
 
     /// Which `response_url`s are Slack's under these settings.
@@ -130,18 +152,20 @@ impl SlackChat {
             other => IdentityError::Unavailable(other),
         };
         let session = self.client.open_session(&self.token);
-        let auth = bounded(self.settings.timeout, async {
-            session.auth_test().await.map_err(classify)
-        })
+        let auth = bounded(
+            self.settings.timeout,
+            self.observed("auth.test", session.auth_test()),
+        )
         .await
         .map_err(refused_or_not)?;
         let bot_id = auth.bot_id.map(|b| b.to_string()).ok_or_else(|| {
             IdentityError::Refused("not a bot token: auth.test names no bot_id".into())
         })?;
         let req = SlackApiBotsInfoRequest::new().with_bot(bot_id.clone());
-        let bot = bounded(self.settings.timeout, async {
-            session.bots_info(&req).await.map_err(classify)
-        })
+        let bot = bounded(
+            self.settings.timeout,
+            self.observed("bots.info", session.bots_info(&req)),
+        )
         .await
         .map_err(refused_or_not)?
         .bot;
@@ -168,11 +192,9 @@ impl SlackChat {
     ) -> Result<SlackApiChatPostMessageResponse, ChatError> {
         let mut req = SlackApiChatPostMessageRequest::new(channel, content);
         req.thread_ts = thread;
-        self.client
-            .open_session(&self.token)
-            .chat_post_message(&req)
+        let session = self.client.open_session(&self.token);
+        self.observed("chat.postMessage", session.chat_post_message(&req))
             .await
-            .map_err(classify)
     }
 
     /// The approvals channel, as the bot sees it (`conversations.info`; read
@@ -222,16 +244,27 @@ impl SlackChat {
     /// group must lose the right to decide at once, not when a cache expires.
     async fn group_members(&self, group: &str) -> Result<Vec<String>, ChatError> {
         let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.into()));
+        let session = self.client.open_session(&self.token);
         Ok(self
-            .client
-            .open_session(&self.token)
-            .usergroups_users_list(&req)
-            .await
-            .map_err(classify)?
+            .observed("usergroups.users.list", session.usergroups_users_list(&req))
+            .await?
             .users
             .into_iter()
             .map(|u| u.to_string())
             .collect())
+    }
+}
+
+/// How a Web API call ended, for `/metrics`.
+fn outcome<T>(result: &Result<T, SlackClientError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(SlackClientError::RateLimitError(_)) => Outcome::RateLimited,
+        Err(SlackClientError::ApiError(_)) => Outcome::ApiError,
+        Err(SlackClientError::HttpError(e)) => Outcome::of_status(e.status_code.as_u16()),
+        // hyper's: no HTTP answer came back (refused, reset, TLS).
+        Err(SlackClientError::HttpProtocolError(_)) => Outcome::Connect,
+        Err(_) => Outcome::Error,
     }
 }
 
@@ -321,12 +354,10 @@ impl Chat for SlackChat {
 impl SlackChat {
     async fn user_email_unbounded(&self, user: &ChatUserId) -> Result<Option<Email>, ChatError> {
         let req = SlackApiUsersInfoRequest::new(SlackUserId::new(user.to_string()));
+        let session = self.client.open_session(&self.token);
         let info = self
-            .client
-            .open_session(&self.token)
-            .users_info(&req)
-            .await
-            .map_err(classify)?;
+            .observed("users.info", session.users_info(&req))
+            .await?;
         Ok(info
             .user
             .profile
@@ -389,11 +420,9 @@ impl SlackChat {
                 let (channel, ts) = thread()?;
                 let req =
                     SlackApiChatUpdateRequest::new(channel, render::approval_card(request), ts);
-                self.client
-                    .open_session(&self.token)
-                    .chat_update(&req)
-                    .await
-                    .map_err(classify)?;
+                let session = self.client.open_session(&self.token);
+                self.observed("chat.update", session.chat_update(&req))
+                    .await?;
                 Ok(None)
             }
             Notice::Thread { event } => {
@@ -424,10 +453,9 @@ impl SlackChat {
                         // Answers through a response_url are ephemeral unless
                         // they say otherwise.
                         msg.replace_original = Some(false);
-                        self.client
-                            .respond_to_event(&SlackResponseUrl::new(url), &msg)
-                            .await
-                            .map_err(classify)?;
+                        let url = SlackResponseUrl::new(url);
+                        self.observed("response_url", self.client.respond_to_event(&url, &msg))
+                            .await?;
                     }
                     // No response_url (it is only valid for 30 minutes): say it directly.
                     None => self.direct(&request.requester, content).await?,

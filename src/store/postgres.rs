@@ -38,8 +38,8 @@ use crate::domain::{
     RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, Store,
-    Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, QueueDepth,
+    Store, Transition,
 };
 
 /// The channel replicas wake each other on when work is added or released.
@@ -182,7 +182,8 @@ super::shared::shared_sql!(
     db = sqlx::Postgres,
     data = "data::text AS data",
     json = "::jsonb",
-    release = ", locked_by = NULL"
+    release = ", locked_by = NULL",
+    notice_kind = "(notice::jsonb ->> 'to')"
 );
 
 /// Inserts the request's row; `false` when a request with the same
@@ -577,6 +578,10 @@ impl Store for PostgresStore {
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
         select_count_by_state(&self.pool).await
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<Vec<QueueDepth>> {
+        select_queue_depth(&self.pool, now).await
     }
 
     async fn work_added(&self) {

@@ -11,9 +11,10 @@
 /// Expands to the shared statements for one backend:
 /// `db`, the sqlx database; `data`, how `requests.data` is selected as
 /// text; `json`, the cast that makes a bound text JSON; `release`, what
-/// else ends a lease besides `locked_until`.
+/// else ends a lease besides `locked_until`; `notice_kind`, the expression
+/// that reads an outbox row's notice kind (its JSON tag `to`).
 macro_rules! shared_sql {
-    (db = $db:ty, data = $data:literal, json = $json:literal, release = $release:literal) => {
+    (db = $db:ty, data = $data:literal, json = $json:literal, release = $release:literal, notice_kind = $notice_kind:literal) => {
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
         /// Every request column, for `SELECT`.
@@ -463,6 +464,50 @@ macro_rules! shared_sql {
             Ok(rows
                 .into_iter()
                 .filter_map(|(s, n)| crate::domain::RequestState::parse(&s).map(|s| (s, n)))
+                .collect())
+        }
+
+        /// Unfinished jobs and messages by kind, due and scheduled at `now`.
+        /// A message is queued due at 0 (at once) and gets a time only when
+        /// a failed delivery sets its retry, so only those count for the
+        /// outbox's oldest due time.
+        async fn select_queue_depth(
+            pool: &sqlx::Pool<$db>,
+            now: crate::domain::Timestamp,
+        ) -> anyhow::Result<Vec<crate::engine::ports::QueueDepth>> {
+            use crate::engine::ports::{Queue, QueueDepth};
+            type Row = (String, i64, i64, Option<i64>);
+            let jobs: Vec<Row> = sqlx::query_as(
+                "SELECT kind, COUNT(CASE WHEN due_at <= $1 THEN 1 END), \
+                 COUNT(CASE WHEN due_at > $1 THEN 1 END), MIN(CASE WHEN due_at <= $1 THEN due_at END) \
+                 FROM jobs WHERE done_at IS NULL GROUP BY kind",
+            )
+            .bind(super::codec::ms(now))
+            .fetch_all(pool)
+            .await?;
+            let messages: Vec<Row> = sqlx::query_as(concat!(
+                "SELECT ",
+                $notice_kind,
+                " AS kind, COUNT(CASE WHEN due_at <= $1 THEN 1 END), \
+                 COUNT(CASE WHEN due_at > $1 THEN 1 END), MIN(CASE WHEN due_at <= $1 AND due_at > 0 THEN due_at END) \
+                 FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY 1"
+            ))
+            .bind(super::codec::ms(now))
+            .fetch_all(pool)
+            .await?;
+            let depth = |queue| {
+                move |(kind, due, scheduled, oldest): Row| QueueDepth {
+                    queue,
+                    kind,
+                    due,
+                    scheduled,
+                    oldest_due_at: oldest.map(super::codec::ts),
+                }
+            };
+            Ok(jobs
+                .into_iter()
+                .map(depth(Queue::Jobs))
+                .chain(messages.into_iter().map(depth(Queue::Outbox)))
                 .collect())
         }
     };

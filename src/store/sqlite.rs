@@ -16,8 +16,8 @@ use crate::domain::{
     RequestState, SystemId, Timestamp,
 };
 use crate::engine::ports::{
-    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, Store,
-    Transition,
+    Admission, ClaimScope, Insertion, Job, JobKind, Lease, NewRequest, OutboxMessage, QueueDepth,
+    Store, Transition,
 };
 
 /// How often the write-ahead log is folded into the database file.
@@ -349,7 +349,13 @@ impl SqliteStore {
     }
 }
 
-super::shared::shared_sql!(db = sqlx::Sqlite, data = "data", json = "", release = "");
+super::shared::shared_sql!(
+    db = sqlx::Sqlite,
+    data = "data",
+    json = "",
+    release = "",
+    notice_kind = "json_extract(notice, '$.to')"
+);
 
 /// The body of `Store::transition`, on one connection.
 async fn transition_on(conn: &mut sqlx::SqliteConnection, t: &Transition) -> anyhow::Result<bool> {
@@ -813,6 +819,10 @@ impl Store for SqliteStore {
 
     async fn count_by_state(&self) -> anyhow::Result<Vec<(RequestState, i64)>> {
         select_count_by_state(&self.pool).await
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<Vec<QueueDepth>> {
+        select_queue_depth(&self.pool, now).await
     }
 
     async fn renew_leases(&self, held: &[Lease], until: Timestamp) -> anyhow::Result<Vec<Lease>> {

@@ -36,6 +36,7 @@ use serde::Deserialize;
 use super::{is_allowed_url, read_capped, TeamsSettings, BOT_FRAMEWORK_ISSUER};
 use crate::domain::Timestamp;
 use crate::engine::ports::Clock;
+use crate::metrics::{Metrics, Outcome, Service};
 
 /// The clock skew allowed on `exp` and `nbf`, as the Bot Framework SDKs allow.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -118,6 +119,8 @@ pub struct BotFrameworkAuth {
     /// Held while fetching, so concurrent unknown kids share one fetch;
     /// holds when the last fetch was attempted.
     refresh: tokio::sync::Mutex<Option<Timestamp>>,
+    /// Where each fetch of the metadata and keys is counted.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for BotFrameworkAuth {
@@ -198,7 +201,14 @@ impl BotFrameworkAuth {
             clock,
             keys: RwLock::new(KeySet::default()),
             refresh: tokio::sync::Mutex::new(None),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same verifier, counting its fetches of the OpenID metadata and
+    /// keys into `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Checks the `Authorization` header of an activity whose `serviceUrl`
@@ -333,8 +343,10 @@ impl BotFrameworkAuth {
     }
 
     async fn fetch_keys(&self) -> Result<HashMap<String, Arc<SigningKey>>, String> {
-        let metadata: OpenIdMetadata = self.get_json(&self.metadata_url).await?;
-        let jwks: Jwks = self.get_json(&metadata.jwks_uri).await?;
+        let metadata: OpenIdMetadata = self
+            .get_json("GET openid_metadata", &self.metadata_url)
+            .await?;
+        let jwks: Jwks = self.get_json("GET jwks", &metadata.jwks_uri).await?;
         let mut keys = HashMap::new();
         for jwk in jwks.keys {
             let (Some(kid), Some(n), Some(e)) = (jwk.kid, jwk.n, jwk.e) else {
@@ -361,7 +373,11 @@ impl BotFrameworkAuth {
         Ok(keys)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+    ) -> Result<T, String> {
         let parsed = url::Url::parse(url).map_err(|_| "not a URL".to_string())?;
         if !is_allowed_url(&parsed) {
             return Err(format!(
@@ -369,14 +385,16 @@ impl BotFrameworkAuth {
                 parsed.origin().ascii_serialization()
             ));
         }
+        let call = self.metrics.start(Service::Teams, endpoint);
         let response = self
             .http
             .get(parsed)
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(self.timeout)
             .send()
-            .await
-            .map_err(super::describe)?;
+            .await;
+        call.done(Outcome::of_reqwest(&response));
+        let response = response.map_err(super::describe)?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("HTTP {status}"));

@@ -57,6 +57,7 @@ use super::TeamsSettings;
 use crate::domain::{ChatUserId, ConversationReference, Email, Event, Notice, Request};
 use crate::engine::ports::{Approver, Chat, ChatError, Clock, Store};
 use crate::engine::Reply;
+use crate::metrics::Metrics;
 
 /// The most an approver check may take inside an invoke.
 const CLICK_BUDGET: Duration = Duration::from_secs(3);
@@ -155,6 +156,16 @@ impl TeamsChat {
             clock,
             names: Mutex::new(HashMap::new()),
             approvals_seen: Mutex::new(None),
+        }
+    }
+
+    /// The same adapter, counting every Bot Connector and Graph call into
+    /// `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self {
+            connector: self.connector.with_metrics(metrics.clone()),
+            graph: self.graph.map(|graph| graph.with_metrics(metrics)),
+            ..self
         }
     }
 

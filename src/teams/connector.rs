@@ -33,6 +33,7 @@ use super::{
 };
 use crate::domain::Email;
 use crate::engine::ports::{ChatError, Clock};
+use crate::metrics::{Metrics, Outcome, Service};
 
 pub use super::token::TOKEN_RENEWAL_MARGIN;
 
@@ -113,7 +114,18 @@ pub fn thread_conversation_id(channel_conversation_id: &str, root_activity_id: &
 pub struct Connector {
     http: reqwest::Client,
     tokens: TokenSource,
+    /// Where each call's outcome is counted.
+    metrics: Metrics,
 }
+
+/// The connector calls the bot makes: the `endpoint` label.
+const ENDPOINTS: [&str; 5] = [
+    "POST /v3/conversations",
+    "POST /v3/conversations/{id}/activities",
+    "POST /v3/conversations/{id}/activities/{id}",
+    "PUT /v3/conversations/{id}/activities/{id}",
+    "GET /v3/conversations/{id}/members/{id}",
+];
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +156,7 @@ impl Connector {
                 clock,
             ),
             http,
+            metrics: Metrics::default(),
         }
     }
 
@@ -151,6 +164,12 @@ impl Connector {
     /// nothing to Teams (`tempadmin check`).
     pub async fn fetch_token(&self) -> Result<(), ChatError> {
         self.tokens.token(true).await.map(|_| ())
+    }
+
+    /// The same client, counting every call (and token request) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.tokens.metrics = metrics.clone();
+        Self { metrics, ..self }
     }
 
     /// Posts a new activity to a conversation
@@ -304,9 +323,12 @@ impl Connector {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
+            let endpoint =
+                crate::metrics::endpoint_family(method.as_str(), url.path(), "v3", &ENDPOINTS);
+            let call = self.metrics.start(Service::Teams, endpoint);
+            let response = request.send().await;
+            call.done(Outcome::of_reqwest(&response));
+            let response = response
                 .map_err(|e| ChatError::Transient(format!("Teams connector: {}", describe(e))))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED {

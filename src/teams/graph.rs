@@ -41,6 +41,7 @@ use super::connector::SEGMENT;
 use super::token::{retry_after, TokenSource};
 use super::{describe, is_allowed_url, read_capped, TeamsSettings, GRAPH_SCOPE};
 use crate::engine::ports::{ChatError, Clock};
+use crate::metrics::{Metrics, Outcome, Service};
 
 /// The page size asked for: Graph's largest, so a big group takes few calls.
 pub const PAGE_SIZE: u32 = 999;
@@ -92,6 +93,8 @@ pub struct Graph {
     base: String,
     http: reqwest::Client,
     tokens: TokenSource,
+    /// Where each call's outcome is counted.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Graph {
@@ -121,7 +124,14 @@ impl Graph {
                 clock,
             ),
             http,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same client, counting every call (and token request) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.tokens.metrics = metrics.clone();
+        Self { metrics, ..self }
     }
 
     /// The first page's address for `group_id`.
@@ -182,6 +192,10 @@ impl Graph {
     async fn page(&self, url: url::Url, group_id: &str) -> Result<Page, ChatError> {
         for attempt in 0..2 {
             let token = self.tokens.token(attempt > 0).await?;
+            let call = self.metrics.start(
+                Service::Teams,
+                "GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user",
+            );
             let response = self
                 .http
                 .get(url.clone())
@@ -189,7 +203,9 @@ impl Graph {
                 .header(header::ACCEPT, "application/json")
                 .header(CONSISTENCY_LEVEL.0, CONSISTENCY_LEVEL.1)
                 .send()
-                .await
+                .await;
+            call.done(Outcome::of_reqwest(&response));
+            let response = response
                 .map_err(|e| ChatError::Transient(format!("Microsoft Graph: {}", describe(e))))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {

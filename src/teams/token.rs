@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::{describe, is_allowed_url, read_capped};
 use crate::domain::Timestamp;
 use crate::engine::ports::{ChatError, Clock};
+use crate::metrics::{Metrics, Outcome, Service};
 
 /// A token is renewed this long before Entra ID says it expires, so a call
 /// never sets out with a token that lapses on the way.
@@ -36,6 +37,8 @@ pub(crate) struct TokenSource {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// Where each token request's outcome is counted.
+    pub(crate) metrics: Metrics,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -79,6 +82,7 @@ impl TokenSource {
             http,
             clock,
             token: tokio::sync::Mutex::new(None),
+            metrics: Metrics::default(),
         }
     }
 
@@ -118,16 +122,20 @@ impl TokenSource {
             ("client_secret", self.app_password.expose_secret()),
             ("scope", self.scope),
         ];
+        let call = self
+            .metrics
+            .start(Service::Teams, "POST /oauth2/v2.0/token");
         let response = self
             .http
             .post(url)
             .header(header::ACCEPT, "application/json")
             .form(&form)
             .send()
-            .await
-            .map_err(|e| {
-                ChatError::Transient(format!("{purpose} token endpoint: {}", describe(e)))
-            })?;
+            .await;
+        call.done(Outcome::of_reqwest(&response));
+        let response = response.map_err(|e| {
+            ChatError::Transient(format!("{purpose} token endpoint: {}", describe(e)))
+        })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let bytes = read_capped(response)
