@@ -443,6 +443,7 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Approved { by } => format!("{}Approved by {}. Elevating {who} on {on}…", m.icon(Icon::Check), m.person(by)),
         Event::Denied { by } => format!("{}Denied by {}.", m.icon(Icon::NoEntry), m.person(by)),
         Event::TimedOut => format!("{}Nobody decided in time; the request expired.", m.icon(Icon::Sleep)),
+        Event::ApprovalReminder { expires_at } => approval_reminder_text(m, r, "Approvers", *expires_at),
         Event::Cancelled => format!("{}The requester withdrew the request.", m.icon(Icon::Bin)),
         Event::Elevated { until, changed: true, presence } => {
             let mut text = format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
@@ -524,6 +525,26 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
     }
 }
 
+/// The reminder in the thread of a request nobody has decided yet,
+/// addressed to `approvers` (the chat adapter's mentions of them, or a
+/// word for them where it has none).
+pub fn approval_reminder_text(
+    m: &impl Markup,
+    r: &Request,
+    approvers: &str,
+    expires_at: Timestamp,
+) -> String {
+    format!(
+        "{}{approvers}: {}'s request for {} of admin rights on {} is still waiting for a decision. \
+         It expires at {} unless someone approves or denies it above.",
+        m.icon(Icon::Waiting),
+        m.person(&r.requester),
+        m.bold(&r.duration.to_string()),
+        host(m, r),
+        m.time(expires_at)
+    )
+}
+
 /// A direct message to the requester.
 pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
     let on = host(m, r);
@@ -535,6 +556,11 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
         Event::Cancelled => "Your request was withdrawn.".into(),
+        Event::ApprovalReminder { expires_at } => format!(
+            "Your request for admin on {on} is still waiting for an approver; the approvers were reminded. \
+             It expires at {} without a decision.",
+            m.time(*expires_at)
+        ),
         Event::Elevated { until, changed: true, presence } => {
             let mut text = format!("{}You are admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
             for note in [offline_note(m, r, *presence), os_advice(m, r)].into_iter().flatten() {

@@ -546,6 +546,7 @@ async fn two_open_requests_for_one_device_cannot_both_reach_approvers(db: Db) {
         t.to.stage = Stage::PendingApproval(PendingApproval {
             account: account("jc1"),
             device: device("sys1"),
+            reminded_at: None,
         });
         t
     };
@@ -576,6 +577,7 @@ async fn an_open_request_for_the_same_device_is_found_and_counts_by_state(db: Db
             online: false,
             ..device("sys1")
         },
+        reminded_at: None,
     });
     assert!(s.transition(&t).await.unwrap());
     let other = RequestId::generate();
@@ -1706,6 +1708,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
             Stage::PendingApproval(PendingApproval {
                 account: ada.clone(),
                 device: dev("sys-3", "ada-3", "Ada 3", "darwin", true),
+                reminded_at: None,
             }),
         ),
         (

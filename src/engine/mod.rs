@@ -162,6 +162,10 @@ pub const COMMANDS_IN_FLIGHT: usize = 64;
 /// to try again.
 const ACCOUNT_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(900);
 
+/// The timers of a request waiting for a decision, dropped once it is
+/// decided, withdrawn, refused or timed out.
+const UNDECIDED_TIMERS: [JobKind; 2] = [JobKind::ApprovalTimeout, JobKind::ApprovalReminder];
+
 /// How often a user action re-reads and retries after losing a race with
 /// another writer of the same request.
 const RACE_RETRIES: usize = 5;
@@ -380,7 +384,11 @@ impl Engine {
                                     event: Event::Cancelled,
                                 },
                             ];
-                            t.cancel = vec![JobKind::ApprovalTimeout, JobKind::Resolve];
+                            t.cancel = vec![
+                                JobKind::ApprovalTimeout,
+                                JobKind::ApprovalReminder,
+                                JobKind::Resolve,
+                            ];
                             t
                         })
                 }
@@ -514,7 +522,7 @@ impl Engine {
                         due_at: now + request.duration.as_chrono(),
                     },
                 ];
-                t.cancel = vec![JobKind::ApprovalTimeout];
+                t.cancel = UNDECIDED_TIMERS.to_vec();
             } else {
                 t.notices = vec![
                     Notice::RefreshCard,
@@ -525,7 +533,7 @@ impl Engine {
                         event: Event::Denied { by },
                     },
                 ];
-                t.cancel = vec![JobKind::ApprovalTimeout];
+                t.cancel = UNDECIDED_TIMERS.to_vec();
             }
             if self.store.transition(&t).await? {
                 tracing::info!(state = t.to.state().as_str(), "decision recorded");

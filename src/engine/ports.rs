@@ -304,6 +304,9 @@ pub enum JobKind {
     Remind(u64),
     /// Expire a request nobody decided.
     ApprovalTimeout,
+    /// Name the approvers in the thread of a request still undecided
+    /// (`policy.approval_reminder`); once, recorded by its transition.
+    ApprovalReminder,
     /// Carry an approved extension's new end to JumpCloud and the device
     /// ([`crate::engine::Engine`]'s `on_extended` hook): written in the
     /// transaction that approves the extension, so a crash cannot lose it.
@@ -321,6 +324,7 @@ impl JobKind {
             Self::Revoke => "revoke",
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
+            Self::ApprovalReminder => "approval_reminder",
             Self::Extend => "extend",
             Self::Device(_) => "device",
         }
@@ -343,6 +347,7 @@ impl JobKind {
             "revoke" => Self::Revoke,
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
+            "approval_reminder" => Self::ApprovalReminder,
             "extend" => Self::Extend,
             "device" => Self::Device(super::device::DeviceStep::from_arg(arg)),
             _ => return None,

@@ -11,7 +11,7 @@ use slack_morphism::prelude::*;
 use super::origin::Identity;
 use super::render;
 use super::response_url::HookHosts;
-use crate::domain::{ChatUserId, Email, Notice, Request};
+use crate::domain::{ChatUserId, Email, Event, Notice, Request};
 use crate::engine::ports::{Approver, Chat, ChatError};
 
 /// The most an approver check may take: it runs inside a click's answer,
@@ -331,8 +331,13 @@ impl SlackChat {
             }
             Notice::Thread { event } => {
                 let (channel, ts) = thread()?;
-                let content =
-                    SlackMessageContent::new().with_text(render::thread_text(request, event));
+                let text = match event {
+                    Event::ApprovalReminder { expires_at } => {
+                        render::approval_reminder(request, &self.settings.approvers, *expires_at)
+                    }
+                    _ => render::thread_text(request, event),
+                };
+                let content = SlackMessageContent::new().with_text(text);
                 self.post(channel, content, Some(ts)).await?;
                 Ok(None)
             }

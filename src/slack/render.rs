@@ -214,6 +214,31 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
     wording::thread_text(&Mrkdwn, r, event)
 }
 
+/// The configured approvers as Slack mentions: `<!subteam^S…>` pings a
+/// user group, `<@U…>` a person. Only ids of letters and digits become
+/// mentions; anything else is shown escaped, as text.
+pub fn approver_mentions(approvers: &[String]) -> String {
+    let mention = |id: &String| {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return escape_within(id, 40);
+        }
+        match id.starts_with('S') {
+            true => format!("<!subteam^{id}>"),
+            false => format!("<@{id}>"),
+        }
+    };
+    match approvers.iter().map(mention).collect::<Vec<_>>().as_slice() {
+        [] => "Approvers".to_string(),
+        names => names.join(" "),
+    }
+}
+
+/// The reminder in the thread of an undecided request, naming the
+/// approvers so that Slack notifies them.
+pub fn approval_reminder(r: &Request, approvers: &[String], expires_at: Timestamp) -> String {
+    wording::approval_reminder_text(&Mrkdwn, r, &approver_mentions(approvers), expires_at)
+}
+
 /// A direct message to the requester.
 pub fn direct_text(r: &Request, event: &Event) -> String {
     wording::direct_text(&Mrkdwn, r, event)
@@ -414,6 +439,7 @@ mod tests {
                 online: true,
                 compiled_sudo: false,
             },
+            reminded_at: None,
         });
         r
     }

@@ -3,6 +3,7 @@
 
 mod access_request;
 mod approval;
+mod approver_reminder;
 mod binary;
 mod device;
 mod device_words;
