@@ -13,6 +13,7 @@ pub mod device;
 mod extend;
 #[cfg(test)]
 mod fakes;
+pub mod home;
 mod jobs;
 pub mod ports;
 pub mod retry;

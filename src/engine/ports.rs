@@ -516,6 +516,21 @@ pub trait Store: Send + Sync {
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
+    /// A person's requests that are open or were made at or after `since`,
+    /// newest first; at most `limit`.
+    async fn requests_of(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>>;
+    /// Requests of `platform` waiting for an approver's decision, oldest
+    /// first; at most `limit`.
+    async fn pending_approval(
+        &self,
+        platform: crate::domain::Platform,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>>;
     /// Another open request (pending or elevated) of this JumpCloud user on this device.
     async fn open_request_for_device(
         &self,

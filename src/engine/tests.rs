@@ -804,3 +804,38 @@ async fn a_request_decided_before_halfway_reminds_nobody() {
     assert!(reminders(&w).is_empty());
     assert!(!w.store.actions().iter().any(|a| a == "approvers_reminded"));
 }
+
+#[tokio::test]
+async fn an_approver_sees_others_pending_requests_but_never_their_own_and_others_see_none() {
+    let w = world();
+    w.pending().await;
+    let home = w.engine.home(&grace(), None).await.unwrap().unwrap();
+    assert!(home.mine.is_empty());
+    let pending: Vec<_> = home.to_decide.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(pending, [w.ada().id]);
+    // Ada's own page: her request, and nothing to decide.
+    let home = w.engine.home(&ada(), None).await.unwrap().unwrap();
+    assert_eq!(home.mine.len(), 1);
+    assert_eq!(home.to_decide, None);
+    // Were Ada an approver, her own request would still not be hers to decide.
+    w.chat.approver(&ada(), Some("ada@example.com"));
+    let home = w.engine.home(&ada(), None).await.unwrap().unwrap();
+    assert_eq!(home.to_decide, Some(vec![]));
+    // A delivery seen before publishes nothing more.
+    let delivery = super::Delivery {
+        key: "slack-event:T1:Ev1".into(),
+        keep_until: t0() + TimeDelta::hours(1),
+    };
+    assert!(w
+        .engine
+        .home(&ada(), Some(delivery.clone()))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(w
+        .engine
+        .home(&ada(), Some(delivery))
+        .await
+        .unwrap()
+        .is_none());
+}
