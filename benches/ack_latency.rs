@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         max_requests_per_hour: usize::MAX,
         approval_timeout: d("30m"),
         reminders: vec![],
+        approval_reminder: tempadmin::domain::ApprovalReminder::Halfway,
     };
     let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let config = sim::config(

@@ -176,6 +176,7 @@ impl Server {
             max_requests_per_hour: 10,
             approval_timeout: d("30m"),
             reminders: vec![],
+            approval_reminder: tempadmin::domain::ApprovalReminder::Halfway,
         };
         let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
         let config = sim::config(

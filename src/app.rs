@@ -84,6 +84,7 @@ impl App {
                 secret: SigningSecret::new(slack_config.signing_secret.clone()),
                 hooks: slack.hook_hosts().clone(),
                 ours: OnceLock::new(),
+                chat: slack.clone(),
             });
             learn_who_we_are(slack.clone(), edge.clone(), slack_config).await?;
             let chat: Arc<dyn Chat> = slack;

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::domain::{GrantDuration, Policy};
+use crate::domain::{ApprovalReminder, GrantDuration, Policy};
 use crate::engine::device::{DeviceSettings, EndElevated};
 use crate::engine::Workers;
 use crate::jumpcloud::{GrantMode, JumpCloudCredentials, JumpCloudSettings, ServiceAccount};
@@ -187,6 +187,9 @@ struct FilePolicy {
     max_requests_per_hour: Option<usize>,
     approval_timeout: Option<GrantDuration>,
     reminders: Option<Vec<GrantDuration>>,
+    /// `true`, `false`, or a duration such as `"10m"`; read as any value
+    /// so that a wrong one gets an error that says what to write.
+    approval_reminder: Option<toml::Value>,
 }
 
 /// Default Slack Web API base.
@@ -535,6 +538,23 @@ fn http(h: FileHttp) -> anyhow::Result<HttpConfig> {
     })
 }
 
+/// `policy.approval_reminder`: `true` (halfway to the timeout), `false`
+/// (none) or a duration string.
+fn approval_reminder(value: &toml::Value) -> anyhow::Result<ApprovalReminder> {
+    let after = match value {
+        toml::Value::Boolean(true) => return Ok(ApprovalReminder::Halfway),
+        toml::Value::Boolean(false) => return Ok(ApprovalReminder::Off),
+        toml::Value::String(text) => GrantDuration::parse(text).ok(),
+        _ => None,
+    };
+    after.map(ApprovalReminder::After).with_context(|| {
+        format!(
+            "policy.approval_reminder = {value} is not understood: use true (remind the approvers \
+             halfway to approval_timeout), false (no reminder) or a duration such as \"10m\""
+        )
+    })
+}
+
 fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
     let defaults = Policy::default();
     let policy = Policy {
@@ -549,6 +569,10 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
             .unwrap_or(defaults.max_requests_per_hour),
         approval_timeout: p.approval_timeout.unwrap_or(defaults.approval_timeout),
         reminders: p.reminders.unwrap_or(defaults.reminders),
+        approval_reminder: match p.approval_reminder {
+            None => defaults.approval_reminder,
+            Some(value) => approval_reminder(&value)?,
+        },
     };
     if policy.min_duration > policy.max_duration {
         bail!(
@@ -570,6 +594,15 @@ fn policy(p: FilePolicy) -> anyhow::Result<Policy> {
             policy.max_requests_per_hour,
             policy.max_open_requests
         );
+    }
+    if let ApprovalReminder::After(after) = policy.approval_reminder {
+        if after >= policy.approval_timeout {
+            bail!(
+                "policy.approval_reminder ({after}) must be shorter than policy.approval_timeout ({}): \
+                 the request expires first. Use a shorter duration, true (halfway) or false (no reminder)",
+                policy.approval_timeout
+            );
+        }
     }
     if policy.min_duration.as_secs() < 10 {
         bail!("policy.min_duration must be at least 10s");
@@ -1196,5 +1229,44 @@ mod tests {
         let text = format!("{TEAMS}\nservice_url = \"http://smba.example.net/\"");
         let err = format!("{:#}", Config::parse(&text, env_with_teams).unwrap_err());
         assert!(err.contains("teams.service_url"), "{err}");
+    }
+
+    #[test]
+    fn the_approval_reminder_is_on_off_or_a_duration_before_the_timeout() {
+        let with = |line: &str| {
+            let text = format!("{MINIMAL}\n[policy]\napproval_timeout = \"30m\"\n{line}");
+            Config::parse(&text, env_with_secrets).map(|c| c.policy.approval_reminder)
+        };
+        assert_eq!(
+            with("").unwrap(),
+            ApprovalReminder::Halfway,
+            "on by default"
+        );
+        assert_eq!(
+            with("approval_reminder = true").unwrap(),
+            ApprovalReminder::Halfway
+        );
+        assert_eq!(
+            with("approval_reminder = false").unwrap(),
+            ApprovalReminder::Off
+        );
+        assert_eq!(
+            with("approval_reminder = \"10m\"").unwrap(),
+            ApprovalReminder::After(GrantDuration::from_secs(600))
+        );
+        for (line, says) in [
+            (
+                "approval_reminder = \"30m\"",
+                "shorter than policy.approval_timeout",
+            ),
+            ("approval_reminder = \"soon\"", "use true"),
+            ("approval_reminder = 0.5", "use true"),
+        ] {
+            let err = format!("{:#}", with(line).unwrap_err());
+            assert!(
+                err.contains("policy.approval_reminder") && err.contains(says),
+                "{line}: {err}"
+            );
+        }
     }
 }

@@ -145,6 +145,7 @@ fn policy(grant: &str, reminders: &[&str]) -> Policy {
         max_requests_per_hour: 10,
         approval_timeout: d("5m"),
         reminders: reminders.iter().map(|r| d(r)).collect(),
+        approval_reminder: crate::domain::ApprovalReminder::Halfway,
     }
 }
 

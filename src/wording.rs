@@ -443,6 +443,7 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         Event::Approved { by } => format!("{}Approved by {}. Elevating {who} on {on}…", m.icon(Icon::Check), m.person(by)),
         Event::Denied { by } => format!("{}Denied by {}.", m.icon(Icon::NoEntry), m.person(by)),
         Event::TimedOut => format!("{}Nobody decided in time; the request expired.", m.icon(Icon::Sleep)),
+        Event::ApprovalReminder { expires_at } => approval_reminder_text(m, r, "Approvers", *expires_at),
         Event::Cancelled => format!("{}The requester withdrew the request.", m.icon(Icon::Bin)),
         Event::Elevated { until, changed: true, presence } => {
             let mut text = format!("{}{who} is admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
@@ -524,6 +525,26 @@ pub fn thread_text(m: &impl Markup, r: &Request, event: &Event) -> String {
     }
 }
 
+/// The reminder in the thread of a request nobody has decided yet,
+/// addressed to `approvers` (the chat adapter's mentions of them, or a
+/// word for them where it has none).
+pub fn approval_reminder_text(
+    m: &impl Markup,
+    r: &Request,
+    approvers: &str,
+    expires_at: Timestamp,
+) -> String {
+    format!(
+        "{}{approvers}: {}'s request for {} of admin rights on {} is still waiting for a decision. \
+         It expires at {} unless someone approves or denies it above.",
+        m.icon(Icon::Waiting),
+        m.person(&r.requester),
+        m.bold(&r.duration.to_string()),
+        host(m, r),
+        m.time(expires_at)
+    )
+}
+
 /// A direct message to the requester.
 pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
     let on = host(m, r);
@@ -535,6 +556,11 @@ pub fn direct_text(m: &impl Markup, r: &Request, event: &Event) -> String {
         }
         Event::TimedOut => format!("Nobody decided on your request for admin on {on} in time; it expired. You can ask again."),
         Event::Cancelled => "Your request was withdrawn.".into(),
+        Event::ApprovalReminder { expires_at } => format!(
+            "Your request for admin on {on} is still waiting for an approver; the approvers were reminded. \
+             It expires at {} without a decision.",
+            m.time(*expires_at)
+        ),
         Event::Elevated { until, changed: true, presence } => {
             let mut text = format!("{}You are admin on {on} until {}.", m.icon(Icon::Unlock), m.time(*until));
             for note in [offline_note(m, r, *presence), os_advice(m, r)].into_iter().flatten() {
@@ -762,6 +788,85 @@ fn status_line(m: &impl Markup, r: &Request) -> String {
         until
     )
 }
+
+// ------------------------------------------------------------ the person's page (App Home)
+
+/// The heading over the person's own requests.
+pub const HOME_MINE_TITLE: &str = "Your admin requests";
+/// The heading over the requests an approver may decide.
+pub const HOME_PENDING_TITLE: &str = "Waiting for a decision";
+
+/// What the page says when the person has no recent request.
+pub fn home_nothing_yet(m: &impl Markup, days: i64) -> String {
+    format!(
+        "You have no open request and none from the last {days} days. Ask with {}.",
+        m.command("30m install printer driver")
+    )
+}
+
+/// What the page says to an approver when nothing waits for them.
+pub const HOME_NOTHING_PENDING: &str = "Nothing is waiting for your decision.";
+
+/// The icon of a request's state on the person's page.
+fn state_icon(state: RequestState) -> Icon {
+    match state {
+        RequestState::Resolving | RequestState::AwaitingDevice | RequestState::PendingApproval => {
+            Icon::Waiting
+        }
+        RequestState::Approved => Icon::Gear,
+        RequestState::Active => Icon::Unlock,
+        RequestState::Revoking | RequestState::Ended => Icon::Lock,
+        RequestState::Denied => Icon::NoEntry,
+        RequestState::TimedOut => Icon::Sleep,
+        RequestState::Cancelled => Icon::Bin,
+        RequestState::Refused => Icon::Forbidden,
+    }
+}
+
+/// One of the person's own requests on their page: its state, device,
+/// duration and times.
+pub fn home_request_line(m: &impl Markup, r: &Request) -> String {
+    let words = state_words(r.state());
+    let mut state = words.to_string();
+    if let Some(first) = state.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    let mut times = vec![format!("asked {}", m.time(r.created_at))];
+    match (&r.stage, r.ended_at()) {
+        (Stage::Active(a), _) => times.push(format!("until {}", m.time(a.grant.expires_at))),
+        (_, Some(ended)) => times.push(format!("ended {}", m.time(ended))),
+        _ => {}
+    }
+    format!(
+        "{}{} · {} · {}\n{} · request {}",
+        m.icon(state_icon(r.state())),
+        m.bold(&state),
+        host(m, r),
+        r.duration,
+        times.join(" · "),
+        m.code(r.id.as_str())
+    )
+}
+
+/// A request waiting for a decision, on an approver's page: who, where,
+/// how long, why (the reason capped at `reason_max` after escaping).
+pub fn home_pending_line(m: &impl Markup, r: &Request, reason_max: usize) -> String {
+    let device = r
+        .device()
+        .map(|d| device_line(m, d))
+        .unwrap_or_else(|| "the device".into());
+    format!(
+        "{}{} asks for {} on {device}, asked {}\n{REASON_LABEL}{}",
+        m.icon(Icon::Key),
+        m.person(&r.requester),
+        m.bold(&r.duration.to_string()),
+        m.time(r.created_at),
+        card_reason(m, r, reason_max)
+    )
+}
+
+/// How to decide a request from the person's page: on its card.
+pub const HOME_DECIDE_ON_CARD: &str = "Approve or deny it on the request";
 
 /// How to use the bot.
 pub fn help_text(m: &impl Markup, policy: &Policy) -> String {

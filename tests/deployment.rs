@@ -836,6 +836,26 @@ fn the_slack_manifest_asks_only_for_the_scopes_the_bot_uses() {
     assert_eq!(scopes, simulated);
 }
 
+#[test]
+fn the_slack_manifest_enables_the_home_tab_and_subscribes_to_its_event_on_the_events_route() {
+    let manifest = load("manifests/slack-app.yaml");
+    assert_eq!(
+        manifest["features"]["app_home"]["home_tab_enabled"].as_bool(),
+        Some(true)
+    );
+    let events = &manifest["settings"]["event_subscriptions"];
+    let url = text(&events["request_url"], "request_url");
+    assert!(
+        url.starts_with("https://") && url.ends_with("/slack/events"),
+        "{url}"
+    );
+    let bot_events: Vec<String> = list(&events["bot_events"], "bot_events")
+        .iter()
+        .map(|e| text(e, "event"))
+        .collect();
+    assert_eq!(bot_events, ["app_home_opened"]);
+}
+
 /// A NetworkPolicy peer (`from` or `to` entry): its selectors' labels, by
 /// kind, and whether it is an address block.
 struct Peer {

@@ -23,8 +23,8 @@ use tempadmin::domain::stage::{self, PendingApproval};
 use tempadmin::domain::{
     AccessRequestRecord, Account, AuditAction, AuditEntry, ChatUserId, ConversationReference,
     Decision, Device, DirectBinding, ElevationRecord, Email, EndCause, Event, Grant, GrantDuration,
-    JcUserId, Known, Notice, Policy, PriorState, Refusal, Request, RequestId, RequestState, Stage,
-    SystemId, Timestamp,
+    JcUserId, Known, Notice, Platform, Policy, PriorState, Refusal, Request, RequestId,
+    RequestState, Stage, SystemId, Timestamp,
 };
 use tempadmin::engine::ports::{
     Admission, ClaimScope, Insertion, Job, JobKind, NewJob, NewRequest, OutboxMessage, Queue,
@@ -192,6 +192,7 @@ on_both_backends!(
     a_conversation_reference_is_kept_per_person_and_the_newest_sighting_wins,
     an_access_request_record_reads_back_whole,
     migrations_are_told_current_then_pending_and_never_applied_by_asking,
+    a_persons_requests_are_the_open_and_recent_ones_newest_first_and_pending_ones_are_per_platform,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -570,6 +571,7 @@ async fn two_open_requests_for_one_device_cannot_both_reach_approvers(db: Db) {
         t.to.stage = Stage::PendingApproval(PendingApproval {
             account: account("jc1"),
             device: device("sys1"),
+            reminded_at: None,
         });
         t
     };
@@ -600,6 +602,7 @@ async fn an_open_request_for_the_same_device_is_found_and_counts_by_state(db: Db
             online: false,
             ..device("sys1")
         },
+        reminded_at: None,
     });
     assert!(s.transition(&t).await.unwrap());
     let other = RequestId::generate();
@@ -1147,6 +1150,74 @@ async fn insert_for(store: &dyn Store, user: &ChatUserId, at: Timestamp) -> Requ
         Insertion::Inserted
     );
     r
+}
+
+async fn a_persons_requests_are_the_open_and_recent_ones_newest_first_and_pending_ones_are_per_platform(
+    db: Db,
+) {
+    let s = &*db.store;
+    let ada = ChatUserId::slack("U1ADA");
+    let at = |secs: i64| t0() + TimeDelta::seconds(secs);
+    let old_done = insert_for(s, &ada, at(0)).await;
+    assert!(s
+        .transition(&step(&old_done, RequestState::Denied))
+        .await
+        .unwrap());
+    let old_open = insert_for(s, &ada, at(1)).await;
+    let recent_done = insert_for(s, &ada, at(86_400 * 2)).await;
+    assert!(s
+        .transition(&step(&recent_done, RequestState::TimedOut))
+        .await
+        .unwrap());
+    let pending = insert_for(s, &ada, at(86_400 * 2 + 1)).await;
+    assert!(s
+        .transition(&step(&pending, RequestState::PendingApproval))
+        .await
+        .unwrap());
+    let grace = insert_for(s, &ChatUserId::slack("U1GRACE"), at(5)).await;
+    assert!(s
+        .transition(&step(&grace, RequestState::PendingApproval))
+        .await
+        .unwrap());
+    let lin = insert_for(s, &ChatUserId::teams("29:lin"), at(6)).await;
+    assert!(s
+        .transition(&step(&lin, RequestState::PendingApproval))
+        .await
+        .unwrap());
+
+    let ids = |rs: Vec<Request>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let since = at(86_400);
+    assert_eq!(
+        ids(s.requests_of(&ada, since, 10).await.unwrap()),
+        [
+            pending.id.clone(),
+            recent_done.id.clone(),
+            old_open.id.clone()
+        ],
+        "open whenever made, finished only since `since`, newest first"
+    );
+    assert_eq!(
+        ids(s.requests_of(&ada, since, 2).await.unwrap()),
+        [pending.id.clone(), recent_done.id.clone()]
+    );
+    assert!(s
+        .requests_of(&ChatUserId::teams("U1ADA"), t0(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(s.pending_approval(Platform::Slack, 10).await.unwrap()),
+        [grace.id.clone(), pending.id.clone()],
+        "oldest first, this platform's only"
+    );
+    assert_eq!(
+        ids(s.pending_approval(Platform::Slack, 1).await.unwrap()),
+        [grace.id]
+    );
+    assert_eq!(
+        ids(s.pending_approval(Platform::Teams, 10).await.unwrap()),
+        [lin.id]
+    );
 }
 
 async fn open_requests_are_counted_per_person_until_they_end(db: Db) {
@@ -1730,6 +1801,7 @@ async fn every_old_request_reads_back(s: &dyn Store) {
             Stage::PendingApproval(PendingApproval {
                 account: ada.clone(),
                 device: dev("sys-3", "ada-3", "Ada 3", "darwin", true),
+                reminded_at: None,
             }),
         ),
         (

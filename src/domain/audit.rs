@@ -77,11 +77,14 @@ pub enum AuditAction {
     /// A notice on the device, or ending what ran elevated, failed for good
     /// (the grant and its revocation went on regardless).
     DeviceStepFailed,
+    /// The request waited `policy.approval_reminder` undecided; the
+    /// approvers were named in its thread (once).
+    ApproversReminded,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 23] = {
+    pub const ALL: [AuditAction; 24] = {
         use AuditAction::*;
         [
             Requested,
@@ -107,6 +110,7 @@ impl AuditAction {
             ExtensionApproved,
             ExtensionDenied,
             DeviceStepFailed,
+            ApproversReminded,
         ]
     };
 
@@ -136,6 +140,7 @@ impl AuditAction {
             Self::ExtensionApproved => "extension_approved",
             Self::ExtensionDenied => "extension_denied",
             Self::DeviceStepFailed => "device_step_failed",
+            Self::ApproversReminded => "approvers_reminded",
         }
     }
 

@@ -20,7 +20,7 @@ pub use command::Command;
 pub use duration::GrantDuration;
 pub use ids::{ChatUserId, Email, JcUserId, Platform, RequestId, SystemId};
 pub use notice::{EndCause, Event, Notice, Presence, PrivateBody, Refusal};
-pub use policy::Policy;
+pub use policy::{ApprovalReminder, Policy};
 pub use prior::{
     AccessRequestRecord, AssociationOp, DirectBinding, ElevationRecord, PriorState, Restoration,
 };

@@ -188,6 +188,12 @@ pub enum Event {
     },
     /// Nobody decided in time.
     TimedOut,
+    /// Still undecided after `policy.approval_reminder`: the approvers are
+    /// named in the thread (each chat adapter names its own approvers).
+    ApprovalReminder {
+        /// When the request expires without a decision.
+        expires_at: Timestamp,
+    },
     /// The requester withdrew the request.
     Cancelled,
     /// Admin rights are in place until `until`. `changed` is false when the

@@ -29,6 +29,22 @@ pub struct Policy {
     pub approval_timeout: GrantDuration,
     /// Remaining-time marks at which countdown replies are sent, longest first.
     pub reminders: Vec<GrantDuration>,
+    /// When to name the approvers in the thread of a request nobody has
+    /// decided yet (`policy.approval_reminder`).
+    pub approval_reminder: ApprovalReminder,
+}
+
+/// When the approvers are reminded of an undecided request, once, in its
+/// thread (`policy.approval_reminder`: `true`, `false` or a duration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalReminder {
+    /// No reminder (`false`).
+    Off,
+    /// Halfway to `approval_timeout` (`true`, the default).
+    Halfway,
+    /// After the request has waited this long (a duration shorter than
+    /// `approval_timeout`).
+    After(GrantDuration),
 }
 
 impl Default for Policy {
@@ -44,6 +60,7 @@ impl Default for Policy {
             max_requests_per_hour: 10,
             approval_timeout: d(30 * 60),
             reminders: vec![d(15 * 60), d(5 * 60), d(60)],
+            approval_reminder: ApprovalReminder::Halfway,
         }
     }
 }
@@ -121,6 +138,19 @@ impl Policy {
             return Err(refusal);
         }
         Ok(added)
+    }
+
+    /// How long after reaching the approvers an undecided request gets its
+    /// reminder, or `None` for no reminder. Always before the timeout.
+    pub fn approval_reminder_after(&self) -> Option<GrantDuration> {
+        let timeout = self.approval_timeout.as_secs();
+        let after = match self.approval_reminder {
+            ApprovalReminder::Off => return None,
+            // `GrantDuration` is never zero: a timeout of 1 s gets none.
+            ApprovalReminder::Halfway => timeout / 2,
+            ApprovalReminder::After(after) => after.as_secs(),
+        };
+        (after > 0 && after < timeout).then(|| GrantDuration::from_secs(after))
     }
 
     /// The reminder marks that fit inside a grant of `duration`, longest first.
@@ -237,5 +267,22 @@ mod tests {
         };
         assert_eq!(p.reminders_for(d("10m")), vec![d("5m"), d("1m")]);
         assert_eq!(p.reminders_for(d("1m")), vec![]);
+    }
+
+    #[test]
+    fn approvers_are_reminded_halfway_by_default_never_at_or_after_the_timeout() {
+        let p = Policy::default();
+        assert_eq!(p.approval_timeout, d("30m"));
+        assert_eq!(p.approval_reminder_after(), Some(d("15m")));
+        let after = |reminder| {
+            Policy {
+                approval_reminder: reminder,
+                ..Policy::default()
+            }
+            .approval_reminder_after()
+        };
+        assert_eq!(after(ApprovalReminder::Off), None);
+        assert_eq!(after(ApprovalReminder::After(d("10m"))), Some(d("10m")));
+        assert_eq!(after(ApprovalReminder::After(d("30m"))), None);
     }
 }

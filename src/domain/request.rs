@@ -189,7 +189,7 @@ impl RequestState {
 
     /// Every move the engine makes, `(from, to)`, named after the audit
     /// action that records it. Nothing else is a legal transition.
-    pub const MOVES: [(RequestState, RequestState); 19] = {
+    pub const MOVES: [(RequestState, RequestState); 20] = {
         use RequestState::*;
         [
             // Resolve job.
@@ -202,11 +202,12 @@ impl RequestState {
             (AwaitingDevice, Cancelled),  // withdrawn
             (PendingApproval, Cancelled), // withdrawn
             // Approvers and the approval timer.
-            (PendingApproval, Approved), // approved
-            (PendingApproval, Denied),   // denied
-            (PendingApproval, TimedOut), // timed_out
-            (AwaitingDevice, TimedOut),  // timed_out (no device picked)
-            (PendingApproval, Refused),  // refused (approvers' channel unreachable)
+            (PendingApproval, Approved),        // approved
+            (PendingApproval, Denied),          // denied
+            (PendingApproval, TimedOut),        // timed_out
+            (AwaitingDevice, TimedOut),         // timed_out (no device picked)
+            (PendingApproval, Refused),         // refused (approvers' channel unreachable)
+            (PendingApproval, PendingApproval), // approvers_reminded (once, same state)
             // Grant job.
             (Approved, Approved), // prior_state_recorded (same state, new facts)
             (Approved, Active),   // elevated

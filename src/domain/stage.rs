@@ -106,6 +106,11 @@ pub struct PendingApproval {
     pub account: Account,
     /// The chosen device.
     pub device: Device,
+    /// When the approvers were reminded in the thread
+    /// (`policy.approval_reminder`); at most once, so a reminder job run
+    /// again after a crash or by a second replica says nothing more.
+    #[serde(with = "millis::optional", default)]
+    pub reminded_at: Option<Timestamp>,
 }
 
 /// Approved; the elevation is being applied.
@@ -309,6 +314,11 @@ pub enum Move {
         /// When.
         at: Timestamp,
     },
+    /// The approvers were reminded of the undecided request; once.
+    RemindApprovers {
+        /// When.
+        at: Timestamp,
+    },
     /// An approver approved.
     Approve(Decision),
     /// An approver denied.
@@ -378,6 +388,7 @@ impl Move {
             Self::SendToApprovers { .. } => AuditAction::SentToApprovers,
             Self::PickDevice { .. } => AuditAction::DevicePicked,
             Self::Withdraw { .. } => AuditAction::Withdrawn,
+            Self::RemindApprovers { .. } => AuditAction::ApproversReminded,
             Self::Approve(_) => AuditAction::Approved,
             Self::Deny(_) => AuditAction::Denied,
             Self::TimeOut { .. } => AuditAction::TimedOut,
@@ -455,7 +466,11 @@ impl Stage {
                 Move::SendToApprovers {
                     account, device, ..
                 },
-            ) => Self::PendingApproval(PendingApproval { account, device }),
+            ) => Self::PendingApproval(PendingApproval {
+                account,
+                device,
+                reminded_at: None,
+            }),
             (Self::AwaitingDevice(a), Move::PickDevice { device }) => Self::Resolving(Resolving {
                 picked: Some(Picked {
                     account: a.account.clone(),
@@ -466,6 +481,12 @@ impl Stage {
                 Self::Resolving(_) | Self::AwaitingDevice(_) | Self::PendingApproval(_),
                 Move::Withdraw { by, at },
             ) => Self::Cancelled(self.closed(at, Some(by))),
+            (Self::PendingApproval(p), Move::RemindApprovers { at }) if p.reminded_at.is_none() => {
+                Self::PendingApproval(PendingApproval {
+                    reminded_at: Some(at),
+                    ..p.clone()
+                })
+            }
             (Self::PendingApproval(p), Move::Approve(decision)) => Self::Approved(Approved {
                 account: p.account.clone(),
                 device: p.device.clone(),
@@ -833,6 +854,7 @@ impl Stage {
             RequestState::PendingApproval => Self::PendingApproval(PendingApproval {
                 account: k.account,
                 device: k.device,
+                reminded_at: None,
             }),
             RequestState::Approved => Self::Approved(Approved {
                 account: k.account,

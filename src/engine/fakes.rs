@@ -195,6 +195,40 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn requests_of(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>> {
+        let mut mine: Vec<Request> = lock(&self.tables)
+            .requests
+            .iter()
+            .filter(|r| &r.requester == requester)
+            .filter(|r| !r.state().is_terminal() || r.created_at >= since)
+            .cloned()
+            .collect();
+        mine.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+        mine.truncate(limit as usize);
+        Ok(mine)
+    }
+
+    async fn pending_approval(
+        &self,
+        platform: crate::domain::Platform,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>> {
+        let mut pending: Vec<Request> = lock(&self.tables)
+            .requests
+            .iter()
+            .filter(|r| r.platform() == platform && r.state() == RequestState::PendingApproval)
+            .cloned()
+            .collect();
+        pending.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
+        pending.truncate(limit as usize);
+        Ok(pending)
+    }
+
     async fn open_request_for_device(
         &self,
         user: &JcUserId,

@@ -75,6 +75,7 @@ impl Engine {
             JobKind::Remind(secs) => self.remind(request, secs).await,
             JobKind::Extend => self.on_extended(job, request).await,
             JobKind::ApprovalTimeout => self.approval_timeout(request).await,
+            JobKind::ApprovalReminder => self.approval_reminder(job, request).await,
             JobKind::Device(step) => self.device_step(job, request, step).await,
         }
     }
@@ -220,6 +221,7 @@ impl Engine {
             },
         ];
         t.reschedule = vec![self.approval_deadline()];
+        t.reschedule.extend(self.approval_reminder_job());
         self.commit(t).await
     }
 
@@ -228,6 +230,17 @@ impl Engine {
             kind: JobKind::ApprovalTimeout,
             due_at: self.now() + self.policy.approval_timeout.as_chrono(),
         }
+    }
+
+    /// The reminder of the approvers, when the policy wants one: written
+    /// with the move that reaches them, so it exists as surely as the
+    /// card does.
+    fn approval_reminder_job(&self) -> Option<NewJob> {
+        let after = self.policy.approval_reminder_after()?;
+        Some(NewJob {
+            kind: JobKind::ApprovalReminder,
+            due_at: self.now() + after.as_chrono(),
+        })
     }
 
     async fn directory_failed_at_resolve(
@@ -266,7 +279,7 @@ impl Engine {
             reply_to: None,
             body: PrivateBody::Refused(refusal),
         }];
-        t.cancel = vec![JobKind::ApprovalTimeout];
+        t.cancel = super::UNDECIDED_TIMERS.to_vec();
         self.commit(t).await
     }
 
@@ -715,6 +728,39 @@ impl Engine {
         Ok(Outcome::Done)
     }
 
+    /// Names the approvers in the thread of a request still undecided.
+    /// The reminder is a move of its own (audited, recorded in the stage),
+    /// committed together with its thread notice: a job run twice (a crash
+    /// before completing it, a replica taking over its lease) finds it
+    /// recorded and says nothing more; a decision first makes it a no-op.
+    async fn approval_reminder(&self, job: &Job, request: Request) -> anyhow::Result<Outcome> {
+        let Stage::PendingApproval(pending) = &request.stage else {
+            return Ok(Outcome::Done);
+        };
+        if pending.reminded_at.is_some() {
+            return Ok(Outcome::Done);
+        }
+        // Due `after` from reaching the approvers, so the expiry is the
+        // rest of the timeout from the due time, however late this runs.
+        let left = match self.policy.approval_reminder_after() {
+            Some(after) => self.policy.approval_timeout.as_chrono() - after.as_chrono(),
+            // Turned off since the job was written.
+            None => return Ok(Outcome::Done),
+        };
+        let remind = Move::RemindApprovers { at: self.now() };
+        let mut t = or_done!(
+            self,
+            &request,
+            self.bot_transition(&request, remind, json!({}))
+        );
+        t.notices = vec![Notice::Thread {
+            event: Event::ApprovalReminder {
+                expires_at: job.due_at + left,
+            },
+        }];
+        self.commit(t).await
+    }
+
     async fn approval_timeout(&self, request: Request) -> anyhow::Result<Outcome> {
         if !matches!(
             request.state(),
@@ -737,6 +783,7 @@ impl Engine {
                 event: Event::TimedOut,
             },
         ];
+        t.cancel = vec![JobKind::ApprovalReminder];
         self.commit(t).await
     }
 

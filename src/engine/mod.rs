@@ -13,6 +13,7 @@ pub mod device;
 mod extend;
 #[cfg(test)]
 mod fakes;
+pub mod home;
 mod jobs;
 pub mod ports;
 pub mod retry;
@@ -164,6 +165,10 @@ pub const COMMANDS_IN_FLIGHT: usize = 64;
 /// check has had up to 2 s of it). Slower than this, the approver is asked
 /// to try again.
 const ACCOUNT_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// The timers of a request waiting for a decision, dropped once it is
+/// decided, withdrawn, refused or timed out.
+const UNDECIDED_TIMERS: [JobKind; 2] = [JobKind::ApprovalTimeout, JobKind::ApprovalReminder];
 
 /// How often a user action re-reads and retries after losing a race with
 /// another writer of the same request.
@@ -399,7 +404,11 @@ impl Engine {
                                     event: Event::Cancelled,
                                 },
                             ];
-                            t.cancel = vec![JobKind::ApprovalTimeout, JobKind::Resolve];
+                            t.cancel = vec![
+                                JobKind::ApprovalTimeout,
+                                JobKind::ApprovalReminder,
+                                JobKind::Resolve,
+                            ];
                             t
                         })
                 }
@@ -536,7 +545,7 @@ impl Engine {
                         due_at: now + request.duration.as_chrono(),
                     },
                 ];
-                t.cancel = vec![JobKind::ApprovalTimeout];
+                t.cancel = UNDECIDED_TIMERS.to_vec();
             } else {
                 t.notices = vec![
                     Notice::RefreshCard,
@@ -547,7 +556,7 @@ impl Engine {
                         event: Event::Denied { by },
                     },
                 ];
-                t.cancel = vec![JobKind::ApprovalTimeout];
+                t.cancel = UNDECIDED_TIMERS.to_vec();
             }
             if self.store.transition(&t).await? {
                 tracing::info!(state = t.to.state().as_str(), "decision recorded");

@@ -304,6 +304,9 @@ pub enum JobKind {
     Remind(u64),
     /// Expire a request nobody decided.
     ApprovalTimeout,
+    /// Name the approvers in the thread of a request still undecided
+    /// (`policy.approval_reminder`); once, recorded by its transition.
+    ApprovalReminder,
     /// Carry an approved extension's new end to JumpCloud and the device
     /// ([`crate::engine::Engine`]'s `on_extended` hook): written in the
     /// transaction that approves the extension, so a crash cannot lose it.
@@ -321,6 +324,7 @@ impl JobKind {
             Self::Revoke => "revoke",
             Self::Remind(_) => "remind",
             Self::ApprovalTimeout => "approval_timeout",
+            Self::ApprovalReminder => "approval_reminder",
             Self::Extend => "extend",
             Self::Device(_) => "device",
         }
@@ -343,6 +347,7 @@ impl JobKind {
             "revoke" => Self::Revoke,
             "remind" => Self::Remind(arg.max(0) as u64),
             "approval_timeout" => Self::ApprovalTimeout,
+            "approval_reminder" => Self::ApprovalReminder,
             "extend" => Self::Extend,
             "device" => Self::Device(super::device::DeviceStep::from_arg(arg)),
             _ => return None,
@@ -568,6 +573,21 @@ pub trait Store: Send + Sync {
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
+    /// A person's requests that are open or were made at or after `since`,
+    /// newest first; at most `limit`.
+    async fn requests_of(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>>;
+    /// Requests of `platform` waiting for an approver's decision, oldest
+    /// first; at most `limit`.
+    async fn pending_approval(
+        &self,
+        platform: crate::domain::Platform,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>>;
     /// Another open request (pending or elevated) of this JumpCloud user on this device.
     async fn open_request_for_device(
         &self,

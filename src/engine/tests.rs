@@ -724,3 +724,118 @@ async fn a_second_approval_after_the_extension_was_decided_changes_nothing() {
         "moved once"
     );
 }
+
+/// The reminders Ada's request got in its thread.
+fn reminders(w: &World) -> Vec<Notice> {
+    w.chat
+        .delivered()
+        .into_iter()
+        .filter(|n| {
+            matches!(
+                n,
+                Notice::Thread {
+                    event: Event::ApprovalReminder { .. }
+                }
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn approvers_are_reminded_once_halfway_and_a_second_run_of_the_job_says_nothing_more() {
+    let w = world();
+    w.pending().await;
+    assert_eq!(
+        w.store.pending(JobKind::ApprovalReminder),
+        vec![t0() + TimeDelta::minutes(15)],
+        "written with the move that reached the approvers"
+    );
+    w.clock.advance(14 * MINUTE);
+    w.run_due().await;
+    assert!(reminders(&w).is_empty(), "not before halfway");
+    w.clock.advance(MINUTE);
+    w.run_due().await;
+    let expires_at = t0() + TimeDelta::minutes(30);
+    assert_eq!(
+        reminders(&w),
+        [Notice::Thread {
+            event: Event::ApprovalReminder { expires_at }
+        }]
+    );
+    let r = w.ada();
+    assert_eq!(r.state(), RequestState::PendingApproval);
+    // The same job claimed again (its worker died before completing it,
+    // or a second replica took its lease over) finds the reminder recorded.
+    let again = super::ports::Job {
+        id: 0,
+        request_id: r.id.clone(),
+        kind: JobKind::ApprovalReminder,
+        due_at: t0() + TimeDelta::minutes(15),
+        attempt: 2,
+    };
+    w.engine.run_job(&again).await.unwrap();
+    w.run_due().await;
+    assert_eq!(reminders(&w).len(), 1, "once");
+    let reminded = w
+        .store
+        .actions()
+        .iter()
+        .filter(|a| *a == "approvers_reminded")
+        .count();
+    assert_eq!(reminded, 1);
+    // The request still expires on time, and Grace can still decide until then.
+    w.clock.advance(15 * MINUTE);
+    w.run_due().await;
+    assert_eq!(w.ada().state(), RequestState::TimedOut);
+}
+
+#[tokio::test]
+async fn a_request_decided_before_halfway_reminds_nobody() {
+    let w = world();
+    w.pending().await;
+    w.clock.advance(5 * MINUTE);
+    w.engine.decide(w.click(&grace()), false).await.unwrap();
+    assert!(
+        w.store.pending(JobKind::ApprovalReminder).is_empty(),
+        "dropped with the decision"
+    );
+    w.clock.advance(30 * MINUTE);
+    w.run_due().await;
+    assert!(reminders(&w).is_empty());
+    assert!(!w.store.actions().iter().any(|a| a == "approvers_reminded"));
+}
+
+#[tokio::test]
+async fn an_approver_sees_others_pending_requests_but_never_their_own_and_others_see_none() {
+    let w = world();
+    w.pending().await;
+    let home = w.engine.home(&grace(), None).await.unwrap().unwrap();
+    assert!(home.mine.is_empty());
+    let pending: Vec<_> = home.to_decide.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(pending, [w.ada().id]);
+    // Ada's own page: her request, and nothing to decide.
+    let home = w.engine.home(&ada(), None).await.unwrap().unwrap();
+    assert_eq!(home.mine.len(), 1);
+    assert_eq!(home.to_decide, None);
+    // Were Ada an approver, her own request would still not be hers to decide.
+    w.chat.approver(&ada(), Some("ada@example.com"));
+    let home = w.engine.home(&ada(), None).await.unwrap().unwrap();
+    assert_eq!(home.to_decide, Some(vec![]));
+    // A delivery seen before publishes nothing more.
+    let delivery = super::Delivery {
+        key: "slack-event:T1:Ev1".into(),
+        keep_until: t0() + TimeDelta::hours(1),
+    };
+    assert!(w
+        .engine
+        .home(&ada(), Some(delivery.clone()))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(w
+        .engine
+        .home(&ada(), Some(delivery))
+        .await
+        .unwrap()
+        .is_none());
+}

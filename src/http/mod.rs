@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::engine::Engine;
+use crate::slack::client::SlackChat;
 use crate::slack::origin::Ours;
 use crate::slack::response_url::HookHosts;
 use crate::slack::signature::SigningSecret;
@@ -55,6 +56,9 @@ pub struct SlackEdge {
     /// Our workspace and app, once `auth.test` and `bots.info` have said;
     /// until then Slack payloads are answered "starting" and not acted on.
     pub ours: OnceLock<Ours>,
+    /// The Slack adapter, for what is published outside a request's
+    /// messages (the App Home).
+    pub chat: Arc<SlackChat>,
 }
 
 /// What `/teams/messages` checks activities with and answers through.

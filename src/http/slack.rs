@@ -11,8 +11,9 @@ use slack_morphism::prelude::{SlackCommandEventResponse, SlackMessageResponseTyp
 use super::{ApiError, AppState, SlackEdge};
 use crate::domain::Platform;
 use crate::engine::Delivery;
+use crate::slack::events::{self, Envelope};
 use crate::slack::origin::Ours;
-use crate::slack::payload::{self, Action, EventEnvelope, PayloadError};
+use crate::slack::payload::{self, Action, PayloadError};
 use crate::slack::render;
 use crate::slack::signature;
 
@@ -149,6 +150,13 @@ pub(super) async fn interaction(
         .interactions
         .inc();
     let engine = &state.engine;
+    let clicker = match &action {
+        Action::Approve(c) | Action::Deny(c) | Action::Revoke(c) | Action::Extend(c) => {
+            Some(c.user.clone())
+        }
+        Action::PickDevice(c, _) => Some(c.user.clone()),
+        Action::Ignored => None,
+    };
     match action {
         Action::Approve(click) => engine.decide(click, true).await?,
         Action::Deny(click) => engine.decide(click, false).await?,
@@ -157,23 +165,38 @@ pub(super) async fn interaction(
         Action::PickDevice(click, system) => engine.pick_device(click, system).await?,
         Action::Ignored => {}
     }
+    if let (true, Some(user)) = (interaction.from_view, clicker) {
+        // The Home tab shows what the click changed, published after the
+        // answer (a view has no response_url to answer through).
+        let (engine, slack) = (engine.clone(), edge(&state)?.chat.clone());
+        tokio::spawn(async move { events::publish_home(&engine, &slack, &user, None).await });
+    }
     Ok(().into_response())
 }
 
-/// `POST /slack/events`: answers the URL verification challenge; the bot
-/// subscribes to no events yet, so anything else is acknowledged.
+/// `POST /slack/events`: the Events API. Answers the URL verification
+/// challenge; an event is acknowledged at once and handled afterwards
+/// ([`events::handle_event`], which Socket Mode calls too), as Slack wants
+/// its answer within 3 seconds and publishing a view takes Slack calls.
 pub(super) async fn event(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     verify(&state, &headers, &body)?;
-    let envelope: EventEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    match (envelope.kind.as_str(), envelope.challenge) {
-        ("url_verification", Some(challenge)) => {
-            Ok(Json(serde_json::json!({ "challenge": challenge })).into_response())
+    let callback = match events::parse(&body).map_err(bad_payload)? {
+        Envelope::UrlVerification { challenge } => {
+            return Ok(Json(serde_json::json!({ "challenge": challenge })).into_response())
         }
-        _ => Ok(().into_response()),
-    }
+        Envelope::Callback(callback) => callback,
+        Envelope::Other => return Ok(().into_response()),
+    };
+    let Some(ours) = ours(&state).cloned() else {
+        return Ok(().into_response());
+    };
+    let slack = edge(&state)?.chat.clone();
+    let engine = state.engine.clone();
+    let now = engine.clock().now();
+    tokio::spawn(async move { events::handle_event(&engine, &slack, &ours, callback, now).await });
+    Ok(().into_response())
 }

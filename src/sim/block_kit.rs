@@ -15,6 +15,10 @@ use serde_json::Value;
 
 /// Blocks in one message.
 pub const MAX_BLOCKS: usize = 50;
+/// Blocks in one view (a Home tab or a modal).
+pub const MAX_VIEW_BLOCKS: usize = 100;
+/// A view's `private_metadata`.
+pub const MAX_PRIVATE_METADATA: usize = 3000;
 /// `block_id` and `action_id`.
 pub const MAX_ID: usize = 255;
 /// A section's `text`, and any other text object.
@@ -64,6 +68,35 @@ pub fn problems(blocks: &Value) -> Vec<String> {
     check.problems
 }
 
+/// Every way a Home tab `view` (the `view` argument of `views.publish`)
+/// breaks Block Kit's rules: it must be an object of type `home` with at
+/// most 100 blocks, each checked as in a message. Pointers start at
+/// `/view`, as Slack's answers to `views.publish` do.
+pub fn home_view_problems(view: &Value) -> Vec<String> {
+    let mut check = Check::default();
+    if !view.is_object() {
+        check.fail("must be an object", "/view");
+        return check.problems;
+    }
+    if view.get("type").and_then(Value::as_str) != Some("home") {
+        check.fail("must be home", "/view/type");
+    }
+    match view.get("blocks") {
+        Some(blocks) => check.blocks_within(blocks, "/view/blocks", MAX_VIEW_BLOCKS),
+        None => check.fail("is required", "/view/blocks"),
+    }
+    for (field, max) in [
+        ("private_metadata", MAX_PRIVATE_METADATA),
+        ("callback_id", MAX_ID),
+        ("external_id", MAX_ID),
+    ] {
+        if let Some(value) = view.get(field) {
+            check.string(value, &format!("/view/{field}"), 0, max);
+        }
+    }
+    check.problems
+}
+
 #[derive(Default)]
 struct Check {
     problems: Vec<String>,
@@ -79,11 +112,15 @@ impl Check {
     }
 
     fn blocks(&mut self, blocks: &Value, at: &str) {
+        self.blocks_within(blocks, at, MAX_BLOCKS)
+    }
+
+    fn blocks_within(&mut self, blocks: &Value, at: &str, max: usize) {
         let Some(list) = blocks.as_array() else {
             return self.fail("must be an array", at);
         };
-        if list.len() > MAX_BLOCKS {
-            self.fail(format!("no more than {MAX_BLOCKS} items allowed"), at);
+        if list.len() > max {
+            self.fail(format!("no more than {max} items allowed"), at);
         }
         let mut block_ids = HashSet::new();
         for (i, block) in list.iter().enumerate() {
@@ -502,5 +539,28 @@ mod tests {
         refused(json!([section("")]), "/blocks/0/text/text");
         refused(json!([{ "type": "carousel" }]), "/blocks/0/type");
         refused(json!({ "type": "section" }), "/blocks");
+    }
+
+    #[test]
+    fn a_home_view_takes_a_hundred_blocks_and_must_be_a_home_view() {
+        let blocks = |n: usize| json!((0..n).map(|i| section(&format!("{i}"))).collect::<Vec<_>>());
+        assert!(home_view_problems(&json!({ "type": "home", "blocks": blocks(100) })).is_empty());
+        assert_eq!(
+            home_view_problems(&json!({ "type": "home", "blocks": blocks(101) })),
+            ["no more than 100 items allowed [json-pointer:/view/blocks]"]
+        );
+        assert_eq!(
+            home_view_problems(&json!({ "type": "modal", "blocks": blocks(1) })),
+            ["must be home [json-pointer:/view/type]"]
+        );
+        let long = json!({ "type": "home", "blocks": [{ "type": "section", "text": mrkdwn(&"a".repeat(3001)) }] });
+        assert_eq!(
+            home_view_problems(&long),
+            ["must be less than 3001 characters [json-pointer:/view/blocks/0/text/text]"]
+        );
+        assert_eq!(
+            home_view_problems(&json!("x")),
+            ["must be an object [json-pointer:/view]"]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Fake Slack Web API: a loopback HTTP server that simulates the Slack methods
 //! tempadmin calls (`auth.test`, `bots.info`, `users.info`, `usergroups.users.list`,
 //! `conversations.info`, `chat.postMessage` (a user id as `channel` posts
-//! into the app's DM with that person), `chat.update`; also
+//! into the app's DM with that person), `chat.update`, `chat.getPermalink`,
+//! `views.publish` (a user's Home tab, kept per user); also
 //! `conversations.open`, which tempadmin does not call, so a test can see
 //! that it never does) and the
 //! `response_url` that interactive payloads carry. It follows the shapes in
@@ -58,12 +59,13 @@ pub const SCOPES: [&str; 7] = [
 
 /// The Web API methods that change nothing; any other call counts as a
 /// write ([`FakeSlack::write_calls`]).
-const READ_METHODS: [&str; 5] = [
+const READ_METHODS: [&str; 6] = [
     "auth.test",
     "bots.info",
     "users.info",
     "usergroups.users.list",
     "conversations.info",
+    "chat.getPermalink",
 ];
 
 /// A channel as `conversations.info` describes it.
@@ -160,6 +162,10 @@ struct Inner {
     channels: BTreeMap<String, SimChannel>,
     /// Scopes of [`SCOPES`] taken away.
     removed_scopes: Vec<String>,
+    /// Each user's Home tab as last published, with the view id it got.
+    home_views: BTreeMap<String, (String, Value)>,
+    /// Every Home tab published, `(user, view)`, in order.
+    published: Vec<(String, Value)>,
 }
 
 impl Inner {
@@ -382,6 +388,19 @@ impl FakeSlack {
             .insert(channel.to_owned(), error.to_owned());
     }
 
+    /// The Home tab `user` sees now: the view last published to them.
+    pub fn home_view(&self, user: &str) -> Option<Value> {
+        self.lock()
+            .home_views
+            .get(user)
+            .map(|(_, view)| view.clone())
+    }
+
+    /// Every Home tab published, as `(user, view)`, in order.
+    pub fn published_views(&self) -> Vec<(String, Value)> {
+        self.lock().published.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -439,6 +458,8 @@ impl FakeSlack {
             "conversations.open" => (open_conversation(&inner, &params), None),
             "chat.postMessage" => post_message(&mut inner, &params),
             "chat.update" => update_message(&mut inner, &params),
+            "chat.getPermalink" => (permalink(&inner, &params), None),
+            "views.publish" => publish_view(&mut inner, &params),
             _ => (failed("unknown_method"), None),
         };
         if let Some(event) = event {
@@ -752,6 +773,89 @@ fn update_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>
         answer["thread_ts"] = json!(thread_ts);
     }
     (answer, Some(SimEvent::Updated(message.clone())))
+}
+
+/// `chat.getPermalink`: a link to an existing message, in Slack's forms
+/// (`…/archives/{channel}/p{ts without the dot}`, and for a thread reply
+/// with `thread_ts` and `cid`); `channel_not_found` or `message_not_found`
+/// otherwise.
+fn permalink(inner: &Inner, params: &Value) -> Value {
+    let Some(channel) = str_param(params, "channel").and_then(|c| inner.resolve_channel(c)) else {
+        return failed("channel_not_found");
+    };
+    let ts = str_param(params, "message_ts").unwrap_or_default();
+    let Some(message) = inner
+        .messages
+        .iter()
+        .find(|m| m.channel == channel && m.ts == ts)
+    else {
+        return failed("message_not_found");
+    };
+    let mut link = format!(
+        "https://sim.slack.com/archives/{channel}/p{}",
+        message.ts.replace('.', "")
+    );
+    if let Some(thread_ts) = &message.thread_ts {
+        link = format!("{link}?thread_ts={thread_ts}&cid={channel}");
+    }
+    json!({ "ok": true, "channel": channel, "permalink": link })
+}
+
+/// `views.publish`: a Home tab for one user of the workspace. As Slack,
+/// an unknown `user_id`, a missing or unparsable `view`, or a view that
+/// breaks Block Kit's rules (not `home`, over 100 blocks, texts too long)
+/// is `invalid_arguments` with the reasons in `response_metadata`, and
+/// nothing is published. The answer carries the stored view with its id
+/// and a new `hash`.
+fn publish_view(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) {
+    let invalid = |messages: Vec<String>| {
+        json!({
+            "ok": false,
+            "error": "invalid_arguments",
+            "response_metadata": { "messages": messages },
+        })
+    };
+    let user = str_param(params, "user_id").unwrap_or_default().to_owned();
+    if !inner.users.contains_key(&user) {
+        return (invalid(vec!["invalid `user_id`".into()]), None);
+    }
+    let view = match params.get("view") {
+        Some(Value::String(encoded)) => match serde_json::from_str::<Value>(encoded) {
+            Ok(view) => view,
+            Err(_) => return (invalid(vec!["invalid `view`".into()]), None),
+        },
+        Some(view @ Value::Object(_)) => view.clone(),
+        _ => return (invalid(vec!["invalid `view`".into()]), None),
+    };
+    let problems = block_kit::home_view_problems(&view);
+    if !problems.is_empty() {
+        tracing::debug!(?problems, "fake Slack: views.publish refused");
+        let messages = problems.iter().map(|p| format!("[ERROR] {p}")).collect();
+        return (invalid(messages), None);
+    }
+    let id = match inner.home_views.get(&user) {
+        Some((id, _)) => id.clone(),
+        None => format!("V{:08}", inner.home_views.len() + 1),
+    };
+    let hash = inner.next_ts();
+    inner
+        .home_views
+        .insert(user.clone(), (id.clone(), view.clone()));
+    inner.published.push((user, view.clone()));
+    let mut stored = view;
+    stored["id"] = json!(id);
+    stored["team_id"] = json!(TEAM_ID);
+    stored["hash"] = json!(hash);
+    stored["state"] = json!({ "values": {} });
+    stored["root_view_id"] = json!(id);
+    stored["app_id"] = json!(APP_ID);
+    stored["bot_id"] = json!(BOT_ID);
+    for field in ["private_metadata", "callback_id", "external_id"] {
+        if stored.get(field).is_none() {
+            stored[field] = json!("");
+        }
+    }
+    (json!({ "ok": true, "view": stored }), None)
 }
 
 /// The message `text` and non-empty `blocks`, with form-encoded blocks
@@ -1334,5 +1438,107 @@ mod tests {
             .unwrap();
         assert_eq!(ok.text().await.unwrap(), "ok");
         assert_eq!(fake.responses().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_home_view_is_published_only_to_a_known_user_and_only_within_block_kit() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.add_user("U1", "ada", None);
+        let view = |n: usize| {
+            let blocks: Vec<Value> = (0..n)
+                .map(|i| json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("{i}") } }))
+                .collect();
+            json!({ "type": "home", "blocks": blocks })
+        };
+        let published = json_of(call(
+            &fake,
+            "views.publish",
+            json!({ "user_id": "U1", "view": view(100) }),
+        ))
+        .await;
+        assert_eq!(published["ok"], true, "{published}");
+        assert_eq!(published["view"]["type"], "home");
+        assert!(published["view"]["id"].as_str().unwrap().starts_with('V'));
+        assert!(published["view"]["hash"].is_string());
+        assert_eq!(fake.home_view("U1"), Some(view(100)));
+
+        for (body, message) in [
+            (
+                json!({ "user_id": "U9", "view": view(1) }),
+                "invalid `user_id`",
+            ),
+            (json!({ "user_id": "U1" }), "invalid `view`"),
+            (
+                json!({ "user_id": "U1", "view": view(101) }),
+                "[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]",
+            ),
+            (
+                json!({ "user_id": "U1", "view": { "type": "modal", "blocks": [] } }),
+                "[ERROR] must be home [json-pointer:/view/type]",
+            ),
+        ] {
+            let refused = json_of(call(&fake, "views.publish", body)).await;
+            assert_eq!(refused["error"], "invalid_arguments");
+            assert_eq!(refused["response_metadata"]["messages"][0], message);
+        }
+        assert_eq!(
+            fake.published_views().len(),
+            1,
+            "nothing else was published"
+        );
+        assert_eq!(fake.home_view("U1"), Some(view(100)));
+    }
+
+    #[tokio::test]
+    async fn a_permalink_names_an_existing_message_and_a_thread_reply_its_thread() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let root = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "root" }),
+        ))
+        .await;
+        let ts = root["ts"].as_str().unwrap();
+        let reply = json_of(call(
+            &fake,
+            "chat.postMessage",
+            json!({ "channel": "C1", "text": "reply", "thread_ts": ts }),
+        ))
+        .await;
+        let link = json_of(call(
+            &fake,
+            "chat.getPermalink",
+            json!({ "channel": "C1", "message_ts": ts }),
+        ))
+        .await;
+        assert_eq!(
+            link["permalink"],
+            format!("https://sim.slack.com/archives/C1/p{}", ts.replace('.', ""))
+        );
+        let reply_ts = reply["ts"].as_str().unwrap();
+        let link = json_of(call(
+            &fake,
+            "chat.getPermalink",
+            json!({ "channel": "C1", "message_ts": reply_ts }),
+        ))
+        .await;
+        assert!(link["permalink"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("?thread_ts={ts}&cid=C1")));
+        let missing = json_of(call(
+            &fake,
+            "chat.getPermalink",
+            json!({ "channel": "C1", "message_ts": "1.2" }),
+        ))
+        .await;
+        assert_eq!(missing["error"], "message_not_found");
+        let nowhere = json_of(call(
+            &fake,
+            "chat.getPermalink",
+            json!({ "channel": "U9", "message_ts": ts }),
+        ))
+        .await;
+        assert_eq!(nowhere["error"], "channel_not_found");
     }
 }

@@ -1,5 +1,5 @@
-//! Plays Slack's side of the conversation: builds slash-command and button
-//! payloads exactly as Slack posts them, signs them with the signing secret,
+//! Plays Slack's side of the conversation: builds slash-command, button and
+//! Events API (`app_home_opened`) payloads exactly as Slack posts them, signs them with the signing secret,
 //! and sends them to our routes. Used by the demo, the tests and the benchmark.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,6 +158,123 @@ fn block_actions_body(
     });
     serde_urlencoded::to_string([("payload", payload.to_string())])
         .expect("form encoding of strings")
+}
+
+/// The JSON body of an Events API `event_callback` carrying `event`, as
+/// Slack posts it to the request URL (and as Socket Mode's `events_api`
+/// envelopes carry it in `payload`).
+pub fn event_callback_body(from: &Source, event_id: &str, event: serde_json::Value) -> String {
+    json!({
+        "token": "deprecated-verification-token",
+        "team_id": from.team,
+        "api_app_id": from.app,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1_700_000_001,
+        "authorizations": [{
+            "enterprise_id": null,
+            "team_id": from.team,
+            "user_id": super::slack::BOT_USER_ID,
+            "is_bot": true,
+            "is_enterprise_install": false
+        }],
+        "is_ext_shared_channel": false
+    })
+    .to_string()
+}
+
+/// `user` opened the bot's Home tab (`app_home_opened`, tab `home`), with
+/// the view Slack last stored for them when there is one.
+pub fn app_home_opened(user: &str, view: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut event = json!({
+        "type": "app_home_opened",
+        "user": user,
+        "channel": format!("D{}", user.trim_start_matches(['U', 'W'])),
+        "tab": "home",
+        "event_ts": "1700000001.000100"
+    });
+    if let Some(view) = view {
+        event["view"] = view.clone();
+    }
+    event
+}
+
+/// The JSON body of Slack's `url_verification` handshake.
+pub fn url_verification_body(challenge: &str) -> String {
+    json!({
+        "token": "deprecated-verification-token",
+        "challenge": challenge,
+        "type": "url_verification"
+    })
+    .to_string()
+}
+
+/// The form body of a click on one of our buttons in `user_id`'s Home tab:
+/// the container is the view (no message, no channel, no `response_url`),
+/// and the payload carries the view as published.
+pub fn home_click_body(
+    from: &Source,
+    user_id: &str,
+    action_id: &str,
+    value: &str,
+    view: &serde_json::Value,
+) -> String {
+    let (trigger_id, action_ts) = next_trigger();
+    let view_id = view["id"].as_str().unwrap_or("V00000001");
+    let mut view = view.clone();
+    view["id"] = json!(view_id);
+    view["team_id"] = json!(from.team);
+    view["app_id"] = json!(from.app);
+    view["hash"] = json!("1700000001.abcdef");
+    view["state"] = json!({ "values": {} });
+    let payload = json!({
+        "type": "block_actions",
+        "user": { "id": user_id, "username": "someone", "name": "someone", "team_id": from.team },
+        "api_app_id": from.app,
+        "token": "deprecated-verification-token",
+        "container": { "type": "view", "view_id": view_id },
+        "trigger_id": trigger_id,
+        "team": { "id": from.team, "domain": "sim" },
+        "enterprise": null,
+        "is_enterprise_install": false,
+        "view": view,
+        "actions": [{
+            "action_id": action_id,
+            "block_id": "home",
+            "text": { "type": "plain_text", "text": "button", "emoji": true },
+            "value": value,
+            "type": "button",
+            "action_ts": action_ts
+        }]
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())])
+        .expect("form encoding of strings")
+}
+
+/// Sends the JSON `body` to `url` signed as Slack would at `now_unix`
+/// (the Events API posts JSON), as retry `retry` when given
+/// (`X-Slack-Retry-Num`, with `X-Slack-Retry-Reason`).
+pub async fn post_signed_json(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &SigningSecret,
+    now_unix: i64,
+    body: String,
+    retry: Option<u32>,
+) -> reqwest::Result<reqwest::Response> {
+    let signature = secret.sign(now_unix, body.as_bytes());
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", now_unix.to_string())
+        .header("x-slack-signature", signature);
+    if let Some(n) = retry {
+        request = request
+            .header("x-slack-retry-num", n.to_string())
+            .header("x-slack-retry-reason", "http_timeout");
+    }
+    request.body(body).send().await
 }
 
 /// Sends `body` to `url` signed as Slack would at `now_unix`.

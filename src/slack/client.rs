@@ -11,7 +11,8 @@ use slack_morphism::prelude::*;
 use super::origin::Identity;
 use super::render;
 use super::response_url::HookHosts;
-use crate::domain::{ChatUserId, Email, Notice, Request};
+use crate::domain::{ChatUserId, Email, Event, Notice, Request};
+use crate::engine::home::Home;
 use crate::engine::ports::{Approver, Chat, ChatError};
 use crate::metrics::{Metrics, Outcome, Service};
 
@@ -68,6 +69,16 @@ pub struct PersonFacts {
     pub bot: bool,
     /// Whether the profile shows an email (`users:read.email`).
     pub email: bool,
+}
+
+/// Names where it talks to, never the token.
+impl std::fmt::Debug for SlackChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackChat")
+            .field("api_url", &self.settings.api_url)
+            .field("approvals_channel", &self.settings.approvals_channel)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the bot token could not be checked at start.
@@ -238,6 +249,52 @@ impl SlackChat {
     /// timeout.
     pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, ChatError> {
         bounded(self.settings.timeout, self.group_members(group)).await
+    }
+
+    /// Publishes `home` as its person's Home tab (`views.publish`, which
+    /// replaces the whole tab, so publishing the same facts twice shows the
+    /// same page). Each pending request links to its card through
+    /// `chat.getPermalink`, asked for all at once; a card Slack gives no
+    /// link for is pointed to by its channel instead.
+    pub async fn publish_home(&self, home: &Home) -> Result<(), ChatError> {
+        bounded(self.settings.timeout, async {
+            let pending = home.to_decide.as_deref().unwrap_or_default();
+            let links = futures::future::join_all(pending.iter().map(|r| self.card_link(r))).await;
+            let links = pending
+                .iter()
+                .zip(links)
+                .filter_map(|(r, link)| Some((r.id.clone(), link?)))
+                .collect();
+            let req = SlackApiViewsPublishRequest::new(
+                SlackUserId::new(home.user.as_str().to_string()),
+                render::home_view(home, &links),
+            );
+            self.client
+                .open_session(&self.token)
+                .views_publish(&req)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Where the card of `request` is: its permalink, or its channel.
+    async fn card_link(&self, request: &Request) -> Option<render::CardLink> {
+        let (channel, ts) = Self::channel_and_ts(request.approval_message.as_deref()?).ok()?;
+        let req = SlackApiChatGetPermalinkRequest::new(channel.clone(), ts);
+        match self
+            .client
+            .open_session(&self.token)
+            .chat_get_permalink(&req)
+            .await
+        {
+            Ok(found) => Some(render::CardLink::Permalink(found.permalink.to_string())),
+            Err(e) => {
+                tracing::debug!(error = %classify(e), "no permalink for a card; linking its channel");
+                Some(render::CardLink::Channel(channel.to_string()))
+            }
+        }
     }
 
     /// A user group's members, asked for now: a person removed from the
@@ -427,8 +484,13 @@ impl SlackChat {
             }
             Notice::Thread { event } => {
                 let (channel, ts) = thread()?;
-                let content =
-                    SlackMessageContent::new().with_text(render::thread_text(request, event));
+                let text = match event {
+                    Event::ApprovalReminder { expires_at } => {
+                        render::approval_reminder(request, &self.settings.approvers, *expires_at)
+                    }
+                    _ => render::thread_text(request, event),
+                };
+                let content = SlackMessageContent::new().with_text(text);
                 self.post(channel, content, Some(ts)).await?;
                 Ok(None)
             }

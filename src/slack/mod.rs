@@ -3,6 +3,7 @@
 //! with slack-morphism. It translates; the engine decides.
 
 pub mod client;
+pub mod events;
 pub mod origin;
 pub mod payload;
 pub mod render;

@@ -77,6 +77,10 @@ pub struct Interaction {
     pub origin: Option<Origin>,
     /// What to do.
     pub action: Action,
+    /// Clicked in a view (the Home tab: `container.type` is `view`, with
+    /// neither message nor channel nor `response_url`) rather than in a
+    /// message; such a view is published again once the click is handled.
+    pub from_view: bool,
 }
 
 /// A button click we act on.
@@ -115,6 +119,7 @@ pub fn parse_interaction(
     let ignored = Interaction {
         origin: None,
         action: Action::Ignored,
+        from_view: false,
     };
     let SlackInteractionEvent::BlockActions(event) = event else {
         return Ok(ignored);
@@ -131,6 +136,7 @@ pub fn parse_interaction(
         .map(|u| hosts.parse(u.0.as_str()))
         .transpose()?
         .map(|u| u.to_string());
+    let from_view = matches!(event.container, SlackInteractionActionContainer::View(_));
     let container_channel = match &event.container {
         SlackInteractionActionContainer::Message(m) => m.channel_id.clone(),
         SlackInteractionActionContainer::MessageAttachment(m) => m.channel_id.clone(),
@@ -181,17 +187,8 @@ pub fn parse_interaction(
     Ok(Interaction {
         origin: Some(origin),
         action,
+        from_view,
     })
-}
-
-/// Slack's Events API envelope, as far as we answer it.
-#[derive(Debug, Deserialize)]
-pub struct EventEnvelope {
-    /// `url_verification` or `event_callback`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Present on `url_verification`: echo it back.
-    pub challenge: Option<String>,
 }
 
 #[cfg(test)]

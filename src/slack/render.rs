@@ -12,7 +12,8 @@
 use slack_morphism::prelude::*;
 
 use super::actions;
-use crate::domain::{ChatUserId, Event, PrivateBody, Refusal, Request, Timestamp};
+use crate::domain::{ChatUserId, Event, PrivateBody, Refusal, Request, RequestState, Timestamp};
+use crate::engine::home::Home;
 use crate::engine::Reply;
 use crate::wording::{self, CardAction, Icon, Markup};
 
@@ -214,6 +215,31 @@ pub fn thread_text(r: &Request, event: &Event) -> String {
     wording::thread_text(&Mrkdwn, r, event)
 }
 
+/// The configured approvers as Slack mentions: `<!subteam^S…>` pings a
+/// user group, `<@U…>` a person. Only ids of letters and digits become
+/// mentions; anything else is shown escaped, as text.
+pub fn approver_mentions(approvers: &[String]) -> String {
+    let mention = |id: &String| {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return escape_within(id, 40);
+        }
+        match id.starts_with('S') {
+            true => format!("<!subteam^{id}>"),
+            false => format!("<@{id}>"),
+        }
+    };
+    match approvers.iter().map(mention).collect::<Vec<_>>().as_slice() {
+        [] => "Approvers".to_string(),
+        names => names.join(" "),
+    }
+}
+
+/// The reminder in the thread of an undecided request, naming the
+/// approvers so that Slack notifies them.
+pub fn approval_reminder(r: &Request, approvers: &[String], expires_at: Timestamp) -> String {
+    wording::approval_reminder_text(&Mrkdwn, r, &approver_mentions(approvers), expires_at)
+}
+
 /// A direct message to the requester.
 pub fn direct_text(r: &Request, event: &Event) -> String {
     wording::direct_text(&Mrkdwn, r, event)
@@ -247,9 +273,96 @@ pub fn private_message(r: &Request, body: &PrivateBody) -> SlackMessageContent {
     }
 }
 
+/// Where an approver goes to decide a pending request: the permalink of its
+/// card (`chat.getPermalink`), or the approvals channel when Slack gave none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardLink {
+    /// The card's permalink.
+    Permalink(String),
+    /// The approvals channel.
+    Channel(String),
+}
+
+impl CardLink {
+    /// The link in mrkdwn; a permalink that could close the link early is
+    /// not used (Slack's own never contain `|` or `>`).
+    fn mrkdwn(&self) -> String {
+        match self {
+            Self::Permalink(url)
+                if url.starts_with("https://") && !url.contains(['|', '>', '<', ' ']) =>
+            {
+                format!("<{url}|{}>", wording::HOME_DECIDE_ON_CARD)
+            }
+            Self::Permalink(_) => wording::HOME_DECIDE_ON_CARD.to_string(),
+            Self::Channel(channel) => format!("{} in <#{channel}>", wording::HOME_DECIDE_ON_CARD),
+        }
+    }
+}
+
+fn header(text: &str) -> SlackBlock {
+    SlackHeaderBlock::new(SlackBlockPlainTextOnly::from(text.to_string())).into()
+}
+
+/// The person's Home tab: their own requests (open and recent, with End now
+/// on one that holds rights), and for an approver the requests waiting for
+/// a decision with a link to each card, where Approve and Deny are (they
+/// count only in the approvals channel). At most [`limits::VIEW_BLOCKS`]
+/// blocks: one section per request, whatever the counts the engine sends.
+pub fn home_view(
+    home: &Home,
+    links: &std::collections::HashMap<crate::domain::RequestId, CardLink>,
+) -> SlackView {
+    let m = Mrkdwn;
+    let mut blocks = vec![header(wording::HOME_MINE_TITLE)];
+    if home.mine.is_empty() {
+        blocks.push(section(wording::home_nothing_yet(
+            &m,
+            crate::engine::home::RECENT_DAYS,
+        )));
+    }
+    // Leave room for the approvers' part: its heading, divider and note.
+    let room = |blocks: &Vec<SlackBlock>, reserve: usize| {
+        limits::VIEW_BLOCKS.saturating_sub(blocks.len() + reserve)
+    };
+    let reserve = if home.to_decide.is_some() { 4 } else { 0 };
+    for r in home.mine.iter().take(room(&blocks, reserve)) {
+        let mut line = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(mrkdwn(
+            wording::home_request_line(&m, r),
+        )));
+        if matches!(r.state(), RequestState::Approved | RequestState::Active) {
+            let end = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(
+                CardAction::EndNow.label().to_string(),
+            ))
+            .with_action_id(SlackActionId::new(actions::REVOKE.to_string()))
+            .with_value(r.id.to_string())
+            .with_style(SlackBlockButtonStyle::Danger);
+            line = line.with_accessory(SlackSectionBlockElement::Button(end));
+        }
+        blocks.push(line.into());
+    }
+    if let Some(pending) = &home.to_decide {
+        blocks.push(SlackDividerBlock::new().into());
+        blocks.push(header(wording::HOME_PENDING_TITLE));
+        if pending.is_empty() {
+            blocks.push(section(wording::HOME_NOTHING_PENDING.to_string()));
+        }
+        for r in pending.iter().take(room(&blocks, 0)) {
+            // The reason gets what the section leaves after the rest.
+            let mut text = wording::home_pending_line(&m, r, 1_000);
+            if let Some(link) = links.get(&r.id) {
+                text = format!("{text}\n{}", link.mrkdwn());
+            }
+            blocks.push(section(text));
+        }
+    }
+    SlackView::Home(SlackHomeView::new(blocks))
+}
+
 /// Block Kit limits that Slack enforces with `invalid_blocks` (the
 /// simulator refuses the same).
 mod limits {
+    /// Blocks in a view (the Home tab).
+    pub const VIEW_BLOCKS: usize = 100;
     /// Characters in a section block's `text`.
     pub const SECTION_TEXT: usize = 3000;
     /// Characters in a button's or a select option's `plain_text`.
@@ -414,6 +527,7 @@ mod tests {
                 online: true,
                 compiled_sudo: false,
             },
+            reminded_at: None,
         });
         r
     }
@@ -755,5 +869,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_fullest_home_tab_stays_within_block_kit_and_user_text_cannot_ping() {
+        let hostile = |n: usize| {
+            let mut r = request();
+            r.reason = format!("<!channel> & {}", "é<".repeat(2_000));
+            r.requester = ChatUserId::slack(format!("U{n}"));
+            r
+        };
+        let many = |n: usize| (0..n).map(hostile).collect::<Vec<_>>();
+        let mut active = request();
+        active.stage = Stage::from_known(
+            RequestState::Active,
+            &known(active.device().unwrap().clone(), vec![], EndCause::Expired),
+        );
+        let mut mine = many(200);
+        mine.insert(0, active.clone());
+        let home = Home {
+            user: ChatUserId::slack("U1"),
+            at: chrono::Utc::now(),
+            mine,
+            to_decide: Some(many(200)),
+        };
+        let links = home
+            .to_decide
+            .iter()
+            .flatten()
+            .map(|r| {
+                let link = CardLink::Permalink("https://x.slack.com/archives/C1/p1".into());
+                (r.id.clone(), link)
+            })
+            .collect();
+        let view = serde_json::to_value(home_view(&home, &links)).unwrap();
+        assert_eq!(view["type"], "home");
+        let problems = crate::sim::block_kit::home_view_problems(&view);
+        assert!(problems.is_empty(), "{problems:?}");
+        let blocks = view["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), limits::VIEW_BLOCKS, "filled, not over");
+        let text = view.to_string();
+        assert!(!text.contains("<!channel>") && text.contains("&lt;!channel&gt; &amp;"));
+        assert!(
+            text.contains("Waiting for a decision"),
+            "the approvers' part has room"
+        );
+        // End now on the active grant only, with its request id.
+        let ends: Vec<&serde_json::Value> =
+            blocks.iter().filter_map(|b| b.get("accessory")).collect();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0]["action_id"], actions::REVOKE);
+        assert_eq!(ends[0]["value"], active.id.as_str());
     }
 }

@@ -374,6 +374,23 @@ impl Store for PostgresStore {
         select_open_requests_of(&self.pool, requester).await
     }
 
+    async fn requests_of(
+        &self,
+        requester: &ChatUserId,
+        since: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>> {
+        select_requests_of(&self.pool, requester, since, limit).await
+    }
+
+    async fn pending_approval(
+        &self,
+        platform: crate::domain::Platform,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Request>> {
+        select_pending_approval(&self.pool, platform, limit).await
+    }
+
     async fn open_request_for_device(
         &self,
         user: &JcUserId,

@@ -179,6 +179,50 @@ macro_rules! shared_sql {
             rows.into_iter().map(super::codec::RequestRow::decode).collect()
         }
 
+        /// A person's requests that are open or were made at or after
+        /// `since`, newest first, at most `limit` (the App Home).
+        async fn select_requests_of(
+            pool: &sqlx::Pool<$db>,
+            requester: &crate::domain::ChatUserId,
+            since: crate::domain::Timestamp,
+            limit: u32,
+        ) -> anyhow::Result<Vec<crate::domain::Request>> {
+            let terminal = super::codec::state_list(crate::domain::RequestState::is_terminal);
+            let sql = format!(
+                "{REQUEST_SELECT} WHERE platform = $1 AND requester = $2 \
+                 AND (state NOT IN ({terminal}) OR created_at >= $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            );
+            let rows: Vec<super::codec::RequestRow> = sqlx::query_as(&sql)
+                .bind(requester.platform().as_str())
+                .bind(requester.as_str())
+                .bind(super::codec::ms(since))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(super::codec::RequestRow::decode).collect()
+        }
+
+        /// Requests of `platform` waiting for a decision, oldest first, at
+        /// most `limit`; through the partial index of migration 0009, which
+        /// holds only such requests.
+        async fn select_pending_approval(
+            pool: &sqlx::Pool<$db>,
+            platform: crate::domain::Platform,
+            limit: u32,
+        ) -> anyhow::Result<Vec<crate::domain::Request>> {
+            let sql = format!(
+                "{REQUEST_SELECT} WHERE state = 'pending_approval' AND platform = $1 \
+                 ORDER BY created_at, id LIMIT $2"
+            );
+            let rows: Vec<super::codec::RequestRow> = sqlx::query_as(&sql)
+                .bind(platform.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(super::codec::RequestRow::decode).collect()
+        }
+
         /// Another request holding the device (see
         /// [`RequestState::holds_device`](crate::domain::RequestState::holds_device)).
         async fn select_open_request_for_device(

@@ -513,7 +513,21 @@ impl TeamsChat {
                     .send_to_conversation(
                         &self.approvals_service_url().await,
                         &thread_conversation_id(&conversation, &root),
-                        &render::thread_activity(request, event, &people),
+                        &match event {
+                            Event::ApprovalReminder { expires_at } => {
+                                let approvers = render::approver_names(
+                                    &self.settings.approvers,
+                                    self.settings.approver_groups.len(),
+                                );
+                                render::approval_reminder_activity(
+                                    request,
+                                    &approvers,
+                                    *expires_at,
+                                    &people,
+                                )
+                            }
+                            _ => render::thread_activity(request, event, &people),
+                        },
                     )
                     .await?;
                 Ok(None)

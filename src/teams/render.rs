@@ -370,6 +370,53 @@ pub fn thread_activity(r: &Request, event: &Event, people: &People) -> Value {
     ))
 }
 
+/// The approvers in words: those configured by email by their email; those
+/// configured by object id, and the groups, counted (Teams shows no name
+/// for an object id the bot has not met).
+pub fn approver_names(approvers: &[String], groups: usize) -> String {
+    let people = People::new();
+    let m = TeamsMarkup::message(&people);
+    let mut names: Vec<String> = approvers
+        .iter()
+        .filter(|a| a.contains('@'))
+        .map(|a| m.text(a.trim(), wording::EMAIL_TEXT))
+        .collect();
+    let others = approvers.len() - names.len();
+    if others > 0 {
+        names.push(match others {
+            1 => "1 more approver".to_string(),
+            n => format!("{n} more approvers"),
+        });
+    }
+    if groups > 0 {
+        names.push(match groups {
+            1 => "the approver group".to_string(),
+            n => format!("the {n} approver groups"),
+        });
+    }
+    match names.as_slice() {
+        [] => "Approvers".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The reminder in the card's thread of an undecided request, naming the
+/// approvers ([`approver_names`]).
+pub fn approval_reminder_activity(
+    r: &Request,
+    approvers: &str,
+    expires_at: Timestamp,
+    people: &People,
+) -> Value {
+    message(wording::approval_reminder_text(
+        &TeamsMarkup::message(people),
+        r,
+        approvers,
+        expires_at,
+    ))
+}
+
 /// A direct message to the requester. The grant's own message, while the
 /// grant is active, carries a small card with an **Extend** button below
 /// its text (the text stays the message's, as every other direct message).
@@ -484,6 +531,7 @@ mod tests {
                 online: true,
                 compiled_sudo: false,
             },
+            reminded_at: None,
         });
         r
     }
@@ -662,6 +710,7 @@ mod tests {
         r.stage = Stage::PendingApproval(PendingApproval {
             account: account(),
             device: r.candidates().first().cloned().unwrap(),
+            reminded_at: None,
         });
         let card = approval_activity(&r, &people()).to_string();
         let weight = crate::sim::teams::utf16_size(card.as_bytes());

@@ -2,7 +2,9 @@
 //! Slack and JumpCloud servers on loopback, and a manual clock.
 
 mod access_request;
+mod app_home;
 mod approval;
+mod approver_reminder;
 mod binary;
 mod check;
 mod device;

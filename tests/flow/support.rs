@@ -120,6 +120,7 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         max_requests_per_hour: 10,
         approval_timeout: d("30m"),
         reminders: vec![d("15m"), d("5m"), d("1m")],
+        approval_reminder: tempadmin::domain::ApprovalReminder::Halfway,
     };
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("test.db").display());
