@@ -259,7 +259,7 @@ impl Engine {
         }
         let refusal = match e {
             DirectoryError::Unauthorized(_) => {
-                tracing::error!(error = %e, "JumpCloud refused the API key; check JUMPCLOUD_API_KEY and its role");
+                tracing::error!(error = %e, "JumpCloud refused our credentials; check the service account (JUMPCLOUD_CLIENT_ID and JUMPCLOUD_CLIENT_SECRET) or JUMPCLOUD_API_KEY, and its role; `tempadmin check` tells which");
                 Refusal::DirectoryMisconfigured
             }
             _ => {
