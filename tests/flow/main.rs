@@ -14,9 +14,12 @@ mod identity;
 mod ingress;
 mod on_time;
 mod outbound;
+#[path = "../common/postgres.rs"]
+mod postgres_server;
 mod provenance;
 mod refusals;
 mod service_account;
 mod slack_limits;
+mod socket_mode;
 mod support;
 mod teams;
