@@ -71,6 +71,11 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// enough to recover.
 const LINK_DISABLED_WAIT: Duration = Duration::from_secs(60);
 
+/// A connection that lasted this long was a good one: the next drop starts
+/// the backoff afresh. One that Slack accepts and soon drops keeps backing
+/// off, so a flapping link is not hammered.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 /// At shutdown, envelopes in hand get this long to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -379,6 +384,8 @@ impl SocketModeClient {
         let mut connections: HashMap<u64, mpsc::UnboundedSender<Control>> = HashMap::new();
         let mut current: Option<u64> = None;
         let mut newest: Option<u64> = None;
+        // When the newest connection said hello.
+        let mut greeted: Option<Instant> = None;
         let mut next_id = 0u64;
         let mut failures = 0u32;
         // When to try for a new connection: now at start.
@@ -400,6 +407,7 @@ impl SocketModeClient {
                     match connected {
                         Ok(socket) => {
                             next_id += 1;
+                            greeted = None;
                             let (control_tx, control_rx) = mpsc::unbounded_channel();
                             connections.insert(next_id, control_tx);
                             newest = Some(next_id);
@@ -424,8 +432,8 @@ impl SocketModeClient {
                 }
                 Some(event) = events.recv() => match event {
                     Event::Hello(id) => {
-                        failures = 0;
                         if newest == Some(id) {
+                            greeted = Some(Instant::now());
                             tracing::info!(connection = id, "Socket Mode connected");
                             for (other, control) in &connections {
                                 if *other != id {
@@ -459,6 +467,9 @@ impl SocketModeClient {
                         }
                         if newest == Some(id) {
                             newest = None;
+                            if greeted.take().is_some_and(|at| at.elapsed() >= STABLE_AFTER) {
+                                failures = 0;
+                            }
                             if pending.is_none() {
                                 failures += 1;
                                 let wait = backoff_delay(failures, rand::random::<f64>());
