@@ -197,7 +197,12 @@ impl App {
             let shutdown = shutdown.clone();
             async move {
                 if let Some(client) = socket {
-                    client.run(shutdown).await;
+                    // Envelopes are answered from threads of their own, as
+                    // the HTTP routes are.
+                    let ran = serve::run_apart("tempadmin-socket", client.run(shutdown)).await;
+                    if let Err(e) = ran {
+                        tracing::error!(error = %format!("{e:#}"), "the Socket Mode client stopped");
+                    }
                 }
             }
         };
