@@ -1,4 +1,5 @@
-//! Acknowledgement latency of `POST /slack/commands` under load.
+//! Acknowledgement latency of `POST /slack/commands` under load, or of
+//! the same commands over Slack's Socket Mode.
 //!
 //! Starts the real application (router, engine, scheduler, SQLite in a
 //! temporary folder) against the loopback simulators, with JumpCloud
@@ -7,7 +8,13 @@
 //! from each request's scheduled send time, so a stall counts against us).
 //! Prints p50/p90/p99/max latency and the throughput achieved.
 //!
-//! `cargo bench --bench ack_latency -- [RATE_PER_SEC] [SECONDS] [JUMPCLOUD_DELAY_MS]`
+//! With `socket`, the bot runs in Socket Mode and the same commands go as
+//! `slash_commands` envelopes from the simulated Socket Mode side over the
+//! one WebSocket the bot holds; the latency is from each envelope's
+//! scheduled send time to its acknowledgement (with the answer in it)
+//! arriving back at the simulator.
+//!
+//! `cargo bench --bench ack_latency -- [RATE_PER_SEC] [SECONDS] [JUMPCLOUD_DELAY_MS] [socket]`
 
 mod support;
 
@@ -17,14 +24,16 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use secrecy::SecretString;
 use tempadmin::app::App;
+use tempadmin::config::SlackMode;
 use tempadmin::domain::{GrantDuration, Policy};
 use tempadmin::engine::clock::SystemClock;
 use tempadmin::sim::jumpcloud::FakeJumpCloud;
 use tempadmin::sim::slack::FakeSlack;
+use tempadmin::sim::slack_socket::{self, FakeSocketMode};
 use tempadmin::sim::{self, slack_sender};
 use tempadmin::slack::signature::SigningSecret;
 
-use support::{add_person, arg, percentile};
+use support::{add_person, arg, flag, percentile};
 
 const USERS: usize = 100;
 
@@ -77,11 +86,66 @@ async fn fire(
     Ok((latencies, failures, shed, start))
 }
 
+/// Sends `total` `slash_commands` envelopes at `rate` per second (open
+/// loop) and awaits each acknowledgement.
+async fn fire_socket(
+    socket: FakeSocketMode,
+    respond: String,
+    rate: u64,
+    total: u64,
+) -> anyhow::Result<Fired> {
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let scheduled = start + interval * n as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let user = format!("U{:08}", n as usize % USERS);
+        let payload = slack_sender::command_payload(&user, "20m install printer driver", &respond);
+        let delivery = socket.send_slash_command(payload);
+        let socket = socket.clone();
+        tasks.push(tokio::spawn(async move {
+            match socket.ack(&delivery, Duration::from_secs(30)).await {
+                Some(ack) => {
+                    let text = ack
+                        .payload
+                        .as_ref()
+                        .and_then(|p| p["text"].as_str())
+                        .unwrap_or_default();
+                    let ok = ack.payload.is_some();
+                    (ack.received_at - scheduled, ok, text.contains("very busy"))
+                }
+                None => (scheduled.elapsed(), false, false),
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let (mut failures, mut shed) = (0, 0);
+    for task in tasks {
+        let (latency, ok, busy) = task.await?;
+        failures += usize::from(!ok);
+        shed += usize::from(busy);
+        latencies.push(latency);
+    }
+    Ok((latencies, failures, shed, start))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rate = arg(0, 200);
     let seconds = arg(1, 20);
     let jc_delay = Duration::from_millis(arg(2, 50));
+    let socket_mode = flag("socket");
+    // Slack sends from its own machines: the load generator (and, in
+    // Socket Mode, the simulated Socket Mode side whose tasks read the
+    // acknowledgements) runs on a runtime and thread of its own, so that a
+    // send is not delayed behind the bot's background jobs and the other
+    // simulators in this process's runtime (which would count against the
+    // bot, since latency is measured from the scheduled send time).
+    let generator = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
 
     let slack = FakeSlack::start("xoxb-bench").await;
     let jc = FakeJumpCloud::start("bench-key").await;
@@ -117,7 +181,15 @@ async fn main() -> anyhow::Result<()> {
         approval_reminder: tempadmin::domain::ApprovalReminder::Halfway,
     };
     let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let config = sim::config(
+    let socket = if socket_mode {
+        let slack = slack.clone();
+        let started =
+            generator.spawn(async move { slack.enable_socket_mode(slack_socket::APP_TOKEN).await });
+        Some(started.await?)
+    } else {
+        None
+    };
+    let mut config = sim::config(
         &slack,
         &jc,
         database_url,
@@ -125,6 +197,13 @@ async fn main() -> anyhow::Result<()> {
         policy,
         Duration::from_secs(10),
     );
+    if socket_mode {
+        if let Some(slack) = config.slack.as_mut() {
+            slack.mode = SlackMode::Socket {
+                app_token: SecretString::from(slack_socket::APP_TOKEN),
+            };
+        }
+    }
     let app = App::build(&config, Arc::new(SystemClock)).await?;
     let url = format!("http://127.0.0.1:{}/slack/commands", app.port());
     let respond = slack.response_url("bench");
@@ -133,25 +212,29 @@ async fn main() -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
 
-    let secret = Arc::new(SigningSecret::new(SecretString::from(sim::SIGNING_SECRET)));
     let total = rate * seconds;
-    println!("firing {total} signed /tempadmin commands at {rate}/s for {seconds}s (JumpCloud answers after {jc_delay:?})");
-    // Slack sends from its own machines: the load generator runs on a
-    // runtime and threads of its own, so that a request's send is not
-    // delayed behind the bot's background jobs and the simulators in this
-    // process's runtime (which would count against the bot, since latency
-    // is measured from the scheduled send time).
-    let fired = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the load generator")
-            .block_on(fire(url, respond, secret, rate, total))
-    });
-    let (latencies, failures, shed, start) = tokio::task::spawn_blocking(move || fired.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    let fired = match &socket {
+        Some(socket) => {
+            if !socket
+                .wait_for_connections(1, Duration::from_secs(10))
+                .await
+            {
+                anyhow::bail!("the bot did not open its Socket Mode connection");
+            }
+            println!("sending {total} /tempadmin slash_commands envelopes over Socket Mode at {rate}/s for {seconds}s (JumpCloud answers after {jc_delay:?})");
+            generator
+                .spawn(fire_socket(socket.clone(), respond, rate, total))
+                .await?
+        }
+        None => {
+            let secret = Arc::new(SigningSecret::new(SecretString::from(sim::SIGNING_SECRET)));
+            println!("firing {total} signed /tempadmin commands at {rate}/s for {seconds}s (JumpCloud answers after {jc_delay:?})");
+            generator
+                .spawn(fire(url, respond, secret, rate, total))
+                .await?
+        }
+    };
+    let (latencies, failures, shed, start) = fired?;
     let mut latencies = latencies;
     let elapsed = start.elapsed();
     latencies.sort();
@@ -173,7 +256,16 @@ async fn main() -> anyhow::Result<()> {
         "JumpCloud calls made in the background meanwhile: {}",
         jc.calls().len()
     );
+    if let Some(socket) = &socket {
+        let retries = socket.sent().iter().filter(|s| s.retry_attempt > 0).count();
+        println!(
+            "Socket Mode: {} envelopes sent again after 3 s without an acknowledgement; {} protocol problems",
+            retries,
+            socket.problems().len()
+        );
+    }
     let _ = stop.send(());
     server.await??;
+    generator.shutdown_background();
     Ok(())
 }

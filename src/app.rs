@@ -11,12 +11,13 @@ use anyhow::Context;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, SlackConfig};
+use crate::config::{Config, SlackConfig, SlackMode};
 use crate::domain::Platform;
 use crate::engine::device::DeviceHook;
 use crate::engine::ports::{Chat, Clock, Directory};
 use crate::engine::{Chats, Engine};
 use crate::http::serve::{self, Limits};
+use crate::http::slack_inbound::SocketEnvelopes;
 use crate::http::{self, AppState, SlackEdge, TeamsEdge};
 use crate::jumpcloud::commands::JumpCloudDevices;
 use crate::jumpcloud::{JumpCloudClient, JumpCloudElevator};
@@ -24,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::slack::client::{IdentityError, SlackChat};
 use crate::slack::origin::Ours;
 use crate::slack::signature::SigningSecret;
+use crate::slack::socket_mode::{OpenError, SocketModeClient, SocketModeSettings};
 use crate::store::Database;
 use crate::teams::auth::BotFrameworkAuth;
 use crate::teams::chat::TeamsChat;
@@ -38,6 +40,8 @@ pub struct App {
     /// `/metrics` on its own address, when `metrics_listen` is set.
     metrics: Option<(TcpListener, axum::Router)>,
     limits: Limits,
+    /// Slack's Socket Mode connection, when `slack.mode = "socket"`.
+    socket: Option<Arc<SocketModeClient>>,
 }
 
 impl App {
@@ -80,8 +84,14 @@ impl App {
         if let Some(slack_config) = &config.slack {
             let slack =
                 Arc::new(SlackChat::new(slack_config.api.clone())?.with_metrics(metrics.clone()));
+            let secret = match &slack_config.mode {
+                SlackMode::Http { signing_secret } => {
+                    Some(SigningSecret::new(signing_secret.clone()))
+                }
+                SlackMode::Socket { .. } => None,
+            };
             let edge = Arc::new(SlackEdge {
-                secret: SigningSecret::new(slack_config.signing_secret.clone()),
+                secret,
                 hooks: slack.hook_hosts().clone(),
                 ours: OnceLock::new(),
                 chat: slack.clone(),
@@ -123,6 +133,20 @@ impl App {
             slack: slack_edge,
             teams: teams_edge,
         };
+        let socket = match config.slack.as_ref().map(|s| (&s.mode, s)) {
+            Some((SlackMode::Socket { app_token }, slack)) => Some(
+                socket_mode(
+                    SocketModeSettings {
+                        api_url: slack.api.api_url.clone(),
+                        app_token: app_token.clone(),
+                        timeout: slack.api.timeout,
+                    },
+                    SocketEnvelopes::new(state.clone()),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -145,6 +169,7 @@ impl App {
             router,
             metrics,
             limits,
+            socket,
         })
     }
 
@@ -177,9 +202,23 @@ impl App {
         router: axum::Router,
         metrics: Option<(TcpListener, axum::Router)>,
         limits: Limits,
+        socket: Option<Arc<SocketModeClient>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.shared();
+        let socket = {
+            let shutdown = shutdown.clone();
+            async move {
+                if let Some(client) = socket {
+                    // Envelopes are answered from threads of their own, as
+                    // the HTTP routes are.
+                    let ran = serve::run_apart("tempadmin-socket", client.run(shutdown)).await;
+                    if let Err(e) = ran {
+                        tracing::error!(error = %format!("{e:#}"), "the Socket Mode client stopped");
+                    }
+                }
+            }
+        };
         let metrics = {
             let (limits, shutdown) = (limits.clone(), shutdown.clone());
             async move {
@@ -188,9 +227,10 @@ impl App {
                 }
             }
         };
-        let (served, ()) = tokio::join!(
+        let (served, (), ()) = tokio::join!(
             serve::serve_apart(listener, router, limits, shutdown),
-            metrics
+            metrics,
+            socket
         );
         served
     }
@@ -208,6 +248,7 @@ impl App {
             self.router,
             self.metrics,
             self.limits,
+            self.socket,
             shutdown,
         )
         .await;
@@ -228,6 +269,7 @@ impl App {
             self.router,
             self.metrics,
             self.limits,
+            self.socket,
             shutdown,
         )
         .await;
@@ -284,6 +326,25 @@ async fn learn_who_we_are(
             Ok(())
         }
     }
+}
+
+/// The Socket Mode client, once Slack has accepted the app-level token: a
+/// refused token stops start-up with what to set. A Slack that does not
+/// answer does not stop it (revocations due meanwhile must still run); the
+/// client keeps trying.
+async fn socket_mode(
+    settings: SocketModeSettings,
+    envelopes: SocketEnvelopes,
+) -> anyhow::Result<Arc<SocketModeClient>> {
+    let client = SocketModeClient::new(settings, Arc::new(envelopes))?;
+    match client.check_token().await {
+        Ok(()) => {}
+        Err(e @ OpenError::Refused(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "starting without a Socket Mode connection; retrying")
+        }
+    }
+    Ok(Arc::new(client))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

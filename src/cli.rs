@@ -38,11 +38,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Run the bot: the HTTP endpoints for Slack and Teams, and the
-    /// scheduler that grants and takes back rights on time.
+    /// Run the bot: the HTTP endpoints for Slack and Teams (or Slack's
+    /// Socket Mode connection), and the scheduler that grants and takes
+    /// back rights on time.
     ///
-    /// Secrets come from the environment only: SLACK_SIGNING_SECRET and
-    /// SLACK_BOT_TOKEN (with [slack]), TEAMS_APP_PASSWORD (with [teams]),
+    /// Secrets come from the environment only: SLACK_BOT_TOKEN and
+    /// SLACK_SIGNING_SECRET (with [slack]; SLACK_APP_TOKEN instead of the
+    /// signing secret with slack.mode = "socket"), TEAMS_APP_PASSWORD (with [teams]),
     /// JUMPCLOUD_API_KEY, and optionally JUMPCLOUD_ORG_ID. TEMPADMIN_LISTEN,
     /// TEMPADMIN_METRICS_LISTEN, DATABASE_URL, SLACK_API_URL, TEAMS_APP_ID and
     /// JUMPCLOUD_API_URL override the file. Stops gracefully on SIGTERM or
@@ -92,6 +94,11 @@ pub enum CliCommand {
         /// Framework.
         #[arg(long)]
         teams: bool,
+        /// Play it in Slack over Socket Mode: the bot connects to the
+        /// simulated Slack with an app-level token instead of receiving
+        /// HTTP requests, and Slack asks it to reconnect halfway.
+        #[arg(long, conflicts_with = "teams")]
+        socket: bool,
         /// Play it in `grant_mode = "access_request"`: JumpCloud's own
         /// temporary elevation, whose expiry ends the rights.
         #[arg(long)]
@@ -241,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::Demo {
             teams,
+            socket,
             access_request,
         } => {
             let platform = if teams {
@@ -253,7 +261,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 crate::jumpcloud::GrantMode::Association
             };
-            crate::demo::run(platform, mode).await
+            let way = if socket {
+                crate::demo::SlackWay::Socket
+            } else {
+                crate::demo::SlackWay::Http
+            };
+            crate::demo::run(platform, mode, way).await
         }
         CliCommand::Jumpcloud {
             command: JumpcloudCommand::InstallCommands { config },

@@ -81,16 +81,34 @@ impl Default for HttpConfig {
     }
 }
 
-/// Slack settings plus the inbound signing secret.
+/// Slack settings plus how Slack's deliveries reach the bot.
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
     /// Outbound Web API settings.
     pub api: SlackSettings,
-    /// `SLACK_SIGNING_SECRET`.
-    pub signing_secret: SecretString,
+    /// `slack.mode`: signed HTTP requests, or Socket Mode.
+    pub mode: SlackMode,
     /// Workspaces besides the bot token's own whose commands and clicks
     /// count (`slack.team_ids`: the workspaces of an Enterprise Grid).
     pub team_ids: Vec<String>,
+}
+
+/// How Slack's commands and clicks reach the bot (`slack.mode`).
+#[derive(Debug, Clone)]
+pub enum SlackMode {
+    /// `"http"` (the default): Slack posts them to our public routes,
+    /// signed with `SLACK_SIGNING_SECRET`.
+    Http {
+        /// `SLACK_SIGNING_SECRET`.
+        signing_secret: SecretString,
+    },
+    /// `"socket"`: the bot opens a WebSocket to Slack with the app-level
+    /// token `SLACK_APP_TOKEN` (`xapp-…`, scope `connections:write`) and
+    /// receives them there; no public URL and no signing secret.
+    Socket {
+        /// `SLACK_APP_TOKEN`.
+        app_token: SecretString,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +157,7 @@ struct FileHttp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSlack {
+    mode: Option<String>,
     api_url: Option<String>,
     approvals_channel: Option<String>,
     #[serde(default)]
@@ -375,9 +394,52 @@ fn slack_config(
                 .map(GrantDuration::as_std)
                 .unwrap_or(Duration::from_secs(10)),
         },
-        signing_secret: secret("SLACK_SIGNING_SECRET")?,
+        mode: slack_mode(slack.mode.as_deref(), env, secret)?,
         team_ids: slack.team_ids,
     })
+}
+
+/// `slack.mode` and its secret. The app-level token is checked for its
+/// kind only (by its prefix, never shown): whether Slack accepts it is
+/// asked at start (`apps.connections.open`).
+fn slack_mode(
+    mode: Option<&str>,
+    env: &impl Fn(&str) -> Option<String>,
+    secret: &impl Fn(&str) -> anyhow::Result<SecretString>,
+) -> anyhow::Result<SlackMode> {
+    match mode.unwrap_or("http") {
+        "http" => Ok(SlackMode::Http {
+            signing_secret: secret("SLACK_SIGNING_SECRET")?,
+        }),
+        "socket" => {
+            let Some(token) = env("SLACK_APP_TOKEN") else {
+                bail!(
+                    "slack.mode = \"socket\" needs the environment variable SLACK_APP_TOKEN: \
+                     an app-level token (xapp-…) with the connections:write scope, made under \
+                     Basic Information → App-Level Tokens in the app's settings"
+                );
+            };
+            let token = token.trim();
+            if !token.starts_with("xapp-") {
+                let looks_like = match token.get(..5) {
+                    Some("xoxb-") => {
+                        " (it holds a bot token, xoxb-…, which belongs in SLACK_BOT_TOKEN)"
+                    }
+                    Some("xoxp-") => " (it holds a user token, xoxp-…)",
+                    _ => "",
+                };
+                bail!(
+                    "SLACK_APP_TOKEN is not an app-level token{looks_like}: Socket Mode needs one \
+                     starting with xapp- with the connections:write scope, made under Basic \
+                     Information → App-Level Tokens in the app's settings"
+                );
+            }
+            Ok(SlackMode::Socket {
+                app_token: SecretString::from(token.to_owned()),
+            })
+        }
+        other => bail!("slack.mode `{other}` is unknown; use \"http\" or \"socket\""),
+    }
 }
 
 fn teams_settings(
@@ -653,6 +715,46 @@ mod tests {
         assert_eq!(c.metrics_listen, None);
         assert!(c.slack.as_ref().unwrap().team_ids.is_empty());
         assert_eq!(c.grant_mode, GrantMode::Association);
+    }
+
+    #[test]
+    fn socket_mode_needs_an_app_level_token_and_no_signing_secret() {
+        let text = MINIMAL.replace("[slack]", "[slack]\nmode = \"socket\"");
+        let env = |token: Option<&'static str>| {
+            move |name: &str| match name {
+                "SLACK_APP_TOKEN" => token.map(str::to_owned),
+                "SLACK_SIGNING_SECRET" => None,
+                other => env_with_secrets(other),
+            }
+        };
+        let c = Config::parse(&text, env(Some("xapp-1-A1-2-secretpart"))).unwrap();
+        assert!(matches!(
+            c.slack.unwrap().mode,
+            SlackMode::Socket { app_token } if secrecy::ExposeSecret::expose_secret(&app_token) == "xapp-1-A1-2-secretpart"
+        ));
+        let err = format!("{:#}", Config::parse(&text, env(None)).unwrap_err());
+        assert!(
+            err.contains("SLACK_APP_TOKEN") && err.contains("connections:write"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::parse(&text, env(Some("xoxb-1-secretpart"))).unwrap_err()
+        );
+        assert!(
+            err.contains("SLACK_APP_TOKEN") && err.contains("SLACK_BOT_TOKEN"),
+            "{err}"
+        );
+        assert!(!err.contains("secretpart"), "never the token: {err}");
+        // HTTP stays the default, and needs the signing secret.
+        let c = Config::parse(MINIMAL, env_with_secrets).unwrap();
+        assert!(matches!(c.slack.unwrap().mode, SlackMode::Http { .. }));
+        let text = MINIMAL.replace("[slack]", "[slack]\nmode = \"websocket\"");
+        let err = format!("{:#}", Config::parse(&text, env_with_secrets).unwrap_err());
+        assert!(
+            err.contains("slack.mode") && err.contains("socket"),
+            "{err}"
+        );
     }
 
     #[test]

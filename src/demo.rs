@@ -1,6 +1,7 @@
-//! `tempadmin demo` and `tempadmin demo --teams`: the real server, engine,
-//! scheduler and SQLite (in a temporary folder) against the loopback
-//! simulators of JumpCloud and of Slack or the Bot Framework. Ada asks for
+//! `tempadmin demo`, `tempadmin demo --socket` (Slack in Socket Mode) and
+//! `tempadmin demo --teams`: the real server, engine, scheduler and SQLite
+//! (in a temporary folder) against the loopback simulators of JumpCloud and
+//! of Slack or the Bot Framework. Ada asks for
 //! admin, Grace approves, the conversation is printed as it happens, and at
 //! the end the demo checks that JumpCloud holds Ada's previous rights.
 //!
@@ -18,12 +19,14 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::config::SlackMode;
 use crate::domain::{ChatUserId, GrantDuration, Platform, Policy};
 use crate::engine::clock::SystemClock;
 use crate::engine::Engine;
 use crate::jumpcloud::GrantMode;
 use crate::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use crate::sim::slack::{FakeSlack, SimEvent};
+use crate::sim::slack_socket::{self, FakeSocketMode};
 use crate::sim::teams::{self as bf, FakeBotFramework, APPROVALS_CONVERSATION};
 use crate::sim::{self, slack_sender, teams_sender};
 use crate::slack::actions;
@@ -39,9 +42,18 @@ fn d(text: &str) -> GrantDuration {
     GrantDuration::parse(text).expect("demo durations are valid")
 }
 
-/// Runs the demo story on `platform` in grant `mode`; `Ok` when it ends
-/// with the rights restored.
-pub async fn run(platform: Platform, mode: GrantMode) -> anyhow::Result<()> {
+/// How Slack reaches the bot in the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackWay {
+    /// Signed HTTP requests to the bot's routes.
+    Http,
+    /// Socket Mode: envelopes over the connection the bot opens.
+    Socket,
+}
+
+/// Runs the demo story on `platform` in grant `mode` (Slack reaching the
+/// bot `way`); `Ok` when it ends with the rights restored.
+pub async fn run(platform: Platform, mode: GrantMode, way: SlackWay) -> anyhow::Result<()> {
     let jumpcloud = FakeJumpCloud::start("demo-api-key").await;
     jumpcloud.add_user(SimUser {
         id: JC_ADA.into(),
@@ -67,7 +79,7 @@ pub async fn run(platform: Platform, mode: GrantMode) -> anyhow::Result<()> {
         );
     }
     match platform {
-        Platform::Slack => slack_story(&jumpcloud, database_url, mode).await?,
+        Platform::Slack => slack_story(&jumpcloud, database_url, mode, way).await?,
         Platform::Teams => teams_story(&jumpcloud, database_url, mode).await?,
     }
     for access in jumpcloud.access_requests() {
@@ -199,13 +211,20 @@ fn stamper() -> impl Fn() -> String + Send + 'static {
     move || format!("[{:>5.1}s]", started.elapsed().as_secs_f64())
 }
 
-/// Ada types a slash command for 45 seconds, Grace clicks Approve.
+/// Ada types a slash command for 45 seconds, Grace clicks Approve; over
+/// signed HTTP requests, or over Socket Mode (where Slack also asks for a
+/// fresh connection halfway).
 async fn slack_story(
     jumpcloud: &FakeJumpCloud,
     database_url: String,
     mode: GrantMode,
+    way: SlackWay,
 ) -> anyhow::Result<()> {
     let slack = FakeSlack::start("xoxb-demo").await;
+    let socket = match way {
+        SlackWay::Http => None,
+        SlackWay::Socket => Some(slack.enable_socket_mode(slack_socket::APP_TOKEN).await),
+    };
     slack.add_user(ADA, "ada", Some("ada@example.com"));
     slack.add_user(GRACE, "grace", Some("grace@example.com"));
     let mut config = sim::config(
@@ -217,6 +236,13 @@ async fn slack_story(
         Duration::from_secs(5),
     );
     config.grant_mode = mode;
+    if socket.is_some() {
+        if let Some(slack) = config.slack.as_mut() {
+            slack.mode = SlackMode::Socket {
+                app_token: SecretString::from(slack_socket::APP_TOKEN),
+            };
+        }
+    }
     with_device_notices(&mut config).await?;
     let running = Running::start(&config).await?;
     let base = running.base.clone();
@@ -226,6 +252,17 @@ async fn slack_story(
         slack.api_url(),
         jumpcloud.url()
     );
+    if let Some(socket) = &socket {
+        if !socket
+            .wait_for_connections(1, Duration::from_secs(10))
+            .await
+        {
+            bail!("tempadmin never opened its Socket Mode connection");
+        }
+        println!(
+            "Socket Mode: tempadmin called apps.connections.open with its app-level token and holds a WebSocket to Slack; Slack posts nothing to it over HTTP."
+        );
+    }
     println!("Ada (U0ADA) has a MacBook bound through a user group, without admin rights.");
     println!(
         "Grace (U0GRACE) is the approver. The approvals channel is {}.\n",
@@ -263,22 +300,17 @@ async fn slack_story(
         }
     });
 
-    let http = reqwest::Client::new();
-    let secret = SigningSecret::new(SecretString::from(sim::SIGNING_SECRET));
+    let slack_side = SlackSide {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        secret: SigningSecret::new(SecretString::from(sim::SIGNING_SECRET)),
+        socket: socket.clone(),
+    };
     let text = "45s install printer driver";
     println!("Ada types: /tempadmin {text}");
-    let body = slack_sender::command_body(ADA, text, &slack.response_url("ada-command"));
-    let answer: Value = slack_sender::post_signed(
-        &http,
-        &format!("{base}/slack/commands"),
-        &secret,
-        Utc::now().timestamp(),
-        body,
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
+    let answer = slack_side
+        .command(ADA, text, &slack.response_url("ada-command"))
+        .await?;
     println!(
         "tempadmin answers Ada privately: {}",
         answer["text"].as_str().unwrap_or_default()
@@ -295,22 +327,42 @@ async fn slack_story(
     let request_id = running.request_of(&ChatUserId::slack(ADA)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("Grace clicks Approve on request {request_id}.");
-    let click = slack_sender::click_body(
-        GRACE,
-        actions::APPROVE,
-        &request_id,
-        "decide",
-        &slack.response_url("grace-click"),
-    );
-    slack_sender::post_signed(
-        &http,
-        &format!("{base}/slack/interactions"),
-        &secret,
-        Utc::now().timestamp(),
-        click,
-    )
-    .await?
-    .error_for_status()?;
+    slack_side
+        .click(
+            GRACE,
+            actions::APPROVE,
+            &request_id,
+            &slack.response_url("grace-click"),
+        )
+        .await?;
+    if let Some(socket) = &socket {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let old = socket.connections().first().copied().unwrap_or_default();
+        println!(
+            "Slack tells tempadmin's connection to go (disconnect: refresh_requested), as it does every few hours."
+        );
+        socket.disconnect(old, "refresh_requested", Duration::from_secs(10));
+        if !socket
+            .wait_for_connections(1, Duration::from_secs(10))
+            .await
+        {
+            bail!("tempadmin did not reconnect after Slack's refresh");
+        }
+        let let_go = wait_for(Duration::from_secs(10), || {
+            socket
+                .lives()
+                .into_iter()
+                .find(|life| life.connection == old && life.closed.is_some())
+        })
+        .await;
+        if let_go.is_none() {
+            bail!("tempadmin kept the old connection after Slack's refresh");
+        }
+        println!(
+            "tempadmin opened a new connection first, then let the old one go ({} connections so far).",
+            socket.connections_opened()
+        );
+    }
 
     let ended = wait_for(Duration::from_secs(100), || {
         slack
@@ -325,6 +377,83 @@ async fn slack_story(
         bail!("the grant did not end within the demo's time limit");
     }
     Ok(())
+}
+
+/// How the demo's people reach the bot through Slack.
+struct SlackSide {
+    http: reqwest::Client,
+    base: String,
+    secret: SigningSecret,
+    /// Socket Mode's side, when the demo runs over it.
+    socket: Option<FakeSocketMode>,
+}
+
+impl SlackSide {
+    /// A slash command; the private answer.
+    async fn command(&self, user: &str, text: &str, response_url: &str) -> anyhow::Result<Value> {
+        let Some(socket) = &self.socket else {
+            let body = slack_sender::command_body(user, text, response_url);
+            return Ok(slack_sender::post_signed(
+                &self.http,
+                &format!("{}/slack/commands", self.base),
+                &self.secret,
+                Utc::now().timestamp(),
+                body,
+            )
+            .await?
+            .error_for_status()?
+            .json()
+            .await?);
+        };
+        let delivery =
+            socket.send_slash_command(slack_sender::command_payload(user, text, response_url));
+        let ack = socket
+            .ack(&delivery, slack_socket::ACK_TIMEOUT)
+            .await
+            .context("the command was not acknowledged within 3 seconds")?;
+        println!(
+            "(Socket Mode: the envelope was acknowledged in {:.1} ms, with the answer in the acknowledgement.)",
+            ack.latency.as_secs_f64() * 1000.0
+        );
+        ack.payload
+            .context("the command's acknowledgement carried no answer")
+    }
+
+    /// A click on a button in the approvals channel.
+    async fn click(
+        &self,
+        user: &str,
+        action_id: &str,
+        request_id: &str,
+        response_url: &str,
+    ) -> anyhow::Result<()> {
+        let Some(socket) = &self.socket else {
+            let body =
+                slack_sender::click_body(user, action_id, request_id, "decide", response_url);
+            slack_sender::post_signed(
+                &self.http,
+                &format!("{}/slack/interactions", self.base),
+                &self.secret,
+                Utc::now().timestamp(),
+                body,
+            )
+            .await?
+            .error_for_status()?;
+            return Ok(());
+        };
+        let delivery = socket.send_interactive(slack_sender::click_payload(
+            user,
+            action_id,
+            request_id,
+            "decide",
+            response_url,
+        ));
+        socket
+            .ack(&delivery, slack_socket::ACK_TIMEOUT)
+            .await
+            .context("the click was not acknowledged within 3 seconds")?;
+        Ok(())
+    }
 }
 
 /// Ada writes to the bot in her personal chat for 20 seconds, Grace clicks

@@ -11,15 +11,17 @@
 //! - [`store`]: the `Store` port through sqlx, on SQLite (one process, the
 //!   default) or PostgreSQL (several replicas): requests, jobs, outbox, audit.
 //! - [`jumpcloud`]: the `Directory` port over JumpCloud's REST API.
-//! - [`slack`]: request signing, Slack payloads, Block Kit rendering and the
-//!   `Chat` port over Slack's Web API (slack-morphism).
+//! - [`slack`]: request signing, Slack payloads, Block Kit rendering, the
+//!   `Chat` port over Slack's Web API (slack-morphism) and the Socket Mode
+//!   client.
 //! - [`teams`]: the Bot Framework protocol (inbound JWT verification, the
 //!   Bot Connector and Microsoft Graph clients), Adaptive Card rendering, the
 //!   `Chat` port for Teams and the app package.
 //! - [`wording`]: every sentence said to people, written once for both chat
 //!   services.
 //! - [`http`]: the axum router: verify, parse, hand over, answer, for the
-//!   Slack and Teams routes alike.
+//!   Slack and Teams routes alike; Slack's Socket Mode envelopes go through
+//!   the same hand-over (`http::slack_inbound`).
 //! - [`metrics`]: what `/metrics` exposes, recorded where things happen.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, wiring.
 //! - [`check`]: `tempadmin check`, the configuration proved against the

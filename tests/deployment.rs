@@ -590,6 +590,7 @@ fn the_database_password_and_every_secret_come_from_the_secret_not_the_configmap
         "JUMPCLOUD_API_KEY",
         "SLACK_SIGNING_SECRET",
         "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
         "TEAMS_APP_PASSWORD",
         "JUMPCLOUD_ORG_ID",
     ] {
@@ -854,6 +855,57 @@ fn the_slack_manifest_enables_the_home_tab_and_subscribes_to_its_event_on_the_ev
         .map(|e| text(e, "event"))
         .collect();
     assert_eq!(bot_events, ["app_home_opened"]);
+}
+
+#[test]
+fn the_socket_mode_manifest_matches_the_http_one_without_any_url() {
+    let http = load("manifests/slack-app.yaml");
+    let socket = load("manifests/slack-app-socket.yaml");
+    let scopes = |m: &Yaml| {
+        let mut s: Vec<String> = list(&m["oauth_config"]["scopes"]["bot"], "scopes")
+            .iter()
+            .map(|s| text(s, "scope"))
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(scopes(&socket), scopes(&http), "the same scopes");
+    let commands = |m: &Yaml| -> Vec<[String; 3]> {
+        list(&m["features"]["slash_commands"], "slash_commands")
+            .iter()
+            .map(|c| ["command", "description", "usage_hint"].map(|k| text(&c[k], k)))
+            .collect()
+    };
+    assert_eq!(commands(&socket), commands(&http), "the same command");
+    assert_eq!(socket["display_information"], http["display_information"]);
+    for feature in ["app_home", "bot_user"] {
+        assert_eq!(
+            socket["features"][feature], http["features"][feature],
+            "{feature}"
+        );
+    }
+    assert_eq!(
+        socket["settings"]["socket_mode_enabled"],
+        Yaml::Boolean(true)
+    );
+    assert_eq!(
+        http["settings"]["socket_mode_enabled"],
+        Yaml::Boolean(false)
+    );
+    assert_eq!(
+        socket["settings"]["interactivity"]["is_enabled"],
+        Yaml::Boolean(true),
+        "clicks arrive over the socket"
+    );
+    // Socket Mode has no request URLs: Slack would post to them instead.
+    let text = read("manifests/slack-app-socket.yaml");
+    let urls: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.contains("url:") || l.contains("https://"))
+        .collect();
+    assert!(urls.is_empty(), "{urls:?}");
 }
 
 /// A NetworkPolicy peer (`from` or `to` entry): its selectors' labels, by

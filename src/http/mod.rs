@@ -5,13 +5,16 @@
 //! checks its signature before anything else, and answers 401 without
 //! touching the engine when the check fails; `/teams/messages` does the
 //! same with the Bot Framework JWT. A chat service that is not configured
-//! has no routes. With Teams, `GET /privacy` and `GET /terms` serve the
-//! pages the Teams app manifest links to.
+//! has no routes, and neither has Slack in Socket Mode: its deliveries come
+//! over the connection the app-level token opened, through the same
+//! `slack_inbound` functions as the routes'. With Teams, `GET /privacy` and
+//! `GET /terms` serve the pages the Teams app manifest links to.
 
 mod error;
 mod health;
 pub mod serve;
 mod slack;
+pub mod slack_inbound;
 mod teams;
 
 use std::sync::{Arc, OnceLock};
@@ -45,12 +48,13 @@ pub struct AppState {
     pub teams: Option<Arc<TeamsEdge>>,
 }
 
-/// What a signed Slack payload must also be to count: from our app in our
-/// workspace, with a `response_url` on Slack's hosts.
+/// What a Slack payload must also be to count: signed (over HTTP), from our
+/// app in our workspace, with a `response_url` on Slack's hosts.
 #[derive(Debug)]
 pub struct SlackEdge {
-    /// Slack's signing secret.
-    pub secret: SigningSecret,
+    /// Slack's signing secret; `None` in Socket Mode, where Slack sends
+    /// nothing over HTTP and the Slack routes do not exist.
+    pub secret: Option<SigningSecret>,
     /// Which `response_url`s are Slack's.
     pub hooks: HookHosts,
     /// Our workspace and app, once `auth.test` and `bots.info` have said;
@@ -78,7 +82,11 @@ pub fn router(state: AppState) -> Router {
 /// Every route but `/metrics`: what Slack and the probes reach.
 pub fn api_router(state: AppState) -> Router {
     let mut router = Router::new();
-    if state.slack.is_some() {
+    if state
+        .slack
+        .as_ref()
+        .is_some_and(|edge| edge.secret.is_some())
+    {
         router = router
             .route("/slack/commands", post(slack::command))
             .route("/slack/interactions", post(slack::interaction))

@@ -93,6 +93,32 @@ pub async fn serve_apart(
         .map_err(|_| anyhow::anyhow!("the HTTP server's thread ended without a word"))?
 }
 
+/// Runs `work` as [`serve_apart`] runs the HTTP server: on a runtime of
+/// its own with [`EDGE_THREADS`] threads named `name`, for the same reason
+/// (Slack's Socket Mode envelopes must be answered within 3 s however busy
+/// the scheduler is).
+pub async fn run_apart<T: Send + 'static>(
+    name: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let thread_name = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let ran = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(EDGE_THREADS)
+                .thread_name(thread_name)
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(work));
+            let _ = done.send(ran);
+        })?;
+    Ok(finished
+        .await
+        .map_err(|_| anyhow::anyhow!("the {name} thread ended without a word"))??)
+}
+
 /// The connection cap and timeouts, resolved for this process.
 #[derive(Debug, Clone)]
 pub struct Limits {

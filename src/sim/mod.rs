@@ -8,6 +8,7 @@ pub mod jumpcloud;
 pub mod replicas;
 pub mod slack;
 pub mod slack_sender;
+pub mod slack_socket;
 pub mod teams;
 pub mod teams_sender;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::{Config, SlackConfig};
+use crate::config::{Config, SlackConfig, SlackMode};
 use crate::domain::Policy;
 use crate::jumpcloud::{JumpCloudCredentials, JumpCloudSettings};
 use crate::slack::client::SlackSettings;
@@ -45,7 +46,9 @@ pub fn config(
             approvers,
             timeout: call_timeout,
         },
-        signing_secret: SecretString::from(SIGNING_SECRET),
+        mode: SlackMode::Http {
+            signing_secret: SecretString::from(SIGNING_SECRET),
+        },
         team_ids: Vec::new(),
     });
     config

@@ -21,7 +21,9 @@
 //! token it is. Every call is recorded ([`FakeSlack::write_calls`] picks
 //! those that change something), posted messages keep their edit history,
 //! a broadcast feed reports changes live, and outages and rate limiting can
-//! be injected.
+//! be injected. With Socket Mode enabled
+//! ([`FakeSlack::enable_socket_mode`]), `apps.connections.open` answers for
+//! [`super::slack_socket`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::block_kit;
+use super::slack_socket::FakeSocketMode;
 
 /// The workspace the simulated bot token belongs to (`auth.test`).
 pub const TEAM_ID: &str = "T0SIM";
@@ -166,6 +169,7 @@ struct Inner {
     home_views: BTreeMap<String, (String, Value)>,
     /// Every Home tab published, `(user, view)`, in order.
     published: Vec<(String, Value)>,
+    socket: Option<FakeSocketMode>,
 }
 
 impl Inner {
@@ -261,6 +265,19 @@ impl FakeSlack {
     /// The bot token this fake accepts.
     pub fn bot_token(&self) -> String {
         self.lock().bot_token.clone()
+    }
+
+    /// Turns Socket Mode on for the app, with `app_token` as its
+    /// app-level token: `apps.connections.open` then answers socket URLs.
+    pub async fn enable_socket_mode(&self, app_token: &str) -> FakeSocketMode {
+        let socket = FakeSocketMode::start(app_token).await;
+        self.lock().socket = Some(socket.clone());
+        socket
+    }
+
+    /// The Socket Mode side, once enabled.
+    pub fn socket_mode(&self) -> Option<FakeSocketMode> {
+        self.lock().socket.clone()
     }
 
     /// A `response_url` that records the JSON messages POSTed to it under `id`.
@@ -410,7 +427,14 @@ impl FakeSlack {
         let _ = self.events.send(event);
     }
 
-    fn web_api(&self, method: &str, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+    fn web_api(
+        &self,
+        method: &str,
+        http_method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
         let (mut params, body_ok) = request_params(uri, headers, body);
         let token = bearer_token(headers).or_else(|| match params.remove("token") {
             Some(Value::String(token)) => Some(token),
@@ -442,6 +466,16 @@ impl FakeSlack {
                 HeaderValue::from(inner.retry_after_secs),
             );
             return response;
+        }
+        if method == "apps.connections.open" {
+            // The app-level token, and only in the header.
+            return ok_json(match &inner.socket {
+                Some(socket) => socket.open_connection(
+                    http_method == Method::POST,
+                    bearer_token(headers).as_deref(),
+                ),
+                None => failed("invalid_auth"),
+            });
         }
         if token.as_deref() != Some(inner.bot_token.as_str()) {
             return ok_json(failed("invalid_auth"));
@@ -532,7 +566,7 @@ async fn handle(
     }
     match path.strip_prefix("/api/") {
         // A base URL ending in `/` joined with `/{method}` gives `/api//{method}`.
-        Some(name) => fake.web_api(name.trim_start_matches('/'), &uri, &headers, &body),
+        Some(name) => fake.web_api(name.trim_start_matches('/'), &method, &uri, &headers, &body),
         None => {
             fake.lock().calls.push(SlackCall {
                 method: path.to_owned(),

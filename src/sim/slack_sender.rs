@@ -1,6 +1,8 @@
 //! Plays Slack's side of the conversation: builds slash-command, button and
-//! Events API (`app_home_opened`) payloads exactly as Slack posts them, signs them with the signing secret,
-//! and sends them to our routes. Used by the demo, the tests and the benchmark.
+//! Events API (`app_home_opened`) payloads exactly as Slack posts them,
+//! signs them with the signing secret, and sends them to our routes; or,
+//! for Socket Mode, the same payloads as the JSON an envelope carries
+//! (`*_payload`). Used by the demo, the tests and the benchmark.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,22 +60,42 @@ pub fn command_body(user_id: &str, text: &str, response_url: &str) -> String {
 
 /// [`command_body`] from elsewhere.
 pub fn command_body_from(from: &Source, user_id: &str, text: &str, response_url: &str) -> String {
+    serde_urlencoded::to_string(command_fields(from, user_id, text, response_url))
+        .expect("form encoding of strings")
+}
+
+/// A `/tempadmin` slash command as a Socket Mode envelope's payload: the
+/// form's fields as one JSON object.
+pub fn command_payload(user_id: &str, text: &str, response_url: &str) -> serde_json::Value {
+    let fields = command_fields(&Source::general(), user_id, text, response_url);
+    fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn command_fields(
+    from: &Source,
+    user_id: &str,
+    text: &str,
+    response_url: &str,
+) -> [(&'static str, String); 12] {
     let (trigger_id, _) = next_trigger();
-    serde_urlencoded::to_string([
-        ("token", "deprecated-verification-token"),
-        ("team_id", &from.team),
-        ("team_domain", "sim"),
-        ("channel_id", &from.channel),
-        ("channel_name", "general"),
-        ("user_id", user_id),
-        ("user_name", "someone"),
-        ("command", "/tempadmin"),
-        ("text", text),
-        ("api_app_id", &from.app),
-        ("response_url", response_url),
-        ("trigger_id", &trigger_id),
-    ])
-    .expect("form encoding of strings")
+    [
+        ("token", "deprecated-verification-token".into()),
+        ("team_id", from.team.clone()),
+        ("team_domain", "sim".into()),
+        ("channel_id", from.channel.clone()),
+        ("channel_name", "general".into()),
+        ("user_id", user_id.into()),
+        ("user_name", "someone".into()),
+        ("command", "/tempadmin".into()),
+        ("text", text.into()),
+        ("api_app_id", from.app.clone()),
+        ("response_url", response_url.into()),
+        ("trigger_id", trigger_id),
+    ]
 }
 
 /// The form body of a `block_actions` click on one of our buttons.
@@ -103,6 +125,44 @@ pub fn click_body_from(
     block_id: &str,
     response_url: &str,
 ) -> String {
+    form_of(click_payload_from(
+        from,
+        user_id,
+        action_id,
+        value,
+        block_id,
+        response_url,
+    ))
+}
+
+/// A click on one of our buttons in the approvals channel, as a Socket
+/// Mode envelope's payload (the JSON that HTTP sends as `payload=`).
+pub fn click_payload(
+    user_id: &str,
+    action_id: &str,
+    value: &str,
+    block_id: &str,
+    response_url: &str,
+) -> serde_json::Value {
+    click_payload_from(
+        &Source::approvals(),
+        user_id,
+        action_id,
+        value,
+        block_id,
+        response_url,
+    )
+}
+
+/// [`click_payload`] from elsewhere.
+pub fn click_payload_from(
+    from: &Source,
+    user_id: &str,
+    action_id: &str,
+    value: &str,
+    block_id: &str,
+    response_url: &str,
+) -> serde_json::Value {
     let (_, action_ts) = next_trigger();
     let action = json!({
         "action_id": action_id,
@@ -112,7 +172,7 @@ pub fn click_body_from(
         "type": "button",
         "action_ts": action_ts
     });
-    block_actions_body(from, user_id, action, response_url)
+    block_actions(from, user_id, action, response_url)
 }
 
 /// The form body of a `block_actions` choice in one of our `static_select`
@@ -134,17 +194,28 @@ pub fn select_body(
         "action_ts": action_ts
     });
     // The device picker is in the requester's conversation, not the approvals channel.
-    block_actions_body(&Source::general(), user_id, action, response_url)
+    form_of(block_actions(
+        &Source::general(),
+        user_id,
+        action,
+        response_url,
+    ))
 }
 
-fn block_actions_body(
+/// An interaction payload as HTTP posts it: one form field holding JSON.
+fn form_of(payload: serde_json::Value) -> String {
+    serde_urlencoded::to_string([("payload", payload.to_string())])
+        .expect("form encoding of strings")
+}
+
+fn block_actions(
     from: &Source,
     user_id: &str,
     action: serde_json::Value,
     response_url: &str,
-) -> String {
+) -> serde_json::Value {
     let (trigger_id, _) = next_trigger();
-    let payload = json!({
+    json!({
         "type": "block_actions",
         "team": { "id": from.team, "domain": "sim" },
         "user": { "id": user_id, "username": "someone", "name": "someone", "team_id": from.team },
@@ -155,9 +226,7 @@ fn block_actions_body(
         "channel": { "id": from.channel, "name": "somewhere" },
         "response_url": response_url,
         "actions": [action]
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())])
-        .expect("form encoding of strings")
+    })
 }
 
 /// The JSON body of an Events API `event_callback` carrying `event`, as

@@ -1,6 +1,8 @@
-//! The Slack adapter: verifies and parses what Slack sends us, renders
-//! notices as Block Kit, and implements the `Chat` port over Slack's Web API
-//! with slack-morphism. It translates; the engine decides.
+//! The Slack adapter: verifies and parses what Slack sends us (signed HTTP
+//! requests, or Socket Mode envelopes over the connection `socket_mode`
+//! keeps open), renders notices as Block Kit, and implements the `Chat` port
+//! over Slack's Web API with slack-morphism. It translates; the engine
+//! decides.
 
 pub mod client;
 pub mod events;
@@ -9,6 +11,7 @@ pub mod payload;
 pub mod render;
 pub mod response_url;
 pub mod signature;
+pub mod socket_mode;
 
 /// Button and action ids (stable interface, DESIGN "Interfaces").
 pub mod actions {

@@ -53,6 +53,26 @@ pub fn parse_command(
 ) -> Result<SlashCommand, PayloadError> {
     let form: CommandForm =
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    command(form, hosts, delivery)
+}
+
+/// A slash command as a Socket Mode envelope carries it: the form's
+/// fields as a JSON object.
+pub fn parse_command_json(
+    payload: &serde_json::Value,
+    hosts: &HookHosts,
+    delivery: Option<Delivery>,
+) -> Result<SlashCommand, PayloadError> {
+    let form =
+        CommandForm::deserialize(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    command(form, hosts, delivery)
+}
+
+fn command(
+    form: CommandForm,
+    hosts: &HookHosts,
+    delivery: Option<Delivery>,
+) -> Result<SlashCommand, PayloadError> {
     let reply_to = hosts.parse(&form.response_url)?;
     Ok(SlashCommand {
         origin: Origin {
@@ -106,7 +126,8 @@ struct InteractionForm {
     payload: String,
 }
 
-/// Parses the `payload` field of an interaction into the action we act on.
+/// Parses an interaction as Slack posts it (the form field `payload`,
+/// holding JSON) into the action we act on.
 pub fn parse_interaction(
     body: &[u8],
     hosts: &HookHosts,
@@ -116,6 +137,26 @@ pub fn parse_interaction(
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
     let event: SlackInteractionEvent =
         serde_json::from_str(&form.payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    interaction(event, hosts, delivery)
+}
+
+/// An interaction as a Socket Mode envelope carries it: the JSON that
+/// HTTP sends as `payload=`.
+pub fn parse_interaction_json(
+    payload: &serde_json::Value,
+    hosts: &HookHosts,
+    delivery: Option<Delivery>,
+) -> Result<Interaction, PayloadError> {
+    let event = SlackInteractionEvent::deserialize(payload)
+        .map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    interaction(event, hosts, delivery)
+}
+
+fn interaction(
+    event: SlackInteractionEvent,
+    hosts: &HookHosts,
+    delivery: Option<Delivery>,
+) -> Result<Interaction, PayloadError> {
     let ignored = Interaction {
         origin: None,
         action: Action::Ignored,

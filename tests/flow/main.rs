@@ -19,9 +19,12 @@ mod ingress;
 mod metrics;
 mod on_time;
 mod outbound;
+#[path = "../common/postgres.rs"]
+mod postgres_server;
 mod provenance;
 mod refusals;
 mod service_account;
 mod slack_limits;
+mod socket_mode;
 mod support;
 mod teams;

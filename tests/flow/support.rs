@@ -9,13 +9,14 @@ use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::Value;
 use tempadmin::app::App;
-use tempadmin::config::Config;
+use tempadmin::config::{Config, SlackMode};
 use tempadmin::domain::{GrantDuration, Policy, Request, RequestState};
 use tempadmin::engine::clock::ManualClock;
 use tempadmin::engine::ports::Clock;
 use tempadmin::engine::Engine;
 use tempadmin::sim::jumpcloud::{FakeJumpCloud, SimSystem, SimUser};
 use tempadmin::sim::slack::{FakeSlack, SimMessage};
+use tempadmin::sim::slack_socket::{self, FakeSocketMode};
 use tempadmin::sim::teams::{FakeBotFramework, SimActivity, APPROVALS_CONVERSATION};
 use tempadmin::sim::{self, slack_sender, teams_sender};
 use tempadmin::slack::signature::SigningSecret;
@@ -67,6 +68,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub slack: FakeSlack,
+    /// Slack's Socket Mode side, when `slack.mode = "socket"`.
+    pub socket: Option<FakeSocketMode>,
     /// The fake Bot Framework, when the app also serves Teams.
     pub teams: Option<FakeBotFramework>,
     pub jc: FakeJumpCloud,
@@ -135,12 +138,21 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
     );
     config.jumpcloud.org_id = Some("org-test".into());
     adjust(&mut config);
+    // Socket Mode is on in the app's settings when the config uses it; the
+    // config may still carry a wrong token.
+    let socket = match config.slack.as_ref().map(|s| &s.mode) {
+        Some(SlackMode::Socket { .. }) => {
+            Some(slack.enable_socket_mode(slack_socket::APP_TOKEN).await)
+        }
+        _ => None,
+    };
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let (base, engine, database, stop, server) = launch(&config, &clock).await;
     TestApp {
         base,
         http: reqwest::Client::new(),
         slack,
+        socket,
         teams: None,
         jc,
         clock,
@@ -306,7 +318,9 @@ impl TestApp {
         let calls = self.slack.calls();
         let start_up = calls
             .iter()
-            .take_while(|c| c.method == "auth.test" || c.method == "bots.info")
+            .take_while(|c| {
+                ["auth.test", "bots.info", "apps.connections.open"].contains(&c.method.as_str())
+            })
             .count();
         calls.into_iter().skip(start_up).collect()
     }
