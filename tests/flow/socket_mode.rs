@@ -13,7 +13,7 @@ use tempadmin::app::App;
 use tempadmin::config::{Config, SlackMode};
 use tempadmin::domain::RequestState;
 use tempadmin::sim::replicas::PostgresDatabase;
-use tempadmin::sim::slack_sender;
+use tempadmin::sim::slack_sender::{self, Source};
 use tempadmin::sim::slack_socket::{self, Ack, ClosedBy, FakeSocketMode, ACK_TIMEOUT};
 
 use crate::postgres_server;
@@ -144,20 +144,33 @@ async fn a_grant_runs_end_to_end_over_socket_mode_with_answers_in_the_acknowledg
 }
 
 #[tokio::test]
-async fn an_event_is_acknowledged_bare_and_a_malformed_envelope_is_not_sent_again() {
+async fn the_home_tab_opened_over_socket_mode_is_published_and_a_malformed_envelope_is_not_sent_again(
+) {
     let app = spawn_socket_app().await;
     let socket = app.sock();
-    let event = serde_json::json!({
-        "type": "event_callback",
-        "team_id": "T0SIM",
-        "api_app_id": "A0TEMPADMIN",
-        "event_id": "Ev0001",
-        "event_time": 1_700_000_000,
-        "event": { "type": "app_home_opened", "user": ADA, "channel": "D0ADA", "tab": "home" }
-    });
-    let delivery = socket.send_event(event);
+    let event = slack_sender::event_callback_body(
+        &Source::general(),
+        "Ev0SOCKETHOME1",
+        slack_sender::app_home_opened(ADA, None),
+    );
+    let delivery = socket.send_event(serde_json::from_str(&event).unwrap());
     let ack = socket.ack(&delivery, PATIENCE).await.unwrap();
-    assert_eq!(ack.payload, None);
+    assert_eq!(ack.payload, None, "an event's acknowledgement is bare");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !app
+        .slack
+        .published_views()
+        .iter()
+        .any(|(user, _)| user == ADA)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Home tab was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let view = app.slack.home_view(ADA).expect("Ada's Home tab");
+    assert_eq!(view["type"], "home");
 
     let broken = socket.send_slash_command(serde_json::json!({ "text": "no user" }));
     let ack = socket.ack(&broken, PATIENCE).await.unwrap();
