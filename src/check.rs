@@ -3,7 +3,9 @@
 //!
 //! - Slack: the bot token (`auth.test`, `bots.info`), the approvals channel
 //!   and the bot's membership (`conversations.info`), every approver
-//!   (`users.info`) and approver group (`usergroups.users.list`).
+//!   (`users.info`) and approver group (`usergroups.users.list`); with
+//!   `slack.mode = "socket"`, the app-level token (`apps.connections.open`,
+//!   a connection URL nobody connects to).
 //! - JumpCloud: the service account's token, listing users and devices, and
 //!   when configured the device commands (`[device]`) and access requests
 //!   (`grant_mode = "access_request"`).
@@ -21,13 +23,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::{Config, SlackConfig};
+use secrecy::SecretString;
+
+use crate::config::{Config, SlackConfig, SlackMode};
 use crate::engine::clock::SystemClock;
 use crate::engine::device::DeviceSettings;
 use crate::engine::ports::{ChatError, DirectoryError};
 use crate::jumpcloud::commands::{self, Found};
 use crate::jumpcloud::{GrantMode, JumpCloudClient};
 use crate::slack::client::{IdentityError, SlackChat};
+use crate::slack::socket_mode::{self, OpenError, SocketModeSettings};
 use crate::store::migrations::{self, Readiness};
 use crate::teams::connector::Connector;
 use crate::teams::graph::Graph;
@@ -160,6 +165,9 @@ async fn slack(config: &SlackConfig) -> Vec<Outcome> {
             return outcomes;
         }
     }
+    if let SlackMode::Socket { app_token } = &config.mode {
+        outcomes.push(socket_mode(config, app_token).await);
+    }
     outcomes.push(approvals_channel(&chat, &config.api.approvals_channel).await);
     for approver in &config.api.approvers {
         outcomes.push(if approver.starts_with('S') {
@@ -169,6 +177,37 @@ async fn slack(config: &SlackConfig) -> Vec<Outcome> {
         });
     }
     outcomes
+}
+
+/// Socket Mode: Slack gives the app-level token a connection URL
+/// (`apps.connections.open`; nobody connects to it, and it lapses).
+async fn socket_mode(config: &SlackConfig, app_token: &SecretString) -> Outcome {
+    let what = "Slack: SLACK_APP_TOKEN";
+    let http = match reqwest::Client::builder()
+        .timeout(config.api.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => return Outcome::fail(what, format!("{e:#}")),
+    };
+    let settings = SocketModeSettings {
+        api_url: config.api.api_url.clone(),
+        app_token: app_token.clone(),
+        timeout: config.api.timeout,
+    };
+    match socket_mode::connections_open(&http, &settings).await {
+        Ok(_) => Outcome::pass(format!(
+            "{what} opens Socket Mode connections (slack.mode = \"socket\")"
+        )),
+        Err(e @ OpenError::Refused(_)) => Outcome::fail(what, e.to_string()),
+        Err(OpenError::Unavailable(why)) => Outcome::fail(
+            format!("{what} could not be checked"),
+            format!(
+                "apps.connections.open failed ({why}): check the network, any proxy, and slack.api_url"
+            ),
+        ),
+    }
 }
 
 async fn approvals_channel(chat: &SlackChat, id: &str) -> Outcome {

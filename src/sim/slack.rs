@@ -62,13 +62,15 @@ pub const SCOPES: [&str; 7] = [
 
 /// The Web API methods that change nothing; any other call counts as a
 /// write ([`FakeSlack::write_calls`]).
-const READ_METHODS: [&str; 6] = [
+const READ_METHODS: [&str; 7] = [
     "auth.test",
     "bots.info",
     "users.info",
     "usergroups.users.list",
     "conversations.info",
     "chat.getPermalink",
+    // A connection URL nobody connects to lapses.
+    "apps.connections.open",
 ];
 
 /// A channel as `conversations.info` describes it.

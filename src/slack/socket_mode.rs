@@ -124,6 +124,50 @@ const REFUSALS: [&str; 11] = [
     "access_denied",
 ];
 
+/// `apps.connections.open` with the app-level token: a fresh single-use
+/// WebSocket URL. Asking changes nothing at Slack: a URL nobody connects
+/// to lapses (`tempadmin check` asks once to prove the token).
+pub async fn connections_open(
+    http: &reqwest::Client,
+    settings: &SocketModeSettings,
+) -> Result<String, OpenError> {
+    let endpoint = format!(
+        "{}/apps.connections.open",
+        settings.api_url.trim_end_matches('/')
+    );
+    let response = http
+        .post(endpoint)
+        .bearer_auth(settings.app_token.expose_secret())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .map_err(|e| OpenError::Unavailable(e.without_url().to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(OpenError::Unavailable(format!("HTTP {status}")));
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        ok: bool,
+        url: Option<String>,
+        error: Option<String>,
+    }
+    let answer: Answer = response
+        .json()
+        .await
+        .map_err(|e| OpenError::Unavailable(format!("unreadable answer: {e}")))?;
+    match (answer.ok, answer.url, answer.error) {
+        (true, Some(url), _) => {
+            check_socket_url(&url).map_err(OpenError::Unavailable)?;
+            Ok(url)
+        }
+        (_, _, Some(error)) if REFUSALS.contains(&error.as_str()) => Err(OpenError::Refused(error)),
+        (_, _, error) => Err(OpenError::Unavailable(
+            error.unwrap_or_else(|| "no url in the answer".into()),
+        )),
+    }
+}
+
 /// The kinds of envelope Slack sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvelopeKind {
@@ -336,44 +380,7 @@ impl SocketModeClient {
 
     /// `apps.connections.open`: a fresh single-use WebSocket URL.
     pub async fn open(&self) -> Result<String, OpenError> {
-        let endpoint = format!(
-            "{}/apps.connections.open",
-            self.settings.api_url.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .post(endpoint)
-            .bearer_auth(self.settings.app_token.expose_secret())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .send()
-            .await
-            .map_err(|e| OpenError::Unavailable(e.without_url().to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(OpenError::Unavailable(format!("HTTP {status}")));
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            ok: bool,
-            url: Option<String>,
-            error: Option<String>,
-        }
-        let answer: Answer = response
-            .json()
-            .await
-            .map_err(|e| OpenError::Unavailable(format!("unreadable answer: {e}")))?;
-        match (answer.ok, answer.url, answer.error) {
-            (true, Some(url), _) => {
-                check_socket_url(&url).map_err(OpenError::Unavailable)?;
-                Ok(url)
-            }
-            (_, _, Some(error)) if REFUSALS.contains(&error.as_str()) => {
-                Err(OpenError::Refused(error))
-            }
-            (_, _, error) => Err(OpenError::Unavailable(
-                error.unwrap_or_else(|| "no url in the answer".into()),
-            )),
-        }
+        connections_open(&self.http, &self.settings).await
     }
 
     /// Keeps one connection open (two while one replaces the other) until

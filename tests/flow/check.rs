@@ -18,6 +18,7 @@ use crate::support::{system, APPROVALS, GRACE, HOPPER, JC_ADA, LAPTOP};
 const BOT_TOKEN: &str = "xoxb-check-5ecret";
 const JC_KEY: &str = "jc-check-key-5ecret";
 const SIGNING_SECRET: &str = "signing-5ecret";
+const APP_TOKEN: &str = "xapp-1-check-5ecret";
 const TEAMS_GROUP: &str = "0f1e2d3c-0000-4000-8000-000000000001";
 
 /// The services a config is checked against, and the config's folder.
@@ -30,6 +31,8 @@ struct Setup {
     extra: String,
     /// `database_url`.
     database_url: String,
+    /// `slack.mode`, when not the default.
+    slack_mode: Option<&'static str>,
     /// The environment the binary gets (nothing else of the test's).
     env: Vec<(String, String)>,
 }
@@ -67,6 +70,7 @@ impl Setup {
             dir,
             extra: String::new(),
             database_url,
+            slack_mode: None,
             env,
         }
     }
@@ -157,6 +161,7 @@ token_url = "{}"
 api_url = "{}"
 approvals_channel = "{APPROVALS}"
 approvers = ["{GRACE}", "S0ADMINS"]
+{}
 
 [jumpcloud]
 api_url = "{}"
@@ -164,6 +169,9 @@ grant_mode = "{grant_mode}"
 {}"#,
             self.database_url,
             self.slack.api_url(),
+            self.slack_mode
+                .map(|mode| format!("mode = \"{mode}\""))
+                .unwrap_or_default(),
             self.jc.url(),
             self.extra,
         );
@@ -314,6 +322,32 @@ async fn a_wrong_bot_token_fails_naming_it() {
     let (out, text) = setup.check().await;
     fails_naming(&out, &text, &["SLACK_BOT_TOKEN", "invalid_auth", "xoxb-"]);
     assert!(text.contains("✓ JumpCloud"), "{text}");
+}
+
+#[tokio::test]
+async fn socket_mode_proves_the_app_level_token_and_a_wrong_one_fails_naming_it() {
+    let mut setup = Setup::new().await;
+    let socket = setup.slack.enable_socket_mode(APP_TOKEN).await;
+    setup.slack_mode = Some("socket");
+    setup.remove_env("SLACK_SIGNING_SECRET");
+    setup.set_env("SLACK_APP_TOKEN", APP_TOKEN);
+    let (out, text) = setup.check().await;
+    assert!(out.status.success(), "{text}");
+    assert!(
+        lines(&text, '✓')
+            .iter()
+            .any(|l| l.contains("SLACK_APP_TOKEN opens Socket Mode connections")),
+        "{text}"
+    );
+    assert_eq!(socket.connections_opened(), 0, "nobody connects");
+
+    setup.set_env("SLACK_APP_TOKEN", "xapp-wrong-5ecret");
+    let (out, text) = setup.check().await;
+    fails_naming(
+        &out,
+        &text,
+        &["SLACK_APP_TOKEN", "invalid_auth", "connections:write"],
+    );
 }
 
 #[tokio::test]
