@@ -336,7 +336,8 @@ async fn socket_mode(
     settings: SocketModeSettings,
     envelopes: SocketEnvelopes,
 ) -> anyhow::Result<Arc<SocketModeClient>> {
-    let client = SocketModeClient::new(settings, Arc::new(envelopes))?;
+    let metrics = envelopes.metrics();
+    let client = SocketModeClient::new(settings, Arc::new(envelopes), metrics)?;
     match client.check_token().await {
         Ok(()) => {}
         Err(e @ OpenError::Refused(_)) => return Err(e.into()),

@@ -194,6 +194,7 @@ struct Inner {
     requests: Family<Labels<1>, Gauge>,
     queue_depth: Family<Labels<3>, Gauge>,
     queue_oldest_due: Family<Labels<2>, Gauge<f64, AtomicU64>>,
+    socket_connections: Gauge,
     /// One scrape at a time refreshes and renders the store's series, so
     /// two scrapes cannot interleave their clear-and-set.
     scrape: tokio::sync::Mutex<()>,
@@ -314,6 +315,12 @@ impl Metrics {
             "How long the oldest due, unfinished item of each queue and kind has been due (0 when none is).",
             queue_oldest_due.clone(),
         );
+        let socket_connections = Gauge::default();
+        registry.register(
+            "tempadmin_slack_socket_connections",
+            "Slack Socket Mode connections open and greeted by Slack (1 normally, 2 while one replaces the other; always 0 with slack.mode = \"http\").",
+            socket_connections.clone(),
+        );
         if let Some((open, max)) = connections {
             registry.register_collector(Box::new(Connections { open, max }));
         }
@@ -327,9 +334,16 @@ impl Metrics {
                 requests,
                 queue_depth,
                 queue_oldest_due,
+                socket_connections,
                 scrape: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// How many Slack Socket Mode connections are up (said hello, not
+    /// closed).
+    pub fn slack_socket_connections(&self, up: usize) {
+        self.inner.socket_connections.set(up as i64);
     }
 
     /// A platform's inbound counters.

@@ -143,6 +143,12 @@ impl SocketEnvelopes {
         Self { state }
     }
 
+    /// The app's metrics, where the Socket Mode client counts its
+    /// connections.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.state.engine.metrics().clone()
+    }
+
     fn delivery(&self, payload: &Value) -> Delivery {
         Delivery {
             key: socket_mode::delivery_key(payload),

@@ -45,6 +45,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::metrics::Metrics;
+
 /// Slack's limit for acknowledging an envelope.
 pub const ACK_WITHIN: Duration = Duration::from_secs(3);
 
@@ -317,6 +319,8 @@ pub struct SocketModeClient {
     settings: SocketModeSettings,
     http: reqwest::Client,
     handler: Arc<dyn EnvelopeHandler>,
+    /// Where the count of connections that are up goes.
+    metrics: Metrics,
     /// The URL that start-up's token check obtained, for the first
     /// connection (a URL is single-use, and `apps.connections.open` is
     /// rate-limited).
@@ -351,6 +355,7 @@ impl SocketModeClient {
     pub fn new(
         settings: SocketModeSettings,
         handler: Arc<dyn EnvelopeHandler>,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         if let Err(why) = super::client::check_api_url(&settings.api_url) {
             anyhow::bail!("the Slack API address {why}");
@@ -363,6 +368,7 @@ impl SocketModeClient {
             settings,
             http,
             handler,
+            metrics,
             first_url: Mutex::new(None),
         })
     }
@@ -389,6 +395,8 @@ impl SocketModeClient {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         let mut connections: HashMap<u64, mpsc::UnboundedSender<Control>> = HashMap::new();
+        // Connections Slack has greeted and that have not closed.
+        let mut up: std::collections::HashSet<u64> = Default::default();
         let mut current: Option<u64> = None;
         let mut newest: Option<u64> = None;
         // When the newest connection said hello.
@@ -439,6 +447,8 @@ impl SocketModeClient {
                 }
                 Some(event) = events.recv() => match event {
                     Event::Hello(id) => {
+                        up.insert(id);
+                        self.metrics.slack_socket_connections(up.len());
                         if newest == Some(id) {
                             greeted = Some(Instant::now());
                             tracing::info!(connection = id, "Socket Mode connected");
@@ -469,6 +479,8 @@ impl SocketModeClient {
                     }
                     Event::Closed(id) => {
                         connections.remove(&id);
+                        up.remove(&id);
+                        self.metrics.slack_socket_connections(up.len());
                         if current == Some(id) {
                             current = None;
                         }

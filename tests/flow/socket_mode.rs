@@ -71,6 +71,31 @@ impl TestApp {
     }
 }
 
+/// Waits until `/metrics` says `n` Socket Mode connections are up.
+async fn connections_up(app: &TestApp, n: usize) {
+    let line = format!("tempadmin_slack_socket_connections {n}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{line}` in /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What every socket test ends with: the bot broke no rule of the protocol.
 fn no_problems(socket: &FakeSocketMode) {
     assert_eq!(socket.problems(), Vec::<String>::new());
@@ -184,6 +209,7 @@ async fn a_refresh_mid_flow_opens_the_new_connection_first_and_loses_nothing() {
     let app = spawn_socket_app().await;
     let socket = app.sock();
     let first = socket.connections()[0];
+    connections_up(&app, 1).await;
 
     // A command in flight on the first socket as Slack asks for a refresh
     // (and would close it only ten seconds later); another command right
@@ -228,6 +254,7 @@ async fn a_refresh_mid_flow_opens_the_new_connection_first_and_loses_nothing() {
     assert_eq!(by, ClosedBy::Bot);
     assert!(new.opened_at < closed_at, "the new socket opened first");
     assert!(old.opened_at < new.opened_at);
+    connections_up(&app, 1).await;
 
     app.settle().await;
     assert_eq!(app.cards().len(), 2, "both requests reached the approvers");
