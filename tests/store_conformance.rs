@@ -248,7 +248,7 @@ async fn insert(store: &dyn Store, jobs: &[NewJob], notices: &[Notice]) -> Reque
         Insertion::Inserted
     );
     if !notices.is_empty() {
-        store.enqueue(&r.id, notices).await.unwrap();
+        store.enqueue(&r.id, notices, t0()).await.unwrap();
     }
     r
 }
@@ -2068,13 +2068,14 @@ async fn the_queue_depth_counts_unfinished_work_by_kind_due_and_scheduled(db: Db
         vec![
             depth(Queue::Jobs, "resolve", 2, 0, Some(0)),
             depth(Queue::Jobs, "revoke", 0, 1, None),
-            // Queued at once, without a time until a retry gives one.
-            depth(Queue::Outbox, "approval_card", 1, 0, None),
-            depth(Queue::Outbox, "refresh_card", 1, 0, None),
+            // Due from when they were queued.
+            depth(Queue::Outbox, "approval_card", 1, 0, Some(0)),
+            depth(Queue::Outbox, "refresh_card", 1, 0, Some(0)),
         ]
     );
 
-    // Finished work leaves; a message waiting for its retry has a time.
+    // Finished work leaves; a message waiting for its retry is due from
+    // its retry's time.
     let first = s
         .claim_job(now, now, ClaimScope::Any)
         .await

@@ -330,7 +330,7 @@ impl Engine {
             error: e.to_string(),
         };
         self.store
-            .enqueue(&request.id, &[Notice::Thread { event }])
+            .enqueue(&request.id, &[Notice::Thread { event }], self.now())
             .await?;
         self.wake.notify_one();
         Ok(Outcome::Done)

@@ -83,14 +83,14 @@ impl Tables {
         }
     }
 
-    fn add_notices(&mut self, request_id: &RequestId, notices: &[Notice]) {
+    fn add_notices(&mut self, request_id: &RequestId, notices: &[Notice], queued_at: Timestamp) {
         for notice in notices {
             let id = self.id();
             self.outbox.push(MessageRow {
                 id,
                 request_id: request_id.clone(),
                 notice: notice.clone(),
-                due_at: Timestamp::default(),
+                due_at: queued_at,
                 attempts: 0,
                 locked_until: None,
                 finished: false,
@@ -260,7 +260,7 @@ impl Store for MemoryStore {
             ..tr.to.clone()
         };
         t.audit.push(tr.audit.clone());
-        t.add_notices(&tr.request_id, &tr.notices);
+        t.add_notices(&tr.request_id, &tr.notices, tr.audit.at);
         t.add_jobs(&tr.request_id, &tr.jobs);
         for job in &tr.reschedule {
             let pending = t
@@ -293,8 +293,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
-        lock(&self.tables).add_notices(id, notices);
+    async fn enqueue(
+        &self,
+        id: &RequestId,
+        notices: &[Notice],
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        lock(&self.tables).add_notices(id, notices, now);
         Ok(())
     }
 

@@ -699,7 +699,7 @@ impl Engine {
             );
             self.store.append_audit(&entry).await?;
             self.store
-                .enqueue(&request.id, &[Notice::Thread { event }])
+                .enqueue(&request.id, &[Notice::Thread { event }], self.now())
                 .await?;
         }
         Ok(self.retry_after(n, e.retry_after(), Patience::Revocation, e.to_string()))
@@ -723,6 +723,7 @@ impl Engine {
                         event: Event::Reminder { left },
                     },
                 ],
+                self.now(),
             )
             .await?;
         Ok(Outcome::Done)

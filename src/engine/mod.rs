@@ -733,7 +733,9 @@ impl Engine {
             reply_to: Some(reply_to),
             body: PrivateBody::Refused(refusal),
         };
-        self.store.enqueue(&request.id, &[notice]).await?;
+        self.store
+            .enqueue(&request.id, &[notice], self.now())
+            .await?;
         self.wake.notify_one();
         Ok(())
     }

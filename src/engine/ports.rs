@@ -406,9 +406,8 @@ pub struct QueueDepth {
     pub due: i64,
     /// Unfinished and due later.
     pub scheduled: i64,
-    /// The earliest due time among the due ones. A message is queued due
-    /// at once, without a time of its own; it gets one from a failed
-    /// delivery's retry, so for the outbox this is the oldest retry due.
+    /// The earliest due time among the due ones: a job's due time, a
+    /// message's queue time (or its retry's).
     pub oldest_due_at: Option<Timestamp>,
 }
 
@@ -600,8 +599,14 @@ pub trait Store: Send + Sync {
     async fn transition(&self, t: &Transition) -> anyhow::Result<bool>;
     /// Records where the approval message went.
     async fn set_approval_message(&self, id: &RequestId, reference: &str) -> anyhow::Result<()>;
-    /// Queues notices outside any transition (answers to clicks).
-    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()>;
+    /// Queues notices outside any transition (answers to clicks), due
+    /// from `now`.
+    async fn enqueue(
+        &self,
+        id: &RequestId,
+        notices: &[Notice],
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
     /// Appends an audit line outside any transition (refused clicks).
     async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
     /// Records `key` (something unique to one delivery from the chat

@@ -422,12 +422,17 @@ impl Store for PostgresStore {
         update_approval_message(&self.pool, id, reference).await
     }
 
-    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+    async fn enqueue(
+        &self,
+        id: &RequestId,
+        notices: &[Notice],
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         if !lock_request_row(&mut tx, id).await? {
             anyhow::bail!("cannot queue messages for request {id}: it does not exist");
         }
-        insert_notices(&mut tx, id, notices).await?;
+        insert_notices(&mut tx, id, notices, now).await?;
         notify_work(&mut tx).await?;
         tx.commit().await?;
         Ok(())

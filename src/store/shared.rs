@@ -51,7 +51,7 @@ macro_rules! shared_sql {
                 return Ok(false);
             }
             insert_audit(tx, &t.audit).await?;
-            insert_notices(tx, &t.request_id, &t.notices).await?;
+            insert_notices(tx, &t.request_id, &t.notices, t.audit.at).await?;
             insert_jobs(tx, &t.request_id, &t.jobs).await?;
             for job in &t.reschedule {
                 reschedule_job(tx, &t.request_id, job).await?;
@@ -83,15 +83,19 @@ macro_rules! shared_sql {
         /// within a request. On PostgreSQL callers hold the request's row
         /// lock (or created the row in this transaction), so that ids are
         /// handed out in commit order.
+        /// Queues `notices`, due from `queued_at` (so the oldest due
+        /// message's age is how long it has waited).
         async fn insert_notices(
             tx: &mut Tx<'_>,
             id: &crate::domain::RequestId,
             notices: &[crate::domain::Notice],
+            queued_at: crate::domain::Timestamp,
         ) -> anyhow::Result<()> {
             for notice in notices {
-                sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES ($1, $2, 0)")
+                sqlx::query("INSERT INTO outbox (request_id, notice, due_at) VALUES ($1, $2, $3)")
                     .bind(id.as_str())
                     .bind(serde_json::to_string(notice)?)
+                    .bind(super::codec::ms(queued_at))
                     .execute(&mut **tx)
                     .await?;
             }
@@ -529,6 +533,9 @@ macro_rules! shared_sql {
             .bind(super::codec::ms(now))
             .fetch_all(pool)
             .await?;
+            // `due_at > 0`: messages that older versions queued were due
+            // from 0 (the epoch) and would read as 56 years late; they
+            // count once a retry gives them a time.
             let messages: Vec<Row> = sqlx::query_as(concat!(
                 "SELECT ",
                 $notice_kind,

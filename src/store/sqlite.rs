@@ -637,12 +637,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn enqueue(&self, id: &RequestId, notices: &[Notice]) -> anyhow::Result<()> {
+    async fn enqueue(
+        &self,
+        id: &RequestId,
+        notices: &[Notice],
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let (id, notices) = (id.clone(), notices.to_vec());
         self.write(Urgency::Normal, move |conn| {
             Box::pin(async move {
                 let mut tx = sqlx::Connection::begin(conn).await?;
-                insert_notices(&mut tx, &id, &notices).await?;
+                insert_notices(&mut tx, &id, &notices, now).await?;
                 tx.commit().await?;
                 Ok(())
             })
