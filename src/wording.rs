@@ -684,6 +684,10 @@ pub fn refusal_text(m: &impl Markup, refusal: &Refusal) -> String {
              Ask again with {} once it has ended.",
             m.command("")
         ),
+        Refusal::ExtensionTooShort { asked, min } => format!(
+            "An extension of {asked} is shorter than the policy allows; ask for at least {min}: {}.",
+            m.command(&format!("extend {min}"))
+        ),
         Refusal::NothingToExtend => "You have no active admin rights to extend.".into(),
         Refusal::ExtensionPending => "An extension of this grant is waiting for an approver already.".into(),
         Refusal::ExtensionTooLate => "Nothing changed: this grant's time ran out before the extension was decided.".into(),

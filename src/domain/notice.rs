@@ -127,6 +127,14 @@ pub enum Refusal {
         /// What is left under it (`None`: nothing).
         left: Option<GrantDuration>,
     },
+    /// An extension asked for less than `policy.min_duration` (or, when
+    /// less than that is left under the maximum, less than what is left).
+    ExtensionTooShort {
+        /// What was asked for.
+        asked: GrantDuration,
+        /// The shortest extension that may be asked for.
+        min: GrantDuration,
+    },
     /// Only an active grant of the person's own can be extended.
     NothingToExtend,
     /// An extension of this grant is waiting for approvers already.

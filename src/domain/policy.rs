@@ -113,8 +113,9 @@ impl Policy {
     /// How much more an active grant of `granted` in total (from its first
     /// elevation) may get: `asked`, or without it the default duration
     /// capped by what is left under the maximum. Refused when nothing is
-    /// left, or `asked` would take the total past `max_duration`; the
-    /// refusal says the limit and what is left.
+    /// left, or `asked` would take the total past `max_duration` (the
+    /// refusal says the limit and what is left), or `asked` is shorter than
+    /// `min_duration` (or than what is left, when that is shorter).
     pub fn extension_for(
         &self,
         granted: GrantDuration,
@@ -136,6 +137,10 @@ impl Policy {
         let added = asked.unwrap_or_else(|| self.default_duration.min(room));
         if added > room {
             return Err(refusal);
+        }
+        let min = self.min_duration.min(room);
+        if added < min {
+            return Err(Refusal::ExtensionTooShort { asked: added, min });
         }
         Ok(added)
     }
@@ -193,6 +198,34 @@ mod tests {
         assert_eq!(
             p.extension_for(max, None),
             Err(Refusal::ExtensionOverLimit { max, left: None })
+        );
+    }
+
+    #[test]
+    fn an_extension_is_at_least_the_minimum_or_all_that_is_left() {
+        let p = Policy::default();
+        let d = |t: &str| GrantDuration::parse(t).unwrap();
+        assert_eq!(p.min_duration, d("5m"));
+        assert_eq!(
+            p.extension_for(d("30m"), Some(d("1m"))),
+            Err(Refusal::ExtensionTooShort {
+                asked: d("1m"),
+                min: d("5m")
+            })
+        );
+        assert_eq!(p.extension_for(d("30m"), Some(d("5m"))), Ok(d("5m")));
+        let near_max = GrantDuration::from_secs(p.max_duration.as_secs() - 120);
+        assert_eq!(
+            p.extension_for(near_max, None),
+            Ok(d("2m")),
+            "the button's default: what is left, even below the minimum"
+        );
+        assert_eq!(
+            p.extension_for(near_max, Some(d("1m"))),
+            Err(Refusal::ExtensionTooShort {
+                asked: d("1m"),
+                min: d("2m")
+            })
         );
     }
 

@@ -666,6 +666,23 @@ async fn an_extension_past_the_maximum_is_refused_at_once_and_reaches_nobody() {
 }
 
 #[tokio::test]
+async fn an_extension_shorter_than_the_minimum_is_refused_naming_it() {
+    let w = world();
+    w.approved_and_granted().await;
+    w.run_due().await;
+    let before = (w.ada(), w.store.actions());
+    assert_eq!(
+        w.ask_more("1m").await,
+        Reply::Refused(Refusal::ExtensionTooShort {
+            asked: crate::domain::GrantDuration::parse("1m").unwrap(),
+            min: Policy::default().min_duration,
+        })
+    );
+    assert_eq!((w.ada(), w.store.actions()), before, "nothing written");
+    assert!(matches!(w.ask_more("5m").await, Reply::Extending(_)));
+}
+
+#[tokio::test]
 async fn the_extend_button_asks_for_the_default_capped_by_what_is_left() {
     let w = world();
     w.approved_and_granted().await;
