@@ -347,46 +347,31 @@ async fn a_wrong_app_token_stops_start_up_and_says_what_to_set() {
 #[tokio::test]
 async fn the_simulator_refuses_what_slack_refuses() {
     let app = spawn_socket_app().await;
-    let open = |token: Option<&str>| {
+    // `apps.connections.open`, the token in the header (or, without one,
+    // in the body); Slack's answer.
+    let open = |token: Option<&'static str>| {
         let request = app
             .http
             .post(format!("{}apps.connections.open", app.slack.api_url()));
-        match token {
+        let request = match token {
             Some(token) => request.bearer_auth(token),
             None => request.form(&[("token", slack_socket::APP_TOKEN)]),
-        }
+        };
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
     let error = |answer: Value| answer["error"].as_str().unwrap_or_default().to_string();
-    let answer: Value = open(None).send().await.unwrap().json().await.unwrap();
     assert_eq!(
-        error(answer),
+        error(open(None).await),
         "missing_args",
         "the token only in the header"
     );
-    let answer: Value = open(Some("xoxb-test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(error(answer), "not_allowed_token_type");
-    let answer: Value = open(Some("xapp-other"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(error(answer), "invalid_auth");
+    assert_eq!(
+        error(open(Some("xoxb-test")).await),
+        "not_allowed_token_type"
+    );
+    assert_eq!(error(open(Some("xapp-other")).await), "invalid_auth");
 
-    let answer: Value = open(Some(slack_socket::APP_TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = open(Some(slack_socket::APP_TOKEN)).await;
     let url = answer["url"].as_str().unwrap().to_string();
     assert!(url.contains("/link/?ticket="), "{url}");
     let refused_before = app.sock().refused_handshakes();
