@@ -41,6 +41,22 @@ const USERS: usize = 100;
 /// the "very busy" count, and when it started.
 type Fired = (Vec<Duration>, usize, usize, Instant);
 
+/// Each sent command's (latency, answered, answered "very busy").
+type Sent = tokio::task::JoinHandle<(Duration, bool, bool)>;
+
+/// What the load generator saw, once every command is answered.
+async fn tally(tasks: Vec<Sent>, start: Instant) -> anyhow::Result<Fired> {
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let (mut failures, mut shed) = (0, 0);
+    for task in tasks {
+        let (latency, ok, busy) = task.await?;
+        failures += usize::from(!ok);
+        shed += usize::from(busy);
+        latencies.push(latency);
+    }
+    Ok((latencies, failures, shed, start))
+}
+
 /// Fires `total` signed commands at `rate` per second (open loop).
 async fn fire(
     url: String,
@@ -75,15 +91,7 @@ async fn fire(
             (scheduled.elapsed(), ok, busy)
         }));
     }
-    let mut latencies = Vec::with_capacity(tasks.len());
-    let (mut failures, mut shed) = (0, 0);
-    for task in tasks {
-        let (latency, ok, busy) = task.await?;
-        failures += usize::from(!ok);
-        shed += usize::from(busy);
-        latencies.push(latency);
-    }
-    Ok((latencies, failures, shed, start))
+    tally(tasks, start).await
 }
 
 /// Sends `total` `slash_commands` envelopes at `rate` per second (open
@@ -119,15 +127,7 @@ async fn fire_socket(
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(tasks.len());
-    let (mut failures, mut shed) = (0, 0);
-    for task in tasks {
-        let (latency, ok, busy) = task.await?;
-        failures += usize::from(!ok);
-        shed += usize::from(busy);
-        latencies.push(latency);
-    }
-    Ok((latencies, failures, shed, start))
+    tally(tasks, start).await
 }
 
 #[tokio::main]
