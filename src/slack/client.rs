@@ -52,8 +52,6 @@ pub struct SlackChat {
 pub struct ChannelFacts {
     /// Its name, without `#`.
     pub name: Option<String>,
-    /// A private channel (the bot sees it only as a member).
-    pub private: bool,
     /// Archived: nothing can be posted there.
     pub archived: bool,
     /// Whether the bot is a member (it can post only then).
@@ -215,15 +213,15 @@ impl SlackChat {
             self.settings.approvals_channel.clone(),
         ));
         let session = self.client.open_session(&self.token);
-        let info = bounded(self.settings.timeout, async {
-            session.conversations_info(&req).await.map_err(classify)
-        })
+        let info = bounded(
+            self.settings.timeout,
+            self.observed("conversations.info", session.conversations_info(&req)),
+        )
         .await?
         .channel;
         let flag = |f: Option<bool>| f.unwrap_or(false);
         Ok(ChannelFacts {
             name: info.name,
-            private: flag(info.flags.is_private) || flag(info.flags.is_group),
             archived: flag(info.flags.is_archived),
             member: flag(info.flags.is_member),
         })
@@ -233,9 +231,10 @@ impl SlackChat {
     pub async fn person(&self, user: &str) -> Result<PersonFacts, ChatError> {
         let req = SlackApiUsersInfoRequest::new(SlackUserId::new(user.into()));
         let session = self.client.open_session(&self.token);
-        let user = bounded(self.settings.timeout, async {
-            session.users_info(&req).await.map_err(classify)
-        })
+        let user = bounded(
+            self.settings.timeout,
+            self.observed("users.info", session.users_info(&req)),
+        )
         .await?
         .user;
         Ok(PersonFacts {
@@ -269,11 +268,9 @@ impl SlackChat {
                 SlackUserId::new(home.user.as_str().to_string()),
                 render::home_view(home, &links),
             );
-            self.client
-                .open_session(&self.token)
-                .views_publish(&req)
-                .await
-                .map_err(classify)?;
+            let session = self.client.open_session(&self.token);
+            self.observed("views.publish", session.views_publish(&req))
+                .await?;
             Ok(())
         })
         .await
@@ -283,15 +280,14 @@ impl SlackChat {
     async fn card_link(&self, request: &Request) -> Option<render::CardLink> {
         let (channel, ts) = Self::channel_and_ts(request.approval_message.as_deref()?).ok()?;
         let req = SlackApiChatGetPermalinkRequest::new(channel.clone(), ts);
+        let session = self.client.open_session(&self.token);
         match self
-            .client
-            .open_session(&self.token)
-            .chat_get_permalink(&req)
+            .observed("chat.getPermalink", session.chat_get_permalink(&req))
             .await
         {
             Ok(found) => Some(render::CardLink::Permalink(found.permalink.to_string())),
             Err(e) => {
-                tracing::debug!(error = %classify(e), "no permalink for a card; linking its channel");
+                tracing::debug!(error = %e, "no permalink for a card; linking its channel");
                 Some(render::CardLink::Channel(channel.to_string()))
             }
         }

@@ -167,6 +167,26 @@ async fn an_approver_sees_the_requests_waiting_for_a_decision_with_a_link_to_eac
     // The requester does not see her own request as one to decide.
     let own = open_home(&app, ADA).await;
     assert!(!own.to_string().contains("Waiting for a decision"));
+    // Both Slack calls of the Home tab are counted like every other.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for method in ["views.publish", "chat.getPermalink"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("tempadmin_outbound_calls_total")
+                    && l.contains(&format!("endpoint=\"{method}\""))
+                    && l.contains("outcome=\"2xx\"")),
+            "{method} not counted:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
