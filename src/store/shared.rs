@@ -79,12 +79,11 @@ macro_rules! shared_sql {
             Ok(())
         }
 
-        /// Queues notices, due at once: delivery order is the id order
-        /// within a request. On PostgreSQL callers hold the request's row
-        /// lock (or created the row in this transaction), so that ids are
-        /// handed out in commit order.
         /// Queues `notices`, due from `queued_at` (so the oldest due
-        /// message's age is how long it has waited).
+        /// message's age is how long it has waited): delivery order is the
+        /// id order within a request. On PostgreSQL callers hold the
+        /// request's row lock (or created the row in this transaction), so
+        /// that ids are handed out in commit order.
         async fn insert_notices(
             tx: &mut Tx<'_>,
             id: &crate::domain::RequestId,
@@ -515,10 +514,9 @@ macro_rules! shared_sql {
                 .collect())
         }
 
-        /// Unfinished jobs and messages by kind, due and scheduled at `now`.
-        /// A message is queued due at 0 (at once) and gets a time only when
-        /// a failed delivery sets its retry, so only those count for the
-        /// outbox's oldest due time.
+        /// Unfinished jobs and messages by kind, due and scheduled at `now`,
+        /// with the earliest due time: a job's due time, a message's queue
+        /// time (or its retry's).
         async fn select_queue_depth(
             pool: &sqlx::Pool<$db>,
             now: crate::domain::Timestamp,
