@@ -1191,14 +1191,15 @@ async fn a_persons_requests_are_the_open_and_recent_ones_newest_first_and_pendin
         ids(s.requests_of(&ada, since, 10).await.unwrap()),
         [
             pending.id.clone(),
-            recent_done.id.clone(),
-            old_open.id.clone()
+            old_open.id.clone(),
+            recent_done.id.clone()
         ],
-        "open whenever made, finished only since `since`, newest first"
+        "open whenever made and first, finished only since `since`, each newest first"
     );
     assert_eq!(
         ids(s.requests_of(&ada, since, 2).await.unwrap()),
-        [pending.id.clone(), recent_done.id.clone()]
+        [pending.id.clone(), old_open.id.clone()],
+        "a limit cuts finished requests before an open one"
     );
     assert!(s
         .requests_of(&ChatUserId::teams("U1ADA"), t0(), 10)

@@ -208,7 +208,10 @@ impl Store for MemoryStore {
             .filter(|r| !r.state().is_terminal() || r.created_at >= since)
             .cloned()
             .collect();
-        mine.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+        mine.sort_by(|a, b| {
+            let open_first = a.state().is_terminal().cmp(&b.state().is_terminal());
+            open_first.then((b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())))
+        });
         mine.truncate(limit as usize);
         Ok(mine)
     }

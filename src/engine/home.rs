@@ -1,6 +1,7 @@
 //! What a person sees on their own page of the bot (Slack's App Home): their
-//! requests, open and recent, and, for an approver, the requests waiting for
-//! a decision that they may take. The engine decides what each person may
+//! requests, open and recent, and, for an approver, the new requests
+//! waiting for a decision that they may take (an extension waiting for
+//! approvers is asked on its card, and not listed here). The engine decides what each person may
 //! see; a chat adapter renders it, and its buttons go through the same
 //! engine paths as everywhere else (End now: [`Engine::end_now`]).
 //!
@@ -12,7 +13,7 @@
 use chrono::TimeDelta;
 
 use super::{Delivery, Engine};
-use crate::domain::{ChatUserId, Request, Timestamp};
+use crate::domain::{ChatUserId, Request};
 
 /// How far back finished requests are shown.
 pub const RECENT_DAYS: i64 = 14;
@@ -26,11 +27,9 @@ pub const PENDING_SHOWN: u32 = 20;
 pub struct Home {
     /// Whose page it is.
     pub user: ChatUserId,
-    /// When it was read (the renderer words times relative to nothing
-    /// else, so the view is the same for the same facts).
-    pub at: Timestamp,
-    /// Their requests: every open one and those of the last
-    /// [`RECENT_DAYS`], newest first, at most [`MINE_SHOWN`].
+    /// Their requests: every open one, then those of the last
+    /// [`RECENT_DAYS`], each part newest first, at most [`MINE_SHOWN`]
+    /// (open ones before finished ones, so End now is never cut off).
     pub mine: Vec<Request>,
     /// For an approver, the others' requests waiting for a decision,
     /// oldest first, at most [`PENDING_SHOWN`]; `None` for everyone else
@@ -58,8 +57,7 @@ impl Engine {
                 return Ok(None);
             }
         }
-        let at = self.now();
-        let since = at - TimeDelta::days(RECENT_DAYS);
+        let since = self.now() - TimeDelta::days(RECENT_DAYS);
         let mine = self.store.requests_of(user, since, MINE_SHOWN).await?;
         let to_decide = match self.approver(user).await {
             Ok(Some(approver)) => {
@@ -67,15 +65,17 @@ impl Engine {
                     .store
                     .pending_approval(user.platform(), PENDING_SHOWN)
                     .await?;
-                let own_email = approver.email.as_ref().map(|e| e.as_str().to_lowercase());
+                // Never their own, by chat identity or by account (email).
+                let own = |r: &Request| match (approver.email.as_ref(), r.email()) {
+                    (Some(mine), Some(theirs)) => {
+                        mine.as_str().eq_ignore_ascii_case(theirs.as_str())
+                    }
+                    _ => false,
+                };
                 Some(
                     pending
                         .into_iter()
-                        .filter(|r| &r.requester != user)
-                        .filter(|r| {
-                            let theirs = r.email().map(|e| e.as_str().to_lowercase());
-                            own_email.is_none() || theirs != own_email
-                        })
+                        .filter(|r| &r.requester != user && !own(r))
                         .collect(),
                 )
             }
@@ -87,7 +87,6 @@ impl Engine {
         };
         Ok(Some(Home {
             user: user.clone(),
-            at,
             mine,
             to_decide,
         }))

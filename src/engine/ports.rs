@@ -573,8 +573,9 @@ pub trait Store: Send + Sync {
     async fn request(&self, id: &RequestId) -> anyhow::Result<Option<Request>>;
     /// A person's requests that have not reached a terminal state, oldest first.
     async fn open_requests_of(&self, requester: &ChatUserId) -> anyhow::Result<Vec<Request>>;
-    /// A person's requests that are open or were made at or after `since`,
-    /// newest first; at most `limit`.
+    /// A person's requests that are open or were made at or after `since`:
+    /// the open ones first (so a limit never hides an active grant behind
+    /// finished ones), each part newest first; at most `limit`.
     async fn requests_of(
         &self,
         requester: &ChatUserId,

@@ -838,6 +838,12 @@ async fn an_approver_sees_others_pending_requests_but_never_their_own_and_others
     w.chat.approver(&ada(), Some("ada@example.com"));
     let home = w.engine.home(&ada(), None).await.unwrap().unwrap();
     assert_eq!(home.to_decide, Some(vec![]));
+    // Nor from a second chat identity with her email (any case): four
+    // eyes count accounts, as for a decision.
+    let second = ChatUserId::slack("U2ADA");
+    w.chat.approver(&second, Some("ADA@example.com"));
+    let home = w.engine.home(&second, None).await.unwrap().unwrap();
+    assert_eq!(home.to_decide, Some(vec![]));
     // A delivery seen before publishes nothing more.
     let delivery = super::Delivery {
         key: "slack-event:T1:Ev1".into(),

@@ -889,7 +889,6 @@ mod tests {
         mine.insert(0, active.clone());
         let home = Home {
             user: ChatUserId::slack("U1"),
-            at: chrono::Utc::now(),
             mine,
             to_decide: Some(many(200)),
         };

@@ -194,7 +194,7 @@ macro_rules! shared_sql {
             let sql = format!(
                 "{REQUEST_SELECT} WHERE platform = $1 AND requester = $2 \
                  AND (state NOT IN ({terminal}) OR created_at >= $3) \
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
+                 ORDER BY (state IN ({terminal})), created_at DESC, id DESC LIMIT $4"
             );
             let rows: Vec<super::codec::RequestRow> = sqlx::query_as(&sql)
                 .bind(requester.platform().as_str())
