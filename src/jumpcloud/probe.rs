@@ -58,13 +58,15 @@ impl JumpCloudClient {
     }
 
     /// Whether access requests may be read. JumpCloud documents no list of
-    /// them (DEVICE.md), so this reads one that cannot exist: "not found"
-    /// is the answer of an API that let the credentials in, while 401/403
-    /// are refusals.
+    /// them (DEVICE.md), so this reads one that cannot exist: only 401 and
+    /// 403 are refusals of the credentials. "Not found", and any other
+    /// refusal of the made-up id (JumpCloud's answer to it is not
+    /// documented: 400 would be as likely as 404), came from an API that
+    /// let the credentials in.
     pub async fn can_read_access_requests(&self) -> Result<(), DirectoryError> {
         let path = format!("/api/v2/accessrequests/{NO_SUCH_ID}");
         match self.send(self.call(Method::GET, &path)).await {
-            Ok(_) | Err(DirectoryError::NotFound) => Ok(()),
+            Ok(_) | Err(DirectoryError::NotFound | DirectoryError::Permanent(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

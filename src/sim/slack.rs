@@ -277,11 +277,6 @@ impl FakeSlack {
         socket
     }
 
-    /// The Socket Mode side, once enabled.
-    pub fn socket_mode(&self) -> Option<FakeSocketMode> {
-        self.lock().socket.clone()
-    }
-
     /// A `response_url` that records the JSON messages POSTed to it under `id`.
     pub fn response_url(&self, id: &str) -> String {
         format!("http://{}/respond/{id}", self.addr)

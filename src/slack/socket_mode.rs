@@ -53,7 +53,7 @@ pub const ACK_WITHIN: Duration = Duration::from_secs(3);
 /// How long a handler may take before its envelope is acknowledged
 /// without an answer (the handler carries on): Slack's 3 seconds less a
 /// margin for the way back.
-pub const ANSWER_BUDGET: Duration = Duration::from_millis(2500);
+pub const ANSWER_BUDGET: Duration = ACK_WITHIN.saturating_sub(Duration::from_millis(500));
 
 /// A socket that has sent nothing (not even a pong to our ping) this long
 /// is taken for dead and replaced.
@@ -397,7 +397,6 @@ impl SocketModeClient {
         let mut connections: HashMap<u64, mpsc::UnboundedSender<Control>> = HashMap::new();
         // Connections Slack has greeted and that have not closed.
         let mut up: std::collections::HashSet<u64> = Default::default();
-        let mut current: Option<u64> = None;
         let mut newest: Option<u64> = None;
         // When the newest connection said hello.
         let mut greeted: Option<Instant> = None;
@@ -457,7 +456,6 @@ impl SocketModeClient {
                                     let _ = control.send(Control::Drain);
                                 }
                             }
-                            current = Some(id);
                         }
                     }
                     Event::Disconnect(id, reason) => {
@@ -481,9 +479,6 @@ impl SocketModeClient {
                         connections.remove(&id);
                         up.remove(&id);
                         self.metrics.slack_socket_connections(up.len());
-                        if current == Some(id) {
-                            current = None;
-                        }
                         if newest == Some(id) {
                             newest = None;
                             if greeted.take().is_some_and(|at| at.elapsed() >= STABLE_AFTER) {
@@ -494,7 +489,8 @@ impl SocketModeClient {
                                 let wait = backoff_delay(failures, rand::random::<f64>());
                                 let at = Instant::now() + wait;
                                 tracing::warn!(connection = id, retry_in_ms = wait.as_millis() as u64, "the Socket Mode connection closed; reconnecting");
-                                reconnect_at = Some(reconnect_at.map_or(at, |t| t.min(at)));
+                                // A wait already set (link_disabled's) stands.
+                                reconnect_at = Some(reconnect_at.map_or(at, |t| t.max(at)));
                             }
                         }
                     }
