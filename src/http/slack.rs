@@ -101,9 +101,9 @@ pub(super) async fn interaction(
 }
 
 /// `POST /slack/events`: the Events API. Answers the URL verification
-/// challenge; an event is acknowledged at once and handled afterwards
-/// ([`slack_inbound::event`], which Socket Mode calls too), as Slack wants
-/// its answer within 3 seconds and publishing a view takes Slack calls.
+/// challenge; an event is handled by [`slack_inbound::event`] (which
+/// Socket Mode calls too), whose answer waits for the handling no longer
+/// than Slack's 3 seconds allow.
 pub(super) async fn event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -117,6 +117,6 @@ pub(super) async fn event(
         Envelope::Callback(callback) => callback,
         Envelope::Other => return Ok(().into_response()),
     };
-    slack_inbound::event(&state, callback);
+    slack_inbound::event(&state, callback).await;
     Ok(().into_response())
 }

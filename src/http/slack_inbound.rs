@@ -118,18 +118,27 @@ pub(super) async fn interaction(
     Ok(())
 }
 
+/// How long Slack's answer to an event waits for its handling; a slower
+/// handling (publishing a view takes Slack calls) carries on after the
+/// answer, well inside Slack's 3 seconds.
+const EVENT_ANSWER_WAITS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An Events API callback (`app_home_opened`), from `POST /slack/events`
-/// or a Socket Mode `events_api` envelope: handled after the
-/// acknowledgement ([`events::handle_event`]), as Slack wants its answer
-/// within 3 seconds and publishing a view takes Slack calls. An event of
-/// another workspace or app changes nothing.
-pub fn event(state: &AppState, callback: EventCallback) {
+/// or a Socket Mode `events_api` envelope ([`events::handle_event`]). The
+/// answer waits for the handling up to [`EVENT_ANSWER_WAITS`], so that a
+/// copy Slack sends after the answer finds the first one handled. An event
+/// of another workspace or app changes nothing.
+pub async fn event(state: &AppState, callback: EventCallback) {
     let (Some(edge), Some(ours)) = (state.slack.as_ref(), ours(state).cloned()) else {
         return;
     };
     let (engine, slack) = (state.engine.clone(), edge.chat.clone());
     let now = engine.clock().now();
-    tokio::spawn(async move { events::handle_event(&engine, &slack, &ours, callback, now).await });
+    let handling =
+        tokio::spawn(
+            async move { events::handle_event(&engine, &slack, &ours, callback, now).await },
+        );
+    let _ = tokio::time::timeout(EVENT_ANSWER_WAITS, handling).await;
 }
 
 /// Socket Mode envelopes, handed to the functions above.
@@ -183,7 +192,7 @@ impl SocketEnvelopes {
             }
             EnvelopeKind::EventsApi => {
                 match events::parse_value(envelope.payload).map_err(malformed)? {
-                    EventEnvelope::Callback(callback) => event(state, callback),
+                    EventEnvelope::Callback(callback) => event(state, callback).await,
                     EventEnvelope::UrlVerification { .. } | EventEnvelope::Other => {}
                 }
                 Ok(None)

@@ -424,14 +424,7 @@ impl FakeSlack {
         let _ = self.events.send(event);
     }
 
-    fn web_api(
-        &self,
-        method: &str,
-        http_method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Response {
+    fn web_api(&self, method: &str, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
         let (mut params, body_ok) = request_params(uri, headers, body);
         let token = bearer_token(headers).or_else(|| match params.remove("token") {
             Some(Value::String(token)) => Some(token),
@@ -465,12 +458,10 @@ impl FakeSlack {
             return response;
         }
         if method == "apps.connections.open" {
-            // The app-level token, and only in the header.
+            // The app-level token, in the header or as a POST parameter,
+            // like any Web API method's.
             return ok_json(match &inner.socket {
-                Some(socket) => socket.open_connection(
-                    http_method == Method::POST,
-                    bearer_token(headers).as_deref(),
-                ),
+                Some(socket) => socket.open_connection(token.as_deref()),
                 None => failed("invalid_auth"),
             });
         }
@@ -563,7 +554,7 @@ async fn handle(
     }
     match path.strip_prefix("/api/") {
         // A base URL ending in `/` joined with `/{method}` gives `/api//{method}`.
-        Some(name) => fake.web_api(name.trim_start_matches('/'), &method, &uri, &headers, &body),
+        Some(name) => fake.web_api(name.trim_start_matches('/'), &uri, &headers, &body),
         None => {
             fake.lock().calls.push(SlackCall {
                 method: path.to_owned(),

@@ -1,8 +1,8 @@
 //! Slack's Socket Mode side, as strict as Slack: `apps.connections.open`
 //! (served by the fake Web API, [`super::slack::FakeSlack`]) accepts only
-//! the app-level token it knows, in the `Authorization` header of a POST
-//! (`missing_args` without it, `not_allowed_token_type` for a bot or user
-//! token, `invalid_auth` for any other), and answers a single-use
+//! the app-level token it knows, in the `Authorization` header or as the
+//! `token` parameter (`not_authed` without one, `not_allowed_token_type`
+//! for a bot or user token, `invalid_auth` for any other), and answers a single-use
 //! `ws://…/link/?ticket=…&app_id=…` URL; a ticket used twice, or never
 //! issued, is refused at the WebSocket handshake. Every socket is greeted
 //! with `hello`, then gets envelopes in turn with the other open sockets
@@ -10,17 +10,25 @@
 //!
 //! Each envelope must be acknowledged within [`ACK_TIMEOUT`] with its
 //! `envelope_id`, on any of the app's sockets; an answer (`payload`) only
-//! where `accepts_response_payload` said so. What is not acknowledged in
-//! time is delivered again with `retry_attempt` + 1 and `retry_reason`
-//! `timeout`, to another socket where there is one, up to three times,
-//! as Slack retries its events. Each attempt has an `envelope_id` of its
-//! own (Slack does not promise to keep it), so the bot must recognise a
-//! copy by its content. Whatever breaks these rules (an unknown or
-//! repeated `envelope_id`, a late acknowledgement, an answer where none is
-//! accepted, a frame that is not JSON) is recorded in [`problems`], which
-//! tests assert to be empty.
+//! where `accepts_response_payload` said so, and then a message Block Kit
+//! accepts. Only Events API deliveries (`events_api`) are retried, as Slack
+//! documents retries for events alone: what is not acknowledged in time
+//! is delivered again with `retry_attempt` + 1 and `retry_reason`
+//! `timeout`, to another socket where there is one, up to three times.
+//! Each attempt has an `envelope_id` of its own (Slack does not promise to
+//! keep it), so the bot must recognise a copy by its content. A slash
+//! command or a click that is not acknowledged in time is not sent again:
+//! the person saw an error. Without an open socket, an event waits for
+//! one (Slack's later retries), while a command or a click fails at once
+//! ([`dispatch_failed`]; the person sees `dispatch_failed`). A socket told
+//! to leave still gets deliveries while it is the only one open.
+//! Whatever breaks these rules (an unknown or repeated `envelope_id`, a
+//! late or missing acknowledgement, an answer where none is accepted or
+//! one Block Kit refuses, a frame that is not JSON) is recorded in
+//! [`problems`], which tests assert to be empty.
 //!
 //! [`problems`]: FakeSocketMode::problems
+//! [`dispatch_failed`]: FakeSocketMode::dispatch_failed
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -138,8 +146,10 @@ struct Inner {
     next_connection: u64,
     opened: usize,
     refused_handshakes: usize,
-    /// Deliveries waiting for a socket.
+    /// Event deliveries waiting for a socket.
     queue: VecDeque<String>,
+    /// Commands and clicks that found no socket.
+    dispatch_failed: Vec<String>,
     /// By delivery id.
     deliveries: HashMap<String, Delivery>,
     /// The attempt each `envelope_id` belongs to: (delivery, retry_attempt).
@@ -175,6 +185,7 @@ impl FakeSocketMode {
                 opened: 0,
                 refused_handshakes: 0,
                 queue: VecDeque::new(),
+                dispatch_failed: Vec::new(),
                 deliveries: HashMap::new(),
                 envelopes: HashMap::new(),
                 acks: HashMap::new(),
@@ -200,15 +211,11 @@ impl FakeSocketMode {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `apps.connections.open` as Slack answers it: `http_post` says
-    /// whether it came as a POST, `bearer` is the `Authorization` header's
-    /// token.
-    pub fn open_connection(&self, http_post: bool, bearer: Option<&str>) -> Value {
-        if !http_post {
-            return failed("insecure_request");
-        }
-        let Some(token) = bearer else {
-            return failed("missing_args");
+    /// `apps.connections.open` as Slack answers it, for the request's
+    /// token (from the `Authorization` header or the `token` parameter).
+    pub fn open_connection(&self, token: Option<&str>) -> Value {
+        let Some(token) = token else {
+            return failed("not_authed");
         };
         let mut inner = self.lock();
         if token.starts_with("xoxb-") || token.starts_with("xoxp-") {
@@ -306,8 +313,7 @@ impl FakeSocketMode {
         self.send("events_api", payload, false)
     }
 
-    /// Sends a new delivery to the next socket in turn (or keeps it until
-    /// one opens).
+    /// Sends a new delivery to the next socket in turn (see [`Self::dispatch`]).
     pub fn send(&self, kind: &str, payload: Value, accepts_response_payload: bool) -> String {
         let id = envelope_id();
         let mut inner = self.lock();
@@ -326,13 +332,22 @@ impl FakeSocketMode {
         id
     }
 
+    /// The commands and clicks that found no open socket, by delivery id.
+    pub fn dispatch_failed(&self) -> Vec<String> {
+        self.lock().dispatch_failed.clone()
+    }
+
     /// The acknowledgement of `delivery`, once it arrives (at most
-    /// `patience`).
+    /// `patience`); `None` at once when none will (a command or click
+    /// that failed or expired).
     pub async fn ack(&self, delivery: &str, patience: Duration) -> Option<Ack> {
         let waiting = {
             let mut inner = self.lock();
             if let Some(ack) = inner.acks.get(delivery) {
                 return Some(ack.clone());
+            }
+            if !inner.deliveries.contains_key(delivery) {
+                return None;
             }
             let (tx, rx) = oneshot::channel();
             inner
@@ -395,16 +410,21 @@ impl FakeSocketMode {
         }
     }
 
-    /// Sends attempt `retry_attempt` of `delivery` to a socket that has not
-    /// been told to leave, avoiding `avoid` when another is open; keeps it
-    /// queued when there is none.
+    /// Sends attempt `retry_attempt` of `delivery` to a socket, one not
+    /// told to leave first, avoiding `avoid` when another is open. With
+    /// none open, an event waits; a command or a click fails.
     fn dispatch(&self, inner: &mut Inner, delivery: &str, envelope_id: String, avoid: Option<u64>) {
-        let open: Vec<u64> = inner
+        let staying: Vec<u64> = inner
             .connections
             .iter()
             .filter(|(_, c)| !c.leaving)
             .map(|(id, _)| *id)
             .collect();
+        let open: Vec<u64> = if staying.is_empty() {
+            inner.connections.keys().copied().collect()
+        } else {
+            staying
+        };
         let preferred: Vec<u64> = open.iter().copied().filter(|c| Some(*c) != avoid).collect();
         let choice = if preferred.is_empty() {
             &open
@@ -412,7 +432,18 @@ impl FakeSocketMode {
             &preferred
         };
         let Some(&connection) = choice.get(inner.turn % choice.len().max(1)) else {
-            inner.queue.push_back(delivery.to_owned());
+            let is_event = inner
+                .deliveries
+                .get(delivery)
+                .is_some_and(|d| d.kind == "events_api");
+            if is_event {
+                inner.queue.push_back(delivery.to_owned());
+            } else {
+                // Its waiters learn that no acknowledgement will come.
+                inner.deliveries.remove(delivery);
+                inner.waiters.remove(delivery);
+                inner.dispatch_failed.push(delivery.to_owned());
+            }
             return;
         };
         inner.turn = inner.turn.wrapping_add(1);
@@ -461,8 +492,19 @@ impl FakeSocketMode {
         if d.retry_attempt != retry_attempt {
             return;
         }
+        if d.kind != "events_api" {
+            let kind = d.kind.clone();
+            inner.deliveries.remove(delivery);
+            inner.waiters.remove(delivery);
+            inner.problems.push(format!(
+                "{kind} delivery {delivery} not acknowledged in time: the person saw an error, \
+                 and Slack does not send it again"
+            ));
+            return;
+        }
         if retry_attempt >= MAX_RETRIES {
             inner.deliveries.remove(delivery);
+            inner.waiters.remove(delivery);
             inner
                 .problems
                 .push(format!("delivery {delivery} was never acknowledged"));
@@ -520,6 +562,22 @@ impl FakeSocketMode {
             inner.problems.push(format!(
                 "envelope {envelope_id} answered with a payload, which it does not accept"
             ));
+        }
+        if let Some(answer) = &payload {
+            // The answer is a message, as a slash command's HTTP answer.
+            let has_content = answer.get("text").is_some() || answer.get("blocks").is_some();
+            if !answer.is_object() || !has_content {
+                inner.problems.push(format!(
+                    "envelope {envelope_id} answered with no message: {answer}"
+                ));
+            }
+            if let Some(blocks) = answer.get("blocks") {
+                for problem in super::block_kit::problems(blocks) {
+                    inner.problems.push(format!(
+                        "envelope {envelope_id}'s answer: invalid_blocks: {problem}"
+                    ));
+                }
+            }
         }
         inner.deliveries.remove(&delivery);
         let ack = Ack {

@@ -6,11 +6,12 @@
 //! which must be acknowledged with its `envelope_id` within 3 seconds, and a
 //! slash command's acknowledgement may carry the immediate answer.
 //!
-//! Invariant: no envelope is lost. Every envelope is acknowledged on the
+//! Invariant: no envelope in hand is dropped. Every envelope is acknowledged on the
 //! socket it came on, after its handler has acted (or, if the handler
 //! takes longer than [`ANSWER_BUDGET`], with a bare acknowledgement while
 //! it carries on); one whose handling failed is left unacknowledged, so
-//! Slack delivers it again. On `disconnect` (Slack's refresh every few
+//! Slack delivers it again if it is an event (Slack retries events only; a
+//! command or click shows the person an error). On `disconnect` (Slack's refresh every few
 //! hours, or a warning) the new connection is opened *before* the old one
 //! is let go: the old one keeps reading and answering until its envelopes
 //! in hand are acknowledged, then closes. A dropped socket is replaced
