@@ -178,7 +178,8 @@ impl Inner {
     /// The conversation a `channel` argument names. A user id means the
     /// app's DM with that person, as in Slack's `chat.postMessage`; a user id
     /// or DM id of nobody in the workspace names nothing. Channels (`C…`,
-    /// `G…`) are not modelled and are taken as given.
+    /// `G…`) are taken as given; those described with
+    /// [`FakeSlack::add_channel`] refuse a post as Slack would.
     fn resolve_channel(&self, channel: &str) -> Option<String> {
         if channel.starts_with(['U', 'W']) {
             return self
@@ -600,7 +601,8 @@ fn users_info(inner: &Inner, params: &Value) -> Value {
         return failed("user_not_found");
     };
     let mut profile = json!({ "real_name": user.name, "display_name": user.name });
-    if let Some(email) = &user.email {
+    // Slack shows the email only to a token with users:read.email.
+    if let (Some(email), None) = (&user.email, inner.lacks("users:read.email")) {
         profile["email"] = json!(email);
     }
     json!({
@@ -728,6 +730,25 @@ fn post_message(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
     if let Some(error) = inner.closed_channels.get(&channel) {
         return (failed(error), None);
     }
+    // A described channel refuses the bot as Slack does: archived, or
+    // without the bot in it (a private one it cannot even see).
+    if let Some(described) = inner.channels.get(&channel) {
+        let refusal = match described {
+            SimChannel { archived: true, .. } => Some("is_archived"),
+            SimChannel {
+                bot_member: false,
+                private: true,
+                ..
+            } => Some("channel_not_found"),
+            SimChannel {
+                bot_member: false, ..
+            } => Some("not_in_channel"),
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return (failed(refusal), None);
+        }
+    }
     let (text, blocks) = match message_content(params) {
         Ok(content) => content,
         Err(answer) => return (answer, None),
@@ -849,6 +870,10 @@ fn publish_view(inner: &mut Inner, params: &Value) -> (Value, Option<SimEvent>) 
         Some(view @ Value::Object(_)) => view.clone(),
         _ => return (invalid(vec!["invalid `view`".into()]), None),
     };
+    // Slack's limit on a view's size (views.publish: view_too_large).
+    if view.to_string().len() > 250_000 {
+        return (failed("view_too_large"), None);
+    }
     let problems = block_kit::home_view_problems(&view);
     if !problems.is_empty() {
         tracing::debug!(?problems, "fake Slack: views.publish refused");
@@ -1113,6 +1138,51 @@ mod tests {
         json_of(call(&fake, "no.such.method", json!({}))).await;
         let writes: Vec<String> = fake.write_calls().into_iter().map(|c| c.method).collect();
         assert_eq!(writes, ["chat.postMessage", "no.such.method"]);
+    }
+
+    #[tokio::test]
+    async fn a_post_into_a_channel_the_bot_may_not_post_in_is_refused_as_slack_refuses_it() {
+        let fake = FakeSlack::start(TOKEN).await;
+        let channel = |private, archived, bot_member| SimChannel {
+            name: "elsewhere".into(),
+            private,
+            archived,
+            bot_member,
+        };
+        fake.add_channel("C0OUTSIDE", channel(false, false, false));
+        fake.add_channel("G0HIDDEN", channel(true, false, false));
+        fake.add_channel("C0OLD", channel(false, true, true));
+        fake.add_channel("C0INSIDE", channel(false, false, true));
+        let post = |channel: &str| {
+            call(
+                &fake,
+                "chat.postMessage",
+                json!({ "channel": channel, "text": "hi" }),
+            )
+        };
+        assert_eq!(json_of(post("C0OUTSIDE")).await["error"], "not_in_channel");
+        assert_eq!(
+            json_of(post("G0HIDDEN")).await["error"],
+            "channel_not_found"
+        );
+        assert_eq!(json_of(post("C0OLD")).await["error"], "is_archived");
+        assert_eq!(json_of(post("C0INSIDE")).await["ok"], true);
+        assert_eq!(fake.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn users_info_shows_an_email_only_to_a_token_with_users_read_email() {
+        let fake = FakeSlack::start(TOKEN).await;
+        fake.add_user("U0ADA", "ada", Some("ada@example.com"));
+        let info = || call(&fake, "users.info", json!({ "user": "U0ADA" }));
+        assert_eq!(
+            json_of(info()).await["user"]["profile"]["email"],
+            "ada@example.com"
+        );
+        fake.remove_scope("users:read.email");
+        let user = json_of(info()).await;
+        assert_eq!(user["ok"], true);
+        assert_eq!(user["user"]["profile"].get("email"), None);
     }
 
     #[tokio::test]
@@ -1503,6 +1573,16 @@ mod tests {
             assert_eq!(refused["error"], "invalid_arguments");
             assert_eq!(refused["response_metadata"]["messages"][0], message);
         }
+        // Within Block Kit, but over Slack's 250 kB for a view.
+        let long = "x".repeat(2_900);
+        let blocks: Vec<Value> = (0..100)
+            .map(|_| json!({ "type": "section", "text": { "type": "mrkdwn", "text": long } }))
+            .collect();
+        let big = json!({ "user_id": "U1", "view": { "type": "home", "blocks": blocks } });
+        assert_eq!(
+            json_of(call(&fake, "views.publish", big)).await["error"],
+            "view_too_large"
+        );
         assert_eq!(
             fake.published_views().len(),
             1,

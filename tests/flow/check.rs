@@ -447,6 +447,14 @@ async fn an_app_without_channels_read_fails_naming_the_scope() {
 }
 
 #[tokio::test]
+async fn an_app_without_users_read_email_fails_on_each_approver_naming_the_scope() {
+    let setup = Setup::new().await;
+    setup.slack.remove_scope("users:read.email");
+    let (out, text) = setup.check().await;
+    fails_naming(&out, &text, &["approver U0GRACE", "users:read.email"]);
+}
+
+#[tokio::test]
 async fn an_approver_group_with_nobody_in_it_fails_naming_it() {
     let setup = Setup::new().await;
     setup.slack.add_usergroup("S0ADMINS", &[]);
