@@ -382,10 +382,12 @@ pub fn approver_names(approvers: &[String], groups: usize) -> String {
         .map(|a| m.text(a.trim(), wording::EMAIL_TEXT))
         .collect();
     let others = approvers.len() - names.len();
+    // "more" only after names it adds to.
+    let more = if names.is_empty() { "" } else { "more " };
     if others > 0 {
         names.push(match others {
-            1 => "1 more approver".to_string(),
-            n => format!("{n} more approvers"),
+            1 => format!("1 {more}approver"),
+            n => format!("{n} {more}approvers"),
         });
     }
     if groups > 0 {
@@ -555,6 +557,21 @@ mod tests {
         p.insert(ChatUserId::teams("29:ada"), "Ada Lovelace".into());
         p.insert(ChatUserId::teams("29:grace"), "Grace *Hopper*".into());
         p
+    }
+
+    #[test]
+    fn approvers_without_a_name_are_counted_and_more_only_follows_names() {
+        let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            approver_names(&ids(&["00000000-0000-0000-0000-000000000001"]), 0),
+            "1 approver"
+        );
+        assert_eq!(
+            approver_names(&ids(&["oid-1", "oid-2"]), 1),
+            "2 approvers and the approver group"
+        );
+        let named = approver_names(&ids(&["grace@example.com", "oid-1"]), 0);
+        assert!(named.ends_with(" and 1 more approver"), "{named}");
     }
 
     #[test]
