@@ -69,34 +69,18 @@ pub async fn serve_apart(
     // The listener moves to the new runtime's reactor, so that accepting
     // does not wait for the busy one's.
     let listener = listener.into_std()?;
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("tempadmin-edge".into())
-        .spawn(move || {
-            let served = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(EDGE_THREADS)
-                .thread_name("tempadmin-edge")
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|runtime| {
-                    runtime.block_on(async {
-                        let listener = TcpListener::from_std(listener)?;
-                        serve(listener, router, limits, shutdown).await;
-                        anyhow::Ok(())
-                    })
-                });
-            let _ = done.send(served);
-        })?;
-    finished
-        .await
-        .map_err(|_| anyhow::anyhow!("the HTTP server's thread ended without a word"))?
+    run_apart("tempadmin-edge", async move {
+        let listener = TcpListener::from_std(listener)?;
+        serve(listener, router, limits, shutdown).await;
+        anyhow::Ok(())
+    })
+    .await?
 }
 
-/// Runs `work` as [`serve_apart`] runs the HTTP server: on a runtime of
-/// its own with [`EDGE_THREADS`] threads named `name`, for the same reason
-/// (Slack's Socket Mode envelopes must be answered within 3 s however busy
-/// the scheduler is).
+/// Runs `work` on a runtime of its own with [`EDGE_THREADS`] threads
+/// named `name`, and returns its outcome when it has finished: the HTTP
+/// server ([`serve_apart`]) and Slack's Socket Mode client, whose answers
+/// are due within 3 s however busy the scheduler is.
 pub async fn run_apart<T: Send + 'static>(
     name: &str,
     work: impl std::future::Future<Output = T> + Send + 'static,

@@ -22,10 +22,10 @@ use sqlx::Connection;
 
 use super::is_postgres;
 
-/// The migrations `SqliteStore::open` applies.
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The migrations `SqliteStore::open` applies (embedded once, here).
+pub(super) static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// The migrations `PostgresStore::open` applies.
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long connecting may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

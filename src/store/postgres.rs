@@ -82,7 +82,7 @@ impl PostgresStore {
     /// replicas, and end by themselves.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let store = Self::connect(url).await?;
-        sqlx::migrate!("./migrations/postgres")
+        super::migrations::POSTGRES
             .run(&store.pool)
             .await
             .context("cannot apply database migrations")?;

@@ -228,7 +228,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
-        sqlx::migrate!("./migrations/sqlite")
+        super::migrations::SQLITE
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
