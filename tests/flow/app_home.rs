@@ -40,20 +40,11 @@ fn next_event_id() -> String {
     format!("Ev0HOME{n:06}")
 }
 
-/// How many views have been published to `user`.
-fn published_to(app: &TestApp, user: &str) -> usize {
-    app.slack
-        .published_views()
-        .iter()
-        .filter(|(u, _)| u == user)
-        .count()
-}
-
 /// Waits (up to a generous deadline, polling) until `user` has had
 /// `count` views published; the newest one.
 async fn published_view(app: &TestApp, user: &str, count: usize) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while published_to(app, user) < count {
+    while app.published_to(user) < count {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no view number {count} for {user}"
@@ -65,7 +56,7 @@ async fn published_view(app: &TestApp, user: &str, count: usize) -> Value {
 
 /// `user` opens the Home tab; the view published for it.
 async fn open_home(app: &TestApp, user: &str) -> Value {
-    let before = published_to(app, user);
+    let before = app.published_to(user);
     let event = slack_sender::app_home_opened(user, app.slack.home_view(user).as_ref());
     let body = slack_sender::event_callback_body(&Source::general(), &next_event_id(), event);
     let (status, answer) = post_event(app, body, None).await;
@@ -168,15 +159,7 @@ async fn an_approver_sees_the_requests_waiting_for_a_decision_with_a_link_to_eac
     let own = open_home(&app, ADA).await;
     assert!(!own.to_string().contains("Waiting for a decision"));
     // Both Slack calls of the Home tab are counted like every other.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for method in ["views.publish", "chat.getPermalink"] {
         assert!(
             metrics
@@ -194,7 +177,7 @@ async fn end_now_from_the_home_tab_ends_the_grant_and_publishes_the_tab_again() 
     let app = spawn_app().await;
     let id = app.active_grant("20m").await;
     let view = open_home(&app, ADA).await;
-    let published = published_to(&app, ADA);
+    let published = app.published_to(ADA);
     let body =
         slack_sender::home_click_body(&Source::general(), ADA, "tempadmin_revoke", &id, &view);
     let status = slack_sender::post_signed(
@@ -288,7 +271,7 @@ async fn the_events_route_answers_slacks_url_check_and_refuses_a_bad_signature()
     assert_eq!(unsigned.status(), 401);
     // Nothing was published: a signed opening afterwards is the first view.
     open_home(&app, MALLORY).await;
-    assert_eq!(published_to(&app, ADA), 0);
+    assert_eq!(app.published_to(ADA), 0);
 }
 
 #[tokio::test]
@@ -305,7 +288,7 @@ async fn a_retried_event_publishes_once_and_another_workspaces_event_publishes_n
     // Slack's answer waits for the handling: once the copy is answered,
     // it has been recognised.
     assert_eq!(post_event(&app, body, Some(1)).await.0, 200);
-    assert_eq!(published_to(&app, ADA), 1, "the copy published nothing");
+    assert_eq!(app.published_to(ADA), 1, "the copy published nothing");
     let other = Source {
         team: "T0OTHER".into(),
         ..Source::general()
@@ -317,7 +300,7 @@ async fn a_retried_event_publishes_once_and_another_workspaces_event_publishes_n
     );
     assert_eq!(post_event(&app, foreign, None).await.0, 200);
     assert_eq!(
-        published_to(&app, ADA),
+        app.published_to(ADA),
         1,
         "another workspace's event publishes nothing"
     );

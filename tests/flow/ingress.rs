@@ -71,15 +71,7 @@ async fn missing_forged_and_stale_signatures_get_401() {
             );
         }
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("tempadmin_rejected_requests_total{platform=\"slack\"} 18"),
         "{metrics}"

@@ -76,15 +76,7 @@ async fn connections_up(app: &TestApp, n: usize) {
     let line = format!("tempadmin_slack_socket_connections {n}");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics_text().await;
         if text.lines().any(|l| l == line) {
             return;
         }
@@ -296,15 +288,6 @@ fn home_opened(user: &str, event_id: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// How many Home tabs were published to `user`.
-fn published_to(app: &TestApp, user: &str) -> usize {
-    app.slack
-        .published_views()
-        .iter()
-        .filter(|(u, _)| u == user)
-        .count()
-}
-
 #[tokio::test]
 async fn a_dropped_socket_is_replaced_and_an_event_it_lost_is_delivered_again_and_acted_on_once() {
     let app = spawn_socket_app().await;
@@ -318,7 +301,7 @@ async fn a_dropped_socket_is_replaced_and_an_event_it_lost_is_delivered_again_an
     socket.lose_acks(1);
     let event = socket.send_event(home_opened(ADA, "Ev0DROPPED1"));
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while published_to(&app, ADA) < 1 {
+    while app.published_to(ADA) < 1 {
         assert!(tokio::time::Instant::now() < deadline, "never handled");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -328,7 +311,7 @@ async fn a_dropped_socket_is_replaced_and_an_event_it_lost_is_delivered_again_an
     assert_eq!(ack.retry_attempt, 1, "the first acknowledgement was lost");
     assert_ne!(ack.connection, first, "sent again on the new socket");
     assert_eq!(socket.connections_opened(), 2, "the bot reconnected");
-    assert_eq!(published_to(&app, ADA), 1, "acted on once");
+    assert_eq!(app.published_to(ADA), 1, "acted on once");
 
     // Commands and clicks go on over the new socket.
     let ack = app.socket_command(ADA, "20m install printer driver").await;
@@ -463,7 +446,7 @@ async fn a_delivery_that_reaches_two_replicas_acts_once() {
         .collect();
     assert_eq!(attempts.len(), 2);
     assert_ne!(attempts[0], attempts[1], "one delivery, both replicas");
-    assert_eq!(published_to(&app, ADA), 1, "acted on once");
+    assert_eq!(app.published_to(ADA), 1, "acted on once");
 
     // Commands and clicks are not sent again (Slack retries events only),
     // so each reaches one replica; both replicas share the work.

@@ -578,6 +578,27 @@ pub async fn spawn_teams_app() -> TestApp {
 }
 
 impl TestApp {
+    /// What `/metrics` shows now.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// How many Home tabs were published to `user`.
+    pub fn published_to(&self, user: &str) -> usize {
+        self.slack
+            .published_views()
+            .iter()
+            .filter(|(u, _)| u == user)
+            .count()
+    }
+
     pub fn bf(&self) -> &FakeBotFramework {
         self.teams.as_ref().expect("a Teams test app")
     }
